@@ -1,0 +1,36 @@
+"""zp_ref: the reference implementation of near-pole sampling, refinement and
+curriculum for rational models y = P(x)/Q(x).
+
+Every result is a deterministic function of (inputs, config, seed); the NumPy
+backend is the oracle, Numba CPU and numba.cuda kernels reproduce it exactly.
+"""
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+#: public name -> defining module (imported on first use, so ``import zp_ref`` is
+#: fast and never pulls in matplotlib, torch or dask).
+_EXPORTS = {
+    "u": "rng", "uniforms": "rng", "derive_seed": "rng",
+    "importance_weights": "weighting", "singularity_prob": "weighting",
+    "ema_update": "weighting", "sampling_weights": "weighting",
+    "sample_indices": "sampling", "uniform_indices": "sampling",
+    "hybrid_indices": "sampling", "prefix_sums": "sampling", "kish_ess": "sampling",
+    "ImportanceSampler": "sampling", "ImportanceSamplerConfig": "sampling",
+}
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'zp_ref' has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_EXPORTS))
+
+
+__all__ = sorted(_EXPORTS)

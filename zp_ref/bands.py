@@ -1,0 +1,237 @@
+"""|Q| bands and stratified sampling over them.
+
+``edges`` (K,) increasing, non-negative; the band of q is the number of edges strictly
+below |q|, so band 0 (|q| <= edges[0]) is nearest the pole and band K (|q| > edges[-1])
+is the far field. The default edges give B0..B4 of the ZeroProofML bucket tables.
+
+``stratified_sample`` (see docs/curriculum.md, "Stratified sampling") draws ``n``
+indices whose per-band counts are the largest-remainder rounding of ``n * mix``, the
+mass of bands with nothing to draw being redistributed over the others in proportion.
+The NumPy functions here are the oracle; ``cpu``/``cuda`` run the kernels of
+``kernels/cpu_bands.py`` / ``kernels/gpu_bands.py`` and give identical integers.
+"""
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+
+from ._validation import as_float_array, check_choice, check_count, check_real, check_seed
+from .backends import resolve_backend
+from .rng import derive_seed
+
+DEFAULT_EDGES = (1e-5, 1e-4, 1e-3, 1e-2)
+WITHIN = ("uniform", "importance")
+#: |sum(mix) - 1| accepted (the mix is then divided by its sum exactly).
+MIX_TOLERANCE = 1e-9
+
+
+# ------------------------------------------------------------------ validation
+def check_edges(edges, name: str = "edges") -> np.ndarray:
+    """Edges as float64 (K,), K >= 1: finite, >= 0, strictly increasing."""
+    e = as_float_array(edges, name, finite=True)
+    if (e < 0).any():
+        raise ValueError(f"{name} must be >= 0 (they are bounds on |Q|), got {e.tolist()}")
+    if (np.diff(e) <= 0).any():
+        raise ValueError(f"{name} must be strictly increasing, got {e.tolist()}")
+    return e
+
+
+def check_mix(mix, n_bands: int, name: str = "mix") -> np.ndarray:
+    """A mix over ``n_bands`` bands: finite, >= 0, ``fsum`` within ``MIX_TOLERANCE`` of 1.
+
+    Returns float64 (n_bands,): the mix itself when its ``math.fsum`` is exactly 1.0,
+    else the mix divided by that sum.
+    """
+    m = as_float_array(mix, name, finite=True)
+    if m.size != n_bands:
+        raise ValueError(f"{name} must have one entry per band ({n_bands} = len(edges) + 1), "
+                         f"got {m.size}: {m.tolist()}")
+    if (m < 0).any():
+        raise ValueError(f"{name} entries must be >= 0, got {m.tolist()}")
+    total = math.fsum(m)
+    if abs(total - 1.0) > MIX_TOLERANCE:
+        raise ValueError(f"{name} must sum to 1 (within {MIX_TOLERANCE}), got sum "
+                         f"{total!r} for {m.tolist()}")
+    return m if total == 1.0 else m / total
+
+
+def _check_q(q, name: str = "q", *, allow_empty: bool = True) -> np.ndarray:
+    """q as float64 (N,); NaN refused (naming the count and first index), +-inf allowed."""
+    q = as_float_array(q, name, allow_empty=allow_empty)
+    nan = np.isnan(q)
+    if nan.any():
+        raise ValueError(f"{name} must not contain NaN: {int(nan.sum())} NaN value(s), first "
+                         f"at index {int(np.argmax(nan))}; |Q| bands need a value for every entry")
+    return q
+
+
+# ------------------------------------------------------------------ band ids
+def _band_of_numpy(q: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Oracle: number of edges strictly below |q| (searchsorted, side='left')."""
+    return np.searchsorted(edges, np.abs(q), side="left").astype(np.int64)
+
+
+def _band_ids(q: np.ndarray, edges: np.ndarray, backend: str) -> np.ndarray:
+    if backend == "numpy" or q.size == 0:
+        return _band_of_numpy(q, edges)
+    if backend == "cpu":
+        from .kernels.cpu_bands import band_ids
+        out = np.empty(q.size, dtype=np.int64)
+        band_ids(q, edges, out)
+        return out
+    from .kernels.gpu_bands import band_ids_gpu
+    return band_ids_gpu(q, edges)
+
+
+def band_of(q, edges=DEFAULT_EDGES, *, backend="auto") -> np.ndarray:
+    """Band of every entry: int64 (N,), the number of edges strictly below |q|.
+
+    q: (N,) real, NaN refused, ``+-inf`` in the last band. edges: (K,) increasing.
+    """
+    edges = check_edges(edges)
+    q = _check_q(q)
+    return _band_ids(q, edges, resolve_backend(backend, q.size))
+
+
+def band_counts(q, edges=DEFAULT_EDGES, *, backend="auto") -> np.ndarray:
+    """Members per band: int64 (K+1,), ``bincount(band_of(q, edges), minlength=K+1)``."""
+    edges = check_edges(edges)
+    q = _check_q(q)
+    backend = resolve_backend(backend, q.size)
+    if backend == "numpy" or q.size == 0:
+        return np.bincount(_band_of_numpy(q, edges), minlength=edges.size + 1).astype(np.int64)
+    if backend == "cpu":
+        from .kernels.cpu_bands import band_histogram
+        return band_histogram(q, edges)
+    from .kernels.gpu_bands import MAX_BANDS, band_histogram_gpu
+    if edges.size >= MAX_BANDS:
+        raise ValueError(f"edges: backend='cuda' counts at most {MAX_BANDS} bands "
+                         f"({MAX_BANDS - 1} edges), got {edges.size} edges; use backend='cpu'")
+    return band_histogram_gpu(q, edges)
+
+
+# ------------------------------------------------------------------ rounding
+def largest_remainder(n: int, shares) -> np.ndarray:
+    """Split ``n`` into integer counts by largest-remainder rounding of ``n * shares``.
+
+    float64 arithmetic: ``t_b = n * shares[b]``; every band gets ``floor(t_b)``; the
+    ``n - sum(floor(t))`` remaining units go one each to the bands with the largest
+    remainders ``t_b - floor(t_b)``, ties to the lower band; a band with share 0 never
+    gets one. ``shares`` (>= 0) must sum to 1 within ``MIX_TOLERANCE`` (n < 2**40).
+    Returns int64 (len(shares),), summing to ``n``.
+    """
+    shares = np.asarray(shares, dtype=np.float64)
+    t = n * shares
+    counts = np.floor(t).astype(np.int64)
+    left = n - int(counts.sum())
+    candidates = np.flatnonzero(shares > 0)
+    by_remainder = candidates[np.argsort(-(t - counts)[candidates], kind="stable")]
+    counts[by_remainder[:left]] += 1
+    return counts
+
+
+def effective_mix(mix: np.ndarray, available: np.ndarray) -> np.ndarray:
+    """The mix after redistribution, float64 (K+1,).
+
+    Unchanged when every band with mix > 0 is available. Otherwise bands with
+    ``available == 0`` get 0 and ``m_b = mix_b / fsum(mix over available bands)``; when
+    that sum is 0, ``m_b = available_b / sum(available)`` (the drawable members).
+    """
+    live = available > 0
+    if live[mix > 0].all():
+        return mix.copy()
+    kept = np.where(live, mix, 0.0)
+    total = math.fsum(kept)
+    if total > 0:
+        return kept / total
+    return available / available.sum()
+
+
+# ------------------------------------------------------------------ stratified draws
+def stratified_sample(q, n, *, edges=DEFAULT_EDGES, mix, seed, within="uniform",
+                      weight_power=2.0, min_q_abs=1e-6, max_weight=None, backend="auto"):
+    """Draw ``n`` pool indices (with replacement) with a prescribed mix over |Q| bands.
+
+    q: (N,) real pool values (NaN refused). mix: (K+1,) shares per band, summing to 1.
+    Definition (a pure function of (q, n, edges, mix, seed, within, weights config)):
+
+    1. ``band = band_of(q, edges)``; members of band b in ascending pool order.
+       A member is *drawable* when ``within="uniform"`` or its importance weight is > 0.
+    2. ``target = largest_remainder(n, mix)``; ``alloc = largest_remainder(n, m)`` with
+       ``m = effective_mix(mix, drawable per band)`` (redistribution of empty bands).
+    3. For b = 0..K with ``alloc[b] > 0``, ``seed_b = derive_seed(seed, b)`` and
+       ``uniform``: ``members[uniform_indices(len(members), alloc[b], seed=seed_b)]``;
+       ``importance``: ``members[sample_indices(w[members], alloc[b], seed=seed_b)]``,
+       ``w = importance_weights(q, weight_power, min_q_abs, max_weight, normalize=False)``
+       (``max_weight=None``: no cap beyond ``min_q_abs``).
+    4. ``idx`` = the draws of band 0, then band 1, ... (band-major order), int64 (n,).
+
+    ``info``: per band lists ``edges``, ``members``, ``drawable``, ``mix`` (effective),
+    ``target``, ``achieved`` (counted from ``band[idx]``), ``redistributed`` =
+    achieved - target.
+    """
+    edges = check_edges(edges)
+    n = check_count(n, "n")
+    mix = check_mix(mix, edges.size + 1)
+    seed = check_seed(seed)
+    within = check_choice(within, "within", WITHIN)
+    weight_power = check_real(weight_power, "weight_power", low=0.0)
+    min_q_abs = check_real(min_q_abs, "min_q_abs", low=0.0, low_open=True)
+    if max_weight is None:
+        max_weight = sys.float_info.max
+    max_weight = check_real(max_weight, "max_weight", low=0.0, low_open=True)
+    q = _check_q(q, allow_empty=n == 0)
+    backend = resolve_backend(backend, q.size)
+    n_bands = edges.size + 1
+
+    bands = _band_ids(q, edges, backend)
+    order, starts = _group_by_band(bands, n_bands, backend)
+    members = np.diff(starts)
+    weights = None
+    if within == "importance" and n > 0:
+        from .weighting import importance_weights
+        weights = importance_weights(q, weight_power=weight_power, min_q_abs=min_q_abs,
+                                     max_weight=max_weight, normalize=False, backend=backend)
+        drawable = np.bincount(bands[weights > 0], minlength=n_bands).astype(np.int64)
+    else:
+        drawable = members
+    target = largest_remainder(n, mix)
+    if n > 0 and drawable.sum() == 0:
+        raise ValueError("q: no pool entry can be drawn (every importance weight is 0: "
+                         "q holds only +-inf)")
+    m = effective_mix(mix, drawable) if n > 0 else mix
+    alloc = largest_remainder(n, m)
+
+    parts = []
+    for b in range(n_bands):
+        if alloc[b] == 0:
+            continue
+        band_members = order[starts[b]:starts[b + 1]]
+        seed_b = derive_seed(seed, b)
+        if within == "uniform":
+            from .sampling import uniform_indices
+            j = uniform_indices(band_members.size, int(alloc[b]), seed=seed_b, backend=backend)
+        else:
+            from .sampling import sample_indices
+            j = sample_indices(weights[band_members], int(alloc[b]), seed=seed_b,
+                               replace=True, backend=backend)
+        parts.append(band_members[j])
+    idx = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+    achieved = np.bincount(bands[idx], minlength=n_bands).astype(np.int64)
+    info = {"edges": edges.tolist(), "members": members.tolist(),
+            "drawable": drawable.tolist(), "mix": m.tolist(), "target": target.tolist(),
+            "achieved": achieved.tolist(), "redistributed": (achieved - target).tolist()}
+    return idx.astype(np.int64, copy=False), info
+
+
+def _group_by_band(bands: np.ndarray, n_bands: int, backend: str):
+    """Pool indices grouped by band, ascending inside a band: (order (N,), starts (K+2,))."""
+    if backend == "cpu":
+        from .kernels.cpu_bands import group_by_band
+        return group_by_band(bands, n_bands)
+    order = np.argsort(bands, kind="stable").astype(np.int64)
+    starts = np.zeros(n_bands + 1, dtype=np.int64)
+    starts[1:] = np.cumsum(np.bincount(bands, minlength=n_bands))
+    return order, starts

@@ -1,0 +1,467 @@
+"""Diagnostics of near-pole training: per-epoch and per-batch statistics of |Q|, bands,
+tags, gradients and sampling weights, kept in bounded histories and exported as
+versioned JSON (+ ``.npz``), never pickle. Definitions: docs/diagnostics.md.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import numbers
+import os
+import warnings
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ._validation import as_float_array, check_count, check_real
+from .state import read_document, write_document
+
+logger = logging.getLogger(__name__)
+
+EXPORT_SCHEMA = "zp_ref.diagnostics/1"
+STATE_VERSION = 1
+TAG_NAMES = ("REAL", "PINF", "NINF", "PHI")
+METRIC_KEYS = ("lambda_rej", "coverage_train", "coverage_eval", "coverage_eval_tau",
+               "loss_train", "loss_eval")
+Q_KEYS = ("q_min", "q_mean", "q_std", "near_pole_ratio", "far_ratio")
+MAIN_KEYS = ("epoch",) + METRIC_KEYS + Q_KEYS + ("band_counts",)
+TAG_KEYS = ("n_real", "n_pinf", "n_ninf", "n_phi", "real_ratio")
+GRADIENT_KEYS = ("near_pole_mean", "near_pole_max", "far_pole_mean", "far_pole_max",
+                 "gradient_ratio", "percentiles")
+BATCH_KEYS = ("epoch", "batch_idx", "n") + Q_KEYS + (
+    "band_counts", "unique", "diversity", "ess", "ess_fraction", "max_weight_share",
+    "n_real", "n_pinf", "n_ninf", "n_phi", "loss")
+
+_RESERVED = frozenset(("epoch", "band_counts") + TAG_KEYS + GRADIENT_KEYS)
+_EXPORT_COUNTER = itertools.count()
+
+
+class QMinWarning(RuntimeWarning):
+    """q_min fell below ``DiagnosticConfig.q_min_warning_threshold``."""
+
+
+def _default_edges():
+    from .bands import DEFAULT_EDGES
+    return [float(e) for e in DEFAULT_EDGES]
+
+
+def _check_flag(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+@dataclass
+class DiagnosticConfig:
+    """Settings of :class:`DiagnosticMonitor` (the anchor's fields, plus ``band_edges``,
+    ``max_snapshots`` and ``auto_export``). Thresholds are on |Q|."""
+    export_frequency: int = 10            # update() exports when epoch % this == 0
+    export_path: str = "diagnostics"      # folder of exports (created on first export)
+    track_gradients: bool = True
+    gradient_percentiles: list = field(default_factory=lambda: [25, 50, 75, 90, 95, 99])
+    max_history_length: int = 1000        # rows kept per history (oldest dropped)
+    near_pole_threshold: float = 0.1      # |Q| <  this: near pole
+    far_pole_threshold: float = 1.0       # |Q| >  this: far from poles
+    track_tag_distribution: bool = True
+    monitor_q_min: bool = True
+    q_min_warning_threshold: float = 1e-4
+    band_edges: list = field(default_factory=_default_edges)
+    max_snapshots: int = 5                # P/Q snapshots kept (and exported)
+    auto_export: bool = True              # update() calls export_diagnostics itself
+
+    def __post_init__(self):
+        self.export_frequency = check_count(self.export_frequency, "export_frequency", minimum=1)
+        if not isinstance(self.export_path, (str, os.PathLike)):
+            raise TypeError(f"export_path must be a str or path, got {self.export_path!r}")
+        self.export_path = os.fspath(self.export_path)
+        self.track_gradients = _check_flag(self.track_gradients, "track_gradients")
+        pct = as_float_array(self.gradient_percentiles, "gradient_percentiles", finite=True,
+                             allow_empty=True)
+        if ((pct < 0) | (pct > 100)).any():
+            raise ValueError(f"gradient_percentiles must lie in [0, 100], got {list(pct)}")
+        self.gradient_percentiles = [float(p) for p in pct]
+        self.max_history_length = check_count(self.max_history_length, "max_history_length",
+                                              minimum=1)
+        self.near_pole_threshold = check_real(self.near_pole_threshold, "near_pole_threshold",
+                                              low=0, low_open=True)
+        self.far_pole_threshold = check_real(self.far_pole_threshold, "far_pole_threshold",
+                                             low=self.near_pole_threshold)
+        self.track_tag_distribution = _check_flag(self.track_tag_distribution,
+                                                  "track_tag_distribution")
+        self.monitor_q_min = _check_flag(self.monitor_q_min, "monitor_q_min")
+        self.q_min_warning_threshold = check_real(self.q_min_warning_threshold,
+                                                  "q_min_warning_threshold", low=0)
+        from .bands import check_edges
+        self.band_edges = [float(e) for e in check_edges(self.band_edges, "band_edges")]
+        self.max_snapshots = check_count(self.max_snapshots, "max_snapshots")
+        self.auto_export = _check_flag(self.auto_export, "auto_export")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ----------------------------------------------------------------- pure statistics
+def tag_counts(tags) -> np.ndarray:
+    """Counts of REAL, PINF, NINF, PHI (int64 (4,)). ``tags``: ints 0..3, names
+    (case-insensitive) or enum members whose ``.name`` is one of those."""
+    if isinstance(tags, np.ndarray) and tags.dtype.kind in "iu":
+        codes = tags.ravel()
+    else:
+        codes = []
+        for i, t in enumerate(tags):
+            name = getattr(t, "name", None) if not isinstance(t, str) else t
+            if isinstance(name, str) and name.upper() in TAG_NAMES:
+                codes.append(TAG_NAMES.index(name.upper()))
+            elif isinstance(t, (numbers.Integral, np.integer)) and not isinstance(t, (bool, np.bool_)):
+                codes.append(int(t))
+            else:
+                raise ValueError(f"tags[{i}] must be an int 0..3 or one of {list(TAG_NAMES)}, "
+                                 f"got {t!r}")
+        codes = np.asarray(codes, dtype=np.int64)
+    bad = (codes < 0) | (codes > 3)
+    if bad.any():
+        raise ValueError(f"tags must be ints 0..3 (REAL, PINF, NINF, PHI); "
+                         f"{int(bad.sum())} outside, first {codes[bad][0]}")
+    return np.bincount(codes.astype(np.int64), minlength=4)
+
+
+def q_statistics(q, near: float, far: float, edges) -> dict:
+    """Statistics of |q| for one batch: q_min, q_mean, q_std (ddof=1 as torch.std, 0
+    for one value), near_pole_ratio (|q| < near), far_ratio (|q| > far), band_counts."""
+    from .bands import band_counts
+    a = np.abs(q)
+    counts = band_counts(q, edges)
+    with np.errstate(invalid="ignore"):        # an infinite |q| gives mean inf, std nan
+        std = float(a.std(ddof=1)) if a.size > 1 else 0.0
+    return {"q_min": float(a.min()), "q_mean": float(a.mean()), "q_std": std,
+            "near_pole_ratio": float((a < near).mean()), "far_ratio": float((a > far).mean()),
+            "band_counts": [int(c) for c in counts]}
+
+
+def weight_statistics(w) -> dict:
+    """Kish ESS = (sum w)^2 / sum w^2, ESS / n and the largest share max(w) / sum(w)."""
+    from .sampling import kish_ess
+    ess = float(kish_ess(w))
+    return {"ess": ess, "ess_fraction": ess / w.size, "max_weight_share": float(w.max() / w.sum())}
+
+
+def gradient_statistics(gradients: dict, q_abs, near: float, far: float, percentiles) -> dict:
+    """Per-sample gradient norm (|g| for (n,), Euclidean over the last axis for (n, k)),
+    averaged over the named parameters; mean/max near and far from poles, their ratio
+    (None when either side is empty or the far mean is 0) and percentiles of all norms."""
+    norms = []
+    for name, g in gradients.items():
+        if g is None:
+            continue
+        g = as_float_array(g, f"gradients[{name!r}]", ndim=(1, 2))
+        if g.shape[0] != q_abs.size:
+            raise ValueError(f"gradients[{name!r}] has {g.shape[0]} rows, q_values has "
+                             f"{q_abs.size}; they must match")
+        norms.append(np.abs(g) if g.ndim == 1 else np.linalg.norm(g, axis=1))
+    if not norms:
+        return {}
+    norm = np.mean(norms, axis=0)
+    out = {}
+    for side, mask in (("near_pole", q_abs < near), ("far_pole", q_abs > far)):
+        out[f"{side}_mean"] = float(norm[mask].mean()) if mask.any() else None
+        out[f"{side}_max"] = float(norm[mask].max()) if mask.any() else None
+    nm, fm = out["near_pole_mean"], out["far_pole_mean"]
+    out["gradient_ratio"] = nm / fm if nm is not None and fm else None
+    out["percentiles"] = [float(v) for v in np.percentile(norm, percentiles)] if percentiles else []
+    return out
+
+
+def unique_export_path(folder, prefix: str, epoch: int) -> Path:
+    """``folder/<prefix>_epoch<E>_pid<P>_<K>.json`` (folder created if needed) with a
+    counter ``K`` unique in this process and no existing ``.json``/``.npz`` of that stem,
+    so exporters in different processes (different pids) never collide."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    while True:
+        stem = f"{prefix}_epoch{epoch:06d}_pid{os.getpid()}_{next(_EXPORT_COUNTER):04d}"
+        if not (folder / f"{stem}.json").exists() and not (folder / f"{stem}.npz").exists():
+            return folder / f"{stem}.json"
+
+
+def _q_array(q, name="q_values"):
+    q = as_float_array(q, name)
+    nan = np.isnan(q)
+    if nan.any():
+        raise ValueError(f"{name} holds {int(nan.sum())} NaN value(s), first at index "
+                         f"{int(np.argmax(nan))}")
+    return q
+
+
+def _real_or_none(value, name):
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.number)):
+        raise TypeError(f"{name} must be a real number or None, got {value!r}")
+    return float(value)
+
+
+def _last(values, k=None):
+    vals = [v for v in values if v is not None]
+    return vals if k is None else vals[-k:]
+
+
+# ----------------------------------------------------------------- the monitor
+class DiagnosticMonitor:
+    """Bounded histories of training/sampling diagnostics with JSON export.
+
+    ``history`` (per :meth:`update` row: metrics, |Q| statistics, band counts),
+    ``tag_history``, ``gradient_history`` (rows aligned with ``history``; ``None`` where
+    not measured) and ``batch_metrics`` (per :meth:`update_batch`) hold at most
+    ``config.max_history_length`` rows each. The export folder is created on the first
+    export, not here.
+    """
+
+    def __init__(self, config: DiagnosticConfig | None = None):
+        if config is not None and not isinstance(config, DiagnosticConfig):
+            raise TypeError(f"config must be a DiagnosticConfig or None, got {type(config).__name__}")
+        self.config = config if config is not None else DiagnosticConfig()
+        n = self.config.max_history_length
+        self.history = {k: deque(maxlen=n) for k in MAIN_KEYS}
+        self.tag_history = {k: deque(maxlen=n) for k in TAG_KEYS}
+        self.gradient_history = {k: deque(maxlen=n) for k in GRADIENT_KEYS}
+        self.batch_metrics = {k: deque(maxlen=n) for k in BATCH_KEYS}
+        self.pq_snapshots = deque(maxlen=self.config.max_snapshots)
+        self.totals = {"n_updates": 0, "n_batches": 0, "q_min_global": None,
+                       "q_min_recent": None, "tag_totals": [0, 0, 0, 0]}
+
+    @property
+    def export_dir(self) -> Path:
+        return Path(self.config.export_path)
+
+    # -------------------------------------------------------------- recording
+    def update(self, epoch, metrics=None, p_values=None, q_values=None, gradients=None,
+               tags=None):
+        """Record one epoch row. ``metrics``: real-valued entries (the anchor's keys
+        ``lambda_rej``, ``coverage_*``, ``loss_*`` and any others, which become new
+        columns); ``q_values`` (n,) gives the |Q| statistics; ``gradients`` maps a name
+        to per-sample gradients (n,) or (n, k) and needs ``q_values``; ``tags`` (n,).
+        Snapshots P/Q and exports when ``epoch % export_frequency == 0``."""
+        cfg = self.config
+        epoch = check_count(epoch, "epoch")
+        metrics = {} if metrics is None else metrics
+        if not isinstance(metrics, dict):
+            raise TypeError(f"metrics must be a dict of name -> number, got {type(metrics).__name__}")
+        row = {"epoch": epoch}
+        for key, value in metrics.items():
+            if not isinstance(key, str) or key in _RESERVED:
+                raise ValueError(f"metrics key {key!r} is not allowed: keys are str and not "
+                                 f"one of {sorted(_RESERVED)}")
+            row[key] = _real_or_none(value, f"metrics[{key!r}]")
+        q = None if q_values is None else _q_array(q_values)
+        if q is not None:
+            row.update(q_statistics(q, cfg.near_pole_threshold, cfg.far_pole_threshold,
+                                    cfg.band_edges))
+        counts = None
+        if tags is not None and cfg.track_tag_distribution:
+            counts = tag_counts(tags)
+            total = int(counts.sum())
+            row.update(zip(TAG_KEYS, [int(c) for c in counts] + [int(counts[0]) / max(1, total)]))
+        if gradients is not None and cfg.track_gradients:
+            if q is None:
+                raise ValueError("gradients need q_values (to split samples near/far from poles)")
+            if not isinstance(gradients, dict):
+                raise TypeError(f"gradients must be a dict name -> array, got {type(gradients).__name__}")
+            row.update(gradient_statistics(gradients, np.abs(q), cfg.near_pole_threshold,
+                                           cfg.far_pole_threshold, cfg.gradient_percentiles))
+        snapshot = None
+        if p_values is not None and q is not None and epoch % cfg.export_frequency == 0:
+            p = as_float_array(p_values, "p_values", ndim=(1, 2))
+            if p.shape[0] != q.size:
+                raise ValueError(f"p_values has {p.shape[0]} rows, q_values {q.size}")
+            snapshot = {"epoch": epoch, "p_values": p.copy(), "q_values": q.copy()}
+        # ---- all inputs valid: commit
+        for key in row:
+            if key not in self.history and key not in _RESERVED:
+                self.history[key] = deque([None] * len(self.history["epoch"]),
+                                          maxlen=cfg.max_history_length)
+        for table in (self.history, self.tag_history, self.gradient_history):
+            for key, col in table.items():
+                col.append(row.get(key))
+        if snapshot is not None and cfg.max_snapshots:
+            self.pq_snapshots.append(snapshot)
+        self.totals["n_updates"] += 1
+        if counts is not None:
+            self._add_tags(counts)
+        self._note_q_min(row.get("q_min"), f"epoch {epoch}")
+        if cfg.auto_export and epoch % cfg.export_frequency == 0:
+            self.export_diagnostics(epoch)
+
+    def update_batch(self, q_values=None, weights=None, indices=None, *, batch_idx=None,
+                     epoch=None, q_min=None, tags=None, loss=None):
+        """Record one batch: |Q| statistics and band counts of ``q_values`` (n,), the Kish
+        ESS and max-weight share of the batch's ``weights`` (n,) (e.g. importance weights
+        or likelihood ratios), diversity unique/total of the pool ``indices`` (n,), tag
+        counts and ``loss``. ``q_min`` alone (the anchor's form) is accepted when
+        ``q_values`` is not given."""
+        cfg = self.config
+        if q_values is None and q_min is None:
+            raise ValueError("update_batch needs q_values (the batch's Q) or q_min")
+        row = {"epoch": None if epoch is None else check_count(epoch, "epoch"),
+               "batch_idx": (self.totals["n_batches"] if batch_idx is None
+                             else check_count(batch_idx, "batch_idx")),
+               "loss": _real_or_none(loss, "loss")}
+        n = None
+        if q_values is not None:
+            q = _q_array(q_values)
+            n = q.size
+            row.update(q_statistics(q, cfg.near_pole_threshold, cfg.far_pole_threshold,
+                                    cfg.band_edges))
+        else:
+            row["q_min"] = check_real(q_min, "q_min", low=0, allow_inf=True)
+        if weights is not None:
+            w = as_float_array(weights, "weights", finite=True)
+            if n is not None and w.size != n:
+                raise ValueError(f"weights has {w.size} entries, q_values {n}; they must match")
+            if (w < 0).any() or w.sum() <= 0:
+                raise ValueError("weights must be >= 0 with a positive sum")
+            n = w.size
+            row.update(weight_statistics(w))
+        if indices is not None:
+            idx = np.asarray(indices)
+            if idx.ndim != 1 or idx.dtype.kind not in "iu" or idx.size == 0:
+                raise ValueError(f"indices must be a non-empty 1-D integer array, got "
+                                 f"dtype {idx.dtype}, shape {idx.shape}")
+            if n is not None and idx.size != n:
+                raise ValueError(f"indices has {idx.size} entries, the batch {n}; they must match")
+            n = idx.size
+            unique = int(np.unique(idx).size)
+            row.update(unique=unique, diversity=unique / idx.size)
+        counts = tag_counts(tags) if tags is not None and cfg.track_tag_distribution else None
+        if counts is not None:
+            row.update(zip(("n_real", "n_pinf", "n_ninf", "n_phi"), (int(c) for c in counts)))
+        row["n"] = n
+        for key, col in self.batch_metrics.items():
+            col.append(row.get(key))
+        self.totals["n_batches"] += 1
+        if counts is not None:
+            self._add_tags(counts)
+        self._note_q_min(row["q_min"], f"batch {row['batch_idx']}")
+
+    def _add_tags(self, counts):
+        self.totals["tag_totals"] = [a + int(b) for a, b in zip(self.totals["tag_totals"], counts)]
+        if counts[1:].sum():
+            logger.info("non-REAL outputs: PINF=%d NINF=%d PHI=%d of %d", *counts[1:], counts.sum())
+
+    def _note_q_min(self, q_min, where):
+        if q_min is None:
+            return
+        g = self.totals["q_min_global"]
+        self.totals["q_min_global"] = q_min if g is None else min(g, q_min)
+        self.totals["q_min_recent"] = q_min
+        thr = self.config.q_min_warning_threshold
+        if self.config.monitor_q_min and q_min < thr:
+            warnings.warn(f"q_min = {q_min:.3e} at {where} is below q_min_warning_threshold "
+                          f"= {thr:.3e}", QMinWarning, stacklevel=3)
+
+    # -------------------------------------------------------------- summary
+    def get_summary(self) -> dict:
+        """``q_min_global`` (smallest q_min ever recorded, not limited by the history
+        length), ``q_min_recent``, ``q_mean_recent``, ``near_pole_ratio_recent``,
+        ``coverage_current`` / ``coverage_mean`` (last 10), ``real_ratio_current``,
+        ``non_real_total``, ``tag_totals``, ``gradient_ratio_mean`` (last 10) /
+        ``gradient_ratio_max``, ``n_updates``, ``n_batches`` (keys present when known)."""
+        t = self.totals
+        s = {"n_updates": t["n_updates"], "n_batches": t["n_batches"]}
+        if t["q_min_global"] is not None:
+            s["q_min_global"], s["q_min_recent"] = t["q_min_global"], t["q_min_recent"]
+        for key, col in (("q_mean_recent", "q_mean"), ("near_pole_ratio_recent", "near_pole_ratio")):
+            vals = _last(self.history[col])
+            if vals:
+                s[key] = vals[-1]
+        cov = _last(self.history["coverage_train"])
+        if cov:
+            s["coverage_current"], s["coverage_mean"] = cov[-1], float(np.mean(cov[-10:]))
+        real = _last(self.tag_history["real_ratio"])
+        if real or sum(t["tag_totals"]):
+            if real:
+                s["real_ratio_current"] = real[-1]
+            s["non_real_total"] = sum(t["tag_totals"][1:])
+            s["tag_totals"] = dict(zip(TAG_NAMES, t["tag_totals"]))
+        ratio = _last(self.gradient_history["gradient_ratio"])
+        if ratio:
+            s["gradient_ratio_mean"] = float(np.mean(ratio[-10:]))
+            s["gradient_ratio_max"] = max(ratio)
+        return s
+
+    # -------------------------------------------------------------- export / state
+    def export_diagnostics(self, epoch) -> Path:
+        """Write ``diagnostics_epoch<E>_pid<P>_<K>.json`` (+ ``.npz`` with the P/Q
+        snapshots) into ``config.export_path``; ``<P>`` the process id and ``<K>`` a
+        per-process counter, so concurrent exporters never collide. Returns the path."""
+        epoch = check_count(epoch, "epoch")
+        body = {"epoch": epoch, "summary": self.get_summary(), **self.state_dict()}
+        path = write_document(unique_export_path(self.export_dir, "diagnostics", epoch),
+                              EXPORT_SCHEMA, body)
+        logger.info("diagnostics exported to %s", path)
+        return path
+
+    @classmethod
+    def load(cls, path) -> "DiagnosticMonitor":
+        """Rebuild a monitor from a file written by :meth:`export_diagnostics`."""
+        body = read_document(path, EXPORT_SCHEMA)
+        body.pop("epoch", None)
+        body.pop("summary", None)
+        return cls.from_state_dict(body)
+
+    def state_dict(self) -> dict:
+        cols = lambda table: {k: list(v) for k, v in table.items()}  # noqa: E731
+        return {"version": STATE_VERSION, "config": self.config.to_dict(),
+                "history": cols(self.history),
+                "tag_history": cols(self.tag_history),
+                "gradient_history": cols(self.gradient_history),
+                "batch_metrics": cols(self.batch_metrics),
+                "snapshots": [dict(s) for s in self.pq_snapshots],
+                "totals": {k: (list(v) if isinstance(v, list) else v) for k, v in self.totals.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore histories, snapshots and totals (the config must equal this one's)."""
+        if not isinstance(state, dict):
+            raise TypeError(f"state must be a dict, got {type(state).__name__}")
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"DiagnosticMonitor state has version {state.get('version')!r}; "
+                             f"this zp_ref reads version {STATE_VERSION}")
+        missing = {"config", "history", "tag_history", "gradient_history", "batch_metrics",
+                   "snapshots", "totals"} - set(state)
+        if missing:
+            raise ValueError(f"DiagnosticMonitor state lacks {sorted(missing)}")
+        config = DiagnosticConfig(**state["config"])
+        if config != self.config:
+            raise ValueError("state['config'] differs from this monitor's config; use "
+                             "DiagnosticMonitor.from_state_dict(state)")
+        n = config.max_history_length
+        tables = {}
+        for name, keys in (("history", MAIN_KEYS), ("tag_history", TAG_KEYS),
+                           ("gradient_history", GRADIENT_KEYS), ("batch_metrics", BATCH_KEYS)):
+            table = state[name]
+            if not isinstance(table, dict) or not set(keys) <= set(table):
+                raise ValueError(f"state[{name!r}] must hold the columns {list(keys)}")
+            lengths = {len(v) for v in table.values() if isinstance(v, list)}
+            if len(lengths) > 1 or len(table) != sum(isinstance(v, list) for v in table.values()):
+                raise ValueError(f"state[{name!r}] columns must be lists of one length")
+            tables[name] = {k: deque(v, maxlen=n) for k, v in table.items()}
+        if len(tables["history"]["epoch"]) != len(tables["tag_history"]["n_real"]) or \
+                len(tables["history"]["epoch"]) != len(tables["gradient_history"]["near_pole_mean"]):
+            raise ValueError("state: history, tag_history and gradient_history must have equal lengths")
+        totals = dict(state["totals"])
+        if set(totals) != set(self.totals):
+            raise ValueError(f"state['totals'] must hold {sorted(self.totals)}")
+        snapshots = deque((dict(s) for s in state["snapshots"]), maxlen=config.max_snapshots)
+        self.history, self.tag_history = tables["history"], tables["tag_history"]
+        self.gradient_history, self.batch_metrics = tables["gradient_history"], tables["batch_metrics"]
+        self.pq_snapshots, self.totals = snapshots, totals
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "DiagnosticMonitor":
+        if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
+            raise ValueError("state must be a dict with a 'config' dict")
+        monitor = cls(DiagnosticConfig(**state["config"]))
+        monitor.load_state_dict(state)
+        return monitor

@@ -1,0 +1,12 @@
+"""Numba CPU kernel for blocks of counter-based uniforms."""
+from numba import njit, prange
+import numpy as np
+
+from ..rng import uniform_at
+
+
+@njit(parallel=True, cache=True)
+def fill_uniforms(key, start, out):
+    """out[i] = u at counter start + i of the stream with ``key`` (uint64)."""
+    for i in prange(out.size):
+        out[i] = uniform_at(key, start + np.uint64(i))

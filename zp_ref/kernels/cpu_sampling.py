@@ -1,0 +1,234 @@
+"""Numba CPU kernels for weighted draws.
+
+The prefix sums C of the weights are defined blockwise (see sampling.prefix_sums):
+blocks of PREFIX_BLOCK entries are summed sequentially, block ends are added
+sequentially. Draw j targets t_j = u(seed, 0, j) * C[-1] and takes the first i with
+C[i] > t_j. Instead of a binary search per draw, the targets are bucketed by block
+(a counting sort guided by a table over the block ends), and every block walks its
+own weights once, merging them with its sorted targets. C is never materialised.
+"""
+import threading
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from ..rng import uniform_at
+
+PREFIX_BLOCK = 512
+_GROUP = 4     # blocks summed together: four independent add chains per thread
+
+
+@njit(cache=True, inline="always")
+def block_total(w, lo, hi):
+    s = 0.0
+    for i in range(lo, hi):
+        s += w[i]
+    return s
+
+
+@njit(parallel=True, cache=True)
+def block_totals(w, totals, negatives):
+    """totals[b] = sequential sum of block b; negatives[g] = negative entries in group g."""
+    n = w.size
+    nb = totals.size
+    B = PREFIX_BLOCK
+    for g in prange((nb + _GROUP - 1) // _GROUP):
+        b = g * _GROUP
+        neg = 0
+        if (b + _GROUP) * B <= n:       # four full blocks: four chains side by side
+            s0 = s1 = s2 = s3 = 0.0
+            base = b * B
+            for k in range(B):
+                x0 = w[base + k]
+                x1 = w[base + B + k]
+                x2 = w[base + 2 * B + k]
+                x3 = w[base + 3 * B + k]
+                neg += (x0 < 0.0) + (x1 < 0.0) + (x2 < 0.0) + (x3 < 0.0)
+                s0 += x0
+                s1 += x1
+                s2 += x2
+                s3 += x3
+            totals[b] = s0
+            totals[b + 1] = s1
+            totals[b + 2] = s2
+            totals[b + 3] = s3
+        else:
+            for bb in range(b, min(nb, b + _GROUP)):
+                lo = bb * B
+                hi = min(n, lo + B)
+                for i in range(lo, hi):
+                    neg += w[i] < 0.0
+                totals[bb] = block_total(w, lo, hi)
+        negatives[g] = neg
+
+
+@njit(cache=True, inline="always")
+def target_block(key, j, total, ends, guide):
+    """(t, b): target of draw j and the first block b with ends[b] > t (len(ends) when
+    t rounded up to the total)."""
+    t = uniform_at(key, np.uint64(j)) * total
+    nb = ends.size
+    if t >= total:
+        return t, nb
+    b = guide[min(guide.size - 1, np.int64(t / total * guide.size))]
+    while ends[b] <= t:
+        b += 1
+    while b > 0 and ends[b - 1] > t:
+        b -= 1
+    return t, b
+
+
+@njit(parallel=True, cache=True)
+def locate_draws(key, total, ends, guide, blocks, counts):
+    """blocks[j] = block of draw j; counts[p, b] = draws of part p in block b
+    (part p holds draws p*n//P .. (p+1)*n//P - 1)."""
+    parts = counts.shape[0]
+    n = blocks.size
+    for p in prange(parts):
+        for j in range(p * n // parts, (p + 1) * n // parts):
+            t, b = target_block(key, j, total, ends, guide)
+            blocks[j] = b
+            counts[p, b] += 1
+
+
+@njit(parallel=True, cache=True)
+def group_draws_by_block(blocks, fill, grouped):
+    """Counting-sort scatter: part p writes its draws of block b from fill[p, b] on."""
+    parts = fill.shape[0]
+    n = blocks.size
+    for p in prange(parts):
+        for j in range(p * n // parts, (p + 1) * n // parts):
+            b = blocks[j]
+            grouped[fill[p, b]] = j
+            fill[p, b] += 1
+
+
+@njit(cache=True, inline="always")
+def count_at_most(base, local, t):
+    """Number of i with base + local[i] <= t, for non-decreasing local of length
+    PREFIX_BLOCK (a power of two): a branch-free binary search."""
+    pos = 0
+    step = PREFIX_BLOCK >> 1
+    while step > 0:
+        pos = pos + step if base + local[pos + step - 1] <= t else pos
+        step >>= 1
+    return pos + (1 if base + local[pos] <= t else 0)
+
+
+@njit(parallel=True, cache=True)
+def resolve_draws(key, total, w, offsets, starts, grouped, out, parts):
+    """Each block builds its local prefix sums once (in cache) and resolves its draws:
+    draw j gets the first i with offsets[b] + local[i] > t_j."""
+    n = w.size
+    nb = offsets.size
+    for p in prange(parts):
+        local = np.empty(PREFIX_BLOCK)
+        for b in range(p * nb // parts, (p + 1) * nb // parts):
+            if starts[b] == starts[b + 1]:
+                continue
+            lo = b * PREFIX_BLOCK
+            size = min(n, lo + PREFIX_BLOCK) - lo
+            acc = 0.0
+            for i in range(size):
+                acc += w[lo + i]
+                local[i] = acc
+            for i in range(size, PREFIX_BLOCK):
+                local[i] = np.inf          # a short last block never matches past its end
+            for a in range(starts[b], starts[b + 1]):
+                j = grouped[a]
+                t = uniform_at(key, np.uint64(j)) * total
+                out[j] = lo + min(size - 1, count_at_most(offsets[b], local, t))
+
+
+_workspace = threading.local()
+
+
+def scratch(name, size, dtype):
+    """A reusable per-thread scratch array: fresh pages cost ~4 us each to fault in,
+    more than the work done on them."""
+    buf = getattr(_workspace, name, None)
+    if buf is None or buf.size < size or buf.dtype != dtype:
+        buf = np.empty(max(size, 1024), dtype=dtype)
+        setattr(_workspace, name, buf)
+    return buf[:size]
+
+
+def checked_block_ends(w):
+    """Sequentially accumulated block totals; raises the contract's ValueErrors."""
+    nb = (w.size + PREFIX_BLOCK - 1) // PREFIX_BLOCK
+    totals = scratch("totals", nb, np.float64)
+    negatives = scratch("negatives", (nb + _GROUP - 1) // _GROUP, np.int64)
+    block_totals(w, totals, negatives)
+    ends = np.add.accumulate(totals)
+    check_weight_sums(w, negatives.sum(), ends[-1])
+    return ends
+
+
+def blockwise_total(w) -> float:
+    """C[-1] of sampling.prefix_sums, without materialising C."""
+    return float(checked_block_ends(w)[-1])
+
+
+def sample_with_replacement_cpu(w, n, key, out=None):
+    """Indices (int64 (n,)) of n draws; raises ValueError on negative or non-finite
+    weights, or a zero total. w: float64 (N,), validated shape."""
+    ends = checked_block_ends(w)
+    nb = ends.size
+    out = np.empty(n, dtype=np.int64) if out is None else out
+    if n == 0:
+        return out
+    total = ends[-1]
+    offsets = np.concatenate(([0.0], ends[:-1]))
+    guide = np.minimum(np.searchsorted(ends, np.arange(nb) * (total / nb), side="right"), nb - 1)
+    parts = max(1, min(numba.get_num_threads(), n // 4096))
+    counts = np.zeros((parts, nb + 1), dtype=np.int64)
+    blocks = scratch("blocks", n, np.int32)
+    locate_draws(key, total, ends, guide, blocks, counts)
+    fill = (np.cumsum(counts.T.ravel()) - counts.T.ravel()).reshape(nb + 1, parts).T.copy()
+    starts = np.append(fill[0], n)
+    grouped = scratch("grouped", n, np.int64)
+    group_draws_by_block(blocks, fill, grouped)
+    resolve_draws(key, total, w, offsets, starts, grouped, out, min(nb, 64))
+    corner = grouped[starts[nb]:]
+    if corner.size:                       # t rounded up to the total: last positive weight
+        out[corner] = np.flatnonzero(w)[-1]
+    return out
+
+
+def check_weight_sums(w, n_negative, total):
+    """Raise the contract's errors for bad weights, found from the block pass."""
+    if n_negative:
+        first = int(np.argmax(w < 0))
+        raise ValueError(f"weights must be >= 0: {int(n_negative)} negative value(s), first at "
+                         f"index {first} ({w[first]})")
+    if not np.isfinite(total):
+        bad = ~np.isfinite(w)
+        if bad.any():
+            first = int(np.argmax(bad))
+            raise ValueError(f"weights must be finite: {int(bad.sum())} non-finite value(s), "
+                             f"first at index {first} ({w[first]})")
+        raise ValueError(f"the sum of the weights overflows ({total}); rescale them")
+    if total <= 0.0:
+        raise ValueError("weights sum to 0: at least one weight must be positive")
+
+
+@njit(parallel=True, cache=True)
+def efraimidis_spirakis_keys(w, key, out):
+    """out[i] = log(u(key, i)) / w[i] for w[i] > 0, -inf otherwise."""
+    for i in prange(w.size):
+        out[i] = np.log(uniform_at(key, np.uint64(i))) / w[i] if w[i] > 0.0 else -np.inf
+
+
+def sample_without_replacement_cpu(w, n, key):
+    """The n largest Efraimidis-Spirakis keys in decreasing order, ties to the lower
+    index (validated: n <= number of positive weights). Returns int64 (n,)."""
+    keys = np.empty_like(w)
+    with np.errstate(divide="ignore"):
+        efraimidis_spirakis_keys(w, key, keys)
+    if n == 0:
+        return np.empty(0, dtype=np.int64)
+    threshold = -np.partition(-keys, n - 1)[n - 1]       # the n-th largest key
+    candidates = np.flatnonzero((keys >= threshold) & (w > 0))
+    order = np.lexsort((candidates, -keys[candidates]))
+    return candidates[order[:n]].astype(np.int64)

@@ -1,0 +1,132 @@
+"""Counter-based random numbers: the j-th uniform of stream s under seed k is a
+pure function ``u(k, s, j)`` in [0, 1).
+
+Definition (SplitMix64 evaluated at a counter; see docs/sampling.md)::
+
+    mix64(z)      = SplitMix64 finaliser (xor-shift 30, *0xBF58476D1CE4E5B9,
+                    xor-shift 27, *0x94D049BB133111EB, xor-shift 31), mod 2**64
+    key(k, s)     = mix64(mix64(k) + (s + 1) * GAMMA)          GAMMA = 0x9E3779B97F4A7C15
+    raw64(k, s, j)= mix64(key(k, s) + (j + 1) * GAMMA)
+    u(k, s, j)    = (raw64(k, s, j) >> 11) * 2**-53            (53-bit mantissa)
+
+The ``@njit`` scalar functions below are called by the Numba CPU kernels and, as
+device functions, by the numba.cuda kernels; the ``*_numpy`` twins apply the same
+operations to uint64 arrays for the NumPy oracle. Tests assert identical bits.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ._validation import check_count, check_seed
+
+GAMMA = np.uint64(0x9E3779B97F4A7C15)
+MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+MIX2 = np.uint64(0x94D049BB133111EB)
+ONE = np.uint64(1)
+SHIFT11, SHIFT27, SHIFT30, SHIFT31 = (np.uint64(s) for s in (11, 27, 30, 31))
+TWO_POW_M53 = 2.0 ** -53
+
+#: Stream numbers reserved by zp_ref (documented in docs/sampling.md).
+STREAMS = {
+    "importance": 0,      # sample_indices with replacement
+    "without_replacement": 1,  # Efraimidis-Spirakis keys
+    "uniform": 2,         # uniform_indices
+    "shuffle": 3,         # hybrid batch shuffle
+    "leaf_point": 5,      # coordinates of points drawn inside refinement leaves
+    "derive": 2**63,      # derive_seed
+}
+
+
+@njit(cache=True)
+def mix64(z):
+    """SplitMix64 finaliser: a bijection of uint64 with full avalanche."""
+    z = (z ^ (z >> SHIFT30)) * MIX1
+    z = (z ^ (z >> SHIFT27)) * MIX2
+    return z ^ (z >> SHIFT31)
+
+
+@njit(cache=True)
+def stream_key(seed, stream):
+    """Key of stream ``stream`` under ``seed`` (both uint64)."""
+    return mix64(mix64(seed) + (stream + ONE) * GAMMA)
+
+
+@njit(cache=True)
+def raw64_at(key, j):
+    """64 random bits at counter ``j`` of the stream with key ``key``."""
+    return mix64(key + (j + ONE) * GAMMA)
+
+
+@njit(cache=True)
+def uniform_at(key, j):
+    """The uniform in [0, 1) at counter ``j`` of the stream with key ``key``."""
+    return (raw64_at(key, j) >> SHIFT11) * TWO_POW_M53
+
+
+def mix64_numpy(z):
+    """``mix64`` on uint64 scalars or arrays (arithmetic wraps mod 2**64)."""
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> SHIFT30)) * MIX1
+        z = (z ^ (z >> SHIFT27)) * MIX2
+        return z ^ (z >> SHIFT31)
+
+
+def key_of(seed: int, stream: int) -> np.uint64:
+    """``stream_key(seed, stream)`` as a NumPy uint64."""
+    with np.errstate(over="ignore"):
+        return mix64_numpy(mix64_numpy(np.uint64(seed)) + (np.uint64(stream) + ONE) * GAMMA)
+
+
+def raw64_numpy(key, j):
+    """``raw64_at`` on a uint64 key and uint64 counters (scalar or array)."""
+    with np.errstate(over="ignore"):
+        return mix64_numpy(key + (j + ONE) * GAMMA)
+
+
+def uniform_numpy(key, j):
+    """``uniform_at`` on a uint64 key and uint64 counters: float64."""
+    return (raw64_numpy(key, j) >> SHIFT11).astype(np.float64) * TWO_POW_M53
+
+
+def u(seed: int, stream: int, j: int) -> float:
+    """The single uniform u(seed, stream, j) in [0, 1)."""
+    seed = check_seed(seed)
+    stream = check_seed(stream, "stream")
+    j = check_seed(j, "j")
+    return float(uniform_numpy(key_of(seed, stream), np.uint64(j)))
+
+
+def _uniforms_numpy(key: np.uint64, start: int, n: int) -> np.ndarray:
+    return uniform_numpy(key, np.arange(n, dtype=np.uint64) + np.uint64(start))
+
+
+def uniforms(seed, stream, n, *, start=0, backend="auto") -> np.ndarray:
+    """``u(seed, stream, j)`` for ``j = start .. start+n-1``, float64 (n,)."""
+    from .backends import resolve_backend
+
+    seed = check_seed(seed)
+    stream = check_seed(stream, "stream")
+    n = check_count(n, "n")
+    start = check_seed(start, "start")
+    if start + n > 2**64:
+        raise ValueError(f"start + n must be <= 2**64, got {start} + {n}")
+    key = key_of(seed, stream)
+    backend = resolve_backend(backend, n)
+    if backend == "numpy":
+        return _uniforms_numpy(key, start, n)
+    out = np.empty(n, dtype=np.float64)
+    if backend == "cpu":
+        from .kernels.cpu_rng import fill_uniforms
+        fill_uniforms(key, np.uint64(start), out)
+    else:
+        from .kernels.gpu_rng import uniforms_gpu
+        out = uniforms_gpu(key, start, n)
+    return out
+
+
+def derive_seed(seed: int, index: int) -> int:
+    """Seed of the ``index``-th call of a stateful sampler: raw64(seed, 2**63, index)."""
+    seed = check_seed(seed)
+    index = check_seed(index, "index")
+    return int(raw64_numpy(key_of(seed, STREAMS["derive"]), np.uint64(index)))

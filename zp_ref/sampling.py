@@ -1,0 +1,338 @@
+"""Seeded draws from weights: with replacement (inverse CDF on blockwise prefix
+sums), without replacement (Efraimidis-Spirakis), uniform and hybrid batches.
+
+The ``_numpy`` functions are the oracle: the contract in plain NumPy. Every draw
+is a pure function of (weights, n, seed); see docs/sampling.md.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ._validation import as_float_array, check_count, check_real, check_seed
+from .backends import resolve_backend
+from .kernels.cpu_sampling import PREFIX_BLOCK, check_weight_sums
+from .rng import STREAMS, derive_seed, key_of, uniforms
+
+
+# --- the oracle -----------------------------------------------------------------------
+
+def prefix_sums(w: np.ndarray) -> np.ndarray:
+    """The prefix sums C that define every weighted draw, float64 (N,).
+
+    Blocks of PREFIX_BLOCK entries are summed sequentially (``local``); block ends
+    are added sequentially (``ends``); ``C[i] = ends[b-1] + local[i]`` for i in block
+    b. So ``C[-1] == ends[-1]`` is the total, C is non-decreasing, and blocks can be
+    processed in parallel with bit-identical results.
+    """
+    n_blocks = -(-w.size // PREFIX_BLOCK)
+    padded = np.zeros(n_blocks * PREFIX_BLOCK)
+    padded[:w.size] = w
+    local = np.cumsum(padded.reshape(n_blocks, PREFIX_BLOCK), axis=1)  # sequential per row
+    ends = np.cumsum(local[:, -1])                                      # sequential
+    offsets = np.concatenate(([0.0], ends[:-1]))
+    return (offsets[:, None] + local).ravel()[:w.size]
+
+
+def _with_replacement_numpy(w, n, seed):
+    C = prefix_sums(w)
+    t = uniforms(seed, STREAMS["importance"], n, backend="numpy") * C[-1]
+    idx = np.searchsorted(C, t, side="right")
+    # u < 1, but u * C[-1] can round up to C[-1]: such a draw takes the last positive weight
+    return np.minimum(idx, np.flatnonzero(w)[-1]).astype(np.int64)
+
+
+def _without_replacement_numpy(w, n, seed):
+    positive = np.flatnonzero(w > 0)
+    u = uniforms(seed, STREAMS["without_replacement"], w.size, backend="numpy")[positive]
+    with np.errstate(divide="ignore"):
+        keys = np.log(u) / w[positive]
+    order = np.lexsort((positive, -keys))      # largest key first, ties to the lower index
+    return positive[order[:n]].astype(np.int64)
+
+
+def _uniform_numpy(pool_size, n, seed):
+    u = uniforms(seed, STREAMS["uniform"], n, backend="numpy")
+    return np.minimum(np.floor(u * pool_size), pool_size - 1).astype(np.int64)
+
+
+# --- public API -------------------------------------------------------------------------
+
+def check_weights(weights, name="weights") -> np.ndarray:
+    """Weights as float64 (N,), N >= 1 (value checks happen in the first pass)."""
+    return as_float_array(weights, name)
+
+
+def sample_indices(weights, n, *, seed, replace=True, backend="auto") -> np.ndarray:
+    """Draw ``n`` indices with probability proportional to ``weights``.
+
+    With replacement: ``idx_j = searchsorted(C, u(seed, 0, j) * C[-1], "right")`` with
+    C = :func:`prefix_sums`. Without replacement: the ``n`` largest
+    Efraimidis-Spirakis keys ``log(u(seed, 1, i)) / w_i``, in decreasing key order.
+    Zero weights are never drawn. weights: (N,) >= 0, finite. Returns int64 (n,).
+    """
+    w = check_weights(weights)
+    n = check_count(n, "n")
+    seed = check_seed(seed)
+    if not isinstance(replace, (bool, np.bool_)):
+        raise TypeError(f"replace must be True or False, got {replace!r}")
+    backend = resolve_backend(backend, w.size)
+    if not replace:
+        return _sample_without_replacement(w, n, seed, backend)
+    if backend == "numpy":
+        check_weight_values(w)
+        return _with_replacement_numpy(w, n, seed)
+    key = key_of(seed, STREAMS["importance"])
+    if backend == "cpu":
+        from .kernels.cpu_sampling import sample_with_replacement_cpu
+        return sample_with_replacement_cpu(w, n, key)
+    from .kernels.gpu_sampling import sample_with_replacement_gpu
+    return sample_with_replacement_gpu(w, n, key)
+
+
+def check_weight_values(w) -> None:
+    """The contract's errors for negative, non-finite or all-zero weights (one pass)."""
+    with np.errstate(over="ignore"):
+        check_weight_sums(w, int((w < 0).sum()), w.sum())
+
+
+def _sample_without_replacement(w, n, seed, backend):
+    check_weight_values(w)
+    n_positive = int(np.count_nonzero(w))
+    if n > n_positive:
+        raise ValueError(f"n={n} draws without replacement need at least n positive weights; "
+                         f"weights has {n_positive}")
+    if backend == "numpy":
+        return _without_replacement_numpy(w, n, seed)
+    key = key_of(seed, STREAMS["without_replacement"])
+    if backend == "cpu":
+        from .kernels.cpu_sampling import sample_without_replacement_cpu
+        return sample_without_replacement_cpu(w, n, key)
+    from .kernels.gpu_sampling import sample_without_replacement_gpu
+    return sample_without_replacement_gpu(w, n, key)
+
+
+def uniform_indices(pool_size, n, *, seed, backend="auto") -> np.ndarray:
+    """``floor(u(seed, 2, j) * pool_size)`` clamped to pool_size - 1, int64 (n,)."""
+    pool_size = check_count(pool_size, "pool_size", minimum=1)
+    n = check_count(n, "n")
+    seed = check_seed(seed)
+    backend = resolve_backend(backend, n)
+    if backend == "numpy":
+        return _uniform_numpy(pool_size, n, seed)
+    u = uniforms(seed, STREAMS["uniform"], n, backend=backend)
+    return np.minimum(np.floor(u * pool_size), pool_size - 1).astype(np.int64)
+
+
+def hybrid_indices(weights, n, *, ratio, seed, backend="auto"):
+    """A hybrid batch: ``floor(n * ratio)`` importance draws then uniform ones, shuffled
+    by ``argsort(u(seed, 3, 0..n-1))`` (stable).
+
+    Returns (idx int64 (n,), likelihood_ratio float64 (n,)) with likelihood ratio
+    ``1 / (N * m_i)``, ``m_i = ratio * pi_i + (1 - ratio) / N``, ``pi = w / C[-1]``:
+    weighting a per-sample loss by it keeps its mean unbiased for the uniform mean.
+    """
+    w = check_weights(weights)
+    n = check_count(n, "n")
+    ratio = check_real(ratio, "ratio", low=0.0, high=1.0)
+    seed = check_seed(seed)
+    n_imp = int(np.floor(n * ratio))
+    imp = sample_indices(w, n_imp, seed=seed, backend=backend)    # validates w too
+    uni = uniform_indices(w.size, n - n_imp, seed=seed, backend=backend)
+    shuffle = np.argsort(uniforms(seed, STREAMS["shuffle"], n, backend="numpy"), kind="stable")
+    idx = np.concatenate((imp, uni))[shuffle]
+    total = prefix_total(w, backend)
+    m = ratio * (w[idx] / total) + (1.0 - ratio) / w.size
+    return idx, 1.0 / (w.size * m)
+
+
+def prefix_total(w, backend="numpy") -> float:
+    """C[-1]: the total of the weights in the order that defines the draws."""
+    if resolve_backend(backend, w.size) == "numpy":
+        return float(prefix_sums(w)[-1])
+    from .kernels.cpu_sampling import blockwise_total
+    return blockwise_total(w)
+
+
+def kish_ess(weights) -> float:
+    """Kish effective sample size ``(sum w)**2 / sum w**2`` (0 for all-zero weights)."""
+    w = as_float_array(weights, "weights", finite=True)
+    s2 = float(np.dot(w, w))
+    return float(w.sum() ** 2 / s2) if s2 > 0 else 0.0
+
+
+# --- the stateful sampler ----------------------------------------------------------------
+
+@dataclass
+class ImportanceSamplerConfig:
+    """Configuration of :class:`ImportanceSampler` (the anchor's fields and defaults)."""
+    weight_power: float = 2.0           # w = 1 / |Q|**weight_power
+    min_q_abs: float = 1e-6             # |Q| clipped below at this value
+    max_weight: float = 100.0           # weights clipped above at this value
+    temperature: float = 1.0            # w -> w**(1/temperature)
+    resample_ratio: float = 0.5         # fraction of the pool a caller refreshes
+    resample_frequency: int = 5         # epochs between refreshes
+    importance_batch_ratio: float = 0.7  # importance share of a hybrid batch
+
+    def __post_init__(self):
+        from .weighting import check_weight_config
+        check_weight_config(self.weight_power, self.min_q_abs, self.max_weight, self.temperature)
+        check_real(self.resample_ratio, "resample_ratio", low=0.0, high=1.0)
+        check_count(self.resample_frequency, "resample_frequency", minimum=1)
+        check_real(self.importance_batch_ratio, "importance_batch_ratio", low=0.0, high=1.0)
+
+    def weight_kwargs(self) -> dict:
+        return dict(weight_power=self.weight_power, min_q_abs=self.min_q_abs,
+                    max_weight=self.max_weight, temperature=self.temperature)
+
+
+class ImportanceSampler:
+    """Importance batches from a pool weighted by 1/|Q|^p.
+
+    Its state is (seed, number of batches drawn): batch c uses
+    ``seed_c = derive_seed(seed, c)``, so ``sample_batch`` returns
+    ``sample_indices(compute_weights(q), B, seed=seed_c)`` and ``hybrid_sample``
+    returns ``hybrid_indices(compute_weights(q), B, ratio=importance_batch_ratio,
+    seed=seed_c)``. ``state_dict``/``load_state_dict`` restore the exact future draws.
+    """
+
+    def __init__(self, config: ImportanceSamplerConfig | None = None, *, seed=0,
+                 backend="auto"):
+        if config is None:
+            config = ImportanceSamplerConfig()
+        if not isinstance(config, ImportanceSamplerConfig):
+            raise TypeError(f"config must be an ImportanceSamplerConfig or None, got "
+                            f"{type(config).__name__}")
+        self.config = config
+        self.seed = check_seed(seed)
+        self.backend = resolve_backend(backend) if backend != "auto" else "auto"
+        self.calls = 0
+        self._reset_statistics()
+        self.last_likelihood_ratios = None
+        self._weights = None
+
+    def _reset_statistics(self):
+        self.total_samples = 0
+        self.sample_counts = np.zeros(0, dtype=np.int64)
+        self._q_abs_sum = 0.0
+        self._q_abs_min = np.inf
+        self._last_ess = 0.0
+
+    # -- weights and draws --------------------------------------------------------------
+    def compute_weights(self, q_values) -> np.ndarray:
+        """Normalised importance weights of the pool, float64 (N,)."""
+        from .weighting import importance_weights
+        return importance_weights(q_values, **self.config.weight_kwargs(), backend=self.backend)
+
+    def _pool_weights(self, q) -> np.ndarray:
+        """compute_weights into a buffer kept between batches (fresh pages are slow to
+        fault in); valid until the next batch."""
+        from .weighting import importance_weights
+        if self._weights is None or self._weights.shape != q.shape:
+            self._weights = np.empty_like(q)
+        return importance_weights(q, **self.config.weight_kwargs(), backend=self.backend,
+                                  out=self._weights)
+
+    def next_seed(self) -> int:
+        """The seed the next batch will use."""
+        return derive_seed(self.seed, self.calls)
+
+    def sample_batch(self, x_pool, q_pool, batch_size):
+        """(x_pool[idx], idx) for ``batch_size`` importance draws with replacement."""
+        q, batch_size = self._check_pool(x_pool, q_pool, batch_size)
+        w = self._pool_weights(q)
+        idx = sample_indices(w, batch_size, seed=self.next_seed(), backend=self.backend)
+        self.last_likelihood_ratios = 1.0 / (w.size * w[idx])
+        self._record(q, w, idx)
+        return x_pool[idx], idx
+
+    def hybrid_sample(self, x_pool, q_pool, batch_size):
+        """(x_pool[idx], idx): importance and uniform draws mixed by importance_batch_ratio.
+        ``last_likelihood_ratios`` holds the matching 1 / (N * m_i)."""
+        q, batch_size = self._check_pool(x_pool, q_pool, batch_size)
+        w = self._pool_weights(q)
+        idx, lr = hybrid_indices(w, batch_size, ratio=self.config.importance_batch_ratio,
+                                 seed=self.next_seed(), backend=self.backend)
+        self.last_likelihood_ratios = lr
+        self._record(q, w, idx)
+        return x_pool[idx], idx
+
+    def should_resample(self, epoch) -> bool:
+        """True every ``resample_frequency`` epochs (epoch 0 included)."""
+        return check_count(epoch, "epoch") % self.config.resample_frequency == 0
+
+    def _check_pool(self, x_pool, q_pool, batch_size):
+        q = as_float_array(q_pool, "q_pool")
+        batch_size = check_count(batch_size, "batch_size")
+        if x_pool is None or len(x_pool) != q.size:
+            raise ValueError(f"x_pool must have one entry per q_pool value ({q.size}), got "
+                             f"{None if x_pool is None else len(x_pool)}")
+        return q, batch_size
+
+    def _record(self, q, w, idx):
+        self.calls += 1
+        self.total_samples += idx.size
+        if self.sample_counts.size < q.size:
+            self.sample_counts = np.concatenate(
+                (self.sample_counts, np.zeros(q.size - self.sample_counts.size, np.int64)))
+        np.add.at(self.sample_counts, idx, 1)
+        if idx.size:
+            qa = np.abs(q[idx])
+            self._q_abs_sum += float(qa.sum())
+            self._q_abs_min = min(self._q_abs_min, float(qa.min()))
+        self._last_ess = kish_ess(w)
+
+    # -- reporting and state ------------------------------------------------------------
+    def get_statistics(self) -> dict:
+        """Totals over every batch drawn so far (zeros before the first one)."""
+        drawn = self.sample_counts[self.sample_counts > 0]
+        total = self.total_samples
+        return {
+            "total_samples": total,
+            "unique_samples": int(drawn.size),
+            "max_sample_count": int(drawn.max()) if drawn.size else 0,
+            "min_sample_count": int(drawn.min()) if drawn.size else 0,
+            "sample_diversity": drawn.size / max(1, total),
+            "kish_ess": self._last_ess,
+            "mean_q_abs": self._q_abs_sum / total if total else 0.0,
+            "min_q_abs": self._q_abs_min if total else 0.0,
+            "batches": self.calls,
+        }
+
+    def state_dict(self) -> dict:
+        return {"config": asdict(self.config), "seed": self.seed, "calls": self.calls,
+                "backend": self.backend, "total_samples": self.total_samples,
+                "sample_counts": self.sample_counts.copy(), "q_abs_sum": self._q_abs_sum,
+                "q_abs_min": self._q_abs_min, "last_ess": self._last_ess}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a state from :meth:`state_dict`; validated before anything changes."""
+        expected = set(self.state_dict())
+        if not isinstance(state, dict) or set(state) != expected:
+            raise ValueError(f"state must be a dict with keys {sorted(expected)}, got "
+                             f"{sorted(state) if isinstance(state, dict) else type(state).__name__}")
+        config = ImportanceSamplerConfig(**state["config"])
+        seed = check_seed(state["seed"], "state['seed']")
+        calls = check_count(state["calls"], "state['calls']")
+        total = check_count(state["total_samples"], "state['total_samples']")
+        counts = np.asarray(state["sample_counts"])
+        if counts.ndim != 1 or counts.dtype.kind not in "iu" or (counts < 0).any() \
+                or counts.sum() != total:
+            raise ValueError("state['sample_counts'] must be non-negative integer counts "
+                             "summing to state['total_samples']")
+        backend = state["backend"]
+        if backend != "auto":
+            resolve_backend(backend)
+        self.config, self.seed, self.calls, self.backend = config, seed, calls, backend
+        self.total_samples = total
+        self.sample_counts = counts.astype(np.int64)
+        self._q_abs_sum = float(state["q_abs_sum"])
+        self._q_abs_min = float(state["q_abs_min"])
+        self._last_ess = float(state["last_ess"])
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "ImportanceSampler":
+        sampler = cls()
+        sampler.load_state_dict(state)
+        return sampler

@@ -1,0 +1,152 @@
+"""Importance weights 1/|Q|^p (clipped, tempered) and zeroproofml 0.6 risk weights.
+
+The ``_numpy`` functions are the oracle: plain NumPy, the contract in code.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from ._validation import as_float_array, check_choice, check_real
+from .backends import resolve_backend
+
+NAN_POLICIES = ("raise", "omit")
+
+
+def check_weight_config(weight_power, min_q_abs, max_weight, temperature):
+    """Validate the four weight parameters; returns them as floats."""
+    return (check_real(weight_power, "weight_power", low=0.0),
+            check_real(min_q_abs, "min_q_abs", low=0.0, low_open=True),
+            check_real(max_weight, "max_weight", low=0.0, low_open=True),
+            check_real(temperature, "temperature", low=0.0, low_open=True))
+
+
+def _importance_weights_numpy(q, p, min_q_abs, max_weight, temperature, normalize=True):
+    """The oracle (q without NaN)."""
+    a = np.maximum(np.abs(q), min_q_abs)
+    w = 1.0 / a**p
+    w = np.minimum(w, max_weight)
+    if temperature != 1.0:
+        w = w ** (1.0 / temperature)
+    w[np.isinf(q)] = 0.0                      # q = +-inf: infinitely far from a pole
+    if normalize:
+        w = w / w.sum()
+    return w
+
+
+def importance_weights(q, *, weight_power=2.0, min_q_abs=1e-6, max_weight=100.0,
+                       temperature=1.0, normalize=True, nan_policy="raise",
+                       backend="auto", out=None) -> np.ndarray:
+    """Importance weights of a pool from its Q values.
+
+    ``a = max(|q|, min_q_abs)``, ``w = a**-p``, ``w = min(w, max_weight)``,
+    ``w = w**(1/T)`` when ``T != 1``, then ``w / sum(w)`` when ``normalize``.
+    ``q = +-inf`` gives weight 0. NaN raises ``ValueError`` unless
+    ``nan_policy="omit"`` (weight 0, the count reported in a ``RuntimeWarning``).
+
+    q: (N,) real. Returns float64 (N,). ``out`` (writeable C-contiguous float64 (N,),
+    not overlapping ``q``) receives the result without a new allocation; its contents
+    are unspecified when the call raises.
+    """
+    p, min_q_abs, max_weight, temperature = check_weight_config(
+        weight_power, min_q_abs, max_weight, temperature)
+    check_choice(nan_policy, "nan_policy", NAN_POLICIES)
+    q = as_float_array(q, "q")
+    out = _check_out(out, q)
+    backend = resolve_backend(backend, q.size)
+    if backend == "numpy":
+        n_nan = int(np.isnan(q).sum())
+        if not n_nan or nan_policy == "raise":
+            _check_nan(q, n_nan, nan_policy)
+        w = _importance_weights_numpy(np.where(np.isnan(q), np.inf, q), p, min_q_abs,
+                                      max_weight, temperature, normalize=False)
+        total = w.sum()
+    elif backend == "cpu":
+        from .kernels.cpu_weights import importance_weights_cpu
+        w, total, n_nan = importance_weights_cpu(q, p, min_q_abs, max_weight, temperature,
+                                                 np.empty_like(q) if out is None else out)
+    else:
+        from .kernels.gpu_weights import importance_weights_gpu
+        w, total, n_nan = importance_weights_gpu(q, p, min_q_abs, max_weight, temperature,
+                                                 normalize)
+    _check_nan(q, n_nan, nan_policy)
+    if normalize:
+        if not total > 0.0:
+            raise ValueError("every weight is 0 (q holds no finite value): the weights cannot "
+                             "be normalised; pass normalize=False to get the zeros")
+        if backend == "cpu":
+            from .kernels.cpu_weights import divide_inplace
+            divide_inplace(w, total)
+        elif backend == "numpy":
+            w = w / total
+    if out is None or w is out:
+        return w
+    out[...] = w
+    return out
+
+
+def _check_nan(q, n_nan, nan_policy):
+    if not n_nan:
+        return
+    if nan_policy == "raise":
+        raise ValueError(f"q holds {n_nan} NaN value(s), first at index "
+                         f"{int(np.argmax(np.isnan(q)))}; clean them or pass nan_policy='omit'")
+    warnings.warn(f"importance_weights: {n_nan} NaN value(s) in q given weight 0 "
+                  f"(nan_policy='omit')", RuntimeWarning, stacklevel=3)
+
+
+def _check_out(out, q):
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray) or out.dtype != np.float64 or out.shape != q.shape \
+            or not out.flags.c_contiguous or not out.flags.writeable:
+        raise TypeError(f"out must be a writeable C-contiguous float64 array of shape {q.shape}, "
+                        f"got {type(out).__name__} "
+                        f"{getattr(out, 'dtype', '')} {getattr(out, 'shape', '')}")
+    if np.may_share_memory(out, q):
+        raise ValueError("out must not share memory with q")
+    return out
+
+
+# --- zeroproofml 0.6.1 "singularity risk" scheme -----------------------------------
+
+def singularity_prob(q, *, tau_train, beta) -> np.ndarray:
+    """Probability that a sample is singular: ``sigmoid((tau_train - |q|) / beta)``."""
+    tau_train = check_real(tau_train, "tau_train", low=0.0)
+    beta = check_real(beta, "beta", low=0.0, low_open=True)
+    q = as_float_array(q, "q", finite=False)
+    if np.isnan(q).any():
+        raise ValueError(f"q holds {int(np.isnan(q).sum())} NaN value(s), first at index "
+                         f"{int(np.argmax(np.isnan(q)))}")
+    z = (tau_train - np.abs(q)) / beta
+    # numerically stable logistic: never exp of a large positive number
+    out = np.empty_like(z)
+    pos = z >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
+    ez = np.exp(z[~pos])
+    out[~pos] = ez / (1.0 + ez)
+    return out
+
+
+def ema_update(prob, prev, *, gamma) -> np.ndarray:
+    """Exponential moving average ``gamma * prob + (1 - gamma) * prev``."""
+    gamma = check_real(gamma, "gamma", low=0.0, high=1.0)
+    prob = as_float_array(prob, "prob", finite=True)
+    prev = np.broadcast_to(as_float_array(np.atleast_1d(prev), "prev", finite=True), prob.shape) \
+        if np.ndim(prev) == 0 else as_float_array(prev, "prev", finite=True)
+    if prev.shape != prob.shape:
+        raise ValueError(f"prev must be a scalar or have the shape of prob {prob.shape}, "
+                         f"got {prev.shape}")
+    return gamma * prob + (1.0 - gamma) * prev
+
+
+def sampling_weights(ema, bottom, *, alpha, s_min) -> np.ndarray:
+    """Risk sampling weights ``max(s_min, 1 + alpha * |ema - bottom|)``."""
+    alpha = check_real(alpha, "alpha", low=0.0)
+    s_min = check_real(s_min, "s_min", low=0.0)
+    ema = as_float_array(ema, "ema", finite=True)
+    bottom = as_float_array(bottom, "bottom", finite=True)
+    if bottom.shape != ema.shape:
+        raise ValueError(f"bottom must have the shape of ema {ema.shape}, got {bottom.shape}")
+    return np.maximum(s_min, 1.0 + alpha * np.abs(ema - bottom))
