@@ -222,9 +222,9 @@ def test_stratified_backends_agree(within):
     ref, info = stratified_sample(q, 500, mix=MIX, seed=77, within=within, backend="numpy")
     got, info_cpu = stratified_sample(q, 500, mix=MIX, seed=77, within=within, backend="cpu")
     assert np.array_equal(ref, got) and info == info_cpu
-    small = pool(150, 7)
-    ref, info = stratified_sample(small, 40, mix=MIX, seed=78, within=within, backend="numpy")
-    got, info_cuda = stratified_sample(small, 40, mix=MIX, seed=78, within=within,
+    small = pool(80, 7)
+    ref, info = stratified_sample(small, 25, mix=MIX, seed=78, within=within, backend="numpy")
+    got, info_cuda = stratified_sample(small, 25, mix=MIX, seed=78, within=within,
                                        backend="cuda")
     assert np.array_equal(ref, got) and info == info_cuda
 

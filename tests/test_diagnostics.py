@@ -98,7 +98,8 @@ def test_tags_as_ints_names_or_enum(tmp_path, tags):
     assert [m.tag_history[k][-1] for k in ("n_real", "n_pinf", "n_ninf", "n_phi")] == [2, 1, 1, 3]
     assert m.tag_history["real_ratio"][-1] == 2 / 7
     s = m.get_summary()
-    assert s["non_real_total"] == 5 and s["tag_totals"] == {"REAL": 2, "PINF": 1, "NINF": 1, "PHI": 3}
+    assert s["non_real_total"] == 5
+    assert s["tag_totals"] == {"REAL": 2, "PINF": 1, "NINF": 1, "PHI": 3}
 
 
 @pytest.mark.parametrize("bad", [[0, 4], ["REAL", "FOO"], [0, True], [0.0]])
@@ -321,3 +322,15 @@ def test_two_processes_export_into_one_folder(tmp_path):
         for p in r:
             body = read_document(p, EXPORT_SCHEMA)
             assert body["history"]["loss_train"] == [float(tag)]
+
+
+def test_torch_inputs_are_accepted(tmp_path):
+    torch = pytest.importorskip("torch")
+    m = monitor(tmp_path)
+    q = torch.tensor([1e-3, -0.5, 2.0], dtype=torch.float64)
+    m.update(0, {"loss_train": torch.tensor(0.25).item()}, q_values=q,
+             gradients={"w": torch.ones(3, 2, dtype=torch.float64)},
+             tags=torch.tensor([0, 1, 1]))
+    assert m.history["q_min"][-1] == 1e-3
+    assert [m.tag_history[k][-1] for k in ("n_real", "n_pinf")] == [1, 2]
+    assert m.gradient_history["near_pole_mean"][-1] == np.sqrt(2.0)

@@ -37,7 +37,8 @@ def assert_same(a, b, where="state"):
 
 def small_monitor(tmp_path):
     m = DiagnosticMonitor(DiagnosticConfig(export_path=str(tmp_path / "exports"),
-                                           auto_export=False, max_history_length=4))
+                                           auto_export=False, max_history_length=4,
+                                           monitor_q_min=False))
     q = np.array([3e-6, -2e-4, 0.05, -0.7, 4.0])
     for epoch in range(6):
         m.update(epoch, {"loss_train": 1.0 / (epoch + 1), "coverage_train": 0.9},
@@ -222,49 +223,75 @@ def test_path_checks(tmp_path):
         st.write_document(tmp_path / "x.npz", "t/1", {})
     with pytest.raises(ValueError, match="does not exist"):
         st.write_document(tmp_path / "nope" / "x.json", "t/1", {})
+    with pytest.raises(ValueError, match=r"reserved keys \['arrays'\]"):
+        st.write_document(tmp_path / "x.json", "t/1", {"arrays": 1})
+    assert os.listdir(tmp_path) == []
 
 
 # ----------------------------------------------------------------- every stateful class
 def _objects():
     """(name, build, advance) for every registered class: ``advance(obj)`` returns what
     the object produces next, so a loaded copy must produce the same."""
-    from zp_ref.curriculum import BandCurriculum, CurriculumScheduler
-    from zp_ref.integrated import create_integrated_sampler
     from zp_ref import problems
+    from zp_ref.curriculum import BandCurriculum, CurriculumConfig, CurriculumScheduler
+    from zp_ref.integrated import create_integrated_sampler
     from zp_ref.refinement import ActiveSampler, ActiveSamplerConfig
     from zp_ref.sampling import ImportanceSampler
     from zp_ref.schedule import DeltaSchedule
 
     x = np.linspace(-1.0, 1.0, 200)
     q = x - 0.3
+    prob = problems.get("simple_roots_1d")
 
     def imp_next(s):
         return [s.sample_batch(x, q, 16)[1] for _ in range(2)]
 
-    def active_build():
-        prob = problems.get("simple_roots_1d")
-        a = ActiveSampler(ActiveSamplerConfig(initial_grid_size=8, grid_bounds=prob.bounds,
-                                              max_refinement_level=4), q=prob.q, backend="numpy")
-        a.refine(max_rounds=2)
-        return a
-
-    def integ_build():
-        s = create_integrated_sampler("importance", export_path=None, seed=5, backend="numpy")
-        s.sample_batch(x, q, 8)
+    def sched_build():
+        s = CurriculumScheduler(CurriculumConfig(n_stages=3, stage_duration=2, warmup_epochs=0))
+        for e in range(3):
+            s.update(e, 0.9, 0.1)
         return s
 
+    def sched_next(s):
+        return [s.update(e, 0.95, 0.05) for e in range(3, 6)] + [s.get_sample_weights(x, q)]
+
+    def band_build():
+        c = BandCurriculum(epochs_per_stage=2, seed=4, backend="numpy")
+        for e in range(3):
+            c.sample(q, 12, e)
+            c.update(e)
+        return c
+
+    def band_next(c):
+        return [c.sample(q, 12, e)[0] for e in (3, 4, 5)]
+
+    def active_build():
+        a = ActiveSampler(ActiveSamplerConfig(initial_grid_size=8, grid_bounds=prob.bounds,
+                                              max_refinement_level=6), q=prob.q, backend="numpy")
+        return a.refine(max_rounds=2)
+
+    def active_next(a):
+        a.refine(max_rounds=1)
+        return [a.sample(32, seed=1), a.n_evaluations, a.leaves()["lo"]]
+
+    def integ_build():
+        s = create_integrated_sampler("hybrid", q=prob.q, grid_bounds=prob.bounds, seed=5,
+                                      backend="numpy", auto_export=False, adapt_frequency=1)
+        s.sample_batch(x, q, 8, epoch=0)
+        return s
+
+    def integ_next(s):
+        return [s.sample_batch(x, q, 8, epoch=e)[1]["indices"] for e in (1, 1, 2)]
+
     return [
-        ("ImportanceSampler", lambda: _advanced(ImportanceSampler(seed=3, backend="numpy"), imp_next),
-         imp_next),
+        ("ImportanceSampler", lambda: _advanced(ImportanceSampler(seed=3, backend="numpy"),
+                                                imp_next), imp_next),
         ("DeltaSchedule", lambda: DeltaSchedule(warmup_epochs=2, adaptive_delta=True),
          lambda s: [s.get_delta(e, q_min=1e-3) for e in range(6)]),
-        ("CurriculumScheduler", CurriculumScheduler, lambda s: s.state_dict()),
-        ("BandCurriculum", BandCurriculum, lambda s: s.state_dict()),
-        ("ActiveSampler", active_build,
-         lambda a: (a.refine(max_rounds=1), a.sample(32, seed=1)[0] if isinstance(a.sample(32, seed=1), tuple)
-                    else a.sample(32, seed=1), a.n_evaluations)),
-        ("IntegratedSampler", integ_build, lambda s: [s.sample_batch(x, q, 8)[1]["indices"]
-                                                      for _ in range(2)]),
+        ("CurriculumScheduler", sched_build, sched_next),
+        ("BandCurriculum", band_build, band_next),
+        ("ActiveSampler", active_build, active_next),
+        ("IntegratedSampler", integ_build, integ_next),
     ]
 
 

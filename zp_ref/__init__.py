@@ -17,6 +17,16 @@ _EXPORTS = {
     "sample_indices": "sampling", "uniform_indices": "sampling",
     "hybrid_indices": "sampling", "prefix_sums": "sampling", "kish_ess": "sampling",
     "ImportanceSampler": "sampling", "ImportanceSamplerConfig": "sampling",
+    "DEFAULT_EDGES": "bands", "band_of": "bands", "band_counts": "bands",
+    "stratified_sample": "bands", "largest_remainder": "bands",
+    "DeltaSchedule": "schedule",
+    "CurriculumConfig": "curriculum", "CurriculumScheduler": "curriculum",
+    "BandCurriculum": "curriculum", "default_stages": "curriculum",
+    "save_state": "state", "load_state": "state",
+    "DiagnosticMonitor": "diagnostics", "DiagnosticConfig": "diagnostics",
+    "QMinWarning": "diagnostics",
+    "IntegratedSampler": "integrated", "SamplingStrategy": "integrated",
+    "create_integrated_sampler": "integrated",
 }
 
 

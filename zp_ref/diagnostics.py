@@ -107,15 +107,17 @@ class DiagnosticConfig:
 def tag_counts(tags) -> np.ndarray:
     """Counts of REAL, PINF, NINF, PHI (int64 (4,)). ``tags``: ints 0..3, names
     (case-insensitive) or enum members whose ``.name`` is one of those."""
-    if isinstance(tags, np.ndarray) and tags.dtype.kind in "iu":
-        codes = tags.ravel()
+    arr = None if isinstance(tags, (list, tuple)) else np.asarray(tags)
+    if arr is not None and arr.dtype.kind in "iu":        # NumPy / torch integer arrays
+        codes = arr.ravel()
     else:
         codes = []
         for i, t in enumerate(tags):
             name = getattr(t, "name", None) if not isinstance(t, str) else t
             if isinstance(name, str) and name.upper() in TAG_NAMES:
                 codes.append(TAG_NAMES.index(name.upper()))
-            elif isinstance(t, (numbers.Integral, np.integer)) and not isinstance(t, (bool, np.bool_)):
+            elif isinstance(t, (numbers.Integral, np.integer)) and \
+                    not isinstance(t, (bool, np.bool_)):
                 codes.append(int(t))
             else:
                 raise ValueError(f"tags[{i}] must be an int 0..3 or one of {list(TAG_NAMES)}, "
@@ -198,7 +200,8 @@ def _q_array(q, name="q_values"):
 def _real_or_none(value, name):
     if value is None:
         return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.number)):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.integer,
+                                                                    np.floating)):
         raise TypeError(f"{name} must be a real number or None, got {value!r}")
     return float(value)
 
@@ -221,7 +224,8 @@ class DiagnosticMonitor:
 
     def __init__(self, config: DiagnosticConfig | None = None):
         if config is not None and not isinstance(config, DiagnosticConfig):
-            raise TypeError(f"config must be a DiagnosticConfig or None, got {type(config).__name__}")
+            raise TypeError(f"config must be a DiagnosticConfig or None, got "
+                            f"{type(config).__name__}")
         self.config = config if config is not None else DiagnosticConfig()
         n = self.config.max_history_length
         self.history = {k: deque(maxlen=n) for k in MAIN_KEYS}
@@ -248,7 +252,8 @@ class DiagnosticMonitor:
         epoch = check_count(epoch, "epoch")
         metrics = {} if metrics is None else metrics
         if not isinstance(metrics, dict):
-            raise TypeError(f"metrics must be a dict of name -> number, got {type(metrics).__name__}")
+            raise TypeError(f"metrics must be a dict of name -> number, got "
+                            f"{type(metrics).__name__}")
         row = {"epoch": epoch}
         for key, value in metrics.items():
             if not isinstance(key, str) or key in _RESERVED:
@@ -268,7 +273,8 @@ class DiagnosticMonitor:
             if q is None:
                 raise ValueError("gradients need q_values (to split samples near/far from poles)")
             if not isinstance(gradients, dict):
-                raise TypeError(f"gradients must be a dict name -> array, got {type(gradients).__name__}")
+                raise TypeError(f"gradients must be a dict name -> array, got "
+                                f"{type(gradients).__name__}")
             row.update(gradient_statistics(gradients, np.abs(q), cfg.near_pole_threshold,
                                            cfg.far_pole_threshold, cfg.gradient_percentiles))
         snapshot = None
@@ -372,7 +378,8 @@ class DiagnosticMonitor:
         s = {"n_updates": t["n_updates"], "n_batches": t["n_batches"]}
         if t["q_min_global"] is not None:
             s["q_min_global"], s["q_min_recent"] = t["q_min_global"], t["q_min_recent"]
-        for key, col in (("q_mean_recent", "q_mean"), ("near_pole_ratio_recent", "near_pole_ratio")):
+        for key, col in (("q_mean_recent", "q_mean"),
+                         ("near_pole_ratio_recent", "near_pole_ratio")):
             vals = _last(self.history[col])
             if vals:
                 s[key] = vals[-1]
@@ -419,7 +426,8 @@ class DiagnosticMonitor:
                 "gradient_history": cols(self.gradient_history),
                 "batch_metrics": cols(self.batch_metrics),
                 "snapshots": [dict(s) for s in self.pq_snapshots],
-                "totals": {k: (list(v) if isinstance(v, list) else v) for k, v in self.totals.items()}}
+                "totals": {k: (list(v) if isinstance(v, list) else v)
+                           for k, v in self.totals.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore histories, snapshots and totals (the config must equal this one's)."""
@@ -447,15 +455,18 @@ class DiagnosticMonitor:
             if len(lengths) > 1 or len(table) != sum(isinstance(v, list) for v in table.values()):
                 raise ValueError(f"state[{name!r}] columns must be lists of one length")
             tables[name] = {k: deque(v, maxlen=n) for k, v in table.items()}
-        if len(tables["history"]["epoch"]) != len(tables["tag_history"]["n_real"]) or \
-                len(tables["history"]["epoch"]) != len(tables["gradient_history"]["near_pole_mean"]):
-            raise ValueError("state: history, tag_history and gradient_history must have equal lengths")
+        rows = {len(tables[t][k]) for t, k in (("history", "epoch"), ("tag_history", "n_real"),
+                                                ("gradient_history", "near_pole_mean"))}
+        if len(rows) > 1:
+            raise ValueError("state: history, tag_history and gradient_history must have "
+                             "equal lengths")
         totals = dict(state["totals"])
         if set(totals) != set(self.totals):
             raise ValueError(f"state['totals'] must hold {sorted(self.totals)}")
         snapshots = deque((dict(s) for s in state["snapshots"]), maxlen=config.max_snapshots)
         self.history, self.tag_history = tables["history"], tables["tag_history"]
-        self.gradient_history, self.batch_metrics = tables["gradient_history"], tables["batch_metrics"]
+        self.gradient_history = tables["gradient_history"]
+        self.batch_metrics = tables["batch_metrics"]
         self.pq_snapshots, self.totals = snapshots, totals
 
     @classmethod

@@ -66,8 +66,8 @@ class IntegratedSampler:
                              "(n, d) -> (n,)) to build the refinement tree")
         self.importance_sampler = ImportanceSampler(importance_config,
                                                     seed=derive_seed(self.seed, 0), backend=backend)
-        self.active_sampler = (None if q is None else
-                               ActiveSampler(active_config, q=q, input_dim=input_dim, backend=backend))
+        self.active_sampler = (None if q is None else ActiveSampler(
+            active_config, q=q, input_dim=input_dim, backend=backend))
         self.diagnostic_monitor = DiagnosticMonitor(diagnostic_config)
         self.sampling_history = deque(maxlen=self.diagnostic_monitor.config.max_history_length)
         self.n_calls = 0
@@ -78,9 +78,11 @@ class IntegratedSampler:
         """Draw ``batch_size`` samples: ``(batch_x, info)``.
 
         ``x_pool`` (N,) or (N, d) and ``q_pool`` (N,) are the candidate pool (ignored by
-        ``ACTIVE``, which draws new points from the tree; pass ``None``). ``info``:
-        ``strategy``, ``call``, ``indices`` (pool indices, int64 (B,); ``None`` for
-        ACTIVE), ``likelihood_ratios`` (HYBRID), ``importance_stats`` / ``active_stats``.
+        ``ACTIVE``, which draws new points (B, d) inside the tree's leaves; pass ``None``).
+        ``info``: ``strategy``, ``call``, ``indices`` (pool indices, int64 (B,); ``None``
+        for ACTIVE), ``leaf_indices`` (ACTIVE: the leaf of each point, into
+        ``active_sampler.leaves()``), ``likelihood_ratios`` (HYBRID),
+        ``importance_stats`` / ``active_stats``.
         """
         batch_size = check_count(batch_size, "batch_size", minimum=1)
         epoch = check_count(epoch, "epoch")
@@ -100,7 +102,9 @@ class IntegratedSampler:
             info["importance_stats"] = self.importance_sampler.get_statistics()
         elif self.strategy is SamplingStrategy.ACTIVE:
             self._adapt(epoch)
-            batch_x = self._tree_points(batch_size, derive_seed(derive_seed(self.seed, 2), call))
+            batch_x, info["leaf_indices"] = self.active_sampler.sample(
+                batch_size, seed=derive_seed(derive_seed(self.seed, 2), call),
+                weighting=self.weighting, return_leaf=True)
             info["active_stats"] = self.active_sampler.get_statistics()
         else:
             batch_x, info["indices"] = self.importance_sampler.hybrid_sample(x_pool, q_pool,
@@ -112,7 +116,8 @@ class IntegratedSampler:
                 info["active_stats"] = self.active_sampler.get_statistics()
         self.n_calls += 1
         self.sampling_history.append({"epoch": epoch, "batch_size": batch_size, **{
-            k: v for k, v in info.items() if k not in ("indices", "likelihood_ratios")}})
+            k: v for k, v in info.items()
+            if k not in ("indices", "leaf_indices", "likelihood_ratios")}})
         return batch_x, info
 
     @staticmethod
@@ -125,15 +130,10 @@ class IntegratedSampler:
         return x, q
 
     def _adapt(self, epoch):
-        cfg = self.active_sampler.config
-        if epoch % cfg.adapt_frequency == 0 and epoch != self.last_adapt_epoch:
+        """One refinement round at the first batch of every adapt_frequency-th epoch."""
+        if self.active_sampler.should_adapt(epoch) and epoch != self.last_adapt_epoch:
             self.active_sampler.refine(max_rounds=1)
             self.last_adapt_epoch = epoch
-
-    def _tree_points(self, n, seed):
-        out = self.active_sampler.sample(n, seed=seed, weighting=self.weighting)
-        points = out[0] if isinstance(out, tuple) else out
-        return points[:, 0] if points.ndim == 2 and points.shape[1] == 1 else points
 
     # -------------------------------------------------------------- diagnostics
     def update_diagnostics(self, **kwargs):
@@ -168,12 +168,16 @@ class IntegratedSampler:
                 "sampling_history": list(self.sampling_history)}
 
     def load_state_dict(self, state) -> None:
-        """Restore everything (validated on a fresh object first; nothing changes on error)."""
-        other = type(self).from_state_dict(state)
+        """Restore everything (validated on a fresh object first; nothing changes on
+        error). A callable q is not stored in a state: this sampler's own is kept."""
+        q = None if self.active_sampler is None else self.active_sampler.q
+        other = type(self).from_state_dict(state, q=q)
         self.__dict__.update(other.__dict__)
 
     @classmethod
-    def from_state_dict(cls, state) -> "IntegratedSampler":
+    def from_state_dict(cls, state, *, q=None) -> "IntegratedSampler":
+        """Build a sampler from :meth:`state_dict`; pass ``q`` when the tree was built
+        from a callable (a Polynomial/Rational q is part of the state)."""
         from .refinement import ActiveSampler
         from .sampling import ImportanceSampler
         keys = {"version", "strategy", "seed", "weighting", "backend", "n_calls",
@@ -192,7 +196,7 @@ class IntegratedSampler:
         obj.backend = check_backend(state["backend"])
         obj.importance_sampler = ImportanceSampler.from_state_dict(state["importance"])
         obj.active_sampler = (None if state["active"] is None
-                              else ActiveSampler.from_state_dict(state["active"]))
+                              else ActiveSampler.from_state_dict(state["active"], q=q))
         if strategy is SamplingStrategy.ACTIVE and obj.active_sampler is None:
             raise ValueError("IntegratedSampler state: strategy 'active' needs an 'active' state")
         obj.diagnostic_monitor = DiagnosticMonitor.from_state_dict(state["monitor"])

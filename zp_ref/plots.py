@@ -216,7 +216,7 @@ def plot_curriculum_timeline(stages, *, names=None, delta=None, ax=None):
 def plot_refinement_tree(active_sampler, ax=None):
     """Leaves of an ActiveSampler: intervals at their refinement level in 1-D,
     rectangles (a quadtree) in 2-D; flagged leaves (sign change) in red; pole estimates
-    marked with x (2-D: with their half-width boxes)."""
+    marked with x (2-D: their half-width boxes shaded)."""
     leaves = active_sampler.leaves()
     lo, hi = np.asarray(leaves["lo"]), np.asarray(leaves["hi"])
     level = np.asarray(leaves["level"])
@@ -241,9 +241,10 @@ def plot_refinement_tree(active_sampler, ax=None):
         ax.add_collection(PatchCollection(boxes, facecolors="none", edgecolors=colors,
                                           linewidths=0.4))
         err = [Rectangle(c - r, *(2 * r)) for c, r in zip(centres, half)]
-        ax.add_collection(PatchCollection(err, facecolors="none", edgecolors="k",
-                                          linewidths=1.0))
+        ax.add_collection(PatchCollection(err, facecolors="tab:red", edgecolors="none",
+                                          alpha=0.35))
         ax.scatter(centres[:, 0], centres[:, 1], marker="x", color="k", zorder=3,
+                   s=30 if len(centres) <= 50 else 2, linewidths=0.8 if len(centres) > 50 else 1.5,
                    label=f"pole estimates ({len(centres)})")
         ax.set_xlim(lo[:, 0].min(), hi[:, 0].max())
         ax.set_ylim(lo[:, 1].min(), hi[:, 1].max())
@@ -251,5 +252,5 @@ def plot_refinement_tree(active_sampler, ax=None):
         ax.set_xlabel("x0")
         ax.set_ylabel("x1")
     ax.set_title(f"refinement tree: {len(level)} leaves, max level {int(level.max())}")
-    ax.legend(loc="upper right", fontsize="small")
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.06), fontsize="small", frameon=False)
     return fig

@@ -275,7 +275,8 @@ def _empty_interval_args(d: int):
 
 # ------------------------------------------------------------------------ the tree
 class _Tree:
-    """Nodes (cells) and points in growable arrays; rows ``[0, n)`` / ``[0, n_points)`` valid.
+    """Nodes (cells) and points in growable arrays; rows ``[0, n)`` / ``[0, n_points)`` are
+    valid (rows beyond are uninitialised).
 
     Node arrays: ``lo`` lattice index of the lower corner (N, d), ``level`` (N,),
     ``corner`` point ids of the 2**d corners (N, 2**d), ``centre`` point id (N,),
@@ -294,18 +295,18 @@ class _Tree:
 
     def _alloc_nodes(self, cap):
         d, old = self.d, getattr(self, "lo", None)
-        new = {"lo": np.zeros((cap, d), np.int64), "level": np.zeros(cap, np.int64),
-               "corner": np.zeros((cap, 2 ** d), np.int64), "centre": np.zeros(cap, np.int64),
-               "alive": np.zeros(cap, np.bool_), "flag": np.zeros(cap, np.bool_),
-               "exhausted": np.zeros(cap, np.bool_)}
+        new = {"lo": np.empty((cap, d), np.int64), "level": np.empty(cap, np.int64),
+               "corner": np.empty((cap, 2 ** d), np.int64), "centre": np.empty(cap, np.int64),
+               "alive": np.empty(cap, np.bool_), "flag": np.empty(cap, np.bool_),
+               "exhausted": np.empty(cap, np.bool_)}
         if old is not None:
             for name, arr in new.items():
                 arr[:self.n] = getattr(self, name)[:self.n]
         self.__dict__.update(new)
 
     def _alloc_points(self, cap):
-        key = np.zeros(cap, np.int64)
-        value = np.full(cap, np.nan)
+        key = np.empty(cap, np.int64)
+        value = np.empty(cap)
         if hasattr(self, "key"):
             key[:self.n_points] = self.key[:self.n_points]
             value[:self.n_points] = self.value[:self.n_points]
@@ -337,9 +338,11 @@ def _initial_tree(lat: _Lattice) -> _Tree:
     tree.key[:nv] = lat.key(verts * unit)
     tree.key[nv:nv + m] = lat.key(cells * unit + unit // 2)
     tree.lo[:m] = cells * unit
+    tree.value[:nv + m] = np.nan
+    tree.level[:m] = 0
     tree.corner[:m] = ((cells[:, None, :] + tab["bits"][None]) * vstrides).sum(axis=-1)
     tree.centre[:m] = nv + np.arange(m)
-    tree.alive[:m] = True
+    tree.alive[:m], tree.flag[:m], tree.exhausted[:m] = True, False, False
     return tree
 
 
@@ -903,6 +906,7 @@ def _parse_state(state, current_qspec):
     tree.n, tree.n_points, tree.n_leaves = m, keys.size, m
     tree.key[:keys.size], tree.value[:keys.size] = keys, vals
     tree.lo[:m], tree.level[:m], tree.alive[:m] = lo, level, True
+    tree.flag[:m], tree.exhausted[:m] = False, False
     unit = lat.cell_units(level)
     tab = lat.tables
     corner_keys = lat.key(lo[:, None, :] + tab["bits"][None] * unit[:, None, None])

@@ -149,9 +149,13 @@ def write_document(path, schema: str, body: dict) -> Path:
     at ``path`` (arrays to ``<stem>.npz`` beside it). Returns the JSON path."""
     path = Path(path)
     if path.suffix == ".npz":
-        raise ValueError(f"path must not end in .npz (that name is used for the arrays), got {path}")
+        raise ValueError(f"path must not end in .npz (that name is used for the arrays), "
+                         f"got {path}")
     if not path.parent.is_dir():
         raise ValueError(f"path: folder {str(path.parent)!r} does not exist")
+    clash = {"schema", "arrays", "sha256"} & set(body)
+    if clash:
+        raise ValueError(f"body must not use the reserved keys {sorted(clash)}")
     arrays = {}
     encoded = to_jsonable(body, arrays, "body")
     doc = {"schema": schema, **encoded, "arrays": None}

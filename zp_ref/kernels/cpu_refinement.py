@@ -12,7 +12,7 @@ from numba import njit, prange
 
 from ..refinement import (CRIT_ABS, CRIT_ABS_OR_SIGN, CRIT_INTERVAL, CRIT_SIGN, RADIUS_INFLATE,
                           _empty_interval_args, _HostEngine)
-from .cpu_poly import fill_powers, horner_at, terms_at
+from .cpu_poly import BLOCK, block_powers, fill_powers, horner_at, terms_block
 
 EMPTY = -1
 HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
@@ -21,44 +21,41 @@ CHUNK = 2048
 
 
 # ------------------------------------------------------------------ hash table of keys
-@njit(cache=True)
-def slot_of(key, shift):
-    """Home slot of a key: Fibonacci hashing, the top bits of key * 2**64/phi."""
-    return np.int64((np.uint64(key) * HASH_MUL) >> np.uint64(shift))
-
-
-@njit(cache=True)
-def insert_or_get(tab_keys, tab_ids, key, new_id, shift):
+# Open addressing with linear probing; row h of ``table`` (cap, 2) holds (key, id) in one
+# cache line, key EMPTY when free. Home slot: Fibonacci hashing, the top bits of
+# key * 2**64/phi.
+@njit(cache=True, inline="always")
+def insert_or_get(table, key, new_id, shift):
     """Id stored for ``key``; inserts ``key -> new_id`` when absent (returns new_id)."""
-    mask = tab_keys.size - 1
-    h = slot_of(key, shift)
+    mask = table.shape[0] - 1
+    h = np.int64((np.uint64(key) * HASH_MUL) >> np.uint64(shift))
     while True:
-        k = tab_keys[h]
+        k = table[h, 0]
         if k == key:
-            return tab_ids[h]
+            return table[h, 1]
         if k == EMPTY:
-            tab_keys[h] = key
-            tab_ids[h] = new_id
+            table[h, 0] = key
+            table[h, 1] = new_id
             return new_id
         h = (h + 1) & mask
 
 
 @njit(cache=True)
-def table_insert_all(tab_keys, tab_ids, keys, shift):
+def table_insert_all(table, keys, shift):
     """Insert keys[i] -> i for every i (index rebuild)."""
     for i in range(keys.size):
-        insert_or_get(tab_keys, tab_ids, keys[i], i, shift)
+        insert_or_get(table, keys[i], i, shift)
 
 
 @njit(cache=True)
-def table_contains(tab_keys, keys, shift, out):
+def table_contains(table, keys, shift, out):
     """out[i] = keys[i] is in the table."""
-    mask = tab_keys.size - 1
+    mask = table.shape[0] - 1
     for i in range(keys.size):
-        h = slot_of(keys[i], shift)
+        h = np.int64((np.uint64(keys[i]) * HASH_MUL) >> np.uint64(shift))
         out[i] = False
-        while tab_keys[h] != EMPTY:
-            if tab_keys[h] == keys[i]:
+        while table[h, 0] != EMPTY:
+            if table[h, 0] == keys[i]:
                 out[i] = True
                 break
             h = (h + 1) & mask
@@ -78,17 +75,17 @@ def collect_candidates(n, alive, flag, exhausted, level, L, out):
 
 @njit(cache=True)
 def split_cells(sel, lo, level, corner, centre, alive, flag, exhausted, n_nodes, pkey,
-                n_points, tab_keys, tab_ids, shift, strides, L, offsets, corner_pos,
-                centre_pos, face_pos, bits, child_corner_pos):
+                n_points, table, shift, strides, L, offsets, corner_pos, centre_pos, face_pos,
+                bits, child_corner_pos):
     """Append the 2**d children of every cell in ``sel`` and the points they need.
 
     Face points (shared with neighbours) are looked up / inserted in the hash table;
-    child centres are always new. Returns (nodes, points, points inserted in the table).
+    child centres are always new. Returns (nodes, points).
     """
     d = lo.shape[1]
     nc = bits.shape[0]
     ids = np.empty(offsets.shape[0], np.int64)
-    node, pt, inserted = n_nodes, n_points, 0
+    node, pt = n_nodes, n_points
     for s in range(sel.size):
         i = sel[s]
         half = np.int64(1) << (L - level[i])
@@ -103,11 +100,10 @@ def split_cells(sel, lo, level, corner, centre, alive, flag, exhausted, n_nodes,
             key = base
             for a in range(d):
                 key += offsets[p, a] * half * strides[a]
-            got = insert_or_get(tab_keys, tab_ids, key, pt, shift)
+            got = insert_or_get(table, key, pt, shift)
             if got == pt:
                 pkey[pt] = key
                 pt += 1
-                inserted += 1
             ids[p] = got
         for c in range(nc):
             ckey = base
@@ -124,7 +120,7 @@ def split_cells(sel, lo, level, corner, centre, alive, flag, exhausted, n_nodes,
             exhausted[node] = False
             pt += 1
             node += 1
-    return node, pt, inserted
+    return node, pt
 
 
 @njit(cache=True)
@@ -144,16 +140,23 @@ def eval_points_1d(pkey, p0, p1, M, lo, hi, width, coeffs, value):
 
 @njit(parallel=True, cache=True)
 def eval_points_nd(pkey, p0, p1, strides, M, lo, hi, width, exps, w, emax, value):
-    """value[p] = Q(x(pkey[p])) for p in [p0, p1), sparse d-D Q."""
+    """value[p] = Q(x(pkey[p])) for p in [p0, p1), sparse d-D Q, in blocks of points."""
     d = strides.size
     n = p1 - p0
-    for ch in prange((n + CHUNK - 1) // CHUNK):
-        pw = np.empty((d, emax.max() + 1))
-        for p in range(p0 + ch * CHUNK, min(p1, p0 + (ch + 1) * CHUNK)):
-            for a in range(d):
-                k = (pkey[p] // strides[a]) % (M[a] + 1)
-                fill_powers(pw, a, lattice_coord(k, M[a], lo[a], hi[a], width[a]), emax[a])
-            value[p] = terms_at(exps, w, pw)
+    for b in prange((n + BLOCK - 1) // BLOCK):
+        pw = np.empty((d, emax.max() + 1, BLOCK))
+        xa = np.empty(BLOCK)
+        acc = np.empty(BLOCK)
+        i0 = p0 + b * BLOCK
+        m = min(p1, i0 + BLOCK) - i0
+        for a in range(d):
+            for i in range(m):
+                k = (pkey[i0 + i] // strides[a]) % (M[a] + 1)
+                xa[i] = lattice_coord(k, M[a], lo[a], hi[a], width[a])
+            block_powers(pw, a, xa, m, emax[a])
+        terms_block(exps, w, pw, m, acc)
+        for i in range(m):
+            value[i0 + i] = acc[i]
 
 
 @njit(cache=True)
@@ -237,34 +240,40 @@ def cell_flags(c0, c1, lo, level, corner, centre, value, crit, threshold, L, M, 
 
 # ------------------------------------------------------------------ the engine
 class CpuEngine(_HostEngine):
-    """Host driver of the kernels above on the shared tree arrays."""
+    """Host driver of the kernels above on the shared tree arrays.
+
+    Face points only ever coincide with face points of cells of the same level. A
+    round that splits only levels never split before therefore dedups its face points
+    in a small fresh table (cache-resident); the full table of every point is rebuilt
+    lazily when a level is split again (cap deferrals, refine_grid, a loaded tree) or
+    when the cap asks which points exist.
+    """
 
     name = "cpu"
 
+    def __init__(self, lat, tree, qspec):
+        super().__init__(lat, tree, qspec)
+        levels = np.unique(tree.level[:tree.n])
+        self.split_levels = set((levels[levels > 0] - 1).tolist())
+
     def rebuild_index(self) -> None:
         t = self.tree
-        cap = 1 << max(4, int(2 * max(t.n_points, 1) - 1).bit_length() + 1)
-        self.tab_keys = np.full(cap, EMPTY, np.int64)
-        self.tab_ids = np.empty(cap, np.int64)
-        self.shift = 64 - (cap.bit_length() - 1)
-        self.n_table = t.n_points
-        table_insert_all(self.tab_keys, self.tab_ids, t.key[:t.n_points], self.shift)
+        self.table, self.shift = _new_table(t.n_points)
+        table_insert_all(self.table, t.key[:t.n_points], self.shift)
+        self.index_fresh = True
 
-    def _reserve_table(self, extra: int) -> None:
-        """Keep the load factor <= 1/2 (rebuild with all points when it would exceed)."""
-        if 2 * (self.n_table + extra) > self.tab_keys.size:
-            self.rebuild_index()
-            if 2 * (self.n_table + extra) > self.tab_keys.size:
-                cap = 1 << int(4 * (self.n_table + extra)).bit_length()
-                self.tab_keys = np.full(cap, EMPTY, np.int64)
-                self.tab_ids = np.empty(cap, np.int64)
-                self.shift = 64 - (cap.bit_length() - 1)
-                t = self.tree
-                table_insert_all(self.tab_keys, self.tab_ids, t.key[:t.n_points], self.shift)
+    def _full_index(self, extra: int) -> None:
+        """Make the full table current, with room for ``extra`` more keys."""
+        t = self.tree
+        if not self.index_fresh or 2 * (t.n_points + extra) > self.table.shape[0]:
+            self.table, self.shift = _new_table(t.n_points + extra)
+            table_insert_all(self.table, t.key[:t.n_points], self.shift)
+            self.index_fresh = True
 
     def exists(self, keys: np.ndarray) -> np.ndarray:
+        self._full_index(0)
         out = np.empty(keys.size, np.bool_)
-        table_contains(self.tab_keys, np.ascontiguousarray(keys, np.int64), self.shift, out)
+        table_contains(self.table, np.ascontiguousarray(keys, np.int64), self.shift, out)
         return out
 
     def candidates(self) -> np.ndarray:
@@ -277,14 +286,20 @@ class CpuEngine(_HostEngine):
         lat, t, tab = self.lat, self.tree, self.lat.tables
         nc, n_face = 2 ** lat.d, tab["face_pos"].size
         t.reserve(sel.size * nc, sel.size * (nc + n_face))
-        self._reserve_table(sel.size * n_face)
+        levels = set(np.unique(t.level[sel]).tolist())
+        if levels & self.split_levels:
+            self._full_index(sel.size * n_face)
+            table, shift = self.table, self.shift
+        else:   # at most S * F distinct face keys, in 2-D about half of that
+            table, shift = _new_table(sel.size * n_face)
+            self.index_fresh = False
+        self.split_levels |= levels
         c0, p0 = t.n, t.n_points
-        t.n, t.n_points, inserted = split_cells(
+        t.n, t.n_points = split_cells(
             sel, t.lo, t.level, t.corner, t.centre, t.alive, t.flag, t.exhausted, t.n, t.key,
-            t.n_points, self.tab_keys, self.tab_ids, self.shift, lat.strides, lat.L,
-            tab["offsets"], tab["corner_pos"], tab["centre_pos"], tab["face_pos"], tab["bits"],
+            t.n_points, table, shift, lat.strides, lat.L, tab["offsets"],
+            tab["corner_pos"], tab["centre_pos"], tab["face_pos"], tab["bits"],
             tab["child_corner_pos"])
-        self.n_table += inserted
         t.value[p0:t.n_points] = np.nan
         return c0, t.n - c0, p0, t.n_points - p0
 
@@ -293,7 +308,9 @@ class CpuEngine(_HostEngine):
 
     def rollback(self, sel, c0, p0) -> None:
         self.tree.n, self.tree.n_points = c0, p0
-        self.rebuild_index()
+        levels = np.unique(self.tree.level[:c0])
+        self.split_levels = set((levels[levels > 0] - 1).tolist())
+        self.index_fresh = False
 
     def evaluate(self, p0: int, p1: int) -> None:
         lat, t, poly = self.lat, self.tree, self.qspec.poly
@@ -312,3 +329,12 @@ class CpuEngine(_HostEngine):
         cell_flags(c0, c1, t.lo, t.level, t.corner, t.centre, t.value, lat.crit_code,
                    lat.threshold, lat.L, lat.M, lat.lo, lat.hi, lat.width, *args,
                    t.flag, t.exhausted)
+
+
+def _new_table(min_slots: int) -> tuple:
+    """(table, shift): an empty hash table of >= 2 * min_slots slots (a power of two,
+    >= 16, so the load factor stays <= 1/2) and the hash shift for it."""
+    cap = 1 << max(4, int(2 * max(min_slots, 1) - 1).bit_length())
+    table = np.empty((cap, 2), np.int64)
+    table[:, 0] = EMPTY
+    return table, 64 - (cap.bit_length() - 1)

@@ -71,7 +71,7 @@ def target_block(key, j, total, ends, guide):
     nb = ends.size
     if t >= total:
         return t, nb
-    b = guide[min(guide.size - 1, np.int64(t / total * guide.size))]
+    b = np.int64(guide[min(guide.size - 1, np.int64(t * (guide.size / total)))])
     while ends[b] <= t:
         b += 1
     while b > 0 and ends[b - 1] > t:
@@ -111,34 +111,65 @@ def count_at_most(base, local, t):
     pos = 0
     step = PREFIX_BLOCK >> 1
     while step > 0:
-        pos = pos + step if base + local[pos + step - 1] <= t else pos
+        pos += step * (base + local[pos + step - 1] <= t)
         step >>= 1
-    return pos + (1 if base + local[pos] <= t else 0)
+    return pos + (base + local[pos] <= t)
+
+
+@njit(cache=True, inline="always")
+def local_prefix_sums(w, b, nb, local):
+    """local[r, :] = sequential prefix sums of block b + r (r < 4), four chains side by
+    side when the four blocks are full; entries past a short block are +inf.
+    Returns the number of blocks filled."""
+    n = w.size
+    B = PREFIX_BLOCK
+    count = min(_GROUP, nb - b)
+    base = b * B
+    if count == _GROUP and base + _GROUP * B <= n:
+        a0 = a1 = a2 = a3 = 0.0
+        for k in range(B):
+            a0 += w[base + k]
+            a1 += w[base + B + k]
+            a2 += w[base + 2 * B + k]
+            a3 += w[base + 3 * B + k]
+            local[0, k] = a0
+            local[1, k] = a1
+            local[2, k] = a2
+            local[3, k] = a3
+        return count
+    for r in range(count):
+        lo = base + r * B
+        size = min(n, lo + B) - lo
+        acc = 0.0
+        for k in range(size):
+            acc += w[lo + k]
+            local[r, k] = acc
+        for k in range(size, B):
+            local[r, k] = np.inf          # a short last block never matches past its end
+    return count
 
 
 @njit(parallel=True, cache=True)
 def resolve_draws(key, total, w, offsets, starts, grouped, out, parts):
-    """Each block builds its local prefix sums once (in cache) and resolves its draws:
-    draw j gets the first i with offsets[b] + local[i] > t_j."""
+    """Blocks build their local prefix sums once (in cache, four at a time) and resolve
+    their draws: draw j gets the first i with offsets[b] + local[i] > t_j."""
     n = w.size
     nb = offsets.size
+    n_groups = (nb + _GROUP - 1) // _GROUP
     for p in prange(parts):
-        local = np.empty(PREFIX_BLOCK)
-        for b in range(p * nb // parts, (p + 1) * nb // parts):
-            if starts[b] == starts[b + 1]:
+        local = np.empty((_GROUP, PREFIX_BLOCK))
+        for g in range(p * n_groups // parts, (p + 1) * n_groups // parts):
+            b0 = g * _GROUP
+            if starts[b0] == starts[min(nb, b0 + _GROUP)]:
                 continue
-            lo = b * PREFIX_BLOCK
-            size = min(n, lo + PREFIX_BLOCK) - lo
-            acc = 0.0
-            for i in range(size):
-                acc += w[lo + i]
-                local[i] = acc
-            for i in range(size, PREFIX_BLOCK):
-                local[i] = np.inf          # a short last block never matches past its end
-            for a in range(starts[b], starts[b + 1]):
-                j = grouped[a]
-                t = uniform_at(key, np.uint64(j)) * total
-                out[j] = lo + min(size - 1, count_at_most(offsets[b], local, t))
+            for r in range(local_prefix_sums(w, b0, nb, local)):
+                b = b0 + r
+                last = min(n, (b + 1) * PREFIX_BLOCK) - 1 - b * PREFIX_BLOCK
+                for a in range(starts[b], starts[b + 1]):
+                    j = grouped[a]
+                    t = uniform_at(key, np.uint64(j)) * total
+                    i = min(last, count_at_most(offsets[b], local[r], t))
+                    out[j] = b * PREFIX_BLOCK + i
 
 
 _workspace = threading.local()
@@ -180,7 +211,9 @@ def sample_with_replacement_cpu(w, n, key, out=None):
         return out
     total = ends[-1]
     offsets = np.concatenate(([0.0], ends[:-1]))
-    guide = np.minimum(np.searchsorted(ends, np.arange(nb) * (total / nb), side="right"), nb - 1)
+    # guide[k]: a first guess at the block of targets in [k, k+1) * total / nb
+    guide = np.minimum(np.searchsorted(ends, np.arange(nb) * (total / nb), side="right"),
+                       nb - 1).astype(np.int32)
     parts = max(1, min(numba.get_num_threads(), n // 4096))
     counts = np.zeros((parts, nb + 1), dtype=np.int64)
     blocks = scratch("blocks", n, np.int32)

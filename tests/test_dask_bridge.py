@@ -1,0 +1,265 @@
+"""zp_ref.dask_bridge on a 2-process LocalCluster bound to loopback: every result equals
+the in-memory API on the concatenated pool (indices exactly, weights to rtol 1e-12)."""
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+
+from zp_ref import dask_bridge as db  # noqa: E402
+from zp_ref.bands import band_of, stratified_sample  # noqa: E402
+from zp_ref.kernels.cpu_sampling import PREFIX_BLOCK  # noqa: E402
+from zp_ref.rng import uniforms  # noqa: E402
+from zp_ref.sampling import sample_indices  # noqa: E402
+from zp_ref.weighting import importance_weights  # noqa: E402
+
+#: Chunk sizes: empty chunks, a one-entry chunk, boundaries off the 512-block grid.
+ODD_CHUNKS = (0, 700, 1, 0, 1500, 3000, 44_799, 0, 20_000, 30_000)
+MIX = [0.3, 0.2, 0.2, 0.2, 0.1]
+
+
+@pytest.fixture(scope="module")
+def client():
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                  host="127.0.0.1", dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def pool():
+    """q (N,) in [-1, 1) with a chunk of +inf (weight 0), and its odd chunking."""
+    q = uniforms(3, 20, sum(ODD_CHUNKS), backend="numpy") * 2.0 - 1.0
+    q[2201:5201] = np.inf                       # exactly the chunk of 3000
+    return q, da.from_array(q, chunks=(ODD_CHUNKS,))
+
+
+@pytest.fixture(scope="module")
+def weights(client, pool):
+    """The pool's normalised weights: in memory (computed by dask) and persisted."""
+    wd = db.importance_weights(pool[1]).persist()
+    return wd.compute(), wd
+
+
+# ------------------------------------------------------------------ weights
+@pytest.mark.parametrize("kwargs", [{}, {"weight_power": 1.5, "temperature": 2.0},
+                                    {"weight_power": 3.0, "max_weight": 1e4, "min_q_abs": 1e-3}])
+def test_importance_weights_match_in_memory(client, pool, kwargs):
+    q, qd = pool
+    got = db.importance_weights(qd, **kwargs).compute()
+    np.testing.assert_allclose(got, importance_weights(q, **kwargs), rtol=1e-12, atol=0)
+    assert got[2201:5201].max() == 0.0
+    raw = db.importance_weights(qd, normalize=False, **kwargs).compute()
+    np.testing.assert_array_equal(raw, importance_weights(q, normalize=False, **kwargs))
+
+
+def test_importance_weights_nan_policy(client, pool):
+    q, _ = pool
+    q = q.copy()
+    q[[30_000, 50_123]] = np.nan
+    qd = da.from_array(q, chunks=(ODD_CHUNKS,))
+    with pytest.raises(ValueError, match=r"2 NaN value\(s\), first at index 30000"):
+        db.importance_weights(qd)
+    with pytest.warns(RuntimeWarning, match="2 NaN"):
+        got = db.importance_weights(qd, nan_policy="omit").compute()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want = importance_weights(q, nan_policy="omit")
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+    assert got[30_000] == got[50_123] == 0.0
+
+
+# ------------------------------------------------------------------ draws
+@pytest.mark.parametrize("seed", [0, 1, 2**64 - 1])
+def test_sample_indices_equal_in_memory(weights, seed):
+    w, wd = weights
+    got = db.sample_indices(wd, 20_000, seed=seed)
+    np.testing.assert_array_equal(got, sample_indices(w, 20_000, seed=seed, backend="numpy"))
+    assert not np.any((got >= 2201) & (got < 5201))          # the all-zero chunk
+    got = db.sample_indices(wd, 5_000, seed=seed, replace=False)
+    np.testing.assert_array_equal(
+        got, sample_indices(w, 5_000, seed=seed, replace=False, backend="numpy"))
+    assert np.unique(got).size == 5_000
+
+
+def test_draws_in_blocks_split_over_three_chunks(client):
+    # block 1 (entries 512..1023) is split over chunks [0, 600), [600, 601), [601, 2000);
+    # only it has weight, so every draw is resolved from the pieces on the client
+    assert PREFIX_BLOCK == 512
+    w = np.zeros(2000)
+    w[512:1024] = np.linspace(1.0, 2.0, 512)
+    wd = da.from_array(w, chunks=((600, 1, 0, 1399),))
+    for seed in range(4):
+        got = db.sample_indices(wd, 3000, seed=seed)
+        np.testing.assert_array_equal(got, sample_indices(w, 3000, seed=seed, backend="numpy"))
+        assert got.min() >= 512 and got.max() < 1024
+        assert np.any(got == 600)                            # the one-entry chunk is drawn
+
+
+def test_target_rounded_up_to_total_takes_last_nonzero():
+    # u * total can round up to the total (u < 1): the oracle then takes the last
+    # nonzero weight; exercise that branch of the client's plan directly
+    w = np.r_[np.ones(700), np.zeros(400)]
+    blocks = db._Blocks({0: db._pieces(w[:650], None, 0, 0),
+                         1: db._pieces(w[650:], None, 650, 650)}, w.size)
+    out, requests = blocks.plan(np.array([blocks.total, 0.5]), last_nonzero=699)
+    assert out[0] == 699 and blocks.total == 700.0
+    assert requests[0][3].tolist() == [1]                    # draw 1 goes to chunk 0
+
+
+def test_without_replacement_takes_every_positive_weight(client):
+    w = np.r_[np.zeros(1000), np.arange(1.0, 3001.0), np.zeros(500)]
+    wd = da.from_array(w, chunks=((999, 1000, 1, 1500, 1000),))
+    for seed in (5, 6):
+        got = db.sample_indices(wd, 3000, seed=seed, replace=False)
+        np.testing.assert_array_equal(
+            got, sample_indices(w, 3000, seed=seed, replace=False, backend="numpy"))
+    with pytest.raises(ValueError, match="n=3001 draws without replacement"):
+        db.sample_indices(wd, 3001, seed=0, replace=False)
+
+
+def test_bad_inputs_name_the_argument(client):
+    w = np.ones(3000)
+    wd = da.from_array(w, chunks=1000)
+    with pytest.raises(TypeError, match="weights must be a 1-D dask.array.Array"):
+        db.sample_indices(w, 3, seed=0)
+    with pytest.raises(ValueError, match=r"weights must be a 1-D dask array, got shape"):
+        db.sample_indices(da.ones((4, 4), chunks=2), 3, seed=0)
+    with pytest.raises(TypeError, match="weights must hold real numbers"):
+        db.sample_indices(da.ones(10, dtype=bool, chunks=5), 3, seed=0)
+    with pytest.raises(ValueError, match="unknown chunk sizes"):
+        db.sample_indices(wd[wd > 0], 3, seed=0)
+    with pytest.raises(ValueError, match="n must be an integer >= 0"):
+        db.sample_indices(wd, -1, seed=0)
+    with pytest.raises(TypeError, match="seed must be a non-negative integer"):
+        db.sample_indices(wd, 3, seed=1.5)
+    with pytest.raises(TypeError, match="replace must be True or False"):
+        db.sample_indices(wd, 3, seed=0, replace="no")
+    bad = w.copy()
+    bad[[2500, 2700]] = -1.0
+    with pytest.raises(ValueError, match=r"2 negative value\(s\), first at index 2500"):
+        db.sample_indices(da.from_array(bad, chunks=1000), 3, seed=0)
+    bad[[2500, 2700]] = [np.inf, 1.0]
+    with pytest.raises(ValueError, match=r"1 non-finite value\(s\), first at index 2500"):
+        db.sample_indices(da.from_array(bad, chunks=1000), 3, seed=0)
+    with pytest.raises(ValueError, match="weights sum to 0"):
+        db.sample_indices(da.zeros(3000, chunks=1000), 3, seed=0)
+    with pytest.raises(ValueError, match="the sum of the weights overflows"):
+        db.sample_indices(da.full(3000, 1e306, chunks=1000), 3, seed=0)
+    with pytest.raises(ValueError, match="q must not be empty"):
+        db.importance_weights(da.zeros(0, chunks=1))
+    with pytest.raises(ValueError, match="weight_power must be in"):
+        db.importance_weights(wd, weight_power=-1.0)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        db.band_of(wd, backend="gpu")
+
+
+# ------------------------------------------------------------------ bands
+def test_band_of_equals_in_memory(client, pool):
+    q, qd = pool
+    qs, qsd = q * 1e-2, qd * 1e-2
+    np.testing.assert_array_equal(db.band_of(qsd).compute(), band_of(qs))
+    edges = [1e-3, 0.5]
+    np.testing.assert_array_equal(db.band_of(qsd, edges, backend="numpy").compute(),
+                                  band_of(qs, edges, backend="numpy"))
+    qn = qs.copy()
+    qn[40_001] = np.nan
+    with pytest.raises(ValueError, match="first at index 40001"):
+        db.band_of(da.from_array(qn, chunks=(ODD_CHUNKS,))).compute()
+
+
+@pytest.mark.parametrize("within, seed, backend", [("uniform", 0, "numpy"),
+                                                    ("uniform", 9, "cpu"),
+                                                    ("importance", 0, "cpu"),
+                                                    ("importance", 9, "numpy")])
+def test_stratified_sample_equals_in_memory(client, pool, within, seed, backend):
+    q, qd = pool
+    qs, qsd = q * 1e-2, qd * 1e-2      # every band has members, B3 has > 512 per chunk
+    got, info = db.stratified_sample(qsd, 4000, mix=MIX, seed=seed, within=within,
+                                     backend=backend)
+    want, want_info = stratified_sample(qs, 4000, mix=MIX, seed=seed, within=within,
+                                        backend=backend)
+    np.testing.assert_array_equal(got, want)
+    assert info == want_info
+    if within == "importance":     # B4 is the all-inf chunk: not drawable, redistributed
+        assert info["drawable"][4] == 0 and info["achieved"][4] == 0
+        assert info["redistributed"][4] == -400 and sum(info["achieved"]) == 4000
+
+
+def test_stratified_sample_edge_cases(client, pool):
+    q, qd = pool
+    mix = [0.5, 0.5, 0.0]
+    got, info = db.stratified_sample(qd, 10, edges=[1e-4, 0.5], mix=mix, seed=3)
+    want, want_info = stratified_sample(q, 10, edges=[1e-4, 0.5], mix=mix, seed=3)
+    np.testing.assert_array_equal(got, want)
+    assert info == want_info
+    empty = da.zeros(0, chunks=1)
+    got, info = db.stratified_sample(empty, 0, mix=MIX, seed=0)
+    want, want_info = stratified_sample(np.zeros(0), 0, mix=MIX, seed=0)
+    assert got.size == 0 and info == want_info
+    with pytest.raises(ValueError, match="mix must sum to 1"):
+        db.stratified_sample(qd, 10, mix=[0.5, 0.6, 0, 0, 0], seed=0)
+    qn = q.copy()
+    qn[[7, 9]] = np.nan
+    with pytest.raises(ValueError, match=r"2 NaN value\(s\), first at index 7"):
+        db.stratified_sample(da.from_array(qn, chunks=(ODD_CHUNKS,)), 10, mix=MIX, seed=0)
+    with pytest.raises(ValueError, match="no pool entry can be drawn"):
+        db.stratified_sample(da.full(100, np.inf, chunks=30), 5, mix=MIX, seed=0,
+                             within="importance")
+
+
+# ------------------------------------------------------------------ pools on disk
+def test_pool_from_npy_files(client, tmp_path):
+    parts = [np.arange(0, 1000.0), np.zeros(0), np.arange(1000.0, 1700.0)]
+    for i, p in enumerate(parts):
+        np.save(tmp_path / f"part_{i:02d}.npy", p)
+    pool = db.pool_from_npy(str(tmp_path / "part_*.npy"), chunk_size=300)
+    assert pool.chunks[0] == (300, 300, 300, 100, 300, 300, 100)   # empty file: no chunk
+    np.testing.assert_array_equal(pool.compute(), np.arange(1700.0))
+    listed = db.pool_from_npy([tmp_path / "part_02.npy", tmp_path / "part_00.npy"])
+    assert listed[0].compute() == 1000.0
+    np.save(tmp_path / "square.npy", np.zeros((2, 2)))
+    np.save(tmp_path / "ints.npy", np.arange(3))
+    with pytest.raises(ValueError, match="pools are 1-D"):
+        db.pool_from_npy(tmp_path / "square.npy")
+    with pytest.raises(TypeError, match="share one dtype"):
+        db.pool_from_npy([tmp_path / "part_00.npy", tmp_path / "ints.npy"])
+    with pytest.raises(ValueError, match="no file matches"):
+        db.pool_from_npy(str(tmp_path / "nothing_*.npy"))
+    with pytest.raises(ValueError, match="chunk_size must be an integer >= 1"):
+        db.pool_from_npy(tmp_path / "ints.npy", chunk_size=0)
+
+
+def test_large_pool_from_npy_files(client, tmp_path):
+    """2*10**7 entries in 12 files (an empty one, one all +inf, sizes off the block
+    grid): weights to rtol 1e-12, draws and stratified draws exactly."""
+    n = 2 * 10**7
+    q = uniforms(5, 21, n, backend="cpu") * 2.0 - 1.0
+    sizes = [1_000_003, 2_999_999, 0, 1_234_567, 3_000_000, 765_433, 2_000_000,
+             1_500_001, 2_499_999, 1_000_000, 2_000_000]
+    sizes.append(n - sum(sizes))
+    bounds = np.cumsum([0] + sizes)
+    q[bounds[4]:bounds[5]] = np.inf
+    for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+        np.save(tmp_path / f"q_{i:03d}.npy", q[lo:hi])
+    pool = db.pool_from_npy(os.path.join(tmp_path, "q_*.npy"))
+    assert pool.numblocks[0] == 11 and pool.shape == (n,)     # the empty file adds none
+
+    wd = db.importance_weights(pool)
+    w = wd.compute()
+    np.testing.assert_allclose(w, importance_weights(q), rtol=1e-12, atol=0)
+    got = db.sample_indices(wd, 200_000, seed=11)
+    np.testing.assert_array_equal(got, sample_indices(w, 200_000, seed=11, backend="numpy"))
+    np.testing.assert_array_equal(got, sample_indices(w, 200_000, seed=11, backend="cpu"))
+    assert not np.any((got >= bounds[4]) & (got < bounds[5]))
+    assert np.unique(np.searchsorted(bounds, got, side="right")).size == 10
+
+    got, info = db.stratified_sample(pool * 1e-2, 100_000, mix=MIX, seed=4,
+                                     within="importance")
+    want, want_info = stratified_sample(q * 1e-2, 100_000, mix=MIX, seed=4,
+                                        within="importance", backend="cpu")
+    np.testing.assert_array_equal(got, want)
+    assert info == want_info

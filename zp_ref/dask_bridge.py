@@ -1,0 +1,601 @@
+"""Scale-out on Dask: importance weights, weighted draws, |Q| bands and stratified
+draws over chunked 1-D dask arrays, with the answers of the in-memory API.
+
+Every function takes a 1-D ``dask.array.Array`` (pool entries in order; chunks of any
+sizes, empty ones included) and runs on whatever scheduler is active: a
+``distributed.Client`` when one is open, else dask's threads. Pools never travel to
+the client: the passes over the chunks return block totals, counts and the indices
+drawn; the client sends each chunk only the draws that fall in it (docs/scale.md).
+
+Exactness. A weighted draw is defined by the blockwise prefix sums of
+``zp_ref.sampling.prefix_sums`` (blocks of PREFIX_BLOCK = 512 consecutive entries of
+the weighted sequence, summed sequentially; block ends added sequentially). Chunk
+boundaries need not fall on block boundaries: each chunk sums its whole blocks
+(sequential sums, as the oracle) and returns the raw weights of the partial blocks at
+its two ends (< 512 each); the client sums a block split across chunks sequentially
+over its pieces in pool order and accumulates all block totals sequentially. So the
+indices equal ``zp_ref.sample_indices`` / ``zp_ref.stratified_sample`` on the
+concatenated pool for the same seed, bit for bit. Normalised importance weights differ
+from the in-memory ones only in the order of the total (see :func:`importance_weights`),
+to rtol 1e-12.
+"""
+from __future__ import annotations
+
+import glob
+import math
+import os
+import sys
+import warnings
+
+import numpy as np
+
+try:
+    import dask
+    import dask.array as da
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError("zp_ref.dask_bridge needs dask: install the extra with "
+                      "`pip install zp_ref[dask]` (dask[array] and distributed)") from exc
+
+from ._validation import check_backend, check_choice, check_count, check_real, check_seed
+from .bands import DEFAULT_EDGES, WITHIN, check_edges, check_mix, effective_mix, largest_remainder
+from .kernels.cpu_sampling import PREFIX_BLOCK
+from .rng import STREAMS, derive_seed, uniforms
+from .weighting import NAN_POLICIES, check_weight_config
+
+B = PREFIX_BLOCK
+#: Rows of PREFIX_BLOCK entries cumulated at once (bounds a chunk pass's temporaries).
+_ROWS_PER_BATCH = 4096
+
+
+# ------------------------------------------------------------------ validation
+def _check_pool(a, name: str, *, allow_empty: bool = False, hint: str = "") -> "da.Array":
+    """``a`` as a 1-D dask array of real numbers with known chunk sizes."""
+    if not isinstance(a, da.Array):
+        raise TypeError(f"{name} must be a 1-D dask.array.Array, got {type(a).__name__}"
+                        + (f"; for in-memory arrays use {hint}" if hint else ""))
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D dask array, got shape {a.shape}")
+    if a.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must hold real numbers (float or int), got dtype {a.dtype}")
+    if any(math.isnan(c) for c in a.chunks[0]):
+        raise ValueError(f"{name} has unknown chunk sizes; call {name}.compute_chunk_sizes() "
+                         "first")
+    if a.shape[0] == 0 and not allow_empty:
+        raise ValueError(f"{name} must not be empty, got shape {a.shape}")
+    return a
+
+
+def _chunk_starts(a) -> np.ndarray:
+    """Global index of the first entry of every chunk, int64 (n_chunks + 1,)."""
+    return np.concatenate(([0], np.cumsum(a.chunks[0]))).astype(np.int64)
+
+
+def _map_chunks(func, a, per_chunk_args):
+    """``func(chunk, *args)`` on every chunk given a (non-None) args tuple, computed at
+    once on the active scheduler; returns {chunk number: result}."""
+    chunks = a.to_delayed().ravel()
+    jobs = {c: dask.delayed(func, pure=False)(chunks[c], *args)
+            for c, args in enumerate(per_chunk_args) if args is not None}
+    return dict(zip(jobs, dask.compute(*jobs.values())))
+
+
+def _as_float(chunk) -> np.ndarray:
+    return np.ascontiguousarray(chunk, dtype=np.float64)
+
+
+# ------------------------------------------------------------------ importance weights
+def _chunk_weights(q, config, backend):
+    """Unnormalised weights of one chunk (NaN -> weight 0, as the in-memory path)."""
+    from .backends import resolve_backend
+    from .weighting import importance_weights as weights_in_memory
+    q = _as_float(q)
+    if q.size == 0:
+        return np.empty(0)
+    p, min_q_abs, max_weight, temperature = config
+    q = np.where(np.isnan(q), np.inf, q)
+    return weights_in_memory(q, weight_power=p, min_q_abs=min_q_abs, max_weight=max_weight,
+                             temperature=temperature, normalize=False,
+                             backend=resolve_backend(backend, q.size))
+
+
+def _weights_stats(q, config, backend):
+    """(np.sum of the chunk's weights, NaN count, first NaN position or -1)."""
+    nan = np.isnan(_as_float(q))
+    n_nan = int(nan.sum())
+    return (float(np.sum(_chunk_weights(q, config, backend))), n_nan,
+            int(np.argmax(nan)) if n_nan else -1)
+
+
+def _weights_block(q, config, backend, total):
+    w = _chunk_weights(q, config, backend)
+    if total is not None:
+        np.divide(w, total, out=w)
+    return w
+
+
+def importance_weights(q, *, weight_power=2.0, min_q_abs=1e-6, max_weight=100.0,
+                       temperature=1.0, normalize=True, nan_policy="raise",
+                       backend="auto") -> "da.Array":
+    """``zp_ref.importance_weights`` over a chunked pool: a lazy float64 dask array.
+
+    Each chunk runs the in-memory kernel (``backend`` resolved per chunk). One eager
+    pass here counts NaNs (``ValueError`` naming the count and the global index of the
+    first, or a ``RuntimeWarning`` with ``nan_policy="omit"``) and sums the weights.
+    Float order of the total: each chunk's weights are summed with ``np.sum`` (NumPy
+    pairwise summation), then the chunk totals are added sequentially in chunk order
+    from 0.0; weights equal the in-memory ones to rtol 1e-12. The result is recomputed
+    from ``q`` whenever it is computed (``persist()`` it to keep it in the workers).
+    """
+    config = check_weight_config(weight_power, min_q_abs, max_weight, temperature)
+    check_choice(nan_policy, "nan_policy", NAN_POLICIES)
+    if not isinstance(normalize, (bool, np.bool_)):
+        raise TypeError(f"normalize must be True or False, got {normalize!r}")
+    check_backend(backend)
+    q = _check_pool(q, "q", hint="zp_ref.importance_weights")
+    starts = _chunk_starts(q)
+    stats = _map_chunks(_weights_stats, q, [(config, backend)] * q.numblocks[0])
+    n_nan = sum(s[1] for s in stats.values())
+    if n_nan:
+        first = min(int(starts[c]) + s[2] for c, s in stats.items() if s[1])
+        if nan_policy == "raise":
+            raise ValueError(f"q holds {n_nan} NaN value(s), first at index {first}; clean "
+                             "them or pass nan_policy='omit'")
+        warnings.warn(f"importance_weights: {n_nan} NaN value(s) in q given weight 0 "
+                      "(nan_policy='omit')", RuntimeWarning, stacklevel=2)
+    total = 0.0
+    for c in range(q.numblocks[0]):
+        total += stats[c][0]
+    if normalize and not total > 0.0:
+        raise ValueError("every weight is 0 (q holds no finite value): the weights cannot "
+                         "be normalised; pass normalize=False to get the zeros")
+    return q.map_blocks(_weights_block, config, backend, total if normalize else None,
+                        dtype=np.float64)
+
+
+# ------------------------------------------------------------------ blockwise prefix sums
+def _block_totals(x: np.ndarray) -> np.ndarray:
+    """Sequential sums of consecutive blocks of B entries (x.size a multiple of B)."""
+    rows = x.reshape(-1, B)
+    out = np.empty(rows.shape[0])
+    for lo in range(0, rows.shape[0], _ROWS_PER_BATCH):
+        out[lo:lo + _ROWS_PER_BATCH] = np.cumsum(rows[lo:lo + _ROWS_PER_BATCH], axis=1)[:, -1]
+    return out
+
+
+def _head_length(r0: int, m: int) -> int:
+    """Members before the first block boundary of a run of m members from rank r0."""
+    return min(m, -r0 % B)
+
+
+def _pieces(wm, members, start, r0):
+    """What one chunk returns for a weighted sequence whose members in this chunk have
+    ranks r0 .. r0+len(wm)-1: the sequential totals of its whole blocks, and the raw
+    weights (with global indices) of the partial blocks at both ends."""
+    m = wm.size
+    head = _head_length(r0, m)
+    tail = head + (m - head) // B * B
+
+    def idx(lo, hi):
+        pos = np.arange(lo, hi, dtype=np.int64)
+        return start + (pos if members is None else members[pos])
+
+    return {"r0": r0, "full": _block_totals(wm[head:tail]),
+            "head": wm[:head].copy(), "head_idx": idx(0, head),
+            "tail": wm[tail:].copy(), "tail_idx": idx(tail, m)}
+
+
+def _resolve_rows(wm, r0, rows, row_offsets, t):
+    """Member positions of the draws with targets t, all inside the whole blocks
+    ``rows`` (numbered from the chunk's first whole block): the first position with
+    ``row_offsets[row] + local prefix sum > t``."""
+    head = _head_length(r0, wm.size)
+    whole = wm[head:head + (wm.size - head) // B * B].reshape(-1, B)[rows]
+    C = (row_offsets[:, None] + np.cumsum(whole, axis=1)).ravel()
+    p = np.searchsorted(C, t, side="right")
+    return head + rows[p // B] * B + p % B
+
+
+class _Blocks:
+    """The block totals of one weighted sequence, assembled on the client from the
+    pieces of its chunks (dict chunk -> pieces, in pool order)."""
+
+    def __init__(self, pieces: dict, n_members: int):
+        n_blocks = -(-n_members // B)
+        totals = np.empty(n_blocks)
+        self.owner = np.full(n_blocks, -1, dtype=np.int64)     # chunk of a whole block
+        self.first_whole = {}                                    # chunk -> its first one
+        fragments = {}
+        for c in sorted(pieces):
+            p = pieces[c]
+            k0 = (p["r0"] + p["head"].size) // B
+            if p["head"].size:
+                fragments.setdefault(p["r0"] // B, []).append((p["head"], p["head_idx"]))
+            totals[k0:k0 + p["full"].size] = p["full"]
+            self.owner[k0:k0 + p["full"].size] = c
+            self.first_whole[c] = k0
+            if p["tail"].size:
+                fragments.setdefault(k0 + p["full"].size, []).append((p["tail"], p["tail_idx"]))
+        self.split = {}                          # block split across chunks -> (local, idx)
+        with np.errstate(over="ignore"):         # an infinite total is refused later
+            for k, parts in fragments.items():
+                local = np.cumsum(np.concatenate([v for v, _ in parts]))     # sequential
+                totals[k] = local[-1]
+                self.split[k] = (local, np.concatenate([i for _, i in parts]))
+            self.ends = np.add.accumulate(totals)                         # sequential
+        self.offsets = np.concatenate(([0.0], self.ends[:-1]))
+
+    @property
+    def total(self) -> float:
+        return float(self.ends[-1])
+
+    def plan(self, t, last_nonzero):
+        """Resolve what the client can: returns (out int64 with -1 where a chunk must
+        answer, requests {chunk: (rows, row_offsets, t, draw numbers)})."""
+        out = np.full(t.size, -1, dtype=np.int64)
+        order = np.argsort(t, kind="stable")
+        ts = t[order]
+        ks = np.searchsorted(self.ends, ts, side="right")
+        rounded_up = ks == self.ends.size              # u * total rounded up to the total
+        out[order[rounded_up]] = last_nonzero
+        owner = np.where(rounded_up, -2, self.owner[np.minimum(ks, self.ends.size - 1)])
+        for k in np.unique(ks[owner == -1]):             # ks is sorted
+            lo, hi = np.searchsorted(ks, [k, k + 1])
+            local, idx = self.split[int(k)]
+            out[order[lo:hi]] = idx[np.searchsorted(self.offsets[k] + local, ts[lo:hi],
+                                                    side="right")]
+        whole = np.flatnonzero(owner >= 0)
+        owners = owner[whole]                           # non-decreasing
+        requests = {}
+        for c in np.unique(owners):
+            lo, hi = np.searchsorted(owners, [c, c + 1])
+            sel = whole[lo:hi]
+            blocks = np.unique(ks[sel])
+            requests[int(c)] = (blocks - self.first_whole[int(c)], self.offsets[blocks],
+                                ts[sel], order[sel])
+        return out, requests
+
+
+def _check_total(total: float):
+    if not np.isfinite(total):
+        raise ValueError(f"the sum of the weights overflows ({total}); rescale them")
+    if total <= 0.0:
+        raise ValueError("weights sum to 0: at least one weight must be positive")
+
+
+# ------------------------------------------------------------------ sample_indices
+def _weights_chunk_stats(w, start, with_pieces):
+    """Validation counts of one chunk of weights and, when asked, its pieces."""
+    w = _as_float(w)
+    negative = w < 0
+    bad = ~np.isfinite(w)
+    nonzero = w != 0
+    n_neg, n_bad = int(negative.sum()), int(bad.sum())
+    first_neg = int(np.argmax(negative)) if n_neg else -1
+    first_bad = int(np.argmax(bad)) if n_bad else -1
+    n_nonzero = int(nonzero.sum())
+    return {"n_neg": n_neg, "first_neg": first_neg,
+            "neg_value": float(w[first_neg]) if n_neg else 0.0,
+            "n_bad": n_bad, "first_bad": first_bad,
+            "bad_value": float(w[first_bad]) if n_bad else 0.0,
+            "n_nonzero": n_nonzero,
+            "last_nonzero": w.size - 1 - int(np.argmax(nonzero[::-1])) if n_nonzero else -1,
+            "pieces": _pieces(w, None, start, start) if with_pieces and n_bad == 0 and
+            n_neg == 0 else None}
+
+
+def _weights_chunk_draws(w, start, rows, row_offsets, t):
+    w = _as_float(w)
+    return start + _resolve_rows(w, start, rows, row_offsets, t)
+
+
+def _top_keys(w, start, n, seed):
+    """The chunk's n largest Efraimidis-Spirakis keys (ties to the lower index)."""
+    w = _as_float(w)
+    positive = np.flatnonzero(w > 0)
+    u = uniforms(seed, STREAMS["without_replacement"], w.size, start=start,
+                 backend="numpy")[positive]
+    with np.errstate(divide="ignore"):
+        keys = np.log(u) / w[positive]
+    if keys.size > n:
+        kth = np.partition(-keys, n - 1)[n - 1]
+        keep = np.flatnonzero(-keys <= kth)
+        keep = keep[np.lexsort((positive[keep], -keys[keep]))[:n]]
+        keys, positive = keys[keep], positive[keep]
+    return keys, positive + start
+
+
+def sample_indices(weights, n, *, seed, replace=True) -> np.ndarray:
+    """``zp_ref.sample_indices`` over a chunked pool: int64 (n,), equal to the in-memory
+    result on the concatenated weights for the same seed.
+
+    With replacement, two passes: (1) every chunk returns its block totals and
+    validation counts; the client accumulates the block ends and places the targets
+    ``u(seed, 0, j) * C[-1]``; (2) every chunk holding draws receives only its targets
+    and returns their indices. Without replacement: (1) validation counts; (2) every
+    chunk returns its n largest keys ``log(u(seed, 1, i)) / w_i``; the client merges.
+    """
+    n = check_count(n, "n")
+    seed = check_seed(seed)
+    if not isinstance(replace, (bool, np.bool_)):
+        raise TypeError(f"replace must be True or False, got {replace!r}")
+    w = _check_pool(weights, "weights", hint="zp_ref.sample_indices")
+    starts = _chunk_starts(w)
+    n_chunks = w.numblocks[0]
+    stats = _map_chunks(_weights_chunk_stats, w,
+                        [(int(starts[c]), bool(replace)) for c in range(n_chunks)])
+    _check_weight_stats(stats, starts)
+    if not replace:
+        n_positive = sum(s["n_nonzero"] for s in stats.values())
+        if n > n_positive:
+            raise ValueError(f"n={n} draws without replacement need at least n positive "
+                             f"weights; weights has {n_positive}")
+        if n == 0:
+            return np.empty(0, dtype=np.int64)
+        tops = _map_chunks(_top_keys, w, [(int(starts[c]), n, seed) if stats[c]["n_nonzero"]
+                                          else None for c in range(n_chunks)])
+        keys = np.concatenate([tops[c][0] for c in sorted(tops)])
+        idx = np.concatenate([tops[c][1] for c in sorted(tops)])
+        return idx[np.lexsort((idx, -keys))[:n]].astype(np.int64)
+    blocks = _Blocks({c: s["pieces"] for c, s in stats.items() if s["pieces"] is not None},
+                     w.shape[0])
+    _check_total(blocks.total)
+    if n == 0:
+        return np.empty(0, dtype=np.int64)
+    last_nonzero = max(int(starts[c]) + s["last_nonzero"] for c, s in stats.items()
+                       if s["n_nonzero"])
+    t = uniforms(seed, STREAMS["importance"], n, backend="numpy") * blocks.total
+    out, requests = blocks.plan(t, last_nonzero)
+    answers = _map_chunks(_weights_chunk_draws, w,
+                          [(int(starts[c]),) + requests[c][:3] if c in requests else None
+                           for c in range(n_chunks)])
+    for c, idx in answers.items():
+        out[requests[c][3]] = idx
+    return out
+
+
+def _check_weight_stats(stats, starts):
+    """The in-memory path's errors, with global indices."""
+    chunks = sorted(stats)
+    n_neg = sum(stats[c]["n_neg"] for c in chunks)
+    if n_neg:
+        c = next(c for c in chunks if stats[c]["n_neg"])
+        raise ValueError(f"weights must be >= 0: {n_neg} negative value(s), first at index "
+                         f"{int(starts[c]) + stats[c]['first_neg']} ({stats[c]['neg_value']})")
+    n_bad = sum(stats[c]["n_bad"] for c in chunks)
+    if n_bad:
+        c = next(c for c in chunks if stats[c]["n_bad"])
+        raise ValueError(f"weights must be finite: {n_bad} non-finite value(s), first at "
+                         f"index {int(starts[c]) + stats[c]['first_bad']} "
+                         f"({stats[c]['bad_value']})")
+    if not any(stats[c]["n_nonzero"] for c in chunks):
+        raise ValueError("weights sum to 0: at least one weight must be positive")
+
+
+# ------------------------------------------------------------------ bands
+def _band_block(q, edges, backend, block_info=None):
+    """Band ids of one chunk; NaN raises naming its global index."""
+    from .backends import resolve_backend
+    from .bands import band_of as band_of_in_memory
+    q = _as_float(q)
+    nan = np.isnan(q)
+    if nan.any():
+        start = block_info[0]["array-location"][0][0] if block_info else 0
+        raise ValueError(f"q must not contain NaN: {int(nan.sum())} NaN value(s) in the chunk "
+                         f"starting at {start}, first at index {start + int(np.argmax(nan))}")
+    return band_of_in_memory(q, edges, backend=resolve_backend(backend, q.size))
+
+
+def band_of(q, edges=DEFAULT_EDGES, *, backend="auto") -> "da.Array":
+    """``zp_ref.band_of`` over a chunked pool: a lazy int64 dask array (the number of
+    edges strictly below |q|). A NaN raises ``ValueError`` when the result is computed."""
+    edges = check_edges(edges)
+    check_backend(backend)
+    q = _check_pool(q, "q", allow_empty=True, hint="zp_ref.band_of")
+    return q.map_blocks(_band_block, edges, backend, dtype=np.int64)
+
+
+def _band_view(q, edges, weight_config, backend):
+    """(bands, weights or None) of one NaN-free chunk."""
+    from .backends import resolve_backend
+    from .bands import band_of as band_of_in_memory
+    q = _as_float(q)
+    bands = band_of_in_memory(q, edges, backend=resolve_backend(backend, q.size))
+    if weight_config is None or q.size == 0:
+        return bands, None
+    from .weighting import importance_weights as weights_in_memory
+    p, min_q_abs, max_weight = weight_config
+    return bands, weights_in_memory(q, weight_power=p, min_q_abs=min_q_abs,
+                                    max_weight=max_weight, normalize=False,
+                                    backend=resolve_backend(backend, q.size))
+
+
+def _band_stats(q, edges, weight_config, backend):
+    """NaN count and first position; members and drawable members per band."""
+    nan = np.isnan(_as_float(q))
+    if nan.any():
+        return {"n_nan": int(nan.sum()), "first_nan": int(np.argmax(nan))}
+    bands, w = _band_view(q, edges, weight_config, backend)
+    n_bands = edges.size + 1
+    members = np.bincount(bands, minlength=n_bands)
+    drawable = members if w is None else np.bincount(bands[w > 0], minlength=n_bands)
+    return {"n_nan": 0, "members": members, "drawable": drawable}
+
+
+def _band_pieces(q, start, edges, weight_config, backend, r0_by_band):
+    """Per band: the pieces of its weighted member sequence and its last nonzero one."""
+    bands, w = _band_view(q, edges, weight_config, backend)
+    out = {}
+    for b, r0 in r0_by_band.items():
+        members = np.flatnonzero(bands == b)
+        wm = w[members]
+        nonzero = np.flatnonzero(wm)
+        out[b] = (_pieces(wm, members, start, r0),
+                  start + int(members[nonzero[-1]]) if nonzero.size else -1)
+    return out
+
+
+def _band_draws(q, start, edges, weight_config, backend, weighted, uniform):
+    """Global indices of the draws this chunk resolves: weighted {b: (r0, rows,
+    row_offsets, t)}, uniform {b: member ranks local to the chunk}."""
+    bands, w = _band_view(q, edges, weight_config, backend)
+    out = {}
+    for b, (r0, rows, row_offsets, t) in weighted.items():
+        members = np.flatnonzero(bands == b)
+        out[b] = start + members[_resolve_rows(w[members], r0, rows, row_offsets, t)]
+    for b, ranks in uniform.items():
+        out[b] = start + np.flatnonzero(bands == b)[ranks]
+    return out
+
+
+def stratified_sample(q, n, *, edges=DEFAULT_EDGES, mix, seed, within="uniform",
+                      weight_power=2.0, min_q_abs=1e-6, max_weight=None, backend="auto"):
+    """``zp_ref.stratified_sample`` over a chunked pool: (idx int64 (n,), info), equal
+    to the in-memory result on the concatenated q for the same arguments.
+
+    Passes: (1) per chunk, members and drawable members per band (and NaN counts);
+    the client allocates the draws; (2, ``within="importance"`` only) per chunk and
+    band, the block totals of the band's weights, given the rank of its first member
+    there; (3) each chunk receives the draws that fall in it and returns indices.
+    """
+    edges = check_edges(edges)
+    n = check_count(n, "n")
+    mix = check_mix(mix, edges.size + 1)
+    seed = check_seed(seed)
+    within = check_choice(within, "within", WITHIN)
+    weight_power = check_real(weight_power, "weight_power", low=0.0)
+    min_q_abs = check_real(min_q_abs, "min_q_abs", low=0.0, low_open=True)
+    max_weight = check_real(sys.float_info.max if max_weight is None else max_weight,
+                            "max_weight", low=0.0, low_open=True)
+    check_backend(backend)
+    q = _check_pool(q, "q", allow_empty=n == 0, hint="zp_ref.stratified_sample")
+    n_bands, n_chunks = edges.size + 1, q.numblocks[0]
+    starts = _chunk_starts(q)
+    weight_config = (weight_power, min_q_abs, max_weight) \
+        if within == "importance" and n > 0 else None
+
+    stats = _map_chunks(_band_stats, q, [(edges, weight_config, backend)] * n_chunks)
+    n_nan = sum(s["n_nan"] for s in stats.values())
+    if n_nan:
+        c = next(c for c in range(n_chunks) if stats[c]["n_nan"])
+        raise ValueError(f"q must not contain NaN: {n_nan} NaN value(s), first at index "
+                         f"{int(starts[c]) + stats[c]['first_nan']}; |Q| bands need a value "
+                         "for every entry")
+    per_chunk = np.array([stats[c]["members"] for c in range(n_chunks)],
+                         dtype=np.int64).reshape(n_chunks, n_bands)
+    members = per_chunk.sum(axis=0)
+    drawable = np.array([stats[c]["drawable"] for c in range(n_chunks)],
+                        dtype=np.int64).reshape(n_chunks, n_bands).sum(axis=0)
+    target = largest_remainder(n, mix)
+    if n > 0 and drawable.sum() == 0:
+        raise ValueError("q: no pool entry can be drawn (every importance weight is 0: "
+                         "q holds only +-inf)")
+    m = effective_mix(mix, drawable) if n > 0 else mix
+    alloc = largest_remainder(n, m)
+    # rank of the first member of band b in chunk c
+    rank0 = np.vstack((np.zeros(n_bands, dtype=np.int64), np.cumsum(per_chunk, axis=0)))
+    live = [b for b in range(n_bands) if alloc[b] > 0]
+
+    draws = {b: None for b in live}
+    weighted = [dict() for _ in range(n_chunks)]
+    uniform = [dict() for _ in range(n_chunks)]
+    if within == "importance" and live:
+        wanted = [{b: int(rank0[c, b]) for b in live if per_chunk[c, b]} or None
+                  for c in range(n_chunks)]
+        pieces = _map_chunks(_band_pieces, q, [
+            None if want is None else (int(starts[c]), edges, weight_config, backend, want)
+            for c, want in enumerate(wanted)])
+        for b in live:
+            blocks = _Blocks({c: p[b][0] for c, p in pieces.items() if b in p},
+                             int(members[b]))
+            _check_total(blocks.total)
+            last_nonzero = max(p[b][1] for p in pieces.values() if b in p)
+            t = uniforms(derive_seed(seed, b), STREAMS["importance"], int(alloc[b]),
+                         backend="numpy") * blocks.total
+            draws[b], requests = blocks.plan(t, last_nonzero)
+            for c, (rows, row_offsets, tc, numbers) in requests.items():
+                weighted[c][b] = (int(rank0[c, b]), rows, row_offsets, tc, numbers)
+    else:
+        from .sampling import uniform_indices
+        for b in live:
+            ranks = uniform_indices(int(members[b]), int(alloc[b]), seed=derive_seed(seed, b),
+                                    backend="numpy")
+            chunk_of = np.searchsorted(rank0[1:, b], ranks, side="right")
+            draws[b] = np.full(ranks.size, -1, dtype=np.int64)
+            for c in np.unique(chunk_of):
+                numbers = np.flatnonzero(chunk_of == c)
+                uniform[c][b] = (ranks[numbers] - rank0[c, b], numbers)
+
+    answers = _map_chunks(_band_draws, q, [
+        (int(starts[c]), edges, weight_config, backend,
+         {b: r[:4] for b, r in weighted[c].items()}, {b: r[0] for b, r in uniform[c].items()})
+        if weighted[c] or uniform[c] else None for c in range(n_chunks)])
+    for c, found in answers.items():
+        for b, idx in found.items():
+            numbers = weighted[c][b][4] if b in weighted[c] else uniform[c][b][1]
+            draws[b][numbers] = idx
+    idx = np.concatenate([draws[b] for b in live]) if live else np.empty(0, dtype=np.int64)
+    info = {"edges": edges.tolist(), "members": members.tolist(),
+            "drawable": (drawable if weight_config is not None else members).tolist(),
+            "mix": m.tolist(), "target": target.tolist(), "achieved": alloc.tolist(),
+            "redistributed": (alloc - target).tolist()}
+    return idx.astype(np.int64, copy=False), info
+
+
+# ------------------------------------------------------------------ pools on disk
+def _npy_header(path: str):
+    """(length, dtype) of a 1-D .npy file, read from its header only."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read(f)
+    if len(shape) != 1:
+        raise ValueError(f"paths: {path} holds an array of shape {shape}; pools are 1-D")
+    if dtype.kind not in "fiu":
+        raise TypeError(f"paths: {path} holds dtype {dtype}; pools hold real numbers")
+    return shape[0], dtype
+
+
+def _read_npy(path: str, lo: int, hi: int):
+    """Entries lo:hi of a .npy file as a read-only memory map (pages load on use)."""
+    return np.load(path, mmap_mode="r")[lo:hi]
+
+
+def pool_from_npy(paths, *, chunk_size=None) -> "da.Array":
+    """A pool stored as 1-D ``.npy`` files, as one lazy dask array (their concatenation).
+
+    paths: a glob pattern (files taken in sorted name order: zero-pad the numbers), a
+    path, or a list of paths (taken in the given order). Only headers are read here;
+    each chunk is a memory map opened by the worker that reads it, so no file is ever
+    loaded whole and the pool never passes through the client. Files must share one
+    real dtype; an empty file contributes no chunk. ``chunk_size``: at most this many
+    entries per chunk (files are split), default one chunk per file.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        pattern = os.fspath(paths)
+        files = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        if not files:
+            raise ValueError(f"paths: no file matches {pattern!r}")
+    elif isinstance(paths, (list, tuple)) and paths:
+        files = [os.fspath(p) for p in paths]
+    else:
+        raise TypeError(f"paths must be a glob pattern, a path or a non-empty list of paths, "
+                        f"got {paths!r}")
+    if chunk_size is not None:
+        chunk_size = check_count(chunk_size, "chunk_size", minimum=1)
+    for f in files:
+        if not os.path.isfile(f):
+            raise ValueError(f"paths: {f!r} is not a file")
+    headers = [_npy_header(f) for f in files]
+    dtypes = {str(d) for _, d in headers}
+    if len(dtypes) > 1:
+        raise TypeError(f"paths: the files must share one dtype, got {sorted(dtypes)}")
+    dtype = headers[0][1]
+    parts = []
+    for f, (size, _) in zip(files, headers):
+        step = size if chunk_size is None else chunk_size
+        bounds = list(range(0, size, step)) + [size] if size else [0, 0]
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            parts.append(da.from_delayed(dask.delayed(_read_npy, pure=True)(
+                os.path.abspath(f), lo, hi), shape=(hi - lo,), dtype=dtype))
+    return da.concatenate(parts)

@@ -1,0 +1,556 @@
+"""Training study: does near-pole sampling improve accuracy near poles?
+
+A small learnable rational model ``P(x) / Q(x)`` with ``Q(x) = 1 + sum_k phi_k m_k(x)``
+(ZeroProofML's TR-rational form: the constant term of Q is pinned to 1) is fitted to
+targets with known poles by each sampling method under the same step budget, model,
+initialisation and optimiser; the error is then measured per |Q| band B0..B4 on a test
+set stratified by band. See docs/training_study.md. Needs torch (``zp_ref[torch]``).
+
+Random numbers come from :mod:`zp_ref.rng` only: streams 16 (training pool), 17 (model
+initialisation), 18 (test set).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .torch_bridge import (CurriculumBatchSampler, HybridBatchSampler,
+                           ImportanceWeightedSampler, torch)
+from ._validation import check_count, check_real
+from .bands import DEFAULT_EDGES, band_of
+from .rational import Polynomial
+from .rng import derive_seed, uniforms
+
+__all__ = ["METHODS", "BANDS", "RationalModel", "StudyConfig", "Target", "targets",
+           "run_study", "study_main"]
+
+METHODS = ("uniform", "importance", "hybrid", "curriculum", "active")
+BANDS = tuple(f"B{b}" for b in range(len(DEFAULT_EDGES) + 1))
+#: |Q| range of the test points of B0..B3 (log-uniform inside); B4 is |Q| > 1e-2.
+TEST_RANGES = ((1e-6, 1e-5), (1e-5, 1e-4), (1e-4, 1e-3), (1e-3, 1e-2))
+POOL_STREAM, INIT_STREAM, TEST_STREAM = 16, 17, 18
+SCHEMA_VERSION = 1
+
+
+# ------------------------------------------------------------------ the model
+def monomial_exponents(dim: int, degree: int, *, constant: bool = True) -> np.ndarray:
+    """All exponents of total degree <= ``degree`` in ``dim`` variables, int64 (k, dim),
+    by total degree then lexicographically (the constant first when included)."""
+    rows = [e for e in itertools.product(range(degree + 1), repeat=dim) if sum(e) <= degree]
+    rows.sort(key=lambda e: (sum(e), tuple(-v for v in e)))
+    rows = rows if constant else rows[1:]
+    return np.array(rows, dtype=np.int64).reshape(len(rows), dim)
+
+
+class RationalModel(torch.nn.Module):
+    """``y = P(x) / Q(x)`` with ``P = sum_j p_j m_j(x)`` (total degree <= deg_p) and
+    ``Q = 1 + sum_k phi_k m_k(x)`` (1 <= total degree <= deg_q), float64.
+
+    Initialisation (from ``zp_ref.rng`` stream 17 under ``seed``): ``p_j`` uniform in
+    ``[-init_scale, init_scale]``, ``phi_k`` in ``[-init_scale/10, init_scale/10]``.
+    x: (n, dim) tensor; :meth:`features` turns it into monomial tables so a fixed pool
+    can be featurised once and indexed per batch.
+    """
+
+    def __init__(self, dim: int, deg_p: int, deg_q: int, *, seed=0, init_scale=0.1):
+        super().__init__()
+        self.dim = check_count(dim, "dim", minimum=1)
+        deg_p = check_count(deg_p, "deg_p")
+        deg_q = check_count(deg_q, "deg_q", minimum=1)
+        init_scale = check_real(init_scale, "init_scale", low=0.0)
+        self.register_buffer("p_exponents", torch.from_numpy(monomial_exponents(dim, deg_p)))
+        self.register_buffer("q_exponents",
+                             torch.from_numpy(monomial_exponents(dim, deg_q, constant=False)))
+        kp, kq = self.p_exponents.shape[0], self.q_exponents.shape[0]
+        u = uniforms(seed, INIT_STREAM, kp + kq, backend="numpy") * 2.0 - 1.0
+        self.p = torch.nn.Parameter(torch.from_numpy(u[:kp] * init_scale))
+        self.phi = torch.nn.Parameter(torch.from_numpy(u[kp:] * init_scale / 10))
+
+    @staticmethod
+    def _monomials(x, exponents):
+        return torch.prod(x[:, None, :] ** exponents[None, :, :].to(x.dtype), dim=2)
+
+    def features(self, x):
+        """(monomials of P (n, kp), monomials of Q without the constant (n, kq))."""
+        return self._monomials(x, self.p_exponents), self._monomials(x, self.q_exponents)
+
+    def from_features(self, fp, fq):
+        """(y (n,), Q (n,)) from :meth:`features`."""
+        q = 1.0 + fq @ self.phi
+        return (fp @ self.p) / q, q
+
+    def forward(self, x):
+        return self.from_features(*self.features(x))[0]
+
+    def q(self, x):
+        """The denominator Q(x), (n,)."""
+        return self.from_features(*self.features(x))[1]
+
+    def q_polynomial(self) -> Polynomial:
+        """The current denominator as a :class:`zp_ref.Polynomial` (detached)."""
+        exps = np.vstack([np.zeros((1, self.dim), np.int64), self.q_exponents.numpy()])
+        coeffs = np.concatenate(([1.0], self.phi.detach().numpy()))
+        return Polynomial.from_terms(exps, coeffs)
+
+
+# ------------------------------------------------------------------ targets
+def _gradient(poly: Polynomial) -> list:
+    """The partial derivatives of ``poly``, one Polynomial per axis."""
+    e, c = poly.exponents, poly.coefficients
+    out = []
+    for a in range(poly.dim):
+        keep = e[:, a] > 0
+        if not keep.any():
+            out.append(Polynomial.from_terms(np.zeros((1, poly.dim), np.int64), [0.0]))
+            continue
+        de = e[keep].copy()
+        de[:, a] -= 1
+        out.append(Polynomial.from_terms(de, c[keep] * e[keep, a]))
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """``f = P / Q`` on a box, Q normalised so that Q(0) = 1 (the model's form).
+
+    ``pole_points(u)`` maps uniforms u (n,) in [0, 1) to points (n, dim) on Q = 0;
+    ``model_degrees`` = (deg_p, deg_q) of the model fitted to it.
+    """
+    name: str
+    description: str
+    p: Polynomial
+    q: Polynomial
+    bounds: tuple
+    pole_points: object
+    model_degrees: tuple
+
+    @property
+    def dim(self) -> int:
+        return self.q.dim
+
+    def evaluate(self, x: np.ndarray):
+        """(y, Q) at points x (n, dim)."""
+        q = self.q(x if self.dim > 1 else x[:, 0])
+        p = self.p(x if self.dim > 1 else x[:, 0])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return p / q, q
+
+    def q_gradient(self, x: np.ndarray) -> np.ndarray:
+        """grad Q at x, (n, dim)."""
+        xs = x if self.dim > 1 else x[:, 0]
+        return np.stack([g(xs) for g in _gradient(self.q)], axis=1)
+
+    def config(self) -> dict:
+        return {"description": self.description, "dim": self.dim,
+                "bounds": [list(b) for b in self.bounds],
+                "model_degrees": list(self.model_degrees)}
+
+
+POLES_1D = (-0.375, 0.625)
+
+
+def _rational_1d() -> Target:
+    q = Polynomial.from_roots(POLES_1D)
+    q = Polynomial(q.coeffs / q.coeffs[0])
+    p = Polynomial([0.75, 0.5, -0.5])
+    return Target(
+        "rational_1d", "(0.75 + 0.5x - 0.5x^2) / Q, Q = (x + 0.375)(x - 0.625) / Q(0)-scaled "
+        "(Q(0) = 1); poles at -0.375 and 0.625; x in [-1, 1]",
+        p, q, ((-1.0, 1.0),),
+        lambda u: np.asarray(POLES_1D)[(u >= 0.5).astype(np.int64)][:, None], (3, 3))
+
+
+def _rational_2d() -> Target:
+    from .problems import CIRCLE_CENTRE, CIRCLE_RADIUS, get
+    circle = get("circle_2d").q
+    c0 = circle.coefficients[np.flatnonzero((circle.exponents == 0).all(axis=1))[0]]
+    q = Polynomial.from_terms(circle.exponents, circle.coefficients / c0)
+    p = Polynomial.from_terms(np.array([[0, 0], [1, 0], [0, 1], [1, 1]]),
+                              np.array([1.0, 0.5, -0.25, 0.25]))
+    (cx, cy), r = CIRCLE_CENTRE, CIRCLE_RADIUS
+
+    def on_circle(u):
+        t = 2.0 * np.pi * u
+        return np.stack([cx + r * np.cos(t), cy + r * np.sin(t)], axis=1)
+
+    return Target(
+        "rational_2d", "(1 + 0.5x - 0.25y + 0.25xy) / Q, Q = the catalogue's circle_2d "
+        "((x - 0.125)^2 + (y + 0.0625)^2 - 0.75^2) scaled to Q(0) = 1; (x, y) in [-1, 1]^2",
+        p, q, ((-1.0, 1.0), (-1.0, 1.0)), on_circle, (3, 3))
+
+
+def targets() -> dict:
+    """The study's targets by name."""
+    return {t.name: t for t in (_rational_1d(), _rational_2d())}
+
+
+# ------------------------------------------------------------------ configuration
+@dataclasses.dataclass(frozen=True)
+class StudyConfig:
+    """Budget and hyper-parameters, shared by every method (see :meth:`full`, :meth:`quick`).
+
+    Steps = ``epochs * steps_per_epoch`` batches of ``batch_size``. ``q_floor``: training
+    and test points need |Q| >= q_floor (targets at most ~1/q_floor). Adam with cosine
+    decay from ``lr`` to ``lr_min``. Test: ``test_per_band`` points per band, plus
+    ``test_uniform`` uniform points for ``overall_mse``. Active pool: ActiveSampler with
+    ``criterion="sign"``, ``initial_grid`` cells per axis and ``active_levels[dim-1]``
+    levels, sampled with ``weighting="leaf"``.
+    """
+    pool_size: int = 1 << 16
+    batch_size: int = 256
+    epochs: int = 30
+    steps_per_epoch: int = 100
+    lr: float = 0.02
+    lr_min: float = 1e-5
+    q_floor: float = 1e-6
+    test_per_band: int = 256
+    test_uniform: int = 4096
+    initial_grid: tuple = (64, 16)
+    active_levels: tuple = (15, 9)
+    active_max_points: int = 200_000
+    targets: tuple = ("rational_1d", "rational_2d")
+    methods: tuple = METHODS
+
+    @classmethod
+    def full(cls) -> "StudyConfig":
+        return cls()
+
+    @classmethod
+    def quick(cls) -> "StudyConfig":
+        return cls(pool_size=1 << 13, batch_size=128, epochs=9, steps_per_epoch=40,
+                   test_per_band=64, test_uniform=1024, active_levels=(15, 7))
+
+    @property
+    def steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    def validate(self) -> "StudyConfig":
+        for name in ("pool_size", "batch_size", "epochs", "steps_per_epoch", "test_per_band",
+                     "test_uniform", "active_max_points"):
+            check_count(getattr(self, name), name, minimum=1)
+        check_real(self.lr, "lr", low=0.0, low_open=True)
+        check_real(self.lr_min, "lr_min", low=0.0, high=self.lr)
+        check_real(self.q_floor, "q_floor", low=0.0, high=TEST_RANGES[0][0])
+        known = targets()
+        for t in self.targets:
+            if t not in known:
+                raise ValueError(f"targets must be names from {list(known)}, got {t!r}")
+        for m in self.methods:
+            if m not in METHODS:
+                raise ValueError(f"methods must be names from {list(METHODS)}, got {m!r}")
+        return self
+
+
+# ------------------------------------------------------------------ data
+def _box(target: Target, u: np.ndarray) -> np.ndarray:
+    lo = np.array([b[0] for b in target.bounds])
+    hi = np.array([b[1] for b in target.bounds])
+    return lo + (hi - lo) * u
+
+
+def _uniform_points(target: Target, n: int, seed: int, stream: int, start: int = 0):
+    d = target.dim
+    u = uniforms(seed, stream, n * d, start=start * d, backend="numpy").reshape(n, d)
+    return _box(target, u)
+
+
+def _points_at_level(target: Target, c: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Newton steps along grad Q from points on Q = 0 to Q = c (c small), (n, dim)."""
+    x = start.copy()
+    for _ in range(30):
+        _, q = target.evaluate(x)
+        g = target.q_gradient(x)
+        x = x - ((q - c) / np.einsum("ij,ij->i", g, g))[:, None] * g
+        if np.all(np.abs(target.evaluate(x)[1] - c) <= 1e-9 * np.abs(c)):
+            break
+    return x
+
+
+def test_set(target: Target, cfg: StudyConfig, seed: int = 0) -> dict:
+    """Test points per band and uniform ones, with targets: {"B0": (x, y), ...,
+    "uniform": (x, y)}. Bands B0..B3: |Q| log-uniform in TEST_RANGES with a random sign,
+    reached by Newton steps from a random point of the pole set; B4: uniform points
+    with |Q| > 1e-2 (rejection). The band of every point is checked."""
+    n = cfg.test_per_band
+    u = uniforms(seed, TEST_STREAM, 3 * n * 4, backend="numpy").reshape(4, 3, n)
+    out = {}
+    for b, (lo, hi) in enumerate(TEST_RANGES):
+        mag = np.exp(np.log(lo) + (np.log(hi) - np.log(lo)) * u[b, 0])
+        c = np.where(u[b, 1] < 0.5, -mag, mag)
+        x = _points_at_level(target, c, target.pole_points(u[b, 2]))
+        out[BANDS[b]] = x
+    far, start = [], 12 * n
+    while sum(len(f) for f in far) < n:
+        x = _uniform_points(target, 4 * n, seed, TEST_STREAM, start)
+        start += 4 * n
+        far.append(x[np.abs(target.evaluate(x)[1]) > DEFAULT_EDGES[-1]])
+    out[BANDS[-1]] = np.concatenate(far)[:n]
+    x = _uniform_points(target, cfg.test_uniform, seed, TEST_STREAM, start)
+    out["uniform"] = x[np.abs(target.evaluate(x)[1]) >= cfg.q_floor]
+    result = {}
+    for name, x in out.items():
+        y, q = target.evaluate(x)
+        if name != "uniform":
+            band = band_of(q, DEFAULT_EDGES, backend="numpy")
+            if not (band == BANDS.index(name)).all() or not (np.abs(q) >= cfg.q_floor).all():
+                raise RuntimeError(f"test points of {name} left their band")  # a bug, not input
+        result[name] = (x, y)
+    return result
+
+
+def _training_pool(target: Target, method: str, cfg: StudyConfig, seed: int):
+    """Pool points x (n, dim), targets y, Q values q; |Q| >= q_floor and y finite."""
+    if method == "active":
+        from .refinement import ActiveSampler, ActiveSamplerConfig
+        d = target.dim
+        sampler = ActiveSampler(ActiveSamplerConfig(
+            initial_grid_size=cfg.initial_grid[d - 1], grid_bounds=target.bounds,
+            max_refinement_level=cfg.active_levels[d - 1], criterion="sign",
+            max_grid_points=cfg.active_max_points), q=target.q, input_dim=d).refine()
+        x = sampler.sample(cfg.pool_size, seed=seed, weighting="leaf")
+    else:
+        x = _uniform_points(target, cfg.pool_size, seed, POOL_STREAM)
+    y, q = target.evaluate(x)
+    keep = (np.abs(q) >= cfg.q_floor) & np.isfinite(y)
+    return x[keep], y[keep], q[keep]
+
+
+def _batches(method: str, q: np.ndarray, cfg: StudyConfig, seed: int):
+    """Yield (epoch, batch index array) for the method: the bridge's samplers."""
+    b, spe = cfg.batch_size, cfg.steps_per_epoch
+    if method == "importance":
+        sampler = ImportanceWeightedSampler(q, b * spe, seed=seed)
+    elif method == "curriculum":
+        from .curriculum import BandCurriculum
+        curriculum = BandCurriculum(epochs_per_stage=max(1, cfg.epochs // 3), seed=seed)
+        sampler = CurriculumBatchSampler(q, b, spe, curriculum=curriculum)
+    else:   # uniform and active draw uniformly from their pool; hybrid mixes 70/30
+        sampler = HybridBatchSampler(q, b, spe, ratio=0.7 if method == "hybrid" else 0.0,
+                                     seed=seed)
+    for epoch in range(cfg.epochs):
+        sampler.set_epoch(epoch)
+        if method == "importance":
+            batches = sampler.indices().reshape(spe, b)
+        else:
+            batches = sampler.batches()
+        for idx in batches:
+            yield epoch, idx
+        if method == "curriculum":
+            sampler.update()
+
+
+# ------------------------------------------------------------------ one run
+def _mse(model, x, y) -> float:
+    with torch.no_grad():
+        pred = model(torch.from_numpy(x)).numpy()
+    return float(np.mean((pred - y) ** 2))
+
+
+def pole_distance(model: RationalModel, points: np.ndarray) -> float:
+    """Mean first-order distance ``|Q_model| / |grad Q_model|`` from true pole points
+    (n, dim) to the model's pole set."""
+    qm = model.q_polynomial()
+    xs = points if model.dim > 1 else points[:, 0]
+    g = np.stack([dq(xs) for dq in _gradient(qm)], axis=1)
+    return float(np.mean(np.abs(qm(xs)) / np.maximum(np.linalg.norm(g, axis=1), 1e-300)))
+
+
+def train_one(target: Target, method: str, cfg: StudyConfig, seed: int, test: dict) -> dict:
+    """Train one model with one method and seed; per-band test MSEs and draw statistics."""
+    t0 = time.perf_counter()
+    x, y, q = _training_pool(target, method, cfg, seed)
+    model = RationalModel(target.dim, *target.model_degrees, seed=seed)
+    fp, fq = model.features(torch.from_numpy(x))
+    yt = torch.from_numpy(y)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps, eta_min=cfg.lr_min)
+    pool_band = band_of(q, DEFAULT_EDGES, backend="numpy")
+    drawn = np.zeros(len(BANDS), np.int64)
+    diverged = False
+    for _, idx in _batches(method, q, cfg, seed):
+        drawn += np.bincount(pool_band[idx], minlength=len(BANDS))
+        it = torch.from_numpy(idx)
+        pred, _ = model.from_features(fp[it], fq[it])
+        loss = torch.mean((pred - yt[it]) ** 2)
+        if not torch.isfinite(loss):
+            diverged = True
+            break
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    band_mse = {name: _mse(model, *test[name]) for name in BANDS}
+    poles = target.pole_points(uniforms(0, TEST_STREAM, 256, start=1 << 40, backend="numpy"))
+    return {"band_mse": band_mse, "overall_mse": _mse(model, *test["uniform"]),
+            "near_pole_coverage": float(drawn[:-1].sum() / drawn.sum()),
+            "train_band_fractions": (drawn / drawn.sum()).tolist(),
+            "pole_distance": pole_distance(model, poles), "pool_size": int(y.size),
+            "diverged": diverged, "seconds": time.perf_counter() - t0}
+
+
+# ------------------------------------------------------------------ the study
+def _stats(values) -> dict:
+    v = np.asarray(values, dtype=np.float64)
+    ok = v[np.isfinite(v)]
+    if ok.size == 0:
+        return {"mean": None, "std": None, "n": 0}
+    return {"mean": float(ok.mean()), "std": float(ok.std(ddof=1)) if ok.size > 1 else 0.0,
+            "n": int(ok.size)}
+
+
+def _summarise(runs: list) -> dict:
+    return {
+        "band_mse": {b: _stats([r["band_mse"][b] for r in runs]) for b in BANDS},
+        "overall_mse": _stats([r["overall_mse"] for r in runs]),
+        "near_pole_coverage": float(np.mean([r["near_pole_coverage"] for r in runs])),
+        "train_band_fractions": np.mean([r["train_band_fractions"] for r in runs],
+                                        axis=0).tolist(),
+        "pole_distance": _stats([r["pole_distance"] for r in runs]),
+        "seconds": float(np.mean([r["seconds"] for r in runs])),
+        "diverged": int(sum(r["diverged"] for r in runs)),
+        "runs": [{"band_mse": r["band_mse"], "overall_mse": r["overall_mse"],
+                  "pole_distance": r["pole_distance"]} for r in runs],
+    }
+
+
+def run_study(quick=True, seeds=3, out="runs/study", progress=True, config=None) -> dict:
+    """Run every method on every target for ``seeds`` seeds; write ``study.json`` and
+    ``study.png`` into ``out``; return the JSON dict.
+
+    ``study.json``: {"schema_version", "config", "targets": {target: {"methods":
+    {method: {"band_mse": {"B0": {"mean", "std", "n"}, ...}, "overall_mse": {...},
+    "near_pole_coverage", "seconds", ...}}}}}. ``config`` (a :class:`StudyConfig`)
+    replaces the preset chosen by ``quick``.
+    """
+    if not isinstance(quick, (bool, np.bool_)):
+        raise TypeError(f"quick must be True or False, got {quick!r}")
+    seeds = check_count(seeds, "seeds", minimum=1)
+    if not isinstance(progress, (bool, np.bool_)):
+        raise TypeError(f"progress must be True or False, got {progress!r}")
+    if config is None:
+        config = StudyConfig.quick() if quick else StudyConfig.full()
+    elif not isinstance(config, StudyConfig):
+        raise TypeError(f"config must be a StudyConfig or None, got {type(config).__name__}")
+    cfg = config.validate()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    from tqdm import tqdm
+    known = targets()
+    jobs = [(t, m, s) for t in cfg.targets for m in cfg.methods for s in range(seeds)]
+    bar = tqdm(total=len(jobs), desc="zp-ref study", disable=not progress)
+    results = {}
+    for name in cfg.targets:
+        target = known[name]
+        test = test_set(target, cfg)
+        methods = {}
+        for method in cfg.methods:
+            runs = []
+            for s in range(seeds):
+                bar.set_postfix_str(f"{name} {method} seed {s}")
+                runs.append(train_one(target, method, cfg, derive_seed(s, 0), test))
+                bar.update()
+            methods[method] = _summarise(runs)
+        results[name] = {"target": target.config(), "methods": methods,
+                         "test_points": {k: int(v[1].size) for k, v in test.items()}}
+    bar.close()
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "config": {**{k: (list(v) if isinstance(v, tuple) else v)
+                      for k, v in dataclasses.asdict(cfg).items()},
+                   "steps": cfg.steps, "quick": bool(quick), "seeds": seeds,
+                   "band_edges": list(DEFAULT_EDGES), "test_ranges": [list(r) for r in TEST_RANGES],
+                   "sampler_config": "ImportanceSamplerConfig() defaults (weight_power=2, "
+                                     "min_q_abs=1e-6, max_weight=100, importance_batch_ratio=0.7)",
+                   "torch": torch.__version__},
+        "targets": results,
+    }
+    (out / "study.json").write_text(json.dumps(report, indent=1))
+    plot_study(report).savefig(out / "study.png", dpi=110)
+    return report
+
+
+def plot_study(report: dict):
+    """Per-band test MSE by method (mean over seeds, bars = std, log axis), one panel per
+    target; a matplotlib Figure."""
+    from matplotlib.figure import Figure
+    names = list(report["targets"])
+    fig = Figure(figsize=(6.5 * len(names), 4.2), layout="constrained")
+    axes = fig.subplots(1, len(names), squeeze=False)[0]
+    for ax, name in zip(axes, names):
+        methods = report["targets"][name]["methods"]
+        width = 0.8 / len(methods)
+        for i, (method, res) in enumerate(methods.items()):
+            mean = np.array([res["band_mse"][b]["mean"] or np.nan for b in BANDS])
+            std = np.array([res["band_mse"][b]["std"] or 0.0 for b in BANDS])
+            pos = np.arange(len(BANDS)) - 0.4 + (i + 0.5) * width
+            low = np.minimum(std, 0.95 * mean)     # keep the lower bar on the log axis
+            ax.bar(pos, mean, width, yerr=np.vstack([low, std]), capsize=2, label=method)
+        ax.set_yscale("log")
+        ax.set_xticks(np.arange(len(BANDS)), [f"{b}\n{r}" for b, r in zip(BANDS, (
+            "|Q|<=1e-5", "1e-5..1e-4", "1e-4..1e-3", "1e-3..1e-2", "|Q|>1e-2"))])
+        ax.set_ylabel("test MSE (mean over seeds, bar = std)")
+        ax.set_title(name)
+        ax.legend(fontsize=8)
+    return fig
+
+
+def _table(report: dict) -> str:
+    lines = []
+    for name, res in report["targets"].items():
+        lines.append(f"{name}: test MSE per band, mean +- std over {report['config']['seeds']} seeds")
+        lines.append(f"{'method':<11}" + "".join(f"{b:>22}" for b in BANDS + ("overall",))
+                     + f"{'near-pole':>11}{'s/run':>7}")
+        for method, m in res["methods"].items():
+            cells = [m["band_mse"][b] for b in BANDS] + [m["overall_mse"]]
+            lines.append(f"{method:<11}" + "".join(
+                f"{_fmt(c):>22}" for c in cells)
+                + f"{m['near_pole_coverage']:>11.3f}{m['seconds']:>7.1f}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _fmt(stat: dict) -> str:
+    if stat["mean"] is None:
+        return "diverged"
+    return f"{stat['mean']:.2e} +- {stat['std']:.1e}"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def study_main(argv=None) -> int:
+    """``zp-ref study [--quick] [--seeds N] [--out DIR]``: run the study, print its table."""
+    parser = argparse.ArgumentParser(
+        prog="zp-ref study",
+        description="Train a rational model with each sampling method and report the test "
+                    "MSE per |Q| band (writes study.json and study.png).")
+    parser.add_argument("--quick", action="store_true",
+                        help="small budget (about a minute on 2 cores) instead of the full run")
+    parser.add_argument("--seeds", type=_positive_int, default=3, help="seeds per method (3)")
+    parser.add_argument("--out", default="runs/study", help="output folder (runs/study)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    report = run_study(quick=args.quick, seeds=args.seeds, out=args.out,
+                       progress=not args.no_progress)
+    print(_table(report))
+    print(f"wrote {Path(args.out) / 'study.json'} and {Path(args.out) / 'study.png'}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(study_main())
