@@ -67,7 +67,14 @@ def as_float_array(a, name: str, *, ndim: int | tuple = 1, allow_empty: bool = F
     Refuses strings, objects, booleans and complex numbers with a TypeError; an
     input that already is contiguous float64 is returned without a copy.
     """
-    arr = np.asarray(a) if not isinstance(a, np.ndarray) else a
+    if isinstance(a, np.ndarray):
+        arr = a
+    else:
+        try:
+            arr = np.asarray(a)
+        except (ValueError, TypeError) as exc:   # ragged nested sequences, odd objects
+            raise TypeError(f"{name} must be an array of real numbers, got a "
+                            f"{type(a).__name__} NumPy cannot convert ({exc})") from None
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"{name} must hold real numbers (float or int), got dtype "
                         f"{arr.dtype} ({'booleans' if arr.dtype.kind == 'b' else arr.dtype.kind})")

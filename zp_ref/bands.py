@@ -122,7 +122,13 @@ def largest_remainder(n: int, shares) -> np.ndarray:
     gets one. ``shares`` (>= 0) must sum to 1 within ``MIX_TOLERANCE`` (n < 2**40).
     Returns int64 (len(shares),), summing to ``n``.
     """
-    shares = np.asarray(shares, dtype=np.float64)
+    n = check_count(n, "n")
+    if n >= 2**40:
+        raise ValueError(f"n must be below 2**40 (exact float64 rounding), got {n}")
+    shares = as_float_array(shares, "shares", finite=True)
+    if (shares < 0).any() or abs(math.fsum(shares) - 1.0) > MIX_TOLERANCE:
+        raise ValueError(f"shares must be >= 0 and sum to 1 (within {MIX_TOLERANCE}), got "
+                         f"{shares.tolist()}")
     t = n * shares
     counts = np.floor(t).astype(np.int64)
     left = n - int(counts.sum())

@@ -139,6 +139,8 @@ def _prepare_demo(args):
                                 within="importance", weight_power=args.weight_power,
                                 seed=args.seed, backend=args.backend)
     monitor_config = DiagnosticConfig(export_path=str(out), auto_export=False,
+                                      near_pole_threshold=float(curriculum.edges[-1]),
+                                      far_pole_threshold=1.0,
                                       q_min_warning_threshold=args.q_min_warning)
     sampler = ActiveSampler(config, q=problem.q, input_dim=problem.dim, backend=args.backend)
     return lambda: _run_demo(args, problem, out, sampler, curriculum,
@@ -194,6 +196,7 @@ def _run_demo(args, problem, out, sampler, curriculum, monitor) -> int:
             counts = np.asarray(monitor.history["band_counts"][-1], dtype=np.float64)
             rows.append({"epoch": epoch, "stage": stage,
                          "q_min": monitor.history["q_min"][-1],
+                         "q_mean": monitor.history["q_mean"][-1],
                          "near_pole_ratio": monitor.history["near_pole_ratio"][-1],
                          "band_fractions": (counts / counts.sum()).tolist()})
             bar.set_postfix(stage=stage, q_min=f"{rows[-1]['q_min']:.1e}")
@@ -215,7 +218,7 @@ def _run_demo(args, problem, out, sampler, curriculum, monitor) -> int:
     summary = {
         "problem": {"name": problem.name, "description": problem.description,
                     "dim": problem.dim, "bounds": [list(b) for b in problem.bounds]},
-        "arguments": {k: v for k, v in vars(args).items() if k != "func"},
+        "arguments": {k: v for k, v in vars(args).items() if k != "prepare"},
         "tree": {k: stats[k] for k in ("n_leaves", "n_evaluations", "flagged_leaves",
                                        "max_refinement_level", "capped_rounds")},
         "pole_estimates": {"count": int(len(centres)),
@@ -238,8 +241,9 @@ def _run_demo(args, problem, out, sampler, curriculum, monitor) -> int:
           f"(largest half-width {half_widths.max() if len(centres) else float('nan'):.2e})")
     print(f"pool: {q_pool.size} points; {args.epochs} epochs of {args.batches} x "
           f"{args.batch_size} draws (importance inside |Q| bands)\n")
-    header = ["epoch", "stage", "q_min", "near"] + [f"B{k}" for k in range(len(edges) + 1)]
-    print(_table(header, [[r["epoch"], r["stage"], f"{r['q_min']:.2e}",
+    header = ["epoch", "stage", "q_min", "mean |Q|", "near"] + \
+        [f"B{k}" for k in range(len(edges) + 1)]
+    print(_table(header, [[r["epoch"], r["stage"], f"{r['q_min']:.2e}", f"{r['q_mean']:.2e}",
                            f"{r['near_pole_ratio']:.2f}"] +
                           [f"{f:.2f}" for f in r["band_fractions"]] for r in rows]))
     print(f"\nbands on |Q|: B0 <= {edges[0]:g} < B1 <= ... <= {edges[-1]:g} < "
@@ -423,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "NumPy, PyTorch CPU and python-adaptive where installed; print a ratio "
                     "table (median of several runs, with min and max) and the machine.")
     bench.add_argument("--quick", action="store_true",
-                       help="smaller sizes and fewer repeats (under two minutes)")
+                       help="fewer repeats (under two minutes)")
     bench.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     bench.set_defaults(prepare=_prepare_bench)
 
@@ -438,22 +442,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 bad arguments)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["study"]:          # the study parses its own options
-        try:
-            return _study_main(argv[1:])
-        except UsageError as exc:
-            print(f"zp-ref study: error: {exc}", file=sys.stderr)
-            return 2
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        if argv[:1] == ["study"]:      # the study parses its own options
+            return _study_main(argv[1:])
+        args = build_parser().parse_args(argv)
+        job = args.prepare(args)
     except SystemExit as exc:          # --help, --version and argparse errors
         return exc.code if isinstance(exc.code, int) else 2
-    try:
-        job = args.prepare(args)
     except (ValueError, TypeError) as exc:
         message = " ".join(str(exc).split())
-        print(f"zp-ref {args.command}: error: {message}", file=sys.stderr)
+        print(f"zp-ref {argv[0]}: error: {message}", file=sys.stderr)
         return 2
     return job()
 

@@ -85,29 +85,35 @@ def _as_float(chunk) -> np.ndarray:
 
 # ------------------------------------------------------------------ importance weights
 def _chunk_weights(q, config, backend):
-    """Unnormalised weights of one chunk (NaN -> weight 0, as the in-memory path)."""
+    """(unnormalised weights, NaN count, first NaN position or -1) of one chunk; NaN
+    gets weight 0, as in the in-memory path."""
     from .backends import resolve_backend
     from .weighting import importance_weights as weights_in_memory
     q = _as_float(q)
     if q.size == 0:
-        return np.empty(0)
+        return np.empty(0), 0, -1
+    n_nan, first_nan = 0, -1
+    if np.isnan(np.sum(q)):                  # NaN, or inf - inf: count exactly
+        nan = np.isnan(q)
+        n_nan = int(nan.sum())
+        if n_nan:
+            first_nan = int(np.argmax(nan))
+            q = np.where(nan, np.inf, q)
     p, min_q_abs, max_weight, temperature = config
-    q = np.where(np.isnan(q), np.inf, q)
-    return weights_in_memory(q, weight_power=p, min_q_abs=min_q_abs, max_weight=max_weight,
-                             temperature=temperature, normalize=False,
-                             backend=resolve_backend(backend, q.size))
+    w = weights_in_memory(q, weight_power=p, min_q_abs=min_q_abs, max_weight=max_weight,
+                          temperature=temperature, normalize=False,
+                          backend=resolve_backend(backend, q.size))
+    return w, n_nan, first_nan
 
 
 def _weights_stats(q, config, backend):
     """(np.sum of the chunk's weights, NaN count, first NaN position or -1)."""
-    nan = np.isnan(_as_float(q))
-    n_nan = int(nan.sum())
-    return (float(np.sum(_chunk_weights(q, config, backend))), n_nan,
-            int(np.argmax(nan)) if n_nan else -1)
+    w, n_nan, first_nan = _chunk_weights(q, config, backend)
+    return float(np.sum(w)), n_nan, first_nan
 
 
 def _weights_block(q, config, backend, total):
-    w = _chunk_weights(q, config, backend)
+    w = _chunk_weights(q, config, backend)[0]
     if total is not None:
         np.divide(w, total, out=w)
     return w
@@ -189,9 +195,12 @@ def _resolve_rows(wm, r0, rows, row_offsets, t):
     ``rows`` (numbered from the chunk's first whole block): the first position with
     ``row_offsets[row] + local prefix sum > t``."""
     head = _head_length(r0, wm.size)
-    whole = wm[head:head + (wm.size - head) // B * B].reshape(-1, B)[rows]
-    C = (row_offsets[:, None] + np.cumsum(whole, axis=1)).ravel()
-    p = np.searchsorted(C, t, side="right")
+    whole = wm[head:head + (wm.size - head) // B * B].reshape(-1, B)
+    C = np.cumsum(whole if rows.size == whole.shape[0] else whole[rows], axis=1)
+    C += row_offsets[:, None]                  # = offsets[:, None] + local, as the oracle
+    order = np.argsort(t)                      # sorted targets: cache-friendly searches
+    p = np.empty(t.size, dtype=np.int64)
+    p[order] = np.searchsorted(C.ravel(), t[order], side="right")
     return head + rows[p // B] * B + p % B
 
 
@@ -202,8 +211,7 @@ class _Blocks:
     def __init__(self, pieces: dict, n_members: int):
         n_blocks = -(-n_members // B)
         totals = np.empty(n_blocks)
-        self.owner = np.full(n_blocks, -1, dtype=np.int64)     # chunk of a whole block
-        self.first_whole = {}                                    # chunk -> its first one
+        owner = np.full(n_blocks, -1, dtype=np.int64)    # chunk of a whole block, else -1
         fragments = {}
         for c in sorted(pieces):
             p = pieces[c]
@@ -211,8 +219,7 @@ class _Blocks:
             if p["head"].size:
                 fragments.setdefault(p["r0"] // B, []).append((p["head"], p["head_idx"]))
             totals[k0:k0 + p["full"].size] = p["full"]
-            self.owner[k0:k0 + p["full"].size] = c
-            self.first_whole[c] = k0
+            owner[k0:k0 + p["full"].size] = c
             if p["tail"].size:
                 fragments.setdefault(k0 + p["full"].size, []).append((p["tail"], p["tail_idx"]))
         self.split = {}                          # block split across chunks -> (local, idx)
@@ -223,6 +230,9 @@ class _Blocks:
                 self.split[k] = (local, np.concatenate([i for _, i in parts]))
             self.ends = np.add.accumulate(totals)                         # sequential
         self.offsets = np.concatenate(([0.0], self.ends[:-1]))
+        # segments: runs of whole blocks of one chunk, and single split blocks
+        first = np.flatnonzero(np.r_[True, (owner[1:] != owner[:-1]) | (owner[1:] == -1)])
+        self.segments = np.stack((first, np.r_[first[1:], n_blocks], owner[first]), axis=1)
 
     @property
     def total(self) -> float:
@@ -230,28 +240,28 @@ class _Blocks:
 
     def plan(self, t, last_nonzero):
         """Resolve what the client can: returns (out int64 with -1 where a chunk must
-        answer, requests {chunk: (rows, row_offsets, t, draw numbers)})."""
+        answer, requests {chunk: (rows, row_offsets, t, draw numbers)}).
+
+        Draw j takes the first block k with ends[k] > t_j: its segment first (a search
+        over the few segment ends), then the block inside the segment."""
         out = np.full(t.size, -1, dtype=np.int64)
-        order = np.argsort(t, kind="stable")
-        ts = t[order]
-        ks = np.searchsorted(self.ends, ts, side="right")
-        rounded_up = ks == self.ends.size              # u * total rounded up to the total
-        out[order[rounded_up]] = last_nonzero
-        owner = np.where(rounded_up, -2, self.owner[np.minimum(ks, self.ends.size - 1)])
-        for k in np.unique(ks[owner == -1]):             # ks is sorted
-            lo, hi = np.searchsorted(ks, [k, k + 1])
-            local, idx = self.split[int(k)]
-            out[order[lo:hi]] = idx[np.searchsorted(self.offsets[k] + local, ts[lo:hi],
-                                                    side="right")]
-        whole = np.flatnonzero(owner >= 0)
-        owners = owner[whole]                           # non-decreasing
+        seg = np.searchsorted(self.ends[self.segments[:, 1] - 1], t, side="right")
+        n_seg = self.segments.shape[0]
+        order = np.argsort(seg.astype(np.min_scalar_type(n_seg)), kind="stable")  # radix
+        bounds = np.searchsorted(seg[order], np.arange(n_seg + 1))
+        out[order[bounds[n_seg]:]] = last_nonzero       # u * total rounded up to the total
         requests = {}
-        for c in np.unique(owners):
-            lo, hi = np.searchsorted(owners, [c, c + 1])
-            sel = whole[lo:hi]
-            blocks = np.unique(ks[sel])
-            requests[int(c)] = (blocks - self.first_whole[int(c)], self.offsets[blocks],
-                                ts[sel], order[sel])
+        for s in np.flatnonzero(np.diff(bounds)):
+            draws = order[bounds[s]:bounds[s + 1]]
+            k0, k1, c = (int(v) for v in self.segments[s])
+            if c < 0:                                   # a split block: resolved here
+                local, idx = self.split[k0]
+                out[draws] = idx[np.searchsorted(self.offsets[k0] + local, t[draws],
+                                                 side="right")]
+                continue
+            # the whole blocks of chunk c: one segment, numbered from k0 in the chunk
+            blocks = np.unique(k0 + np.searchsorted(self.ends[k0:k1], t[draws], side="right"))
+            requests[c] = (blocks - k0, self.offsets[blocks], t[draws], draws)
         return out, requests
 
 
@@ -263,24 +273,40 @@ def _check_total(total: float):
 
 
 # ------------------------------------------------------------------ sample_indices
+def _last_nonzero(w) -> int:
+    """Position of the last nonzero entry (-1 if none), scanning back in growing steps."""
+    hi, step = w.size, 4096
+    while hi > 0:
+        lo = max(0, hi - step)
+        nz = np.flatnonzero(w[lo:hi])
+        if nz.size:
+            return lo + int(nz[-1])
+        hi, step = lo, 2 * step
+    return -1
+
+
 def _weights_chunk_stats(w, start, with_pieces):
-    """Validation counts of one chunk of weights and, when asked, its pieces."""
+    """Validation counts of one chunk of weights and, when asked, its pieces. Fast path:
+    min >= 0 and a finite sum rule out negative and non-finite entries without
+    counting them."""
     w = _as_float(w)
-    negative = w < 0
-    bad = ~np.isfinite(w)
-    nonzero = w != 0
-    n_neg, n_bad = int(negative.sum()), int(bad.sum())
-    first_neg = int(np.argmax(negative)) if n_neg else -1
-    first_bad = int(np.argmax(bad)) if n_bad else -1
-    n_nonzero = int(nonzero.sum())
-    return {"n_neg": n_neg, "first_neg": first_neg,
-            "neg_value": float(w[first_neg]) if n_neg else 0.0,
-            "n_bad": n_bad, "first_bad": first_bad,
-            "bad_value": float(w[first_bad]) if n_bad else 0.0,
-            "n_nonzero": n_nonzero,
-            "last_nonzero": w.size - 1 - int(np.argmax(nonzero[::-1])) if n_nonzero else -1,
-            "pieces": _pieces(w, None, start, start) if with_pieces and n_bad == 0 and
-            n_neg == 0 else None}
+    pieces = _pieces(w, None, start, start) if with_pieces else None
+    stats = {"n_neg": 0, "n_bad": 0, "n_nonzero": int(np.count_nonzero(w)),
+             "last_nonzero": _last_nonzero(w), "pieces": pieces}
+    if w.size == 0:
+        return stats
+    with np.errstate(over="ignore"):
+        total = (pieces["full"].sum() + pieces["head"].sum() + pieces["tail"].sum()
+                 if pieces is not None else np.sum(w))
+    if w.min() >= 0 and np.isfinite(total):
+        return stats
+    negative, bad = w < 0, ~np.isfinite(w)
+    for name, mask in (("neg", negative), ("bad", bad)):
+        count = int(mask.sum())
+        first = int(np.argmax(mask)) if count else -1
+        stats.update({f"n_{name}": count, f"first_{name}": first,
+                      f"{name}_value": float(w[first]) if count else 0.0})
+    return stats
 
 
 def _weights_chunk_draws(w, start, rows, row_offsets, t):
@@ -421,16 +447,23 @@ def _band_stats(q, edges, weight_config, backend):
     return {"n_nan": 0, "members": members, "drawable": drawable}
 
 
+def _members(bands, n_bands):
+    """Chunk positions of the members of every band, ascending: a list of int64 arrays."""
+    from .kernels.cpu_bands import group_by_band
+    order, starts = group_by_band(bands, n_bands)
+    return [order[starts[b]:starts[b + 1]] for b in range(n_bands)]
+
+
 def _band_pieces(q, start, edges, weight_config, backend, r0_by_band):
     """Per band: the pieces of its weighted member sequence and its last nonzero one."""
     bands, w = _band_view(q, edges, weight_config, backend)
+    members = _members(bands, edges.size + 1)
     out = {}
     for b, r0 in r0_by_band.items():
-        members = np.flatnonzero(bands == b)
-        wm = w[members]
-        nonzero = np.flatnonzero(wm)
-        out[b] = (_pieces(wm, members, start, r0),
-                  start + int(members[nonzero[-1]]) if nonzero.size else -1)
+        wm = w[members[b]]
+        last = _last_nonzero(wm)
+        out[b] = (_pieces(wm, members[b], start, r0),
+                  start + int(members[b][last]) if last >= 0 else -1)
     return out
 
 
@@ -438,13 +471,57 @@ def _band_draws(q, start, edges, weight_config, backend, weighted, uniform):
     """Global indices of the draws this chunk resolves: weighted {b: (r0, rows,
     row_offsets, t)}, uniform {b: member ranks local to the chunk}."""
     bands, w = _band_view(q, edges, weight_config, backend)
+    members = _members(bands, edges.size + 1)
     out = {}
     for b, (r0, rows, row_offsets, t) in weighted.items():
-        members = np.flatnonzero(bands == b)
-        out[b] = start + members[_resolve_rows(w[members], r0, rows, row_offsets, t)]
+        out[b] = start + members[b][_resolve_rows(w[members[b]], r0, rows, row_offsets, t)]
     for b, ranks in uniform.items():
-        out[b] = start + np.flatnonzero(bands == b)[ranks]
+        out[b] = start + members[b][ranks]
     return out
+
+
+def _plan_weighted_bands(q, starts, rank0, per_chunk, members, alloc, live, seed, edges,
+                         weight_config, backend):
+    """Pass 2 of ``within="importance"``: block totals of every live band's member
+    sequence, then the targets. Returns (draws {b: int64 with -1 where a chunk answers},
+    weighted [{b: (r0, rows, row_offsets, t, draw numbers)} per chunk], uniform = [{}])."""
+    n_chunks = len(starts) - 1
+    wanted = [{b: int(rank0[c, b]) for b in live if per_chunk[c, b]} or None
+              for c in range(n_chunks)]
+    pieces = _map_chunks(_band_pieces, q, [
+        None if want is None else (int(starts[c]), edges, weight_config, backend, want)
+        for c, want in enumerate(wanted)])
+    draws, weighted = {}, [dict() for _ in range(n_chunks)]
+    for b in live:
+        blocks = _Blocks({c: p[b][0] for c, p in pieces.items() if b in p}, int(members[b]))
+        _check_total(blocks.total)
+        last_nonzero = max(p[b][1] for p in pieces.values() if b in p)
+        t = uniforms(derive_seed(seed, b), STREAMS["importance"], int(alloc[b]),
+                     backend="numpy") * blocks.total
+        draws[b], requests = blocks.plan(t, last_nonzero)
+        for c, (rows, row_offsets, tc, numbers) in requests.items():
+            weighted[c][b] = (int(rank0[c, b]), rows, row_offsets, tc, numbers)
+    return draws, weighted, [dict() for _ in range(n_chunks)]
+
+
+def _plan_uniform_bands(rank0, members, alloc, live, seed):
+    """``within="uniform"``: member ranks ``uniform_indices(members, alloc, seed_b)``,
+    sent to the chunks holding them. Returns (draws, weighted = [{}], uniform
+    [{b: (ranks local to the chunk, draw numbers)} per chunk])."""
+    from .sampling import uniform_indices
+    n_chunks = rank0.shape[0] - 1
+    draws, uniform = {}, [dict() for _ in range(n_chunks)]
+    for b in live:
+        ranks = uniform_indices(int(members[b]), int(alloc[b]), seed=derive_seed(seed, b),
+                                backend="numpy")
+        chunk_of = np.searchsorted(rank0[1:, b], ranks, side="right")
+        order = np.argsort(chunk_of, kind="stable")
+        bounds = np.searchsorted(chunk_of[order], np.arange(n_chunks + 1))
+        draws[b] = np.full(ranks.size, -1, dtype=np.int64)
+        for c in np.flatnonzero(np.diff(bounds)):
+            numbers = order[bounds[c]:bounds[c + 1]]
+            uniform[c][b] = (ranks[numbers] - rank0[c, b], numbers)
+    return draws, [dict() for _ in range(n_chunks)], uniform
 
 
 def stratified_sample(q, n, *, edges=DEFAULT_EDGES, mix, seed, within="uniform",
@@ -495,36 +572,12 @@ def stratified_sample(q, n, *, edges=DEFAULT_EDGES, mix, seed, within="uniform",
     rank0 = np.vstack((np.zeros(n_bands, dtype=np.int64), np.cumsum(per_chunk, axis=0)))
     live = [b for b in range(n_bands) if alloc[b] > 0]
 
-    draws = {b: None for b in live}
-    weighted = [dict() for _ in range(n_chunks)]
-    uniform = [dict() for _ in range(n_chunks)]
     if within == "importance" and live:
-        wanted = [{b: int(rank0[c, b]) for b in live if per_chunk[c, b]} or None
-                  for c in range(n_chunks)]
-        pieces = _map_chunks(_band_pieces, q, [
-            None if want is None else (int(starts[c]), edges, weight_config, backend, want)
-            for c, want in enumerate(wanted)])
-        for b in live:
-            blocks = _Blocks({c: p[b][0] for c, p in pieces.items() if b in p},
-                             int(members[b]))
-            _check_total(blocks.total)
-            last_nonzero = max(p[b][1] for p in pieces.values() if b in p)
-            t = uniforms(derive_seed(seed, b), STREAMS["importance"], int(alloc[b]),
-                         backend="numpy") * blocks.total
-            draws[b], requests = blocks.plan(t, last_nonzero)
-            for c, (rows, row_offsets, tc, numbers) in requests.items():
-                weighted[c][b] = (int(rank0[c, b]), rows, row_offsets, tc, numbers)
+        draws, weighted, uniform = _plan_weighted_bands(q, starts, rank0, per_chunk, members,
+                                                        alloc, live, seed, edges,
+                                                        weight_config, backend)
     else:
-        from .sampling import uniform_indices
-        for b in live:
-            ranks = uniform_indices(int(members[b]), int(alloc[b]), seed=derive_seed(seed, b),
-                                    backend="numpy")
-            chunk_of = np.searchsorted(rank0[1:, b], ranks, side="right")
-            draws[b] = np.full(ranks.size, -1, dtype=np.int64)
-            for c in np.unique(chunk_of):
-                numbers = np.flatnonzero(chunk_of == c)
-                uniform[c][b] = (ranks[numbers] - rank0[c, b], numbers)
-
+        draws, weighted, uniform = _plan_uniform_bands(rank0, members, alloc, live, seed)
     answers = _map_chunks(_band_draws, q, [
         (int(starts[c]), edges, weight_config, backend,
          {b: r[:4] for b, r in weighted[c].items()}, {b: r[0] for b, r in uniform[c].items()})

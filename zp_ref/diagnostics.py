@@ -107,9 +107,14 @@ class DiagnosticConfig:
 def tag_counts(tags) -> np.ndarray:
     """Counts of REAL, PINF, NINF, PHI (int64 (4,)). ``tags``: ints 0..3, names
     (case-insensitive) or enum members whose ``.name`` is one of those."""
+    if isinstance(tags, (str, bytes)) or not hasattr(tags, "__iter__"):
+        raise TypeError(f"tags must be a sequence (n,) of ints 0..3 or names "
+                        f"{list(TAG_NAMES)}, got {type(tags).__name__} {tags!r:.40}")
     arr = None if isinstance(tags, (list, tuple)) else np.asarray(tags)
+    if arr is not None and arr.ndim != 1:
+        raise ValueError(f"tags must be 1-D (one tag per sample), got shape {arr.shape}")
     if arr is not None and arr.dtype.kind in "iu":        # NumPy / torch integer arrays
-        codes = arr.ravel()
+        codes = arr
     else:
         codes = []
         for i, t in enumerate(tags):
@@ -335,6 +340,9 @@ class DiagnosticMonitor:
             if idx.ndim != 1 or idx.dtype.kind not in "iu" or idx.size == 0:
                 raise ValueError(f"indices must be a non-empty 1-D integer array, got "
                                  f"dtype {idx.dtype}, shape {idx.shape}")
+            if (idx < 0).any():
+                raise ValueError(f"indices must be pool indices >= 0, got {int((idx < 0).sum())} "
+                                 f"negative, first {idx[idx < 0][0]}")
             if n is not None and idx.size != n:
                 raise ValueError(f"indices has {idx.size} entries, the batch {n}; they must match")
             n = idx.size

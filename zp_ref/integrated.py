@@ -64,6 +64,10 @@ class IntegratedSampler:
         if self.strategy is SamplingStrategy.ACTIVE and q is None:
             raise ValueError("strategy 'active' needs q= (a Polynomial, Rational or callable "
                              "(n, d) -> (n,)) to build the refinement tree")
+        from .refinement import ActiveSamplerConfig
+        if active_config is not None and not isinstance(active_config, ActiveSamplerConfig):
+            raise TypeError(f"active_config must be an ActiveSamplerConfig or None, got "
+                            f"{type(active_config).__name__}")
         self.importance_sampler = ImportanceSampler(importance_config,
                                                     seed=derive_seed(self.seed, 0), backend=backend)
         self.active_sampler = (None if q is None else ActiveSampler(
@@ -123,6 +127,9 @@ class IntegratedSampler:
     @staticmethod
     def _check_pool(x_pool, q_pool):
         q = as_float_array(q_pool, "q_pool")
+        if np.isnan(q).any():
+            raise ValueError(f"q_pool holds {int(np.isnan(q).sum())} NaN value(s), first at "
+                             f"index {int(np.argmax(np.isnan(q)))}")
         x = np.asarray(x_pool)
         if x.ndim not in (1, 2) or x.shape[0] != q.size:
             raise ValueError(f"x_pool must be (N,) or (N, d) with N = len(q_pool) = {q.size}, "

@@ -25,8 +25,8 @@ def _columns(source) -> dict:
     """The per-epoch columns of a DiagnosticMonitor (``.history``) or of a dict of them."""
     history = getattr(source, "history", source)
     if not isinstance(history, dict) or "epoch" not in history:
-        raise TypeError(f"expected a DiagnosticMonitor or a dict of history columns with "
-                        f"'epoch', got {type(source).__name__}")
+        raise TypeError(f"source must be a DiagnosticMonitor or a dict of history columns "
+                        f"with 'epoch', got {type(source).__name__}")
     return history
 
 

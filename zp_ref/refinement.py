@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import numbers
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -33,6 +32,8 @@ CRITERIA = ("abs", "sign", "abs_or_sign", "interval")
 WEIGHTINGS = ("volume", "leaf", "importance")
 CRIT_ABS, CRIT_SIGN, CRIT_ABS_OR_SIGN, CRIT_INTERVAL = range(4)
 STATE_VERSION = 1
+#: dtype of point ids in the tree (max_grid_points < 2**31).
+ID = np.int32
 #: Inflation of a cell's half-width so that [c - r, c + r] covers [lo, hi] despite rounding.
 RADIUS_INFLATE = 1.0 + 2.0 ** -50
 UNIT_ROUNDOFF = 2.0 ** -53
@@ -73,9 +74,9 @@ class ActiveSamplerConfig:
 
 
 def _per_axis_ints(value, d):
-    if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, (bool, np.bool_)):
-        vals = [value] * d
-    elif isinstance(value, (tuple, list, np.ndarray)) and len(value) == d:
+    if not isinstance(value, (tuple, list, np.ndarray)):
+        vals = [value] * d                                  # a scalar: checked below
+    elif len(value) == d:
         vals = list(value)
     else:
         raise ValueError(f"initial_grid_size must be an int or {d} ints (one per axis), "
@@ -122,6 +123,8 @@ class _Lattice:
         check_count(config.adapt_frequency, "adapt_frequency", minimum=1)
         check_count(config.min_points_per_region, "min_points_per_region")
         self.max_points = check_count(config.max_grid_points, "max_grid_points", minimum=1)
+        if self.max_points >= 2 ** 31:
+            raise ValueError(f"max_grid_points must be < 2**31, got {self.max_points}")
         self.criterion = check_choice(config.criterion, "criterion", CRITERIA)
         self.crit_code = CRITERIA.index(self.criterion)
         bits = [int(n).bit_length() + self.L + 1 for n in self.n0]
@@ -278,8 +281,9 @@ class _Tree:
     """Nodes (cells) and points in growable arrays; rows ``[0, n)`` / ``[0, n_points)`` are
     valid (rows beyond are uninitialised).
 
-    Node arrays: ``lo`` lattice index of the lower corner (N, d), ``level`` (N,),
-    ``corner`` point ids of the 2**d corners (N, 2**d), ``centre`` point id (N,),
+    Node arrays: ``lo`` lattice index of the lower corner (N, d) int64, ``level`` (N,)
+    int8, ``corner`` point ids of the 2**d corners (N, 2**d) and ``centre`` point id (N,)
+    (int32: ``max_grid_points`` < 2**31 bounds the ids),
     ``alive`` (a leaf), ``flag`` (criterion holds), ``exhausted`` (interval enclosure
     dominated by rounding: flagged but not split). Point arrays: ``key`` packed lattice
     key, ``value`` Q (NaN while pending).
@@ -295,8 +299,8 @@ class _Tree:
 
     def _alloc_nodes(self, cap):
         d, old = self.d, getattr(self, "lo", None)
-        new = {"lo": np.empty((cap, d), np.int64), "level": np.empty(cap, np.int64),
-               "corner": np.empty((cap, 2 ** d), np.int64), "centre": np.empty(cap, np.int64),
+        new = {"lo": np.empty((cap, d), np.int64), "level": np.empty(cap, np.int8),
+               "corner": np.empty((cap, 2 ** d), ID), "centre": np.empty(cap, ID),
                "alive": np.empty(cap, np.bool_), "flag": np.empty(cap, np.bool_),
                "exhausted": np.empty(cap, np.bool_)}
         if old is not None:
@@ -622,9 +626,6 @@ class ActiveSampler:
                              f"zp_ref.Rational, got {qspec.kind}")
         self._backend_request = backend
         self.backend = resolve_backend(backend, lat.max_points)
-        if self.backend == "cuda" and qspec.poly is not None:
-            from .kernels.gpu_poly import check_supported
-            check_supported(qspec.poly)
         self.config, self.input_dim, self._lat, self._qspec = config, d, lat, qspec
         self.refinement_history = []
         self.n_evaluations = 0
@@ -672,18 +673,26 @@ class ActiveSampler:
         if vals.size != order.size:
             raise ValueError(f"q_values must have one value per grid point: expected "
                              f"{order.size}, got {vals.size}")
+        tree = self._engine.host_tree()
+        previous = tree.value[order].copy()
         self._engine.set_values_at(order, vals)
-        self.n_evaluations += vals.size
         self._engine.update_flags(0, self._engine.tree_size())
-        self._round()
+        try:
+            self._round()
+        except BaseException:          # a callable q failed: restore the old values
+            self._engine.set_values_at(order, previous)
+            self._engine.update_flags(0, self._engine.tree_size())
+            raise
+        self.n_evaluations += vals.size
         return self
 
     def _round(self) -> dict:
         eng, lat = self._engine, self._lat
         info = eng.round(self._qspec, lambda cand: select_under_cap(
             lat, eng.host_tree(), cand, eng.exists))
-        self.n_evaluations += info["n_evaluated"]
-        info = {"round": len(self.refinement_history), **info}
+        self.n_evaluations += info.pop("n_evaluated")
+        info = {"round": len(self.refinement_history), **info,
+                "n_evaluations": int(self.n_evaluations)}
         self.refinement_history.append(info)
         return info
 
@@ -706,7 +715,8 @@ class ActiveSampler:
         lo_k = tree.lo[ids]
         hi_k = lo_k + lat.cell_units(tree.level[ids])[:, None]
         return {
-            "lo": lat.coords(lo_k), "hi": lat.coords(hi_k), "level": tree.level[ids].copy(),
+            "lo": lat.coords(lo_k), "hi": lat.coords(hi_k),
+            "level": tree.level[ids].astype(np.int64),
             "q_center": tree.value[tree.centre[ids]],
             "min_abs_q": np.abs(vals).min(axis=1),
             "sign_change": ((vals > 0).any(axis=1) & (vals < 0).any(axis=1)) | (vals == 0).any(axis=1),
@@ -819,7 +829,7 @@ class ActiveSampler:
             "point_keys": tree.key[order].copy(),
             "point_values": tree.value[order].copy(),
             "leaf_lo": tree.lo[ids].copy(),
-            "leaf_level": tree.level[ids].copy(),
+            "leaf_level": tree.level[ids].astype(np.int64),
             "n_evaluations": int(self.n_evaluations),
             "history": [dict(h) for h in self.refinement_history],
         }

@@ -24,8 +24,13 @@ def prefix_sums(w: np.ndarray) -> np.ndarray:
     Blocks of PREFIX_BLOCK entries are summed sequentially (``local``); block ends
     are added sequentially (``ends``); ``C[i] = ends[b-1] + local[i]`` for i in block
     b. So ``C[-1] == ends[-1]`` is the total, C is non-decreasing, and blocks can be
-    processed in parallel with bit-identical results.
+    processed in parallel with bit-identical results. w: (N,) finite, >= 0.
     """
+    w = as_float_array(w, "weights", finite=True)
+    if (w < 0).any():
+        first = int(np.argmax(w < 0))
+        raise ValueError(f"weights must be >= 0: {int((w < 0).sum())} negative value(s), "
+                         f"first at index {first} ({w[first]})")
     n_blocks = -(-w.size // PREFIX_BLOCK)
     padded = np.zeros(n_blocks * PREFIX_BLOCK)
     padded[:w.size] = w
@@ -46,7 +51,7 @@ def _with_replacement_numpy(w, n, seed):
 def _without_replacement_numpy(w, n, seed):
     positive = np.flatnonzero(w > 0)
     u = uniforms(seed, STREAMS["without_replacement"], w.size, backend="numpy")[positive]
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", over="ignore"):   # subnormal w: key -inf
         keys = np.log(u) / w[positive]
     order = np.lexsort((positive, -keys))      # largest key first, ties to the lower index
     return positive[order[:n]].astype(np.int64)
@@ -156,13 +161,28 @@ def prefix_total(w, backend="numpy") -> float:
 
 
 def kish_ess(weights) -> float:
-    """Kish effective sample size ``(sum w)**2 / sum w**2`` (0 for all-zero weights)."""
+    """Kish effective sample size ``(sum w)**2 / sum w**2`` (0 for all-zero weights).
+    weights: (N,) finite, >= 0."""
     w = as_float_array(weights, "weights", finite=True)
+    if (w < 0).any():
+        raise ValueError(f"weights must be >= 0: {int((w < 0).sum())} negative value(s), "
+                         f"first at index {int(np.argmax(w < 0))}")
     s2 = float(np.dot(w, w))
     return float(w.sum() ** 2 / s2) if s2 > 0 else 0.0
 
 
 # --- the stateful sampler ----------------------------------------------------------------
+
+def _take(x_pool, idx):
+    """``x_pool[idx]``; a list or tuple pool is converted to an array first."""
+    if isinstance(x_pool, (list, tuple)):
+        x_pool = np.asarray(x_pool)
+    try:
+        return x_pool[idx]
+    except (TypeError, IndexError, KeyError) as exc:
+        raise TypeError(f"x_pool must support indexing by an int64 index array (a NumPy "
+                        f"array or tensor), got {type(x_pool).__name__}: {exc}") from None
+
 
 @dataclass
 class ImportanceSamplerConfig:
@@ -243,9 +263,10 @@ class ImportanceSampler:
         q, batch_size = self._check_pool(x_pool, q_pool, batch_size)
         w = self._pool_weights(q)
         idx = sample_indices(w, batch_size, seed=self.next_seed(), backend=self.backend)
+        batch_x = _take(x_pool, idx)
         self.last_likelihood_ratios = 1.0 / (w.size * w[idx])
         self._record(q, w, idx)
-        return x_pool[idx], idx
+        return batch_x, idx
 
     def hybrid_sample(self, x_pool, q_pool, batch_size):
         """(x_pool[idx], idx): importance and uniform draws mixed by importance_batch_ratio.
@@ -254,9 +275,10 @@ class ImportanceSampler:
         w = self._pool_weights(q)
         idx, lr = hybrid_indices(w, batch_size, ratio=self.config.importance_batch_ratio,
                                  seed=self.next_seed(), backend=self.backend)
+        batch_x = _take(x_pool, idx)
         self.last_likelihood_ratios = lr
         self._record(q, w, idx)
-        return x_pool[idx], idx
+        return batch_x, idx
 
     def should_resample(self, epoch) -> bool:
         """True every ``resample_frequency`` epochs (epoch 0 included)."""
@@ -265,9 +287,11 @@ class ImportanceSampler:
     def _check_pool(self, x_pool, q_pool, batch_size):
         q = as_float_array(q_pool, "q_pool")
         batch_size = check_count(batch_size, "batch_size")
-        if x_pool is None or len(x_pool) != q.size:
-            raise ValueError(f"x_pool must have one entry per q_pool value ({q.size}), got "
-                             f"{None if x_pool is None else len(x_pool)}")
+        if not hasattr(x_pool, "__len__") or isinstance(x_pool, (str, bytes)) \
+                or len(x_pool) != q.size:
+            raise ValueError(f"x_pool must have one entry per q_pool value ({q.size}), "
+                             f"got {type(x_pool).__name__}"
+                             f"{' of length %d' % len(x_pool) if hasattr(x_pool, '__len__') else ''}")
         return q, batch_size
 
     def _record(self, q, w, idx):

@@ -147,6 +147,8 @@ def npz_bytes(arrays: dict) -> bytes:
 def write_document(path, schema: str, body: dict) -> Path:
     """Write ``body`` (a dict of JSON-able values and arrays) as a document of ``schema``
     at ``path`` (arrays to ``<stem>.npz`` beside it). Returns the JSON path."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     path = Path(path)
     if path.suffix == ".npz":
         raise ValueError(f"path must not end in .npz (that name is used for the arrays), "
@@ -175,6 +177,8 @@ def read_document(path, schema: str) -> dict:
     """Read a document written by :func:`write_document` and return its body with the
     arrays restored. Raises ``ValueError`` when the file is truncated or not JSON, of
     another schema, edited (hash mismatch) or its ``.npz`` is missing or altered."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     path = Path(path)
     raw = path.read_bytes()
     try:
@@ -247,6 +251,8 @@ def load_state(path, cls=None):
     ``cls`` (optional) is the class the caller expects; a file holding another class is
     refused with ``ValueError``, as are truncated, edited or other-version files.
     """
+    if cls is not None and not isinstance(cls, type):
+        raise TypeError(f"cls must be a class or None, got {cls!r:.60}")
     body = read_document(path, STATE_SCHEMA)
     name = body.get("class")
     if not isinstance(name, str):

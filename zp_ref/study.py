@@ -36,6 +36,9 @@ BANDS = tuple(f"B{b}" for b in range(len(DEFAULT_EDGES) + 1))
 #: |Q| range of the test points of B0..B3 (log-uniform inside); B4 is |Q| > 1e-2.
 TEST_RANGES = ((1e-6, 1e-5), (1e-5, 1e-4), (1e-4, 1e-3), (1e-3, 1e-2))
 POOL_STREAM, INIT_STREAM, TEST_STREAM = 16, 17, 18
+#: Training losses: "linearized" mean((Q_m y - P_m)^2 / (1 + y^2)) (a weighted least
+#: squares in the parameters, no barrier at Q_m = 0), "mse" mean((P_m/Q_m - y)^2).
+LOSSES = ("linearized", "mse")
 SCHEMA_VERSION = 1
 
 
@@ -118,14 +121,17 @@ def _gradient(poly: Polynomial) -> list:
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-    """``f = P / Q`` on a box, Q normalised so that Q(0) = 1 (the model's form).
+    """``f = g / Q`` on a box: ``g`` a smooth non-polynomial numerator (so no model of
+    the family is exact and the fit must trade accuracy between regions), ``Q`` a
+    Polynomial normalised so that Q(0) = 1 (the model's form).
 
-    ``pole_points(u)`` maps uniforms u (n,) in [0, 1) to points (n, dim) on Q = 0;
-    ``model_degrees`` = (deg_p, deg_q) of the model fitted to it.
+    ``numerator(x)``: (n, dim) -> (n,), non-zero on the pole set. ``pole_points(u)`` maps
+    uniforms u (n,) in [0, 1) to points (n, dim) on Q = 0. ``model_degrees`` = (deg_p,
+    deg_q) of the model fitted to it.
     """
     name: str
     description: str
-    p: Polynomial
+    numerator: object
     q: Polynomial
     bounds: tuple
     pole_points: object
@@ -138,9 +144,8 @@ class Target:
     def evaluate(self, x: np.ndarray):
         """(y, Q) at points x (n, dim)."""
         q = self.q(x if self.dim > 1 else x[:, 0])
-        p = self.p(x if self.dim > 1 else x[:, 0])
         with np.errstate(divide="ignore", invalid="ignore"):
-            return p / q, q
+            return self.numerator(x) / q, q
 
     def q_gradient(self, x: np.ndarray) -> np.ndarray:
         """grad Q at x, (n, dim)."""
@@ -159,11 +164,10 @@ POLES_1D = (-0.375, 0.625)
 def _rational_1d() -> Target:
     q = Polynomial.from_roots(POLES_1D)
     q = Polynomial(q.coeffs / q.coeffs[0])
-    p = Polynomial([0.75, 0.5, -0.5])
     return Target(
-        "rational_1d", "(0.75 + 0.5x - 0.5x^2) / Q, Q = (x + 0.375)(x - 0.625) / Q(0)-scaled "
-        "(Q(0) = 1); poles at -0.375 and 0.625; x in [-1, 1]",
-        p, q, ((-1.0, 1.0),),
+        "rational_1d", "exp(0.5x) / Q, Q = (x + 0.375)(x - 0.625) scaled to "
+        "Q(0) = 1; poles at -0.375 and 0.625; x in [-1, 1]",
+        lambda x: np.exp(0.5 * x[:, 0]), q, ((-1.0, 1.0),),
         lambda u: np.asarray(POLES_1D)[(u >= 0.5).astype(np.int64)][:, None], (3, 3))
 
 
@@ -172,8 +176,6 @@ def _rational_2d() -> Target:
     circle = get("circle_2d").q
     c0 = circle.coefficients[np.flatnonzero((circle.exponents == 0).all(axis=1))[0]]
     q = Polynomial.from_terms(circle.exponents, circle.coefficients / c0)
-    p = Polynomial.from_terms(np.array([[0, 0], [1, 0], [0, 1], [1, 1]]),
-                              np.array([1.0, 0.5, -0.25, 0.25]))
     (cx, cy), r = CIRCLE_CENTRE, CIRCLE_RADIUS
 
     def on_circle(u):
@@ -181,9 +183,10 @@ def _rational_2d() -> Target:
         return np.stack([cx + r * np.cos(t), cy + r * np.sin(t)], axis=1)
 
     return Target(
-        "rational_2d", "(1 + 0.5x - 0.25y + 0.25xy) / Q, Q = the catalogue's circle_2d "
+        "rational_2d", "exp(0.5x) cos(1.5y) / Q, Q = the catalogue's circle_2d "
         "((x - 0.125)^2 + (y + 0.0625)^2 - 0.75^2) scaled to Q(0) = 1; (x, y) in [-1, 1]^2",
-        p, q, ((-1.0, 1.0), (-1.0, 1.0)), on_circle, (3, 3))
+        lambda x: np.exp(0.5 * x[:, 0]) * np.cos(1.5 * x[:, 1]), q,
+        ((-1.0, 1.0), (-1.0, 1.0)), on_circle, (3, 3))
 
 
 def targets() -> dict:
@@ -203,18 +206,19 @@ class StudyConfig:
     ``criterion="sign"``, ``initial_grid`` cells per axis and ``active_levels[dim-1]``
     levels, sampled with ``weighting="leaf"``.
     """
-    pool_size: int = 1 << 16
+    pool_size: int = 1 << 15
     batch_size: int = 256
-    epochs: int = 30
+    epochs: int = 20
     steps_per_epoch: int = 100
     lr: float = 0.02
-    lr_min: float = 1e-5
+    lr_min: float = 1e-8
     q_floor: float = 1e-6
     test_per_band: int = 256
     test_uniform: int = 4096
     initial_grid: tuple = (64, 16)
     active_levels: tuple = (15, 9)
     active_max_points: int = 200_000
+    loss: str = "linearized"
     targets: tuple = ("rational_1d", "rational_2d")
     methods: tuple = METHODS
 
@@ -238,6 +242,8 @@ class StudyConfig:
         check_real(self.lr, "lr", low=0.0, low_open=True)
         check_real(self.lr_min, "lr_min", low=0.0, high=self.lr)
         check_real(self.q_floor, "q_floor", low=0.0, high=TEST_RANGES[0][0])
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {list(LOSSES)}, got {self.loss!r}")
         known = targets()
         for t in self.targets:
             if t not in known:
@@ -323,17 +329,20 @@ def _training_pool(target: Target, method: str, cfg: StudyConfig, seed: int):
 
 
 def _batches(method: str, q: np.ndarray, cfg: StudyConfig, seed: int):
-    """Yield (epoch, batch index array) for the method: the bridge's samplers."""
+    """Yield (epoch, batch index array) for the method, drawn by the bridge's samplers
+    (``backend="numpy"``: the same indices as the Numba kernels, and faster on pools
+    this small)."""
     b, spe = cfg.batch_size, cfg.steps_per_epoch
     if method == "importance":
-        sampler = ImportanceWeightedSampler(q, b * spe, seed=seed)
+        sampler = ImportanceWeightedSampler(q, b * spe, seed=seed, backend="numpy")
     elif method == "curriculum":
         from .curriculum import BandCurriculum
-        curriculum = BandCurriculum(epochs_per_stage=max(1, cfg.epochs // 3), seed=seed)
+        curriculum = BandCurriculum(epochs_per_stage=max(1, cfg.epochs // 3), seed=seed,
+                                    backend="numpy")
         sampler = CurriculumBatchSampler(q, b, spe, curriculum=curriculum)
     else:   # uniform and active draw uniformly from their pool; hybrid mixes 70/30
         sampler = HybridBatchSampler(q, b, spe, ratio=0.7 if method == "hybrid" else 0.0,
-                                     seed=seed)
+                                     seed=seed, backend="numpy")
     for epoch in range(cfg.epochs):
         sampler.set_epoch(epoch)
         if method == "importance":
@@ -347,10 +356,19 @@ def _batches(method: str, q: np.ndarray, cfg: StudyConfig, seed: int):
 
 
 # ------------------------------------------------------------------ one run
-def _mse(model, x, y) -> float:
+def batch_loss(model: RationalModel, fp, fq, y, kind: str):
+    """The training loss of a batch (see ``LOSSES``)."""
+    if kind == "mse":
+        return torch.mean((model.from_features(fp, fq)[0] - y) ** 2)
+    q = 1.0 + fq @ model.phi
+    return torch.mean((q * y - fp @ model.p) ** 2 / (1.0 + y * y))
+
+
+def _errors(model, x, y) -> tuple:
+    """(mean squared error, median |relative error|) of the model on (x, y)."""
     with torch.no_grad():
         pred = model(torch.from_numpy(x)).numpy()
-    return float(np.mean((pred - y) ** 2))
+    return float(np.mean((pred - y) ** 2)), float(np.median(np.abs(pred - y) / np.abs(y)))
 
 
 def pole_distance(model: RationalModel, points: np.ndarray) -> float:
@@ -362,8 +380,25 @@ def pole_distance(model: RationalModel, points: np.ndarray) -> float:
     return float(np.mean(np.abs(qm(xs)) / np.maximum(np.linalg.norm(g, axis=1), 1e-300)))
 
 
+def draw_optimum(model: RationalModel, fp, fq, y: np.ndarray, counts: np.ndarray) -> None:
+    """Set ``model`` to the exact minimiser of the linearized loss over the draws whose
+    per-pool-entry counts are ``counts`` (a weighted linear least-squares problem in
+    (p, phi)): where training with those draws would converge given unlimited steps."""
+    s = np.sqrt(counts / (1.0 + y * y))
+    a = np.hstack([fp.numpy(), -fq.numpy() * y[:, None]]) * s[:, None]
+    solution = np.linalg.lstsq(a, y * s, rcond=None)[0]
+    kp = fp.shape[1]
+    with torch.no_grad():
+        model.p.copy_(torch.from_numpy(solution[:kp]))
+        model.phi.copy_(torch.from_numpy(solution[kp:]))
+
+
 def train_one(target: Target, method: str, cfg: StudyConfig, seed: int, test: dict) -> dict:
-    """Train one model with one method and seed; per-band test MSEs and draw statistics."""
+    """Train one model with one method and seed; per-band test errors and draw statistics.
+
+    With the linearized loss, ``optimum`` reports the same errors for the exact minimiser
+    of the loss over the draws of the last quarter of the steps (:func:`draw_optimum`).
+    """
     t0 = time.perf_counter()
     x, y, q = _training_pool(target, method, cfg, seed)
     model = RationalModel(target.dim, *target.model_degrees, seed=seed)
@@ -373,12 +408,14 @@ def train_one(target: Target, method: str, cfg: StudyConfig, seed: int, test: di
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps, eta_min=cfg.lr_min)
     pool_band = band_of(q, DEFAULT_EDGES, backend="numpy")
     drawn = np.zeros(len(BANDS), np.int64)
+    late = np.zeros(y.size, np.int64)          # draws per pool entry in the last quarter
     diverged = False
-    for _, idx in _batches(method, q, cfg, seed):
+    for step, (_, idx) in enumerate(_batches(method, q, cfg, seed)):
         drawn += np.bincount(pool_band[idx], minlength=len(BANDS))
+        if 4 * step >= 3 * cfg.steps:
+            late += np.bincount(idx, minlength=y.size)
         it = torch.from_numpy(idx)
-        pred, _ = model.from_features(fp[it], fq[it])
-        loss = torch.mean((pred - yt[it]) ** 2)
+        loss = batch_loss(model, fp[it], fq[it], yt[it], cfg.loss)
         if not torch.isfinite(loss):
             diverged = True
             break
@@ -386,13 +423,23 @@ def train_one(target: Target, method: str, cfg: StudyConfig, seed: int, test: di
         loss.backward()
         opt.step()
         sched.step()
-    band_mse = {name: _mse(model, *test[name]) for name in BANDS}
+    seconds = time.perf_counter() - t0
     poles = target.pole_points(uniforms(0, TEST_STREAM, 256, start=1 << 40, backend="numpy"))
-    return {"band_mse": band_mse, "overall_mse": _mse(model, *test["uniform"]),
-            "near_pole_coverage": float(drawn[:-1].sum() / drawn.sum()),
-            "train_band_fractions": (drawn / drawn.sum()).tolist(),
-            "pole_distance": pole_distance(model, poles), "pool_size": int(y.size),
-            "diverged": diverged, "seconds": time.perf_counter() - t0}
+    out = _evaluate(model, test, poles)
+    out.update({"near_pole_coverage": float(drawn[:-1].sum() / drawn.sum()),
+                "train_band_fractions": (drawn / drawn.sum()).tolist(),
+                "pool_size": int(y.size), "diverged": diverged, "seconds": seconds})
+    if cfg.loss == "linearized" and late.any():
+        draw_optimum(model, fp, fq, y, late)
+        out["optimum"] = _evaluate(model, test, poles)
+    return out
+
+
+def _evaluate(model: RationalModel, test: dict, poles: np.ndarray) -> dict:
+    errors = {name: _errors(model, *test[name]) for name in BANDS + ("uniform",)}
+    return {"band_mse": {b: errors[b][0] for b in BANDS},
+            "band_median_rel_err": {b: errors[b][1] for b in BANDS},
+            "overall_mse": errors["uniform"][0], "pole_distance": pole_distance(model, poles)}
 
 
 # ------------------------------------------------------------------ the study
@@ -406,8 +453,10 @@ def _stats(values) -> dict:
 
 
 def _summarise(runs: list) -> dict:
-    return {
+    summary = {
         "band_mse": {b: _stats([r["band_mse"][b] for r in runs]) for b in BANDS},
+        "band_median_rel_err": {b: _stats([r["band_median_rel_err"][b] for r in runs])
+                                for b in BANDS},
         "overall_mse": _stats([r["overall_mse"] for r in runs]),
         "near_pole_coverage": float(np.mean([r["near_pole_coverage"] for r in runs])),
         "train_band_fractions": np.mean([r["train_band_fractions"] for r in runs],
@@ -415,9 +464,17 @@ def _summarise(runs: list) -> dict:
         "pole_distance": _stats([r["pole_distance"] for r in runs]),
         "seconds": float(np.mean([r["seconds"] for r in runs])),
         "diverged": int(sum(r["diverged"] for r in runs)),
-        "runs": [{"band_mse": r["band_mse"], "overall_mse": r["overall_mse"],
-                  "pole_distance": r["pole_distance"]} for r in runs],
+        "runs": [{k: r[k] for k in ("band_mse", "band_median_rel_err", "overall_mse",
+                                    "pole_distance", "pool_size", "seconds")} for r in runs],
     }
+    if all("optimum" in r for r in runs):
+        opt = [r["optimum"] for r in runs]
+        summary["optimum"] = {
+            "band_median_rel_err": {b: _stats([o["band_median_rel_err"][b] for o in opt])
+                                    for b in BANDS},
+            "band_mse": {b: _stats([o["band_mse"][b] for o in opt]) for b in BANDS},
+            "pole_distance": _stats([o["pole_distance"] for o in opt])}
+    return summary
 
 
 def run_study(quick=True, seeds=3, out="runs/study", progress=True, config=None) -> dict:
@@ -426,8 +483,9 @@ def run_study(quick=True, seeds=3, out="runs/study", progress=True, config=None)
 
     ``study.json``: {"schema_version", "config", "targets": {target: {"methods":
     {method: {"band_mse": {"B0": {"mean", "std", "n"}, ...}, "overall_mse": {...},
-    "near_pole_coverage", "seconds", ...}}}}}. ``config`` (a :class:`StudyConfig`)
-    replaces the preset chosen by ``quick``.
+    "near_pole_coverage", "seconds", ...}}}}} (the issue's per-method schema, one block
+    per target). ``config`` (a :class:`StudyConfig`) replaces the preset chosen by
+    ``quick``.
     """
     if not isinstance(quick, (bool, np.bool_)):
         raise TypeError(f"quick must be True or False, got {quick!r}")
@@ -478,41 +536,59 @@ def run_study(quick=True, seeds=3, out="runs/study", progress=True, config=None)
 
 
 def plot_study(report: dict):
-    """Per-band test MSE by method (mean over seeds, bars = std, log axis), one panel per
-    target; a matplotlib Figure."""
+    """Per-band test MSE (top row) and median |relative error| (bottom row) by method:
+    mean over seeds, bars = std, log axes; one column per target. A matplotlib Figure."""
     from matplotlib.figure import Figure
     names = list(report["targets"])
-    fig = Figure(figsize=(6.5 * len(names), 4.2), layout="constrained")
-    axes = fig.subplots(1, len(names), squeeze=False)[0]
-    for ax, name in zip(axes, names):
+    fig = Figure(figsize=(6.5 * len(names), 7.5), layout="constrained")
+    axes = fig.subplots(2, len(names), squeeze=False)
+    ticks = [f"{b}\n{lo:.0e}..{hi:.0e}" for b, (lo, hi) in zip(BANDS, TEST_RANGES)]
+    ticks.append(f"{BANDS[-1]}\n>{DEFAULT_EDGES[-1]:.0e}")
+    for col, name in enumerate(names):
         methods = report["targets"][name]["methods"]
         width = 0.8 / len(methods)
-        for i, (method, res) in enumerate(methods.items()):
-            mean = np.array([res["band_mse"][b]["mean"] or np.nan for b in BANDS])
-            std = np.array([res["band_mse"][b]["std"] or 0.0 for b in BANDS])
-            pos = np.arange(len(BANDS)) - 0.4 + (i + 0.5) * width
-            low = np.minimum(std, 0.95 * mean)     # keep the lower bar on the log axis
-            ax.bar(pos, mean, width, yerr=np.vstack([low, std]), capsize=2, label=method)
-        ax.set_yscale("log")
-        ax.set_xticks(np.arange(len(BANDS)), [f"{b}\n{r}" for b, r in zip(BANDS, (
-            "|Q|<=1e-5", "1e-5..1e-4", "1e-4..1e-3", "1e-3..1e-2", "|Q|>1e-2"))])
-        ax.set_ylabel("test MSE (mean over seeds, bar = std)")
-        ax.set_title(name)
-        ax.legend(fontsize=8)
+        for row, (key, label) in enumerate((("band_mse", "test MSE"),
+                                             ("band_median_rel_err", "median |rel. error|"))):
+            ax = axes[row, col]
+            for i, (method, res) in enumerate(methods.items()):
+                mean = np.array([np.nan if res[key][b]["mean"] is None else res[key][b]["mean"]
+                                 for b in BANDS])
+                std = np.array([res[key][b]["std"] or 0.0 for b in BANDS])
+                pos = np.arange(len(BANDS)) - 0.4 + (i + 0.5) * width
+                low = np.minimum(std, 0.95 * mean)     # keep the lower bar on the log axis
+                ax.bar(pos, mean, width, yerr=np.vstack([low, std]), capsize=2, label=method)
+            ax.set_yscale("log")
+            ax.set_xticks(np.arange(len(BANDS)), ticks)
+            ax.set_ylabel(f"{label} (mean over seeds, bar = std)")
+            ax.set_title(f"{name}: {label} per |Q| band")
+            ax.legend(fontsize=7)
     return fig
 
 
 def _table(report: dict) -> str:
+    """The study as text: per target, test MSE and median |relative error| per band."""
+    seeds = report["config"]["seeds"]
     lines = []
     for name, res in report["targets"].items():
-        lines.append(f"{name}: test MSE per band, mean +- std over {report['config']['seeds']} seeds")
-        lines.append(f"{'method':<11}" + "".join(f"{b:>22}" for b in BANDS + ("overall",))
-                     + f"{'near-pole':>11}{'s/run':>7}")
-        for method, m in res["methods"].items():
+        methods = res["methods"]
+        lines.append(f"{name}: test MSE per band (mean +- std over {seeds} seeds)")
+        lines.append(f"{'method':<11}" + "".join(f"{b:>20}" for b in BANDS + ("uniform",))
+                     + f"{'near-pole':>10}{'s/run':>7}")
+        for method, m in methods.items():
             cells = [m["band_mse"][b] for b in BANDS] + [m["overall_mse"]]
-            lines.append(f"{method:<11}" + "".join(
-                f"{_fmt(c):>22}" for c in cells)
-                + f"{m['near_pole_coverage']:>11.3f}{m['seconds']:>7.1f}")
+            lines.append(f"{method:<11}" + "".join(f"{_fmt(c):>20}" for c in cells)
+                         + f"{m['near_pole_coverage']:>10.3f}{m['seconds']:>7.1f}")
+        lines.append(f"{name}: median |relative error| per band, and pole distance")
+        lines.append(f"{'method':<11}" + "".join(f"{b:>20}" for b in BANDS + ("pole dist",)))
+        for method, m in methods.items():
+            cells = [m["band_median_rel_err"][b] for b in BANDS] + [m["pole_distance"]]
+            lines.append(f"{method:<11}" + "".join(f"{_fmt(c):>20}" for c in cells))
+        if all("optimum" in m for m in methods.values()):
+            lines.append(f"{name}: the same for the exact optimum of each method's late draws")
+            for method, m in methods.items():
+                o = m["optimum"]
+                cells = [o["band_median_rel_err"][b] for b in BANDS] + [o["pole_distance"]]
+                lines.append(f"{method:<11}" + "".join(f"{_fmt(c):>20}" for c in cells))
         lines.append("")
     return "\n".join(lines)
 
@@ -543,10 +619,15 @@ def study_main(argv=None) -> int:
                         help="small budget (about a minute on 2 cores) instead of the full run")
     parser.add_argument("--seeds", type=_positive_int, default=3, help="seeds per method (3)")
     parser.add_argument("--out", default="runs/study", help="output folder (runs/study)")
+    parser.add_argument("--loss", choices=LOSSES, default="linearized",
+                        help="training loss (linearized: mean((Q y - P)^2 / (1 + y^2)); "
+                             "mse: mean((P/Q - y)^2))")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    preset = StudyConfig.quick() if args.quick else StudyConfig.full()
     report = run_study(quick=args.quick, seeds=args.seeds, out=args.out,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress,
+                       config=dataclasses.replace(preset, loss=args.loss))
     print(_table(report))
     print(f"wrote {Path(args.out) / 'study.json'} and {Path(args.out) / 'study.png'}")
     return 0

@@ -19,7 +19,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
     raise ImportError("zp_ref.torch_bridge needs PyTorch; install it with "
                       "`pip install zp_ref[torch]` (or `pip install torch`)") from exc
 
-from ._validation import as_float_array, check_count, check_real, check_seed
+from ._validation import as_float_array, check_backend, check_count, check_real, check_seed
 from .rng import derive_seed
 
 __all__ = ["as_tensor", "to_numpy", "ImportanceWeightedSampler", "HybridBatchSampler",
@@ -107,9 +107,10 @@ class _PoolWeights:
     """Shared part of the importance-based samplers: config, seed, epoch and the
     normalised weights of the current q pool."""
 
-    def __init__(self, q_pool, config, seed):
+    def __init__(self, q_pool, config, seed, backend):
         self.config = _config(config)
         self.seed = check_seed(seed)
+        self.backend = check_backend(backend)
         self.epoch = 0
         q = _q_array(q_pool, "q_pool")
         self._weights = self._compute(q)
@@ -118,7 +119,7 @@ class _PoolWeights:
 
     def _compute(self, q) -> np.ndarray:
         from .weighting import importance_weights
-        return importance_weights(q, **self.config.weight_kwargs())
+        return importance_weights(q, **self.config.weight_kwargs(), backend=self.backend)
 
     @property
     def pool_size(self) -> int:
@@ -149,11 +150,13 @@ class ImportanceWeightedSampler(_PoolWeights, Sampler):
     ``w = importance_weights(q_pool, **config)``: exactly the indices of call e of
     ``ImportanceSampler(config, seed=seed).sample_batch(x_pool, q_pool, num_samples)``
     (epoch 0 = its first call). Use as ``DataLoader(ds, sampler=s, batch_size=B)``.
+    ``backend`` computes weights and draws (every backend gives the same indices;
+    ``"numpy"`` is often fastest for pools below ~10**5).
     """
 
-    def __init__(self, q_pool, num_samples, *, config=None, seed=0):
+    def __init__(self, q_pool, num_samples, *, config=None, seed=0, backend="auto"):
         num_samples = check_count(num_samples, "num_samples", minimum=1)
-        _PoolWeights.__init__(self, q_pool, config, seed)
+        _PoolWeights.__init__(self, q_pool, config, seed, backend)
         self.num_samples = num_samples
         self.likelihood_ratios = None
 
@@ -165,7 +168,8 @@ class ImportanceWeightedSampler(_PoolWeights, Sampler):
         (float64 (num_samples,), ``1 / (N * pi_i)`` in draw order)."""
         from .sampling import sample_indices
         w = self._weights
-        idx = sample_indices(w, self.num_samples, seed=derive_seed(self.seed, self.epoch))
+        idx = sample_indices(w, self.num_samples, seed=derive_seed(self.seed, self.epoch),
+                             backend=self.backend)
         self._epoch_weights = w
         self.likelihood_ratios = 1.0 / (w.size * w[idx])
         return idx
@@ -182,7 +186,8 @@ class ImportanceWeightedSampler(_PoolWeights, Sampler):
 
     def state_dict(self) -> dict:
         return {"config": asdict(self.config), "seed": self.seed, "epoch": self.epoch,
-                "num_samples": self.num_samples, "q_pool": self._q.copy()}
+                "num_samples": self.num_samples, "backend": self.backend,
+                "q_pool": self._q.copy()}
 
     def load_state_dict(self, state) -> None:
         other = type(self).from_state_dict(state)
@@ -191,14 +196,15 @@ class ImportanceWeightedSampler(_PoolWeights, Sampler):
     @classmethod
     def from_state_dict(cls, state) -> "ImportanceWeightedSampler":
         from .sampling import ImportanceSamplerConfig
-        keys = {"config", "seed", "epoch", "num_samples", "q_pool"}
+        keys = {"config", "seed", "epoch", "num_samples", "backend", "q_pool"}
         if not isinstance(state, dict) or set(state) != keys:
             raise ValueError(f"state must be a dict with keys {sorted(keys)}, got "
                              f"{sorted(state) if isinstance(state, dict) else type(state).__name__}")
         if not isinstance(state["config"], dict):
             raise TypeError(f"state['config'] must be a dict, got {type(state['config']).__name__}")
         obj = cls(state["q_pool"], state["num_samples"],
-                  config=ImportanceSamplerConfig(**state["config"]), seed=state["seed"])
+                  config=ImportanceSamplerConfig(**state["config"]), seed=state["seed"],
+                  backend=state["backend"])
         obj.set_epoch(state["epoch"])
         return obj
 
@@ -211,29 +217,47 @@ class HybridBatchSampler(_PoolWeights, Sampler):
     importance draws and the rest uniform, shuffled; i.e. call ``e * num_batches + b``
     of ``ImportanceSampler(config, seed=seed).hybrid_sample``. ``ratio`` defaults to
     ``config.importance_batch_ratio``; ``ratio=0`` gives uniform batches.
-    Use as ``DataLoader(ds, batch_sampler=s)``.
+    Use as ``DataLoader(ds, batch_sampler=s)``. ``backend`` computes the weights.
     """
 
-    def __init__(self, q_pool, batch_size, num_batches, *, config=None, ratio=None, seed=0):
+    def __init__(self, q_pool, batch_size, num_batches, *, config=None, ratio=None, seed=0,
+                 backend="auto"):
         batch_size = check_count(batch_size, "batch_size", minimum=1)
         num_batches = check_count(num_batches, "num_batches", minimum=1)
         config = _config(config)
         ratio = config.importance_batch_ratio if ratio is None else ratio
         ratio = check_real(ratio, "ratio", low=0.0, high=1.0)
-        _PoolWeights.__init__(self, q_pool, config, seed)
+        _PoolWeights.__init__(self, q_pool, config, seed, backend)
         self.batch_size, self.num_batches, self.ratio = batch_size, num_batches, ratio
 
     def __len__(self) -> int:
         return self.num_batches
 
     def batches(self) -> list:
-        """The current epoch's batches: ``num_batches`` int64 arrays (batch_size,)."""
-        from .sampling import hybrid_indices
+        """The current epoch's batches: ``num_batches`` int64 arrays (batch_size,).
+
+        Each equals ``hybrid_indices(...)[0]`` (tested); the prefix sums of the weights
+        are built once per epoch instead of once per batch (the contract's definition:
+        importance draw j = ``searchsorted(C, u(s, 0, j) * C[-1], "right")`` clamped to
+        the last positive weight, uniform draw j = ``floor(u(s, 2, j) * N)``, order
+        ``argsort(u(s, 3, 0..B-1), stable)`` applied to importance-then-uniform).
+        """
+        from .rng import STREAMS, uniforms
+        from .sampling import prefix_sums, uniform_indices
         w = self._weights
+        c = prefix_sums(w)
+        last_positive = np.flatnonzero(w)[-1]
+        n_imp = int(np.floor(self.batch_size * self.ratio))
         first = self.epoch * self.num_batches
-        out = [hybrid_indices(w, self.batch_size, ratio=self.ratio,
-                              seed=derive_seed(self.seed, first + b))[0]
-               for b in range(self.num_batches)]
+        out = []
+        for b in range(self.num_batches):
+            s = derive_seed(self.seed, first + b)
+            u = uniforms(s, STREAMS["importance"], n_imp, backend="numpy")
+            imp = np.minimum(np.searchsorted(c, u * c[-1], side="right"), last_positive)
+            uni = uniform_indices(w.size, self.batch_size - n_imp, seed=s, backend="numpy")
+            order = np.argsort(uniforms(s, STREAMS["shuffle"], self.batch_size,
+                                        backend="numpy"), kind="stable")
+            out.append(np.concatenate((imp, uni)).astype(np.int64)[order])
         self._epoch_weights = w
         return out
 

@@ -52,6 +52,8 @@ def importance_weights(q, *, weight_power=2.0, min_q_abs=1e-6, max_weight=100.0,
     p, min_q_abs, max_weight, temperature = check_weight_config(
         weight_power, min_q_abs, max_weight, temperature)
     check_choice(nan_policy, "nan_policy", NAN_POLICIES)
+    if not isinstance(normalize, (bool, np.bool_)):
+        raise TypeError(f"normalize must be True or False, got {normalize!r}")
     q = as_float_array(q, "q")
     out = _check_out(out, q)
     backend = resolve_backend(backend, q.size)

@@ -1,10 +1,13 @@
 """Numba CPU kernels of the active-refinement tree (see :mod:`zp_ref.refinement`).
 
-Per round: ``collect_candidates`` (one pass over the nodes), ``split_cells`` (sequential:
-children, their corner ids, new points; face points are shared through an
-open-addressing hash table of packed lattice keys, so each point is created once),
-``eval_points_*`` (parallel: Q at the new points) and ``cell_flags`` (parallel: the
-criterion on the new cells). Operation orders equal the NumPy oracle's, so values and
+Per round: ``collect_candidates`` (one pass over the nodes); the split in three
+streaming passes, ``face_keys_of``, ``assign_face_ids`` (face points are shared through
+an open-addressing hash table of packed lattice keys, so each point is created once;
+a tight loop of lookups, so their cache misses overlap) and ``emit_children``
+(children, their corner ids, fresh centres); then ``eval_points_*`` (Q at the new points) and
+``cell_flags`` (the criterion on the new cells), run in parallel for batches of at
+least ``PARALLEL_MIN``. The streaming passes stay serial: on two shared cores a parallel
+region costs more than they do. Operation orders equal the NumPy oracle's, so values and
 flags are bit-identical; point ids may be numbered differently, leaves are not.
 """
 import numpy as np
@@ -17,7 +20,10 @@ from .cpu_poly import BLOCK, block_powers, fill_powers, horner_at, terms_block
 EMPTY = -1
 HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
 #: Cells / points per chunk of the parallel loops (one scratch allocation per chunk).
-CHUNK = 2048
+CHUNK = 16384
+#: Batches at least this large are evaluated / tested in parallel; smaller ones serially
+#: (on two shared cores a parallel region costs more than a small batch).
+PARALLEL_MIN = 1 << 18
 
 
 # ------------------------------------------------------------------ hash table of keys
@@ -74,18 +80,48 @@ def collect_candidates(n, alive, flag, exhausted, level, L, out):
 
 
 @njit(cache=True)
-def split_cells(sel, lo, level, corner, centre, alive, flag, exhausted, n_nodes, pkey,
-                n_points, table, shift, strides, L, offsets, corner_pos, centre_pos, face_pos,
-                bits, child_corner_pos):
-    """Append the 2**d children of every cell in ``sel`` and the points they need.
+def face_keys_of(sel, lo, level, strides, L, offsets, face_pos, out):
+    """out[s, f] = packed key of face point f of cell sel[s] (non-corner, non-centre
+    points of its half-step lattice)."""
+    d = lo.shape[1]
+    for s in range(sel.size):
+        i = sel[s]
+        half = np.int64(1) << (L - level[i])
+        base = 0
+        for a in range(d):
+            base += lo[i, a] * strides[a]
+        for f in range(face_pos.size):
+            key = base
+            for a in range(d):
+                key += offsets[face_pos[f], a] * half * strides[a]
+            out[s, f] = key
 
-    Face points (shared with neighbours) are looked up / inserted in the hash table;
-    child centres are always new. Returns (nodes, points).
-    """
+
+@njit(cache=True)
+def assign_face_ids(fkeys, table, shift, p0, pkey, ids):
+    """ids[j] = id of face key fkeys[j]: found in the table, or the next new id from p0
+    (its key appended to pkey). A tight loop, so cache misses overlap. Returns the
+    number of new points."""
+    pt = p0
+    for j in range(fkeys.size):
+        got = insert_or_get(table, fkeys[j], pt, shift)
+        if got == pt:
+            pkey[pt] = fkeys[j]
+            pt += 1
+        ids[j] = got
+    return pt - p0
+
+
+@njit(cache=True)
+def emit_children(sel, face_ids, lo, level, corner, centre, alive, flag, exhausted, c0,
+                  pkey, pc0, strides, L, corner_pos, centre_pos, face_pos, bits,
+                  child_corner_pos):
+    """Child c of cell sel[s] becomes node c0 + s * 2**d + c with centre point
+    pc0 + s * 2**d + c; its corners come from the parent's corners and centre and the
+    face ids."""
     d = lo.shape[1]
     nc = bits.shape[0]
-    ids = np.empty(offsets.shape[0], np.int64)
-    node, pt = n_nodes, n_points
+    ids = np.empty(corner_pos.size + face_pos.size + 1, np.int64)
     for s in range(sel.size):
         i = sel[s]
         half = np.int64(1) << (L - level[i])
@@ -96,16 +132,10 @@ def split_cells(sel, lo, level, corner, centre, alive, flag, exhausted, n_nodes,
             ids[corner_pos[j]] = corner[i, j]
         ids[centre_pos] = centre[i]
         for f in range(face_pos.size):
-            p = face_pos[f]
-            key = base
-            for a in range(d):
-                key += offsets[p, a] * half * strides[a]
-            got = insert_or_get(table, key, pt, shift)
-            if got == pt:
-                pkey[pt] = key
-                pt += 1
-            ids[p] = got
+            ids[face_pos[f]] = face_ids[s, f]
         for c in range(nc):
+            node = c0 + s * nc + c
+            pt = pc0 + s * nc + c
             ckey = base
             for a in range(d):
                 lo[node, a] = lo[i, a] + bits[c, a] * half
@@ -118,9 +148,6 @@ def split_cells(sel, lo, level, corner, centre, alive, flag, exhausted, n_nodes,
             alive[node] = True
             flag[node] = False
             exhausted[node] = False
-            pt += 1
-            node += 1
-    return node, pt
 
 
 @njit(cache=True)
@@ -131,23 +158,21 @@ def lattice_coord(k, M, lo, hi, width):
     return lo + width * (k / M)
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def eval_points_1d(pkey, p0, p1, M, lo, hi, width, coeffs, value):
     """value[p] = Q(x(pkey[p])) for p in [p0, p1), dense 1-D Q (key = lattice index)."""
-    for p in prange(p0, p1):
+    for p in range(p0, p1):
         value[p] = horner_at(coeffs, lattice_coord(pkey[p], M, lo, hi, width))
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def eval_points_nd(pkey, p0, p1, strides, M, lo, hi, width, exps, w, emax, value):
     """value[p] = Q(x(pkey[p])) for p in [p0, p1), sparse d-D Q, in blocks of points."""
     d = strides.size
-    n = p1 - p0
-    for b in prange((n + BLOCK - 1) // BLOCK):
-        pw = np.empty((d, emax.max() + 1, BLOCK))
-        xa = np.empty(BLOCK)
-        acc = np.empty(BLOCK)
-        i0 = p0 + b * BLOCK
+    pw = np.empty((d, emax.max() + 1, BLOCK))
+    xa = np.empty(BLOCK)
+    acc = np.empty(BLOCK)
+    for i0 in range(p0, p1, BLOCK):
         m = min(p1, i0 + BLOCK) - i0
         for a in range(d):
             for i in range(m):
@@ -157,6 +182,15 @@ def eval_points_nd(pkey, p0, p1, strides, M, lo, hi, width, exps, w, emax, value
         terms_block(exps, w, pw, m, acc)
         for i in range(m):
             value[i0 + i] = acc[i]
+
+
+@njit(parallel=True, cache=True)
+def eval_points_nd_parallel(pkey, p0, p1, strides, M, lo, hi, width, exps, w, emax, value):
+    """eval_points_nd over chunks of CHUNK points in parallel."""
+    for c in prange((p1 - p0 + CHUNK - 1) // CHUNK):
+        a = p0 + c * CHUNK
+        eval_points_nd(pkey, a, min(p1, a + CHUNK), strides, M, lo, hi, width, exps, w, emax,
+                       value)
 
 
 @njit(cache=True)
@@ -191,7 +225,7 @@ def taylor_enclosure(xlo, xhi, exps, w, emax, term, flat, mult, cexp, bexp, err_
     return abs(taylor[0]), R, err_factor * B
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def cell_flags(c0, c1, lo, level, corner, centre, value, crit, threshold, L, M, box_lo,
                box_hi, width, exps, w, emax, term, flat, mult, cexp, bexp, err_factor,
                flag, exhausted):
@@ -199,43 +233,53 @@ def cell_flags(c0, c1, lo, level, corner, centre, value, crit, threshold, L, M, 
     values (a pending NaN value: not flagged), or its certified enclosure."""
     d = lo.shape[1]
     nc = corner.shape[1]
-    n = c1 - c0
-    for ch in prange((n + CHUNK - 1) // CHUNK):
-        taylor = np.empty(bexp.shape[0])
-        cpow = np.empty((d, emax.max() + 1))
-        rpow = np.empty((d, emax.max() + 1))
-        spow = np.empty((d, emax.max() + 1))
-        xlo = np.empty(d)
-        xhi = np.empty(d)
-        for i in range(c0 + ch * CHUNK, min(c1, c0 + (ch + 1) * CHUNK)):
-            pending, pos, neg, zero, small = False, False, False, False, False
-            for j in range(nc + 1):
-                v = value[corner[i, j]] if j < nc else value[centre[i]]
-                if v != v:
-                    pending = True
-                pos |= v > 0
-                neg |= v < 0
-                zero |= v == 0
-                small |= abs(v) < threshold
-            sign = (pos and neg) or zero
-            ex = False
-            if crit == CRIT_ABS:
-                f = small
-            elif crit == CRIT_SIGN:
-                f = sign
-            elif crit == CRIT_ABS_OR_SIGN:
-                f = sign or small
-            else:
-                unit = np.int64(1) << (L + 1 - level[i])
-                for a in range(d):
-                    xlo[a] = lattice_coord(lo[i, a], M[a], box_lo[a], box_hi[a], width[a])
-                    xhi[a] = lattice_coord(lo[i, a] + unit, M[a], box_lo[a], box_hi[a], width[a])
-                a0, R, E = taylor_enclosure(xlo, xhi, exps, w, emax, term, flat, mult, cexp,
-                                            bexp, err_factor, taylor, cpow, rpow, spow)
-                f = a0 <= R + E
-                ex = f and R <= E
-            flag[i] = f and not pending
-            exhausted[i] = ex and not pending
+    taylor = np.empty(bexp.shape[0])
+    cpow = np.empty((d, emax.max() + 1))
+    rpow = np.empty((d, emax.max() + 1))
+    spow = np.empty((d, emax.max() + 1))
+    xlo = np.empty(d)
+    xhi = np.empty(d)
+    for i in range(c0, c1):
+        pending, pos, neg, zero, small = False, False, False, False, False
+        for j in range(nc + 1):
+            v = value[corner[i, j]] if j < nc else value[centre[i]]
+            if v != v:
+                pending = True
+            pos |= v > 0
+            neg |= v < 0
+            zero |= v == 0
+            small |= abs(v) < threshold
+        sign = (pos and neg) or zero
+        ex = False
+        if crit == CRIT_ABS:
+            f = small
+        elif crit == CRIT_SIGN:
+            f = sign
+        elif crit == CRIT_ABS_OR_SIGN:
+            f = sign or small
+        else:
+            unit = np.int64(1) << (L + 1 - level[i])
+            for a in range(d):
+                xlo[a] = lattice_coord(lo[i, a], M[a], box_lo[a], box_hi[a], width[a])
+                xhi[a] = lattice_coord(lo[i, a] + unit, M[a], box_lo[a], box_hi[a], width[a])
+            a0, R, E = taylor_enclosure(xlo, xhi, exps, w, emax, term, flat, mult, cexp,
+                                        bexp, err_factor, taylor, cpow, rpow, spow)
+            f = a0 <= R + E
+            ex = f and R <= E
+        flag[i] = f and not pending
+        exhausted[i] = ex and not pending
+
+
+@njit(parallel=True, cache=True)
+def cell_flags_parallel(c0, c1, lo, level, corner, centre, value, crit, threshold, L, M,
+                        box_lo, box_hi, width, exps, w, emax, term, flat, mult, cexp, bexp,
+                        err_factor, flag, exhausted):
+    """cell_flags over chunks of CHUNK nodes in parallel."""
+    for c in prange((c1 - c0 + CHUNK - 1) // CHUNK):
+        a = c0 + c * CHUNK
+        cell_flags(a, min(c1, a + CHUNK), lo, level, corner, centre, value, crit, threshold, L,
+                   M, box_lo, box_hi, width, exps, w, emax, term, flat, mult, cexp, bexp,
+                   err_factor, flag, exhausted)
 
 
 # ------------------------------------------------------------------ the engine
@@ -255,6 +299,23 @@ class CpuEngine(_HostEngine):
         super().__init__(lat, tree, qspec)
         levels = np.unique(tree.level[:tree.n])
         self.split_levels = set((levels[levels > 0] - 1).tolist())
+        self._buffers = {}
+
+    def _buffer(self, name: str, size: int, dtype) -> np.ndarray:
+        """A scratch array of at least ``size`` entries, kept across rounds (fresh memory
+        costs page faults)."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.size < size:
+            buf = self._buffers[name] = np.empty(max(size, 2 * (0 if buf is None else buf.size)),
+                                                 dtype)
+        return buf[:size]
+
+    def _round_table(self, min_slots: int) -> tuple:
+        """An empty table with >= 2 * min_slots slots, reusing the previous round's memory."""
+        cap = _table_slots(min_slots)
+        table = self._buffer("table", 2 * cap, np.int64).reshape(cap, 2)
+        table[:, 0] = EMPTY
+        return table, 64 - (cap.bit_length() - 1)
 
     def rebuild_index(self) -> None:
         t = self.tree
@@ -278,28 +339,35 @@ class CpuEngine(_HostEngine):
 
     def candidates(self) -> np.ndarray:
         t = self.tree
-        out = np.empty(t.n, np.int64)
+        out = self._buffer("candidates", t.n, np.int64)
         m = collect_candidates(t.n, t.alive, t.flag, t.exhausted, t.level, self.lat.L, out)
-        return out[:m]
+        return out[:m].copy()
 
     def split(self, sel: np.ndarray) -> tuple:
         lat, t, tab = self.lat, self.tree, self.lat.tables
         nc, n_face = 2 ** lat.d, tab["face_pos"].size
         t.reserve(sel.size * nc, sel.size * (nc + n_face))
-        levels = set(np.unique(t.level[sel]).tolist())
+        levels = set(np.flatnonzero(np.bincount(t.level[sel], minlength=lat.L + 1)).tolist())
         if levels & self.split_levels:
             self._full_index(sel.size * n_face)
             table, shift = self.table, self.shift
-        else:   # at most S * F distinct face keys, in 2-D about half of that
-            table, shift = _new_table(sel.size * n_face)
+        else:   # at most S * F distinct face keys
+            table, shift = self._round_table(sel.size * n_face)
             self.index_fresh = False
         self.split_levels |= levels
         c0, p0 = t.n, t.n_points
-        t.n, t.n_points = split_cells(
-            sel, t.lo, t.level, t.corner, t.centre, t.alive, t.flag, t.exhausted, t.n, t.key,
-            t.n_points, table, shift, lat.strides, lat.L, tab["offsets"],
-            tab["corner_pos"], tab["centre_pos"], tab["face_pos"], tab["bits"],
-            tab["child_corner_pos"])
+        fkeys = self._buffer("fkeys", sel.size * n_face, np.int64).reshape(sel.size, n_face)
+        face_keys_of(sel, t.lo, t.level, lat.strides, lat.L, tab["offsets"], tab["face_pos"],
+                     fkeys)
+        face_ids = self._buffer("face_ids", sel.size * n_face, np.int64).reshape(sel.size, n_face)
+        n_faces = assign_face_ids(fkeys.reshape(-1), table, shift, p0, t.key,
+                                  face_ids.reshape(-1))
+        emit_children(sel, face_ids, t.lo, t.level, t.corner, t.centre, t.alive, t.flag,
+                      t.exhausted, c0, t.key, p0 + n_faces, lat.strides, lat.L,
+                      tab["corner_pos"], tab["centre_pos"], tab["face_pos"], tab["bits"],
+                      tab["child_corner_pos"])
+        t.n += sel.size * nc
+        t.n_points += n_faces + sel.size * nc
         t.value[p0:t.n_points] = np.nan
         return c0, t.n - c0, p0, t.n_points - p0
 
@@ -319,22 +387,28 @@ class CpuEngine(_HostEngine):
                            poly.coefficients, t.value)
         else:
             e, w, emax = poly.kernel_arrays()
-            eval_points_nd(t.key, p0, p1, lat.strides, lat.M, lat.lo, lat.hi, lat.width,
-                           e, w, emax, t.value)
+            kernel = eval_points_nd_parallel if p1 - p0 >= PARALLEL_MIN else eval_points_nd
+            kernel(t.key, p0, p1, lat.strides, lat.M, lat.lo, lat.hi, lat.width, e, w, emax,
+                   t.value)
 
     def update_flags(self, c0: int, c1: int) -> None:
         lat, t = self.lat, self.tree
         args = self.interval.kernel_args() if self.interval is not None \
             else _empty_interval_args(lat.d)
-        cell_flags(c0, c1, t.lo, t.level, t.corner, t.centre, t.value, lat.crit_code,
-                   lat.threshold, lat.L, lat.M, lat.lo, lat.hi, lat.width, *args,
-                   t.flag, t.exhausted)
+        kernel = cell_flags_parallel if c1 - c0 >= PARALLEL_MIN else cell_flags
+        kernel(c0, c1, t.lo, t.level, t.corner, t.centre, t.value, lat.crit_code, lat.threshold,
+               lat.L, lat.M, lat.lo, lat.hi, lat.width, *args, t.flag, t.exhausted)
+
+
+def _table_slots(min_slots: int) -> int:
+    """A power of two >= 2 * min_slots (>= 16): the load factor stays <= 1/2."""
+    return 1 << max(4, int(2 * max(min_slots, 1) - 1).bit_length())
 
 
 def _new_table(min_slots: int) -> tuple:
-    """(table, shift): an empty hash table of >= 2 * min_slots slots (a power of two,
-    >= 16, so the load factor stays <= 1/2) and the hash shift for it."""
-    cap = 1 << max(4, int(2 * max(min_slots, 1) - 1).bit_length())
+    """(table, shift): an empty hash table of ``_table_slots(min_slots)`` slots and the
+    hash shift for it."""
+    cap = _table_slots(min_slots)
     table = np.empty((cap, 2), np.int64)
     table[:, 0] = EMPTY
     return table, 64 - (cap.bit_length() - 1)

@@ -71,7 +71,13 @@ def target_block(key, j, total, ends, guide):
     nb = ends.size
     if t >= total:
         return t, nb
-    b = np.int64(guide[min(guide.size - 1, np.int64(t * (guide.size / total)))])
+    # guess from the guide table; t * (size / total) is inf or NaN for a subnormal
+    # total, so the guess is clamped with a comparison that NaN and inf fail
+    x = t * (guide.size / total)
+    g = guide.size - 1
+    if x < g:
+        g = np.int64(x)
+    b = np.int64(guide[g])
     while ends[b] <= t:
         b += 1
     while b > 0 and ends[b - 1] > t:
@@ -253,15 +259,66 @@ def efraimidis_spirakis_keys(w, key, out):
         out[i] = np.log(uniform_at(key, np.uint64(i))) / w[i] if w[i] > 0.0 else -np.inf
 
 
+@njit(cache=True, inline="always")
+def key_at_least(w, key, i, threshold, bound):
+    """(w[i] > 0 and key_i >= threshold, key_i). Since log(u) <= u - 1, key_i >= t < 0
+    needs u - 1 >= w * t; ``bound`` = t * (1 + 1e-9) (or -inf: no shortcut) skips the log
+    for the entries that clearly fail."""
+    if not w[i] > 0.0:
+        return False, 0.0
+    u = uniform_at(key, np.uint64(i))
+    if u - 1.0 < w[i] * bound:
+        return False, 0.0
+    v = np.log(u) / w[i]
+    return v >= threshold, v
+
+
+@njit(parallel=True, cache=True)
+def count_keys_at_least(w, key, threshold, bound, counts):
+    """counts[p] = entries of part p (i in p*N//P .. (p+1)*N//P - 1) with w > 0 and a
+    key >= threshold."""
+    n, parts = w.size, counts.size
+    for p in prange(parts):
+        c = 0
+        for i in range(p * n // parts, (p + 1) * n // parts):
+            c += key_at_least(w, key, i, threshold, bound)[0]
+        counts[p] = c
+
+
+@njit(parallel=True, cache=True)
+def collect_keys_at_least(w, key, threshold, bound, starts, idx, keys):
+    """The entries counted by count_keys_at_least, in ascending index order: part p
+    writes its (index, key) pairs from starts[p] on."""
+    n, parts = w.size, starts.size - 1
+    for p in prange(parts):
+        k = starts[p]
+        for i in range(p * n // parts, (p + 1) * n // parts):
+            ok, v = key_at_least(w, key, i, threshold, bound)
+            if ok:
+                idx[k] = i
+                keys[k] = v
+                k += 1
+
+
 def sample_without_replacement_cpu(w, n, key):
     """The n largest Efraimidis-Spirakis keys in decreasing order, ties to the lower
-    index (validated: n <= number of positive weights). Returns int64 (n,)."""
-    keys = np.empty_like(w)
-    with np.errstate(divide="ignore"):
-        efraimidis_spirakis_keys(w, key, keys)
+    index (validated: n <= number of positive weights). Returns int64 (n,).
+
+    Memory: one N-sized float64 array (the keys, partitioned in place to find the n-th
+    largest); the candidates (keys >= that threshold, about n of them) are recomputed."""
     if n == 0:
         return np.empty(0, dtype=np.int64)
-    threshold = -np.partition(-keys, n - 1)[n - 1]       # the n-th largest key
-    candidates = np.flatnonzero((keys >= threshold) & (w > 0))
-    order = np.lexsort((candidates, -keys[candidates]))
-    return candidates[order[:n]].astype(np.int64)
+    keys = np.empty_like(w)
+    efraimidis_spirakis_keys(w, key, keys)
+    keys.partition(w.size - n)                          # in place, no copy
+    threshold = float(keys[w.size - n])                 # the n-th largest key
+    del keys
+    bound = threshold * (1.0 + 1e-9) if -np.inf < threshold < 0.0 else -np.inf
+    counts = np.zeros(max(1, numba.get_num_threads()), dtype=np.int64)
+    count_keys_at_least(w, key, threshold, bound, counts)
+    starts = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+    idx = np.empty(starts[-1], dtype=np.int64)
+    cand_keys = np.empty(starts[-1], dtype=np.float64)
+    collect_keys_at_least(w, key, threshold, bound, starts, idx, cand_keys)
+    order = np.lexsort((idx, -cand_keys))
+    return idx[order[:n]]

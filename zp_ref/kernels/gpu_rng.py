@@ -62,8 +62,7 @@ def uniforms_device(key, start: int, out) -> None:
     if out.size == 0:
         return
     blocks, threads = grid_stride_shape(out.size)
-    with np.errstate(over="ignore"):      # uint64 arithmetic wraps by design
-        fill_uniforms_kernel[blocks, threads](np.uint64(key), np.uint64(start), out)
+    fill_uniforms_kernel[blocks, threads](np.uint64(key), np.uint64(start), out)
 
 
 def uniforms_gpu(key, start: int, n: int) -> np.ndarray:

@@ -50,10 +50,10 @@ from .gpu_rng import as_device, device_shape, grid_stride_shape
 if cuda_simulated():
     TILE_ROWS, TILE_COLS, RESOLVE_THREADS, INT_SCAN_WIDTH = 8, 128, 8, 32
 else:
-    TILE_ROWS, TILE_COLS, RESOLVE_THREADS, INT_SCAN_WIDTH = 64, 32, 32, 1024
+    TILE_ROWS, TILE_COLS, RESOLVE_THREADS, INT_SCAN_WIDTH = 64, 32, 32, 512
 TILE_PITCH = TILE_COLS + 1
-#: Block totals held in shared memory per step of sequential_scan.
-SCAN_CHUNK = 2048
+#: Block totals per shared-memory buffer of sequential_scan (three buffers rotate).
+SCAN_CHUNK = 1024
 #: Radix-select digits: 8 bits per pass, 8 passes over the 64-bit keys.
 RADIX_BITS, RADIX_BINS = 8, 256
 DIGIT_MASK = np.uint64(RADIX_BINS - 1)
@@ -106,41 +106,76 @@ def block_totals_kernel(w, totals, counts):
             cuda.atomic.max(counts, 2, last)
 
 
+@cuda.jit(device=True, inline=True)
+def running_sum_inplace(buf, row, acc, m):
+    """buf[row, k] = acc + buf[row, 0] + ... + buf[row, k] for k < m, added one at a time
+    in index order (loads issued eight ahead of the dependent adds); returns the sum."""
+    k = 0
+    while k + 8 <= m:
+        x0 = buf[row, k]
+        x1 = buf[row, k + 1]
+        x2 = buf[row, k + 2]
+        x3 = buf[row, k + 3]
+        x4 = buf[row, k + 4]
+        x5 = buf[row, k + 5]
+        x6 = buf[row, k + 6]
+        x7 = buf[row, k + 7]
+        acc += x0
+        buf[row, k] = acc
+        acc += x1
+        buf[row, k + 1] = acc
+        acc += x2
+        buf[row, k + 2] = acc
+        acc += x3
+        buf[row, k + 3] = acc
+        acc += x4
+        buf[row, k + 4] = acc
+        acc += x5
+        buf[row, k + 5] = acc
+        acc += x6
+        buf[row, k + 6] = acc
+        acc += x7
+        buf[row, k + 7] = acc
+        k += 8
+    while k < m:
+        acc += buf[row, k]
+        buf[row, k] = acc
+        k += 1
+    return acc
+
+
 @cuda.jit(cache=True)
 def sequential_scan(totals, ends):
-    """One CUDA block: ends = np.add.accumulate(totals), the adds in index order."""
-    buf = cuda.shared.array(SCAN_CHUNK, np.float64)
+    """One CUDA block (>= 2 threads): ends = np.add.accumulate(totals), the adds in
+    index order. Thread 0 runs the chain over chunk c in shared memory while the other
+    threads store chunk c - 1 and load chunk c + 1 (three rotating buffers)."""
+    buf = cuda.shared.array((3, SCAN_CHUNK), np.float64)
     t = cuda.threadIdx.x
+    loaders = cuda.blockDim.x - 1
+    n = totals.size
+    chunks = (n + SCAN_CHUNK - 1) // SCAN_CHUNK
+    if t > 0:
+        for k in range(t - 1, min(SCAN_CHUNK, n), loaders):
+            buf[0, k] = totals[k]
+    cuda.syncthreads()
     acc = 0.0
-    for c0 in range(0, totals.size, SCAN_CHUNK):
-        m = min(SCAN_CHUNK, totals.size - c0)
-        for k in range(t, m, cuda.blockDim.x):
-            buf[k] = totals[c0 + k]
-        cuda.syncthreads()
+    for c in range(chunks):
         if t == 0:
-            k = 0
-            while k + 4 <= m:               # loads first, then the dependent adds
-                x0 = buf[k]
-                x1 = buf[k + 1]
-                x2 = buf[k + 2]
-                x3 = buf[k + 3]
-                acc += x0
-                buf[k] = acc
-                acc += x1
-                buf[k + 1] = acc
-                acc += x2
-                buf[k + 2] = acc
-                acc += x3
-                buf[k + 3] = acc
-                k += 4
-            while k < m:
-                acc += buf[k]
-                buf[k] = acc
-                k += 1
+            acc = running_sum_inplace(buf, c % 3, acc, min(SCAN_CHUNK, n - c * SCAN_CHUNK))
+        else:
+            if c + 1 < chunks:
+                c0 = (c + 1) * SCAN_CHUNK
+                for k in range(t - 1, min(SCAN_CHUNK, n - c0), loaders):
+                    buf[(c + 1) % 3, k] = totals[c0 + k]
+            if c >= 1:
+                c0 = (c - 1) * SCAN_CHUNK
+                for k in range(t - 1, SCAN_CHUNK, loaders):
+                    ends[c0 + k] = buf[(c - 1) % 3, k]
         cuda.syncthreads()
-        for k in range(t, m, cuda.blockDim.x):
-            ends[c0 + k] = buf[k]
-        cuda.syncthreads()
+    if t > 0:
+        c0 = (chunks - 1) * SCAN_CHUNK
+        for k in range(t - 1, n - c0, loaders):
+            ends[c0 + k] = buf[(chunks - 1) % 3, k]
 
 
 def prefix_ends_device(w_dev, w_host=None) -> tuple:
@@ -235,15 +270,15 @@ def scatter_draws(blocks, fill, grouped):
 # ------------------------------------------------------------ resolving per block
 @cuda.jit(device=True, inline=True)
 def count_at_most(base, local, t):
-    """Number of i with base + local[i] <= t for non-decreasing local of length
+    """Number of i with base + local[0, i] <= t for non-decreasing local[0] of length
     PREFIX_BLOCK (a power of two): a binary search in shared memory."""
     pos = 0
     step = PREFIX_BLOCK >> 1
     while step > 0:
-        if base + local[pos + step - 1] <= t:
+        if base + local[0, pos + step - 1] <= t:
             pos += step
         step >>= 1
-    return pos + (1 if base + local[pos] <= t else 0)
+    return pos + (1 if base + local[0, pos] <= t else 0)
 
 
 @cuda.jit(cache=True)
@@ -251,7 +286,7 @@ def resolve_draws(key, total, w, ends, starts, grouped, last_positive, out):
     """CUDA block b resolves the draws of PREFIX_BLOCK block b: out[j] = first i with
     offsets[b] + local[i] > t_j. Block ends.size takes the draws whose t_j rounded up
     to the total: the last positive weight."""
-    local = cuda.shared.array(PREFIX_BLOCK, np.float64)
+    local = cuda.shared.array((1, PREFIX_BLOCK), np.float64)
     b = cuda.blockIdx.x
     t = cuda.threadIdx.x
     a0 = starts[b]
@@ -264,32 +299,13 @@ def resolve_draws(key, total, w, ends, starts, grouped, last_positive, out):
         return
     lo = b * PREFIX_BLOCK
     size = min(w.size, lo + PREFIX_BLOCK) - lo
-    for i in range(t, size, cuda.blockDim.x):
-        local[i] = w[lo + i]
+    for i in range(t, PREFIX_BLOCK, cuda.blockDim.x):
+        local[0, i] = w[lo + i] if i < size else 0.0
     cuda.syncthreads()
     if t == 0:
-        acc = 0.0
-        i = 0
-        while i + 4 <= size:                # loads first, then the dependent adds
-            x0 = local[i]
-            x1 = local[i + 1]
-            x2 = local[i + 2]
-            x3 = local[i + 3]
-            acc += x0
-            local[i] = acc
-            acc += x1
-            local[i + 1] = acc
-            acc += x2
-            local[i + 2] = acc
-            acc += x3
-            local[i + 3] = acc
-            i += 4
-        while i < size:
-            acc += local[i]
-            local[i] = acc
-            i += 1
+        running_sum_inplace(local, 0, 0.0, size)
         for i in range(size, PREFIX_BLOCK):
-            local[i] = np.inf               # a short last block never matches past its end
+            local[0, i] = np.inf            # a short last block never matches past its end
     cuda.syncthreads()
     base = 0.0 if b == 0 else ends[b - 1]
     for a in range(a0 + t, a1, cuda.blockDim.x):
@@ -313,16 +329,15 @@ def sample_with_replacement_device(w_dev, n: int, key, out_dev=None, w_host=None
     guide_table[grid_stride_shape(nb)](ends, total, guide)
     blocks = cuda.device_array(n, dtype=np.int32)
     bucket_counts = cuda.to_device(np.zeros(nb + 1, dtype=np.int64))
-    with np.errstate(over="ignore"):      # uint64 arithmetic wraps by design
-        locate_draws[grid_stride_shape(n)](key, total, ends, guide, blocks, bucket_counts)
-        starts = cuda.device_array(nb + 2, dtype=np.int64)
-        exclusive_scan_counts[1, INT_SCAN_WIDTH](bucket_counts, starts)
-        fill = cuda.device_array(nb + 2, dtype=np.int64)
-        fill.copy_to_device(starts)
-        grouped = cuda.device_array(n, dtype=np.int64)
-        scatter_draws[grid_stride_shape(n)](blocks, fill, grouped)
-        resolve_draws[nb + 1, RESOLVE_THREADS](key, total, w_dev, ends, starts, grouped,
-                                               np.int64(last_positive), out)
+    locate_draws[grid_stride_shape(n)](key, total, ends, guide, blocks, bucket_counts)
+    starts = cuda.device_array(nb + 2, dtype=np.int64)
+    exclusive_scan_counts[1, INT_SCAN_WIDTH](bucket_counts, starts)
+    fill = cuda.device_array(nb + 2, dtype=np.int64)
+    fill.copy_to_device(starts)
+    grouped = cuda.device_array(n, dtype=np.int64)
+    scatter_draws[grid_stride_shape(n)](blocks, fill, grouped)
+    resolve_draws[nb + 1, RESOLVE_THREADS](key, total, w_dev, ends, starts, grouped,
+                                           np.int64(last_positive), out)
     return out
 
 
@@ -468,8 +483,7 @@ def sample_without_replacement_device(w_dev, n: int, key, w_host=None):
     if n == 0:
         return cuda.device_array(0, dtype=np.int64)
     bits = cuda.device_array(w_dev.size, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        es_key_bits[grid_stride_shape(w_dev.size)](w_dev, np.uint64(key), bits)
+    es_key_bits[grid_stride_shape(w_dev.size)](w_dev, np.uint64(key), bits)
     return cuda.to_device(smallest_keys(bits, n))
 
 

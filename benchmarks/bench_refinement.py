@@ -1,0 +1,158 @@
+"""Active-refinement benchmarks of the contract (DESIGN.md, "Speed"):
+
+1. Bracketing the 8 simple roots of the degree-8 catalogue Q on [-3, 3]
+   (``criterion="sign"``, 100 initial cells, ``max_refinement_level=30``): evaluations,
+   widest bracket and time, against python-adaptive's ``Learner1D`` given the same
+   number of evaluations (and 2,000 in the full run). Target: every bracket <= 1e-9
+   with <= 1,000 evaluations.
+2. A 2-D tree around the zero curves of the degree-6 catalogue polynomial
+   ``bivariate_deg6_2d`` (16 x 16 initial cells, ``criterion="sign"``, level 12: about
+   1.35e6 leaves; level 10 with ``--quick``): the cpu backend against the NumPy oracle
+   (target >= 10x) and against one vectorised ``numpy.polynomial.polynomial.polyval2d``
+   over as many points as the tree evaluates (target: within 3x, ratio >= 1/3).
+3. On a machine with a GPU: the level-12 tree on the cuda backend against the cpu
+   backend, with its leaves checked identical.
+
+    python benchmarks/bench_refinement.py [--quick] [--json PATH]
+
+``run(quick)`` returns rows of the ``zp_ref.bench`` schema for ``zp-ref bench``.
+"""
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout
+
+from zp_ref import bench, problems  # noqa: E402
+from zp_ref.refinement import ActiveSampler, ActiveSamplerConfig  # noqa: E402
+
+
+def _brackets_of_ours(backend="cpu"):
+    pr = problems.get("simple_roots_1d")
+    config = ActiveSamplerConfig(initial_grid_size=100, grid_bounds=pr.bounds[0],
+                                 max_refinement_level=30, criterion="sign",
+                                 max_grid_points=10 ** 6)
+    s = ActiveSampler(config, q=pr.q, backend=backend).refine()
+    centres, half = s.pole_estimates()
+    return s.n_evaluations, 2 * half[:, 0], centres[:, 0]
+
+
+def widest_bracket(xs: np.ndarray, roots) -> float:
+    """Widest interval between consecutive sample points that contains a root."""
+    xs = np.sort(xs)
+    i = np.searchsorted(xs, roots)
+    if (i == 0).any() or (i == xs.size).any():
+        return float("inf")
+    return float((xs[i] - xs[i - 1]).max())
+
+
+def learner_brackets(n_points: int) -> tuple:
+    """(seconds, widest bracket) of adaptive.Learner1D on Q with n_points evaluations."""
+    import adaptive
+
+    pr = problems.get("simple_roots_1d")
+    learner = adaptive.Learner1D(lambda x: float(pr.q(x)), bounds=pr.bounds[0])
+    t0 = time.perf_counter()
+    adaptive.runner.simple(learner, npoints_goal=n_points)
+    seconds = time.perf_counter() - t0
+    return seconds, widest_bracket(np.array(list(learner.data)), pr.poles["roots"])
+
+
+def bracketing_rows(quick: bool) -> list:
+    n_eval, widths, _ = _brackets_of_ours()
+    ours = bench.time_call(_brackets_of_ours, repeats=3 if quick else 7)
+    met = bool(widths.max() <= 1e-9 and n_eval <= 1000 and widths.size == 8)
+    row = {"benchmark": "refinement", "case": "degree-8 roots bracketed, 1-D sign criterion",
+           "ours": ours, "baseline": None, "baseline_time": None, "ratio": None,
+           "target": None, "met": met, "evaluations": n_eval, "widest_bracket": float(widths.max()),
+           "note": f"{n_eval} evaluations, {widths.size} brackets, widest {widths.max():.2e} "
+                   f"(target <= 1e-9 with <= 1000 evaluations)"}
+    rows = [row]
+    try:
+        import adaptive  # noqa: F401
+    except ImportError:
+        row["note"] += "; python-adaptive not installed: no Learner1D comparison"
+        return rows
+    budgets = [n_eval] if quick else [n_eval, 2000]
+    for budget in budgets:
+        seconds, width = learner_brackets(budget)
+        t = {"median": seconds, "min": seconds, "max": seconds, "runs": 1}
+        rows.append(dict(bench.ratio_row(
+            "refinement", f"bracketing vs Learner1D, {budget} evaluations", ours,
+            "adaptive.Learner1D on Q", t,
+            note=f"Learner1D with {budget} points: widest bracket {width:.2e}; "
+                 f"ours with {n_eval}: {widths.max():.2e}"),
+            evaluations=budget, widest_bracket=width))
+    return rows
+
+
+def _tree(level: int, backend: str):
+    pr = problems.get("bivariate_deg6_2d")
+    config = ActiveSamplerConfig(initial_grid_size=16, grid_bounds=pr.bounds,
+                                 max_refinement_level=level, criterion="sign",
+                                 max_grid_points=10 ** 8)
+    return ActiveSampler(config, q=pr.q, input_dim=2, backend=backend).refine()
+
+
+def _polyval2d_points(n: int):
+    """The degree-6 Q as a dense coefficient matrix and n points in its box."""
+    pr = problems.get("bivariate_deg6_2d")
+    c = np.zeros(tuple(int(m) + 1 for m in pr.q.max_exponents))
+    for e, w in zip(pr.q.exponents, pr.q.coefficients):
+        c[tuple(e)] = w
+    from zp_ref.rng import uniforms
+    x = uniforms(7, bench.BENCH_STREAM, 2 * n, backend="cpu").reshape(n, 2) * 2.0 - 1.0
+    return c, x[:, 0].copy(), x[:, 1].copy()
+
+
+def tree_rows(quick: bool) -> list:
+    from numpy.polynomial import polynomial as npoly
+
+    level = 10 if quick else 12
+    tree = _tree(level, "cpu")
+    n_leaves, n_eval = tree.get_statistics()["n_leaves"], tree.n_evaluations
+    case = f"2-D tree, degree-6 Q, {n_leaves:.3g} leaves, {n_eval:.3g} evaluations"
+    ours = bench.time_call(lambda: _tree(level, "cpu"), repeats=3 if quick else 5)
+    oracle = bench.time_call(lambda: _tree(level, "numpy"), repeats=1 if quick else 3,
+                             warmup=0)
+    c, x, y = _polyval2d_points(n_eval)
+    bare = bench.time_call(lambda: npoly.polyval2d(x, y, c), repeats=3 if quick else 5)
+    extra = {"leaves": n_leaves, "evaluations": n_eval, "level": level}
+    return [
+        dict(bench.ratio_row("refinement", case, ours, "NumPy oracle (same tree)", oracle,
+                             target=10.0), **extra),
+        dict(bench.ratio_row("refinement", case, ours,
+                             f"one polyval2d over {n_eval:.3g} points", bare, target=1 / 3,
+                             note="ratio >= 1/3: the whole tree within 3x of evaluating Q at "
+                                  "its points with one vectorised NumPy call"), **extra),
+    ]
+
+
+def gpu_rows(quick: bool) -> list:
+    """cuda against cpu on the level-12 tree (about 1.35e6 leaves), leaves compared."""
+    from zp_ref.backends import gpu_present
+
+    if not gpu_present():
+        return []
+    a, b = _tree(12, "cpu").leaves(), _tree(12, "cuda").leaves()
+    same = all(np.array_equal(a[k], b[k], equal_nan=True) for k in a)
+    cpu = bench.time_call(lambda: _tree(12, "cpu"), repeats=3 if quick else 5)
+    gpu = bench.time_call(lambda: _tree(12, "cuda"), repeats=3 if quick else 5)
+    from numba import cuda
+    name = cuda.get_current_device().name
+    name = name.decode() if isinstance(name, bytes) else name
+    return [dict(bench.ratio_row("refinement", f"2-D tree, degree-6 Q, level 12, cuda on {name}",
+                                 gpu, "cpu backend (same tree)", cpu,
+                                 note=f"leaves identical to cpu: {same}"),
+                 leaves=int(a["level"].size), identical=bool(same))]
+
+
+def run(quick: bool = False) -> list:
+    """Rows of the refinement benchmarks (schema: zp_ref.bench)."""
+    return bracketing_rows(quick) + tree_rows(quick) + gpu_rows(quick)
+
+
+if __name__ == "__main__":
+    sys.exit(bench.main(sys.argv[1:], include=("refinement",)))

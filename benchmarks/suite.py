@@ -1,0 +1,13 @@
+"""The whole benchmark suite as one ratio table (the same as ``zp-ref bench``).
+
+    python benchmarks/suite.py [--quick] [--json PATH]
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout
+
+from zp_ref.bench import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
