@@ -101,12 +101,23 @@ def test_demo_writes_json_pngs_state_and_table(capsys, tmp_path):
 def test_demo_is_deterministic_and_seed_dependent(capsys, tmp_path):
     def epochs(seed, folder):
         assert main([*DEMO_TINY[:-1], str(seed), "--out", str(tmp_path / folder),
-                     "--no-progress", "--backend", "numpy"]) == 0
+                     "--no-progress"]) == 0
         capsys.readouterr()
         return json.loads((tmp_path / folder / "summary.json").read_text())["epochs"]
     a, b, c = epochs(7, "a"), epochs(7, "b"), epochs(8, "c")
     assert a == b
     assert [r["q_min"] for r in a] != [r["q_min"] for r in c]
+
+
+def test_demo_gives_the_same_run_on_numpy_and_cpu(capsys, tmp_path):
+    summaries = {}
+    for backend in ("numpy", "cpu"):
+        assert main([*DEMO_TINY, "--out", str(tmp_path / backend), "--no-progress",
+                     "--backend", backend]) == 0
+        summaries[backend] = json.loads((tmp_path / backend / "summary.json").read_text())
+    capsys.readouterr()
+    for key in ("epochs", "pole_estimates", "pool", "tree"):
+        assert summaries["numpy"][key] == summaries["cpu"][key], key
 
 
 def test_demo_on_a_2d_problem(capsys, tmp_path):

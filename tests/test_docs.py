@@ -53,6 +53,22 @@ def test_readme_quick_start_is_exactly_the_two_commands():
                                "pip install -e \".[test]\" && python -m pytest -q\n")]
 
 
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+
+
+@pytest.mark.parametrize("page", [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md")),
+                         ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_relative_links_resolve(page):
+    """Every relative link and image of a page points at a file of the checkout."""
+    missing = []
+    for target in LINK.findall(page.read_text()):
+        if re.match(r"^[a-z]+:", target) or target.startswith("#"):
+            continue
+        if not (page.parent / target.split("#", 1)[0]).exists():
+            missing.append(target)
+    assert not missing, f"{page.name} links to missing files: {missing}"
+
+
 def test_sampling_page_matches_the_library():
     """docs/sampling.md quotes rng.py's definition verbatim and every stream."""
     from zp_ref import rng

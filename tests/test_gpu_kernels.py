@@ -195,3 +195,17 @@ def test_device_entry_points_raise_the_same_errors():
                                          "positive weights; weights has 3"):
         gpu_sampling.sample_without_replacement_device(
             cuda.to_device(np.array([1.0, 0.0, 2.0, 3.0])), 4, key_of(0, KEY1))
+
+
+def test_device_entry_points_refuse_bad_arguments():
+    w = np.array([1.0, 2.0])
+    for fn in (gpu_sampling.sample_with_replacement_device,
+               gpu_sampling.sample_without_replacement_device):
+        with pytest.raises(TypeError, match="w_dev must be a device array"):
+            fn(w, 1, key_of(0, KEY0))
+        with pytest.raises(TypeError, match="w_dev must be a float64 \\(N,\\) device array"):
+            fn(cuda.to_device(np.array([1, 2])), 1, key_of(0, KEY0))
+        with pytest.raises(ValueError, match="weights must not be empty"):
+            fn(cuda.device_array(0), 1, key_of(0, KEY0))
+        with pytest.raises(ValueError, match="n must be an integer >= 0, got -1"):
+            fn(cuda.to_device(w), -1, key_of(0, KEY0))

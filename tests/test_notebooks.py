@@ -47,6 +47,7 @@ def test_committed_notebook_matches_the_builder_and_is_executed(name):
     assert any("image/png" in o.get("data", {}) for o in outputs), "no plot embedded"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", PARAMS)
 def test_notebook_executes(name, tmp_path, monkeypatch):
     copy = tmp_path / f"{name}.ipynb"

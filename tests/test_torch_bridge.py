@@ -14,8 +14,8 @@ from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 from zp_ref.bands import band_of, largest_remainder  # noqa: E402
 from zp_ref.curriculum import BandCurriculum  # noqa: E402
 from zp_ref.rng import STREAMS, derive_seed, uniforms  # noqa: E402
-from zp_ref.sampling import (ImportanceSampler, ImportanceSamplerConfig, hybrid_indices,  # noqa: E402
-                             sample_indices, uniform_indices)
+from zp_ref.sampling import (ImportanceSampler, ImportanceSamplerConfig,  # noqa: E402
+                             hybrid_indices, sample_indices, uniform_indices)
 from zp_ref.torch_bridge import (CurriculumBatchSampler, HybridBatchSampler,  # noqa: E402
                                  ImportanceWeightedSampler, as_tensor, to_numpy)
 from zp_ref.weighting import importance_weights  # noqa: E402

@@ -17,6 +17,7 @@ import sys
 
 import numpy as np
 
+from .kernels import threads_for
 from ._validation import as_float_array, check_choice, check_count, check_real, check_seed
 from .backends import resolve_backend
 from .rng import derive_seed
@@ -79,7 +80,8 @@ def _band_ids(q: np.ndarray, edges: np.ndarray, backend: str) -> np.ndarray:
     if backend == "cpu":
         from .kernels.cpu_bands import band_ids
         out = np.empty(q.size, dtype=np.int64)
-        band_ids(q, edges, out)
+        with threads_for(q.size):
+            band_ids(q, edges, out)
         return out
     from .kernels.gpu_bands import band_ids_gpu
     return band_ids_gpu(q, edges)
@@ -104,7 +106,8 @@ def band_counts(q, edges=DEFAULT_EDGES, *, backend="auto") -> np.ndarray:
         return np.bincount(_band_of_numpy(q, edges), minlength=edges.size + 1).astype(np.int64)
     if backend == "cpu":
         from .kernels.cpu_bands import band_histogram
-        return band_histogram(q, edges)
+        with threads_for(q.size):
+            return band_histogram(q, edges)
     from .kernels.gpu_bands import MAX_BANDS, band_histogram_gpu
     if edges.size >= MAX_BANDS:
         raise ValueError(f"edges: backend='cuda' counts at most {MAX_BANDS} bands "
@@ -236,7 +239,8 @@ def _group_by_band(bands: np.ndarray, n_bands: int, backend: str):
     """Pool indices grouped by band, ascending inside a band: (order (N,), starts (K+2,))."""
     if backend == "cpu":
         from .kernels.cpu_bands import group_by_band
-        return group_by_band(bands, n_bands)
+        with threads_for(bands.size):
+            return group_by_band(bands, n_bands)
     order = np.argsort(bands, kind="stable").astype(np.int64)
     starts = np.zeros(n_bands + 1, dtype=np.int64)
     starts[1:] = np.cumsum(np.bincount(bands, minlength=n_bands))

@@ -148,8 +148,8 @@ def _prepare_demo(args):
 
 
 def _build_pool(problem, sampler, size: int, seed: int):
-    """Half the pool uniform over the box, half one point per leaf-weighted draw (so
-    density follows refinement depth): (x (size, d), q (size,))."""
+    """The pool: half drawn uniformly over the box, half with every leaf of the tree
+    equally likely (so density follows refinement depth): (x (size, d), q (size,))."""
     import numpy as np
 
     from .rng import derive_seed
@@ -164,6 +164,7 @@ def _run_demo(args, problem, out, sampler, curriculum, monitor) -> int:
     from tqdm import tqdm
 
     from . import plots
+    from .bands import band_counts
     from .diagnostics import QMinWarning
     from .state import atomic_write_bytes, save_state
     from .weighting import importance_weights
@@ -173,7 +174,7 @@ def _run_demo(args, problem, out, sampler, curriculum, monitor) -> int:
     sampler.refine()
     stats = sampler.get_statistics()
     centres, half_widths = sampler.pole_estimates()
-    x_pool, q_pool = _build_pool(problem, sampler, args.pool_size, args.seed)
+    _, q_pool = _build_pool(problem, sampler, args.pool_size, args.seed)
     w_pool = importance_weights(q_pool, weight_power=args.weight_power, normalize=False,
                                 backend=args.backend)
     edges = list(curriculum.edges)
@@ -225,8 +226,7 @@ def _run_demo(args, problem, out, sampler, curriculum, monitor) -> int:
                            "centres": centres[:100].tolist(),
                            "half_widths": half_widths[:100].tolist()},
         "pool": {"size": int(q_pool.size),
-                 "band_counts": np.bincount(np.searchsorted(edges, np.abs(q_pool)),
-                                            minlength=len(edges) + 1).tolist()},
+                 "band_counts": band_counts(q_pool, edges, backend=args.backend).tolist()},
         "band_edges": edges,
         "epochs": rows,
         "q_min_warnings": n_warnings,
@@ -250,8 +250,8 @@ def _run_demo(args, problem, out, sampler, curriculum, monitor) -> int:
           f"B{len(edges)}; near: |Q| < {monitor.config.near_pole_threshold:g}")
     if n_warnings:
         print(f"q_min fell below {args.q_min_warning:g} in {n_warnings} batch(es)/epoch(s)")
-    print(f"wrote {len(files) + 1} files to {out}/ (summary.json, "
-          f"{files[0].name}, {', '.join(figures)}) in {seconds:.1f} s")
+    print(f"wrote to {out}/: summary.json, {', '.join(p.name for p in files)} "
+          f"(a JSON holding arrays has a .npz beside it) in {seconds:.1f} s")
     return 0
 
 
@@ -348,7 +348,7 @@ def _study_main(argv) -> int:
 
 
 # ------------------------------------------------------------------ parser
-def _tree_arguments(p, criterion_default: str):
+def _tree_arguments(p, criterion_default: str, backend_default: str, backend_help: str):
     p.add_argument("--criterion", choices=CRITERIA, default=criterion_default,
                    help="refinement criterion (default: %(default)s; 'interval' is certified "
                         "for polynomials: no zero is missed)")
@@ -358,8 +358,7 @@ def _tree_arguments(p, criterion_default: str):
                    help="deepest refinement level (default: 30 in 1-D, 10 in 2-D, 6 in 3-D)")
     p.add_argument("--max-points", type=_int_at_least(1), metavar="N",
                    help="cap on evaluated points (default: 20000 in 1-D, else 50000)")
-    p.add_argument("--backend", choices=BACKENDS, default="auto",
-                   help="numpy (the oracle), cpu (Numba), cuda, or auto (default)")
+    p.add_argument("--backend", choices=BACKENDS, default=backend_default, help=backend_help)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -397,7 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="runs/demo",
                       help="output folder, created if needed (default: %(default)s)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _tree_arguments(demo, "interval")
+    _tree_arguments(demo, "interval", "numpy",
+                    "numpy (default: the oracle; at the demo's sizes it is the fastest and "
+                    "needs no kernel compilation), cpu (Numba), cuda or auto; all give the "
+                    "same draws")
     demo.set_defaults(prepare=_prepare_demo)
 
     refine = sub.add_parser(
@@ -418,7 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="output folder (default: %(default)s)")
     refine.add_argument("--max-rows", type=_int_at_least(1), default=40,
                         help="pole estimates printed at most (default: %(default)s)")
-    _tree_arguments(refine, "interval")
+    _tree_arguments(refine, "interval", "auto",
+                    "numpy (the oracle), cpu (Numba), cuda, or auto (default); all build the "
+                    "same tree")
     refine.set_defaults(prepare=_prepare_refine)
 
     bench = sub.add_parser(

@@ -289,13 +289,13 @@ class _Tree:
     key, ``value`` Q (NaN while pending).
     """
 
-    def __init__(self, d: int):
+    def __init__(self, d: int, capacity: int = 16):
         self.d = d
         self.n = 0
         self.n_points = 0
         self.n_leaves = 0
-        self._alloc_nodes(16)
-        self._alloc_points(16)
+        self._alloc_nodes(capacity)
+        self._alloc_points(capacity)
 
     def _alloc_nodes(self, cap):
         d, old = self.d, getattr(self, "lo", None)
@@ -326,10 +326,17 @@ class _Tree:
         return np.flatnonzero(self.alive[:self.n])
 
 
+def initial_capacity(lat: _Lattice) -> int:
+    """Rows to reserve up front: every node owns its centre point, so nodes <= points <=
+    max_grid_points; np.empty only maps the memory, pages are touched when used, and
+    a tree under 2**22 points never copies its arrays to grow."""
+    return min(lat.max_points, 1 << 22)
+
+
 def _initial_tree(lat: _Lattice) -> _Tree:
     """Level-0 cells (row-major), their (n0 + 1)**d vertices and n0**d centres."""
     d, tab = lat.d, lat.tables
-    tree = _Tree(d)
+    tree = _Tree(d, initial_capacity(lat))
     cells = np.array(list(itertools.product(*(range(int(n)) for n in lat.n0))),
                      np.int64).reshape(-1, d)
     verts = np.array(list(itertools.product(*(range(int(n) + 1) for n in lat.n0))),
@@ -910,9 +917,8 @@ def _parse_state(state, current_qspec):
         raise ValueError(f"state leaf_lo must be integer (m, {d}) and leaf_level integer (m,)")
     lo, level = lo.astype(np.int64), level.astype(np.int64)
     _check_partition(lat, lo, level)
-    tree = _Tree(d)
+    tree = _Tree(d, max(initial_capacity(lat), keys.size))
     m = lo.shape[0]
-    tree.reserve(m, keys.size)
     tree.n, tree.n_points, tree.n_leaves = m, keys.size, m
     tree.key[:keys.size], tree.value[:keys.size] = keys, vals
     tree.lo[:m], tree.level[:m], tree.alive[:m] = lo, level, True

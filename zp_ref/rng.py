@@ -117,8 +117,10 @@ def uniforms(seed, stream, n, *, start=0, backend="auto") -> np.ndarray:
         return _uniforms_numpy(key, start, n)
     out = np.empty(n, dtype=np.float64)
     if backend == "cpu":
+        from .kernels import threads_for
         from .kernels.cpu_rng import fill_uniforms
-        fill_uniforms(key, np.uint64(start), out)
+        with threads_for(n):
+            fill_uniforms(key, np.uint64(start), out)
     else:
         from .kernels.gpu_rng import uniforms_gpu
         out = uniforms_gpu(key, start, n)

@@ -12,6 +12,7 @@ import numpy as np
 
 from ._validation import as_float_array, check_count, check_real, check_seed
 from .backends import resolve_backend
+from .kernels import threads_for
 from .kernels.cpu_sampling import PREFIX_BLOCK, check_weight_sums
 from .rng import STREAMS, derive_seed, key_of, uniforms
 
@@ -91,7 +92,8 @@ def sample_indices(weights, n, *, seed, replace=True, backend="auto") -> np.ndar
     key = key_of(seed, STREAMS["importance"])
     if backend == "cpu":
         from .kernels.cpu_sampling import sample_with_replacement_cpu
-        return sample_with_replacement_cpu(w, n, key)
+        with threads_for(w.size + n):
+            return sample_with_replacement_cpu(w, n, key)
     from .kernels.gpu_sampling import sample_with_replacement_gpu
     return sample_with_replacement_gpu(w, n, key)
 
@@ -113,7 +115,8 @@ def _sample_without_replacement(w, n, seed, backend):
     key = key_of(seed, STREAMS["without_replacement"])
     if backend == "cpu":
         from .kernels.cpu_sampling import sample_without_replacement_cpu
-        return sample_without_replacement_cpu(w, n, key)
+        with threads_for(w.size):
+            return sample_without_replacement_cpu(w, n, key)
     from .kernels.gpu_sampling import sample_without_replacement_gpu
     return sample_without_replacement_gpu(w, n, key)
 
@@ -157,7 +160,8 @@ def prefix_total(w, backend="numpy") -> float:
     if resolve_backend(backend, w.size) == "numpy":
         return float(prefix_sums(w)[-1])
     from .kernels.cpu_sampling import blockwise_total
-    return blockwise_total(w)
+    with threads_for(w.size):
+        return blockwise_total(w)
 
 
 def kish_ess(weights) -> float:

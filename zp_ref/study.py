@@ -15,7 +15,6 @@ import argparse
 import dataclasses
 import itertools
 import json
-import math
 import time
 from pathlib import Path
 
@@ -616,7 +615,7 @@ def study_main(argv=None) -> int:
         description="Train a rational model with each sampling method and report the test "
                     "MSE per |Q| band (writes study.json and study.png).")
     parser.add_argument("--quick", action="store_true",
-                        help="small budget (about a minute on 2 cores) instead of the full run")
+                        help="small budget (about 1.5 minutes on 2 cores) instead of the full run")
     parser.add_argument("--seeds", type=_positive_int, default=3, help="seeds per method (3)")
     parser.add_argument("--out", default="runs/study", help="output folder (runs/study)")
     parser.add_argument("--loss", choices=LOSSES, default="linearized",

@@ -198,10 +198,11 @@ class ImportanceWeightedSampler(_PoolWeights, Sampler):
         from .sampling import ImportanceSamplerConfig
         keys = {"config", "seed", "epoch", "num_samples", "backend", "q_pool"}
         if not isinstance(state, dict) or set(state) != keys:
-            raise ValueError(f"state must be a dict with keys {sorted(keys)}, got "
-                             f"{sorted(state) if isinstance(state, dict) else type(state).__name__}")
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"state must be a dict with keys {sorted(keys)}, got {got}")
         if not isinstance(state["config"], dict):
-            raise TypeError(f"state['config'] must be a dict, got {type(state['config']).__name__}")
+            raise TypeError(f"state['config'] must be a dict, got "
+                            f"{type(state['config']).__name__}")
         obj = cls(state["q_pool"], state["num_samples"],
                   config=ImportanceSamplerConfig(**state["config"]), seed=state["seed"],
                   backend=state["backend"])

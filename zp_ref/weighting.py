@@ -65,9 +65,11 @@ def importance_weights(q, *, weight_power=2.0, min_q_abs=1e-6, max_weight=100.0,
                                       max_weight, temperature, normalize=False)
         total = w.sum()
     elif backend == "cpu":
+        from .kernels import threads_for
         from .kernels.cpu_weights import importance_weights_cpu
-        w, total, n_nan = importance_weights_cpu(q, p, min_q_abs, max_weight, temperature,
-                                                 np.empty_like(q) if out is None else out)
+        with threads_for(q.size):
+            w, total, n_nan = importance_weights_cpu(q, p, min_q_abs, max_weight, temperature,
+                                                     np.empty_like(q) if out is None else out)
     else:
         from .kernels.gpu_weights import importance_weights_gpu
         w, total, n_nan = importance_weights_gpu(q, p, min_q_abs, max_weight, temperature,
@@ -78,8 +80,10 @@ def importance_weights(q, *, weight_power=2.0, min_q_abs=1e-6, max_weight=100.0,
             raise ValueError("every weight is 0 (q holds no finite value): the weights cannot "
                              "be normalised; pass normalize=False to get the zeros")
         if backend == "cpu":
+            from .kernels import threads_for
             from .kernels.cpu_weights import divide_inplace
-            divide_inplace(w, total)
+            with threads_for(w.size):
+                divide_inplace(w, total)
         elif backend == "numpy":
             w = w / total
     if out is None or w is out:

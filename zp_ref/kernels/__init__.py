@@ -2,3 +2,27 @@
 their numba.cuda twins (imported only when the cuda backend is used). The NumPy
 oracle of each algorithm lives beside its public API (weighting.py, sampling.py,
 ...), where it doubles as the specification."""
+from contextlib import contextmanager
+
+#: Work items below which parallel kernels run on the calling thread alone: waking
+#: worker threads costs more than the work, and on a busy machine a parallel region
+#: can wait milliseconds for a descheduled worker.
+PARALLEL_MIN_WORK = 1 << 17
+
+
+@contextmanager
+def threads_for(work: int):
+    """Run the Numba kernels inside on one thread when ``work`` is small.
+
+    Results never depend on the thread count (every kernel's reduction order is
+    fixed), only the speed does."""
+    if work >= PARALLEL_MIN_WORK:
+        yield
+        return
+    import numba
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)

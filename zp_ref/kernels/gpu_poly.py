@@ -15,6 +15,8 @@ THREADS = 128
 MAX_BLOCKS = 4096
 MAX_DIM = 6
 MAX_AXIS_DEGREE = 32
+#: Columns of a powers array x**0 .. x**MAX_AXIS_DEGREE (a literal for cuda.local.array).
+POW_WIDTH = 33
 
 
 if cuda_simulated():
@@ -70,7 +72,7 @@ def _horner_kernel(coeffs, x, out):
 
 @cuda.jit
 def _terms_kernel(exponents, coefficients, max_exponents, x, out):
-    pw = cuda.local.array((MAX_DIM, MAX_AXIS_DEGREE + 1), np.float64)
+    pw = cuda.local.array((MAX_DIM, POW_WIDTH), np.float64)
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for i in range(start, x.shape[0], stride):
         for a in range(x.shape[1]):

@@ -15,7 +15,7 @@ from numba import cuda
 from ..refinement import (CRIT_ABS, CRIT_ABS_OR_SIGN, CRIT_SIGN, RADIUS_INFLATE, _Tree,
                           _empty_interval_args, _IntervalTables, CRIT_INTERVAL, call_q)
 from ..backends import cuda_simulated
-from .gpu_poly import (MAX_AXIS_DEGREE, MAX_DIM, check_supported, fill_powers, horner_at, mul,
+from .gpu_poly import (MAX_DIM, POW_WIDTH, check_supported, fill_powers, horner_at, mul,
                        terms_at)
 
 #: Threads per block (small under the simulator, where every thread is a Python thread).
@@ -69,17 +69,26 @@ def _store_total(src, dst, n, out, slot):
         out[slot] = dst[n - 1] + src[n - 1] if n > 0 else 0
 
 
-def exclusive_scan(d_src, n: int, d_dst) -> None:
-    """d_dst[:n] = exclusive prefix sums of d_src[:n] (int64), all on the device."""
+def exclusive_scan(d_src, n: int, d_dst, scratch=None, depth: int = 0) -> None:
+    """d_dst[:n] = exclusive prefix sums of d_src[:n] (int64), all on the device.
+    ``scratch(name, size)`` may supply reusable int64 buffers for the block totals."""
     if n == 0:
         return
     blocks = (n + SCAN_THREADS - 1) // SCAN_THREADS
-    d_sums = cuda.device_array(blocks, np.int64)
+    buffer = scratch or (lambda name, size: cuda.device_array(size, np.int64))
+    d_sums = buffer(f"scan_sums{depth}", blocks)
     _scan_blocks[blocks, SCAN_THREADS](d_src, d_dst, d_sums, n)
     if blocks > 1:
-        d_offsets = cuda.device_array(blocks, np.int64)
-        exclusive_scan(d_sums, blocks, d_offsets)
+        d_offsets = buffer(f"scan_offsets{depth}", blocks)
+        exclusive_scan(d_sums, blocks, d_offsets, scratch, depth + 1)
         _add_block_offsets[_grid(n), THREADS](d_dst, d_offsets, n)
+
+
+@cuda.jit
+def _fill(a, n, value):
+    i = cuda.grid(1)
+    if i < n:
+        a[i] = value
 
 
 # ------------------------------------------------------------------ hash table
@@ -119,13 +128,14 @@ def _insert_points(pkey, n, tkeys, tids, shift):
 def _candidate_flags(n, alive, flag, exhausted, level, L, out):
     i = cuda.grid(1)
     if i < n:
-        out[i] = 1 if (alive[i] and flag[i] and not exhausted[i] and level[i] < L) else 0
+        ok = alive[i] != 0 and flag[i] != 0 and exhausted[i] == 0 and level[i] < L
+        out[i] = 1 if ok else 0
 
 
 @cuda.jit
 def _compact(n, cflag, offsets, sel):
     i = cuda.grid(1)
-    if i < n and cflag[i]:
+    if i < n and cflag[i] != 0:
         sel[offsets[i]] = i
 
 
@@ -152,7 +162,7 @@ def _face_claim(n_sel, sel, lo, level, strides, L, offsets, face_pos, tkeys, shi
 def _face_ids(n, fkeys, slot, won, won_offsets, p0, tids, pkey):
     """A claimed face point gets id p0 + its rank among the claims of this round."""
     j = cuda.grid(1)
-    if j < n and won[j]:
+    if j < n and won[j] != 0:
         pid = p0 + won_offsets[j]
         tids[slot[j]] = pid
         pkey[pid] = fkeys[j]
@@ -220,7 +230,7 @@ def _eval_points_1d(pkey, p0, counts, M, lo, hi, width, coeffs, value):
 
 @cuda.jit
 def _eval_points_nd(pkey, p0, counts, strides, M, lo, hi, width, exps, w, emax, value):
-    pw = cuda.local.array((MAX_DIM, MAX_AXIS_DEGREE + 1), np.float64)
+    pw = cuda.local.array((MAX_DIM, POW_WIDTH), np.float64)
     p = p0 + cuda.grid(1)
     if p < counts[0]:
         for a in range(strides.size):
@@ -233,9 +243,9 @@ def _eval_points_nd(pkey, p0, counts, strides, M, lo, hi, width, exps, w, emax, 
 def _enclosure(xlo, xhi, d, exps, w, emax, term, flat, mult, cexp, bexp, err_factor):
     """(|A_0|, R, E) of the Taylor form over [xlo, xhi] (as cpu_refinement.taylor_enclosure)."""
     taylor = cuda.local.array(MAX_TAYLOR, np.float64)
-    cpow = cuda.local.array((MAX_DIM, MAX_AXIS_DEGREE + 1), np.float64)
-    rpow = cuda.local.array((MAX_DIM, MAX_AXIS_DEGREE + 1), np.float64)
-    spow = cuda.local.array((MAX_DIM, MAX_AXIS_DEGREE + 1), np.float64)
+    cpow = cuda.local.array((MAX_DIM, POW_WIDTH), np.float64)
+    rpow = cuda.local.array((MAX_DIM, POW_WIDTH), np.float64)
+    spow = cuda.local.array((MAX_DIM, POW_WIDTH), np.float64)
     for a in range(d):
         c = mul(0.5, xlo[a] + xhi[a])
         r = mul(max(xhi[a] - c, c - xlo[a]), RADIUS_INFLATE)
@@ -324,8 +334,31 @@ class CudaEngine:
             raise ValueError(f"backend='cuda' with criterion='interval' supports polynomials "
                              f"with at most {MAX_TAYLOR} Taylor coefficients; this one has "
                              f"{self.interval.size} (use backend='cpu')")
+        self._buffers = {}
+        self._constants(lat, qspec)
         self._host = tree
         self._upload(tree)
+
+    def _constants(self, lat, qspec) -> None:
+        """Device copies of everything that stays fixed: geometry, split tables, Q."""
+        to = cuda.to_device
+        self.c_geom = tuple(to(a) for a in (lat.strides, lat.M, lat.lo, lat.hi, lat.width))
+        self.c_tab = {k: to(v) for k, v in lat.tables.items() if isinstance(v, np.ndarray)}
+        args = self.interval.kernel_args() if self.interval is not None \
+            else _empty_interval_args(lat.d)
+        self.c_interval = tuple(to(a) if isinstance(a, np.ndarray) else a for a in args)
+        if qspec.poly is not None:
+            self.c_coeffs = to(qspec.poly.coefficients)
+            self.c_poly = tuple(to(a) for a in qspec.poly.kernel_arrays())
+
+    def _buffer(self, name: str, size: int, dtype=np.int64):
+        """A device scratch array of at least ``size`` entries, reused across rounds."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape[0] < size:
+            buf = self._buffers[name] = cuda.device_array(max(size, 1, 2 * (0 if buf is None
+                                                                          else buf.shape[0])),
+                                                          dtype)
+        return buf[:max(size, 1)]
 
     # -- host <-> device
     def _upload(self, tree: _Tree) -> None:
@@ -352,7 +385,8 @@ class CudaEngine:
 
     def _new_table(self, n_keys: int) -> None:
         cap = 1 << max(4, int(2 * max(n_keys, 1) - 1).bit_length())
-        self.d_tkeys = cuda.to_device(np.full(cap, EMPTY, np.int64))
+        self.d_tkeys = cuda.device_array(cap, np.int64)
+        _fill[_grid(cap), THREADS](self.d_tkeys, cap, EMPTY)
         self.d_tids = cuda.device_array(cap, np.int64)
         self.shift = 31 - (cap.bit_length() - 1)
         if self.n_points:
@@ -415,44 +449,42 @@ class CudaEngine:
         self._next_candidates = None
 
     def evaluate(self, p0: int, p1: int) -> None:
-        self._evaluate(p0, p1 - p0, cuda.to_device(np.array([p1], np.int64)))
+        end = self._buffer("end", 1)
+        _fill[1, 1](end, 1, p1)
+        self._evaluate(p0, p1 - p0, end)
 
     def _evaluate(self, p0: int, n_max: int, d_end) -> None:
         """Q at points [p0, d_end[0]) (d_end on the device, at most n_max points)."""
-        lat, poly = self.lat, self.qspec.poly
+        lat = self.lat
+        strides, M, lo, hi, width = self.c_geom
         if lat.d == 1:
             _eval_points_1d[_grid(n_max), THREADS](
                 self.d_key, p0, d_end, lat.M[0], lat.lo[0], lat.hi[0], lat.width[0],
-                cuda.to_device(poly.coefficients), self.d_value)
+                self.c_coeffs, self.d_value)
         else:
-            e, w, emax = poly.kernel_arrays()
             _eval_points_nd[_grid(n_max), THREADS](
-                self.d_key, p0, d_end, cuda.to_device(lat.strides), cuda.to_device(lat.M),
-                cuda.to_device(lat.lo), cuda.to_device(lat.hi), cuda.to_device(lat.width),
-                cuda.to_device(e), cuda.to_device(w), cuda.to_device(emax), self.d_value)
+                self.d_key, p0, d_end, strides, M, lo, hi, width, *self.c_poly, self.d_value)
         self._host_stale = True
 
     def update_flags(self, c0: int, c1: int) -> None:
         if c1 <= c0:
             return
         lat, nd = self.lat, self.d_nodes
-        args = self.interval.kernel_args() if self.interval is not None \
-            else _empty_interval_args(lat.d)
-        dev = [cuda.to_device(a) if isinstance(a, np.ndarray) else a for a in args]
+        _, M, lo, hi, width = self.c_geom
         _cell_flags[_grid(c1 - c0), THREADS](
             c0, c1, nd["lo"], nd["level"], nd["corner"], nd["centre"], self.d_value,
-            lat.crit_code, lat.threshold, lat.L, cuda.to_device(lat.M), cuda.to_device(lat.lo),
-            cuda.to_device(lat.hi), cuda.to_device(lat.width), *dev, nd["flag"], nd["exhausted"])
+            lat.crit_code, lat.threshold, lat.L, M, lo, hi, width, *self.c_interval,
+            nd["flag"], nd["exhausted"])
         self._host_stale, self._next_candidates = True, None
 
     def _count_candidates(self) -> None:
         """Flag and scan the splittable leaves on the device; the count goes to d_counts[1]."""
         lat, nd, n = self.lat, self.d_nodes, self.n
-        self.d_cflag = cuda.device_array(max(n, 1), np.int64)
-        self.d_coffsets = cuda.device_array(max(n, 1), np.int64)
+        self.d_cflag = self._buffer("cflag", n)
+        self.d_coffsets = self._buffer("coffsets", n)
         _candidate_flags[_grid(n), THREADS](n, nd["alive"], nd["flag"], nd["exhausted"],
                                             nd["level"], lat.L, self.d_cflag)
-        exclusive_scan(self.d_cflag, n, self.d_coffsets)
+        exclusive_scan(self.d_cflag, n, self.d_coffsets, self._buffer)
         _store_total[1, 1](self.d_cflag, self.d_coffsets, n, self.d_counts, 1)
 
     def _read_counts(self) -> int:
@@ -478,7 +510,7 @@ class CudaEngine:
             n_sel = sel_host.size
             d_sel = cuda.to_device(np.ascontiguousarray(sel_host, np.int64)) if n_sel else None
         elif n_cand:
-            d_sel = cuda.device_array(n_cand, np.int64)
+            d_sel = self._buffer("sel", n_cand)
             _compact[_grid(n), THREADS](n, self.d_cflag, self.d_coffsets, d_sel)
         info = {"n_candidates": n_cand, "n_refined": n_sel, "n_deferred": n_cand - n_sel,
                 "capped": bool(capped), "n_new_points": 0, "n_evaluated": 0,
@@ -488,18 +520,17 @@ class CudaEngine:
         self._reserve(n_sel * nc, n_sel * (n_face + nc), n_sel * n_face)
         c0, p0 = self.n, self.n_points
         n_sf = n_sel * n_face
-        slot = cuda.device_array(max(n_sf, 1), np.int64)
-        new_faces = cuda.to_device(np.zeros(1, np.int64))
-        d_tab = {k: cuda.to_device(v) for k, v in tab.items() if isinstance(v, np.ndarray)}
-        d_strides = cuda.to_device(lat.strides)
+        slot = self._buffer("slot", n_sf)
+        new_faces = self._buffer("new_faces", 1)
+        _fill[1, 1](new_faces, 1, 0)
+        d_tab, d_strides = self.c_tab, self.c_geom[0]
         if n_sf:
-            fkeys = cuda.device_array(n_sf, np.int64)
-            won = cuda.device_array(n_sf, np.int64)
-            won_offsets = cuda.device_array(n_sf, np.int64)
+            fkeys, won = self._buffer("fkeys", n_sf), self._buffer("won", n_sf)
+            won_offsets = self._buffer("won_offsets", n_sf)
             _face_claim[_grid(n_sf), THREADS](n_sel, d_sel, nd["lo"], nd["level"], d_strides,
                                               lat.L, d_tab["offsets"], d_tab["face_pos"],
                                               self.d_tkeys, self.shift, fkeys, slot, won)
-            exclusive_scan(won, n_sf, won_offsets)
+            exclusive_scan(won, n_sf, won_offsets, self._buffer)
             _store_total[1, 1](won, won_offsets, n_sf, new_faces, 0)
             _face_ids[_grid(n_sf), THREADS](n_sf, fkeys, slot, won, won_offsets, p0,
                                             self.d_tids, self.d_key)

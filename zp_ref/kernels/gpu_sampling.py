@@ -37,6 +37,7 @@ import numpy as np
 from numba import cuda
 from numba.cuda import libdevice
 
+from .._validation import check_count
 from ..backends import cuda_simulated
 from ..rng import uniform_at
 from .cpu_sampling import PREFIX_BLOCK, check_weight_sums
@@ -54,7 +55,7 @@ else:
 TILE_PITCH = TILE_COLS + 1
 #: Block totals per shared-memory buffer of sequential_scan (three buffers rotate).
 SCAN_CHUNK = 1024
-#: Radix-select digits: 8 bits per pass, 8 passes over the 64-bit keys.
+#: Radix-select digits: 8 bits per pass, at most 8 passes over the 64-bit keys.
 RADIX_BITS, RADIX_BINS = 8, 256
 DIGIT_MASK = np.uint64(RADIX_BINS - 1)
 ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -176,6 +177,17 @@ def sequential_scan(totals, ends):
         c0 = (chunks - 1) * SCAN_CHUNK
         for k in range(t - 1, n - c0, loaders):
             ends[c0 + k] = buf[(chunks - 1) % 3, k]
+
+
+def device_weights(w_dev):
+    """``w_dev`` as a non-empty float64 (N,) numba device array (zero-copy)."""
+    w_dev = as_device(w_dev, "w_dev")
+    if w_dev.dtype != np.float64 or w_dev.ndim != 1:
+        raise TypeError(f"w_dev must be a float64 (N,) device array, got {w_dev.dtype} "
+                        f"{w_dev.shape}")
+    if w_dev.size == 0:
+        raise ValueError(f"weights must not be empty, got shape {w_dev.shape}")
+    return w_dev
 
 
 def prefix_ends_device(w_dev, w_host=None) -> tuple:
@@ -318,7 +330,8 @@ def sample_with_replacement_device(w_dev, n: int, key, out_dev=None, w_host=None
     """``n`` draws from the device weights ``w_dev`` (float64 (N,)); returns the int64
     (n,) device array ``out_dev`` (allocated when None). ``key`` is the uint64 key of
     stream 0 (``rng.key_of(seed, 0)``). Raises the cpu path's ValueErrors."""
-    w_dev = as_device(w_dev, "w_dev")
+    w_dev = device_weights(w_dev)
+    n = check_count(n, "n")
     ends, total, _, last_positive = prefix_ends_device(w_dev, w_host)
     out = cuda.device_array(n, dtype=np.int64) if out_dev is None else as_device(out_dev, "out_dev")
     if n == 0:
@@ -475,7 +488,8 @@ def sample_without_replacement_device(w_dev, n: int, key, w_host=None):
     """``n`` distinct indices (int64 (n,) device array) by Efraimidis-Spirakis, in
     decreasing key order; ``key`` is the uint64 key of stream 1. Raises the cpu path's
     ValueErrors, and one when n exceeds the number of positive weights."""
-    w_dev = as_device(w_dev, "w_dev")
+    w_dev = device_weights(w_dev)
+    n = check_count(n, "n")
     _, _, n_positive, _ = prefix_ends_device(w_dev, w_host)
     if n > n_positive:
         raise ValueError(f"n={n} draws without replacement need at least n positive weights; "
