@@ -28,6 +28,11 @@ import time
 import traceback
 from pathlib import Path
 
+import numpy as np
+
+if not hasattr(np, "row_stack"):   # numba 0.68 looks it up; NumPy 2.5 removed it
+    np.row_stack = np.vstack
+
 SIM = os.environ.get("ZP_GPU_CHECK_SIM", "0") == "1"
 if SIM:
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"

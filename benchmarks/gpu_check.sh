@@ -21,7 +21,9 @@ PY="${PYTHON:-python3}"
 if [ "${ZP_GPU_CHECK_SIM:-0}" != "1" ]; then
     nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || echo "nvidia-smi failed" >> "$OUT/nvidia-smi.txt"
 fi
-timeout -k 5 290 "$PY" benchmarks/gpu_check.py 2>&1 | tee "$OUT/gpu_check.log"
+LIMIT=""
+if command -v timeout > /dev/null; then LIMIT="timeout -k 5 290"; fi
+$LIMIT "$PY" benchmarks/gpu_check.py 2>&1 | tee "$OUT/gpu_check.log"
 rc=${PIPESTATUS[0]}
 if [ ! -s "$OUT/gpu_check.json" ]; then
     printf '{"device": null, "parity": {}, "timings": {}, "errors": {"gpu_check": "gpu_check.py exited with %s before writing its report"}}\n' "$rc" > "$OUT/gpu_check.json"

@@ -8,6 +8,9 @@ if shutil.which("nvidia-smi") is None:
     os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
 import numpy as np  # noqa: E402
+
+if not hasattr(np, "row_stack"):   # numba 0.68 looks it up; NumPy 2.5 removed it
+    np.row_stack = np.vstack
 import pytest  # noqa: E402
 
 #: The anchor's golden vectors: ../shared/golden/anchor_v1.json beside the project,

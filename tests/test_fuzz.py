@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -107,6 +107,7 @@ def test_fuzz_importance_weights(q, p, m, mw, t, norm, pol, b):
 @FUZZ
 @given(w=either(VALID_W), n=either(COUNT), seed=either(SEED), replace=either(st.booleans()),
        b=either(BACKEND))
+@example(w=np.array([5e-324, 0.0]), n=3, seed=0, replace=True, b="cpu")   # found: a crash
 def test_fuzz_sample_indices(w, n, seed, replace, b):
     idx = only_allowed_errors(zp_ref.sample_indices, w, n, seed=seed, replace=replace, backend=b)
     if idx is not None:
@@ -226,8 +227,9 @@ def test_fuzz_importance_sampler(fields, x, q, bs, seed, hybrid):
     epoch=either(st.integers(0, 20)), metrics=either(st.just({"loss_train": 0.5})),
     q=either(VALID_Q), tags=ANY, grads=st.none() | st.dictionaries(st.just("w"), ANY),
     weights=ANY, idx=ANY, q_min=ANY, loss=ANY)
-def test_fuzz_diagnostics(fields, epoch, metrics, q, tags, grads, weights, idx, q_min, loss,
-                          tmp_path_factory):
+@example(fields={"max_history_length": 2**63}, epoch=0, metrics=None, q=None, tags=None,
+         grads=None, weights=None, idx=None, q_min=None, loss=None)     # found: OverflowError
+def test_fuzz_diagnostics(fields, epoch, metrics, q, tags, grads, weights, idx, q_min, loss):
     cfg = only_allowed_errors(DiagnosticConfig, auto_export=False, **fields)
     m = only_allowed_errors(DiagnosticMonitor, cfg)
     m = m if m is not None else DiagnosticMonitor(DiagnosticConfig(auto_export=False))

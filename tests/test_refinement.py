@@ -194,7 +194,8 @@ def test_callable_q_is_called_once_per_round_on_new_points_only():
     pr = problems.get("circle_2d")
     f, seen = _counting(pr.q)
     s = sampler("circle_2d", q=f, initial_grid_size=4, max_refinement_level=4).refine()
-    assert len(seen) == len(s.refinement_history)                        # construction + rounds - last
+    # one call at construction, one per round that split cells (the last round splits none)
+    assert len(seen) == len(s.refinement_history)
     pts = np.concatenate(seen)
     assert np.unique(pts, axis=0).shape[0] == pts.shape[0] == s.n_evaluations
     assert np.array_equal(np.unique(pts, axis=0), s.get_current_grid())
@@ -285,7 +286,8 @@ def test_sample_definition_and_containment(tree2d):
     assert ((lv["lo"][leaf] <= x) & (x <= lv["hi"][leaf])).all()
     assert np.array_equal(leaf, sample_indices(np.ones(lv["level"].size), 500, seed=7))
     i, a = 123, 1
-    assert x[i, a] == lv["lo"][leaf[i], a] + (lv["hi"][leaf[i], a] - lv["lo"][leaf[i], a]) * u(7, 5, i * 2 + a)
+    lo, hi = lv["lo"][leaf[i], a], lv["hi"][leaf[i], a]
+    assert x[i, a] == lo + (hi - lo) * u(7, 5, i * 2 + a)
     assert np.array_equal(x, tree2d.sample(500, seed=7, weighting="leaf"))
     assert not np.array_equal(x, tree2d.sample(500, seed=8, weighting="leaf"))
     numpy_twin = sampler("circle_2d", backend="numpy", initial_grid_size=4,
@@ -308,7 +310,8 @@ def test_sample_follows_the_weighting(tree2d, weighting):
     p = mass / mass.sum()
     # group leaves into bins of >= 50 expected draws (leaves in key order)
     groups = np.minimum(np.floor(np.cumsum(p) * n / 50), n // 50 - 1).astype(int)
-    obs = np.bincount(groups, weights=np.bincount(leaf, minlength=p.size), minlength=groups.max() + 1)
+    per_leaf = np.bincount(leaf, minlength=p.size)
+    obs = np.bincount(groups, weights=per_leaf, minlength=groups.max() + 1)
     exp = np.bincount(groups, weights=p * n, minlength=groups.max() + 1)
     keep = exp > 0
     assert stats.chisquare(obs[keep], exp[keep]).pvalue > 1e-3
@@ -332,7 +335,8 @@ def test_statistics_and_outputs(tree2d):
     assert st["total_points"] == tree2d.get_current_grid().shape[0] == st["n_evaluations"]
     assert sum(st["leaves_per_level"]) == st["n_leaves"] == lv["level"].size
     assert st["flagged_leaves"] == int(lv["flagged"].sum())
-    assert st["max_refinement_level"] == 4 and st["refinement_events"] == len(tree2d.refinement_history)
+    assert st["max_refinement_level"] == 4
+    assert st["refinement_events"] == len(tree2d.refinement_history)
     assert st["near_pole_leaves"] == int((lv["min_abs_q"] < 1e-3).sum())
     grid = tree2d.get_current_grid()
     assert (np.diff(grid[:, 0]) >= 0).all() and np.unique(grid, axis=0).shape == grid.shape
@@ -386,7 +390,8 @@ def test_bad_state_is_refused_and_nothing_changes():
     (dict(grid_bounds=(1.0, 1.0)), {}, ValueError, "lo < hi"),
     (dict(grid_bounds=(2.0, -1.0)), {}, ValueError, "lo < hi"),
     (dict(grid_bounds=(0.0, np.inf)), {}, ValueError, "finite"),
-    (dict(grid_bounds=[(0, 1), (0, 1), (0, 1)]), dict(input_dim=2), ValueError, "grid_bounds must be"),
+    (dict(grid_bounds=[(0, 1), (0, 1), (0, 1)]), dict(input_dim=2), ValueError,
+     "grid_bounds must be"),
     (dict(), dict(input_dim=0), ValueError, "input_dim must be an integer >= 1"),
     (dict(), dict(input_dim=7), ValueError, r"input_dim must be in 1..6"),
     (dict(initial_grid_size=5000), {}, ValueError, "10001 points .* more than max_grid_points"),
@@ -421,7 +426,8 @@ def test_bad_callable_values_are_reported_and_nothing_changes():
     cfg = ActiveSamplerConfig(grid_bounds=(-1, 1), initial_grid_size=10, max_refinement_level=4)
     s = ActiveSampler(cfg, q=f, backend="cpu")
     before = (s.get_current_grid(), s.leaves(), s.n_evaluations)
-    with pytest.raises(ValueError, match=r"q returned \d+ non-finite value\(s\) for \d+ points; first at index \d+, x="):
+    with pytest.raises(ValueError, match=r"q returned \d+ non-finite value\(s\) for \d+ "
+                                         r"points; first at index \d+, x="):
         s.refine()
     after = (s.get_current_grid(), s.leaves(), s.n_evaluations)
     assert np.array_equal(before[0], after[0]) and before[2] == after[2]

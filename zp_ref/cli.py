@@ -38,8 +38,9 @@ class UsageError(ValueError):
     """A bad command-line value found by the CLI itself."""
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (status 2) instead of usage + message."""
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors (status 2) instead of usage + message; usable by
+    other zp-ref subcommands that parse their own options (e.g. zp_ref.study)."""
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -365,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .problems import names
 
-    parser = _Parser(prog="zp-ref", description="Near-pole sampling, refinement and "
+    parser = OneLineArgumentParser(prog="zp-ref", description="Near-pole sampling, refinement and "
                      "curriculum for rational models P(x)/Q(x): the zp_ref reference "
                      "implementation.")
     parser.add_argument("--version", action="version", version=f"zp-ref {__version__}")

@@ -9,6 +9,7 @@ import itertools
 import logging
 import numbers
 import os
+import sys
 import warnings
 from collections import deque
 from dataclasses import dataclass, field
@@ -48,6 +49,14 @@ def _default_edges():
     return [float(e) for e in DEFAULT_EDGES]
 
 
+def _check_length(value, name, *, minimum):
+    """A bound on a deque's length: an integer in [minimum, sys.maxsize]."""
+    value = check_count(value, name, minimum=minimum)
+    if value > sys.maxsize:
+        raise ValueError(f"{name} must be at most sys.maxsize = {sys.maxsize}, got {value}")
+    return value
+
+
 def _check_flag(value, name):
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {value!r}")
@@ -83,8 +92,8 @@ class DiagnosticConfig:
         if ((pct < 0) | (pct > 100)).any():
             raise ValueError(f"gradient_percentiles must lie in [0, 100], got {list(pct)}")
         self.gradient_percentiles = [float(p) for p in pct]
-        self.max_history_length = check_count(self.max_history_length, "max_history_length",
-                                              minimum=1)
+        self.max_history_length = _check_length(self.max_history_length, "max_history_length",
+                                                minimum=1)
         self.near_pole_threshold = check_real(self.near_pole_threshold, "near_pole_threshold",
                                               low=0, low_open=True)
         self.far_pole_threshold = check_real(self.far_pole_threshold, "far_pole_threshold",
@@ -96,7 +105,7 @@ class DiagnosticConfig:
                                                   "q_min_warning_threshold", low=0)
         from .bands import check_edges
         self.band_edges = [float(e) for e in check_edges(self.band_edges, "band_edges")]
-        self.max_snapshots = check_count(self.max_snapshots, "max_snapshots")
+        self.max_snapshots = _check_length(self.max_snapshots, "max_snapshots", minimum=0)
         self.auto_export = _check_flag(self.auto_export, "auto_export")
 
     def to_dict(self) -> dict:

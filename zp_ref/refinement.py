@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from ._validation import check_choice, check_count, check_real, check_seed
+from ._validation import as_float_array, check_choice, check_count, check_real, check_seed
 from .backends import resolve_backend
 from .rational import Polynomial, Rational, horner_numpy, terms_numpy
 
@@ -372,11 +372,16 @@ def cell_values(tree: _Tree, nodes: np.ndarray) -> np.ndarray:
     return tree.value[ids]
 
 
+def sign_change(vals: np.ndarray) -> np.ndarray:
+    """Per row of values (m, k): Q takes both signs, or is exactly 0."""
+    return ((vals > 0).any(axis=1) & (vals < 0).any(axis=1)) | (vals == 0).any(axis=1)
+
+
 def urgency_order(lat: _Lattice, tree: _Tree, cand: np.ndarray) -> np.ndarray:
     """Candidates sorted most urgent first: sign change, then smaller min |Q|, then lower
     level, then position (packed key of the lower corner)."""
     vals = cell_values(tree, cand)
-    sign = ((vals > 0).any(axis=1) & (vals < 0).any(axis=1)) | (vals == 0).any(axis=1)
+    sign = sign_change(vals)
     min_abs = np.abs(vals).min(axis=1)
     return cand[np.lexsort((lat.key(tree.lo[cand]), tree.level[cand], min_abs, ~sign))]
 
@@ -543,7 +548,7 @@ class _NumpyEngine(_HostEngine):
         nodes = np.arange(c0, c1)
         vals = cell_values(t, nodes)
         pending = np.isnan(vals).any(axis=1)
-        sign = ((vals > 0).any(axis=1) & (vals < 0).any(axis=1)) | (vals == 0).any(axis=1)
+        sign = sign_change(vals)
         small = np.abs(vals).min(axis=1) < lat.threshold
         exhausted = np.zeros(nodes.size, np.bool_)
         if lat.crit_code == CRIT_ABS:
@@ -655,7 +660,8 @@ class ActiveSampler:
 
     # ------------------------------------------------------------------ refinement
     def refine(self, max_rounds=None) -> "ActiveSampler":
-        """Run rounds until no leaf is flagged and splittable (or ``max_rounds``)."""
+        """Run rounds until no leaf is flagged and splittable (or ``max_rounds``); returns
+        the sampler."""
         if max_rounds is not None:
             max_rounds = check_count(max_rounds, "max_rounds")
         if self._qspec.kind == "none":
@@ -674,7 +680,6 @@ class ActiveSampler:
         (the same order); they replace the stored values, every leaf is re-tested and
         flagged leaves are split once. New points are evaluated with q when the sampler
         has one, otherwise they stay pending until the next call."""
-        from ._validation import as_float_array
         order = self._engine.sorted_point_ids()
         vals = as_float_array(q_values, "q_values", finite=True)
         if vals.size != order.size:
@@ -726,7 +731,7 @@ class ActiveSampler:
             "level": tree.level[ids].astype(np.int64),
             "q_center": tree.value[tree.centre[ids]],
             "min_abs_q": np.abs(vals).min(axis=1),
-            "sign_change": ((vals > 0).any(axis=1) & (vals < 0).any(axis=1)) | (vals == 0).any(axis=1),
+            "sign_change": sign_change(vals),
             "flagged": tree.flag[ids].copy(),
         }
 

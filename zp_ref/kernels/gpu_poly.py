@@ -100,8 +100,8 @@ def evaluate(poly, pts: np.ndarray) -> np.ndarray:
         return np.empty(0)
     d_out = cuda.device_array(n, dtype=np.float64)
     if poly.dim == 1:
-        _horner_kernel[blocks_for(n), THREADS](cuda.to_device(poly.coefficients),
-                                               cuda.to_device(np.ascontiguousarray(pts[:, 0])), d_out)
+        x = cuda.to_device(np.ascontiguousarray(pts[:, 0]))
+        _horner_kernel[blocks_for(n), THREADS](cuda.to_device(poly.coefficients), x, d_out)
     else:
         e, c, m = poly.kernel_arrays()
         _terms_kernel[blocks_for(n), THREADS](cuda.to_device(e), cuda.to_device(c),
