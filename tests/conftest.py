@@ -31,3 +31,10 @@ def golden():
 def rng():
     """A NumPy generator for building test inputs (never used inside zp_ref)."""
     return np.random.default_rng(20261125)
+
+
+@pytest.fixture(autouse=True)
+def _run_in_a_temporary_folder(tmp_path, monkeypatch):
+    """Every test runs with a fresh temporary working directory, so default export
+    paths (``diagnostics/``, ``runs/``) never land in the repository."""
+    monkeypatch.chdir(tmp_path)

@@ -449,6 +449,8 @@ class _HostEngine:
                     self.evaluate(p0, p0 + n_new)
                 elif qspec.func is not None:
                     self.set_values(p0, call_q(qspec.func, self.point_coords(p0, p0 + n_new)))
+                else:                                   # pending until refine_grid
+                    self.set_values(p0, np.full(n_new, np.nan))
             except BaseException:
                 self.rollback(sel, c0, p0)
                 raise
@@ -522,7 +524,6 @@ class _NumpyEngine(_HostEngine):
         t.flag[c0:c0 + S * nc] = False
         t.exhausted[c0:c0 + S * nc] = False
         t.key[p0:p0 + n_new] = np.concatenate([new_face_keys, centre_keys.ravel()])
-        t.value[p0:p0 + n_new] = np.nan
         t.n += S * nc
         t.n_points += n_new
         return c0, S * nc, p0, n_new

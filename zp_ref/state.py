@@ -129,6 +129,7 @@ def atomic_write_bytes(path, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)                   # mkstemp makes 0600: readable like open()'s files
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
