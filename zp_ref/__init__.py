@@ -27,10 +27,18 @@ _EXPORTS = {
     "QMinWarning": "diagnostics",
     "IntegratedSampler": "integrated", "SamplingStrategy": "integrated",
     "create_integrated_sampler": "integrated",
+    "Polynomial": "rational", "Rational": "rational",
+    "ActiveSampler": "refinement", "ActiveSamplerConfig": "refinement",
 }
+#: public submodules reachable as attributes (``zp_ref.problems``)
+_SUBMODULES = ("problems",)
 
 
 def __getattr__(name):
+    if name in _SUBMODULES:
+        value = import_module(f"{__name__}.{name}")
+        globals()[name] = value
+        return value
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'zp_ref' has no attribute {name!r}")
@@ -40,7 +48,7 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_EXPORTS))
+    return sorted(set(globals()) | set(_EXPORTS) | set(_SUBMODULES))
 
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(_EXPORTS) + list(_SUBMODULES)

@@ -166,11 +166,15 @@ def prefix_total(w, backend="numpy") -> float:
 
 def kish_ess(weights) -> float:
     """Kish effective sample size ``(sum w)**2 / sum w**2`` (0 for all-zero weights).
-    weights: (N,) finite, >= 0."""
+    weights: (N,) finite, >= 0. Scale-free: weights beyond 1e+-100 are divided by their
+    maximum first, so neither the squares nor their sum overflow or underflow."""
     w = as_float_array(weights, "weights", finite=True)
     if (w < 0).any():
         raise ValueError(f"weights must be >= 0: {int((w < 0).sum())} negative value(s), "
                          f"first at index {int(np.argmax(w < 0))}")
+    top = float(w.max())
+    if top > 0 and not 1e-100 <= top <= 1e100:
+        w = w / top
     s2 = float(np.dot(w, w))
     return float(w.sum() ** 2 / s2) if s2 > 0 else 0.0
 

@@ -610,7 +610,8 @@ def _positive_int(text: str) -> int:
 
 def study_main(argv=None) -> int:
     """``zp-ref study [--quick] [--seeds N] [--out DIR]``: run the study, print its table."""
-    parser = argparse.ArgumentParser(
+    from .cli import OneLineArgumentParser          # bad arguments: one line, exit 2
+    parser = OneLineArgumentParser(
         prog="zp-ref study",
         description="Train a rational model with each sampling method and report the test "
                     "MSE per |Q| band (writes study.json and study.png).")

@@ -27,10 +27,7 @@ def device_shape() -> tuple:
         return SIM_THREADS, SIM_BLOCKS
     dev = cuda.get_current_device()
     threads = min(THREADS, int(dev.MAX_THREADS_PER_BLOCK))
-    try:
-        per_sm = max(1, int(dev.MAX_THREADS_PER_MULTI_PROCESSOR) // threads)
-    except AttributeError:      # attribute missing from some cuda-bindings releases
-        per_sm = max(1, 2048 // threads)
+    per_sm = max(1, int(getattr(dev, "MAX_THREADS_PER_MULTIPROCESSOR", 2048)) // threads)
     return threads, int(dev.MULTIPROCESSOR_COUNT) * per_sm
 
 
