@@ -2,7 +2,7 @@
 fresh process, in this process and after unrelated calls (docs/reliability.md).
 
 Inputs are large enough that every parallel kernel splits its work over both threads
-(more than 8192 draws and many 512-entry blocks).
+(above ``zp_ref.kernels.PARALLEL_MIN_WORK``, below which kernels run on one thread).
 """
 import hashlib
 import json
@@ -27,7 +27,7 @@ PROGRAM = textwrap.dedent('''
     from zp_ref.refinement import ActiveSampler, ActiveSamplerConfig
     from zp_ref import problems
 
-    N, B = 100_003, 20_000
+    N, B = 2**18 + 3, 2**17 + 5       # above kernels.PARALLEL_MIN_WORK: both threads work
 
     def h(*arrays):
         d = hashlib.sha256()
@@ -138,6 +138,11 @@ def test_this_process_matches_fresh_processes(runs):
     exec(compile(code, "<determinism program>", "exec"), namespace)
     here = namespace["digests"]()
     assert here == runs[1]["first"]
+
+
+def test_inputs_are_large_enough_to_run_in_parallel():
+    from zp_ref.kernels import PARALLEL_MIN_WORK
+    assert 2**17 + 5 >= PARALLEL_MIN_WORK
 
 
 def test_program_hashes_every_output_it_names(runs):

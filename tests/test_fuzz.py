@@ -231,6 +231,8 @@ def test_fuzz_importance_sampler(fields, x, q, bs, seed, hybrid):
     weights=ANY, idx=ANY, q_min=ANY, loss=ANY)
 @example(fields={"max_history_length": 2**63}, epoch=0, metrics=None, q=None, tags=None,
          grads=None, weights=None, idx=None, q_min=None, loss=None)     # found: OverflowError
+@example(fields={}, epoch=0, metrics=None, q=[8.98e307, 8.98e307], tags=None, grads=None,
+         weights=[1e308, 1e308], idx=None, q_min=None, loss=None)       # found: overflow warnings
 def test_fuzz_diagnostics(fields, epoch, metrics, q, tags, grads, weights, idx, q_min, loss):
     cfg = only_allowed_errors(DiagnosticConfig, auto_export=False, **fields)
     m = only_allowed_errors(DiagnosticMonitor, cfg)

@@ -159,6 +159,21 @@ def effective_mix(mix: np.ndarray, available: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ stratified draws
+def check_stratified_args(edges, n, mix, seed, within, weight_power, min_q_abs, max_weight):
+    """Validated (edges, n, mix, seed, within, weight_power, min_q_abs, max_weight) of
+    ``stratified_sample``; ``max_weight=None`` becomes the largest float."""
+    edges = check_edges(edges)
+    n = check_count(n, "n")
+    mix = check_mix(mix, edges.size + 1)
+    seed = check_seed(seed)
+    within = check_choice(within, "within", WITHIN)
+    weight_power = check_real(weight_power, "weight_power", low=0.0)
+    min_q_abs = check_real(min_q_abs, "min_q_abs", low=0.0, low_open=True)
+    max_weight = check_real(sys.float_info.max if max_weight is None else max_weight,
+                            "max_weight", low=0.0, low_open=True)
+    return edges, n, mix, seed, within, weight_power, min_q_abs, max_weight
+
+
 def stratified_sample(q, n, *, edges=DEFAULT_EDGES, mix, seed, within="uniform",
                       weight_power=2.0, min_q_abs=1e-6, max_weight=None, backend="auto"):
     """Draw ``n`` pool indices (with replacement) with a prescribed mix over |Q| bands.
@@ -181,16 +196,8 @@ def stratified_sample(q, n, *, edges=DEFAULT_EDGES, mix, seed, within="uniform",
     ``target``, ``achieved`` (counted from ``band[idx]``), ``redistributed`` =
     achieved - target.
     """
-    edges = check_edges(edges)
-    n = check_count(n, "n")
-    mix = check_mix(mix, edges.size + 1)
-    seed = check_seed(seed)
-    within = check_choice(within, "within", WITHIN)
-    weight_power = check_real(weight_power, "weight_power", low=0.0)
-    min_q_abs = check_real(min_q_abs, "min_q_abs", low=0.0, low_open=True)
-    if max_weight is None:
-        max_weight = sys.float_info.max
-    max_weight = check_real(max_weight, "max_weight", low=0.0, low_open=True)
+    edges, n, mix, seed, within, weight_power, min_q_abs, max_weight = \
+        check_stratified_args(edges, n, mix, seed, within, weight_power, min_q_abs, max_weight)
     q = _check_q(q, allow_empty=n == 0)
     backend = resolve_backend(backend, q.size)
     n_bands = edges.size + 1

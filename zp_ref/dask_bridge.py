@@ -24,7 +24,6 @@ from __future__ import annotations
 import glob
 import math
 import os
-import sys
 import warnings
 
 import numpy as np
@@ -36,8 +35,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError("zp_ref.dask_bridge needs dask: install the extra with "
                       "`pip install zp_ref[dask]` (dask[array] and distributed)") from exc
 
-from ._validation import check_backend, check_choice, check_count, check_real, check_seed
-from .bands import DEFAULT_EDGES, WITHIN, check_edges, check_mix, effective_mix, largest_remainder
+from ._validation import check_backend, check_choice, check_count, check_seed
+from .bands import (DEFAULT_EDGES, check_edges, check_stratified_args, effective_mix,
+                    largest_remainder)
 from .kernels.cpu_sampling import PREFIX_BLOCK
 from .rng import STREAMS, derive_seed, uniforms
 from .weighting import NAN_POLICIES, check_weight_config
@@ -534,15 +534,8 @@ def stratified_sample(q, n, *, edges=DEFAULT_EDGES, mix, seed, within="uniform",
     band, the block totals of the band's weights, given the rank of its first member
     there; (3) each chunk receives the draws that fall in it and returns indices.
     """
-    edges = check_edges(edges)
-    n = check_count(n, "n")
-    mix = check_mix(mix, edges.size + 1)
-    seed = check_seed(seed)
-    within = check_choice(within, "within", WITHIN)
-    weight_power = check_real(weight_power, "weight_power", low=0.0)
-    min_q_abs = check_real(min_q_abs, "min_q_abs", low=0.0, low_open=True)
-    max_weight = check_real(sys.float_info.max if max_weight is None else max_weight,
-                            "max_weight", low=0.0, low_open=True)
+    edges, n, mix, seed, within, weight_power, min_q_abs, max_weight = \
+        check_stratified_args(edges, n, mix, seed, within, weight_power, min_q_abs, max_weight)
     check_backend(backend)
     q = _check_pool(q, "q", allow_empty=n == 0, hint="zp_ref.stratified_sample")
     n_bands, n_chunks = edges.size + 1, q.numblocks[0]

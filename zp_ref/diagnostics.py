@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import math
 import numbers
 import os
 import sys
@@ -150,18 +151,30 @@ def q_statistics(q, near: float, far: float, edges) -> dict:
     from .bands import band_counts
     a = np.abs(q)
     counts = band_counts(q, edges)
-    with np.errstate(invalid="ignore"):        # an infinite |q| gives mean inf, std nan
-        std = float(a.std(ddof=1)) if a.size > 1 else 0.0
-    return {"q_min": float(a.min()), "q_mean": float(a.mean()), "q_std": std,
+    mean, std = _mean_std(a)
+    if not (math.isfinite(mean) and math.isfinite(std)) and np.isfinite(a).all():
+        top = float(a.max())                    # finite |q| near float64's max: rescale
+        mean, std = (top * v for v in _mean_std(a / top))
+    return {"q_min": float(a.min()), "q_mean": mean, "q_std": std,
             "near_pole_ratio": float((a < near).mean()), "far_ratio": float((a > far).mean()),
             "band_counts": [int(c) for c in counts]}
+
+
+def _mean_std(a):
+    """(mean, std with ddof=1; 0 for one value); an infinite |q| gives mean inf, std NaN."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return float(a.mean()), (float(a.std(ddof=1)) if a.size > 1 else 0.0)
 
 
 def weight_statistics(w) -> dict:
     """Kish ESS = (sum w)^2 / sum w^2, ESS / n and the largest share max(w) / sum(w)."""
     from .sampling import kish_ess
     ess = float(kish_ess(w))
-    return {"ess": ess, "ess_fraction": ess / w.size, "max_weight_share": float(w.max() / w.sum())}
+    top = float(w.max())
+    with np.errstate(over="ignore"):
+        total = float(w.sum())
+    share = top / total if math.isfinite(total) else 1.0 / float((w / top).sum())
+    return {"ess": ess, "ess_fraction": ess / w.size, "max_weight_share": share}
 
 
 def gradient_statistics(gradients: dict, q_abs, near: float, far: float, percentiles) -> dict:
@@ -340,7 +353,7 @@ class DiagnosticMonitor:
             w = as_float_array(weights, "weights", finite=True)
             if n is not None and w.size != n:
                 raise ValueError(f"weights has {w.size} entries, q_values {n}; they must match")
-            if (w < 0).any() or w.sum() <= 0:
+            if (w < 0).any() or not (w > 0).any():
                 raise ValueError("weights must be >= 0 with a positive sum")
             n = w.size
             row.update(weight_statistics(w))

@@ -20,6 +20,9 @@ from .backends import resolve_backend
 __all__ = ["Polynomial", "Rational"]
 
 
+#: Largest exponent of one variable: the evaluation precomputes every power up to it.
+MAX_EXPONENT = 100_000
+
 class Polynomial:
     """Q(x) = sum_t coeffs[t] * prod_a x_a**exponents[t, a].
 
@@ -61,6 +64,10 @@ class Polynomial:
         if (e < 0).any():
             row = int(np.argwhere(e < 0)[0][0])
             raise ValueError(f"exponents must be >= 0, row {row} is {e[row].tolist()}")
+        if (e > MAX_EXPONENT).any():
+            row = int(np.argwhere(e > MAX_EXPONENT)[0][0])
+            raise ValueError(f"exponents must be <= {MAX_EXPONENT} (one variable's degree), "
+                             f"row {row} is {e[row].tolist()}")
         c = as_float_array(coeffs, "coeffs", ndim=1, finite=True)
         if c.size != e.shape[0]:
             raise ValueError(f"coeffs must have one entry per exponent row: got {c.size} "
@@ -127,7 +134,7 @@ class Polynomial:
 
         A scalar is accepted in 1-D and gives a float.
         """
-        scalar = self.dim == 1 and np.ndim(x) == 0 and isinstance(x, (numbers.Real, np.number))
+        scalar = self.dim == 1 and isinstance(x, (numbers.Real, np.number))
         pts = points_array(np.atleast_1d(x) if scalar else x, self.dim, "x")
         out = evaluate_points(self, pts, resolve_backend(backend, pts.shape[0]))
         return float(out[0]) if scalar else out

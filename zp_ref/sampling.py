@@ -124,6 +124,9 @@ def _sample_without_replacement(w, n, seed, backend):
 def uniform_indices(pool_size, n, *, seed, backend="auto") -> np.ndarray:
     """``floor(u(seed, 2, j) * pool_size)`` clamped to pool_size - 1, int64 (n,)."""
     pool_size = check_count(pool_size, "pool_size", minimum=1)
+    if pool_size > 2**53:
+        raise ValueError(f"pool_size must be at most 2**53 (the index floor(u * pool_size) is "
+                         f"computed in float64), got {pool_size}")
     n = check_count(n, "n")
     seed = check_seed(seed)
     backend = resolve_backend(backend, n)

@@ -4,6 +4,8 @@ The ``_numpy`` functions are the oracle: plain NumPy, the contract in code.
 """
 from __future__ import annotations
 
+import math
+import sys
 import warnings
 
 import numpy as np
@@ -15,20 +17,28 @@ NAN_POLICIES = ("raise", "omit")
 
 
 def check_weight_config(weight_power, min_q_abs, max_weight, temperature):
-    """Validate the four weight parameters; returns them as floats."""
-    return (check_real(weight_power, "weight_power", low=0.0),
-            check_real(min_q_abs, "min_q_abs", low=0.0, low_open=True),
-            check_real(max_weight, "max_weight", low=0.0, low_open=True),
-            check_real(temperature, "temperature", low=0.0, low_open=True))
+    """Validate the four weight parameters; returns them as floats.
+
+    Weights never exceed ``max_weight ** (1 / temperature)``, so that must be a finite
+    float64 (otherwise tempered weights overflow to inf and normalise to NaN)."""
+    config = (check_real(weight_power, "weight_power", low=0.0),
+              check_real(min_q_abs, "min_q_abs", low=0.0, low_open=True),
+              check_real(max_weight, "max_weight", low=0.0, low_open=True),
+              check_real(temperature, "temperature", low=0.0, low_open=True))
+    if math.log(config[2]) / config[3] > math.log(sys.float_info.max):
+        raise ValueError(f"max_weight ** (1 / temperature) = {config[2]} ** (1 / {config[3]}) "
+                         f"overflows float64: lower max_weight or raise temperature")
+    return config
 
 
 def _importance_weights_numpy(q, p, min_q_abs, max_weight, temperature, normalize=True):
     """The oracle (q without NaN)."""
     a = np.maximum(np.abs(q), min_q_abs)
-    w = 1.0 / a**p
-    w = np.minimum(w, max_weight)
-    if temperature != 1.0:
-        w = w ** (1.0 / temperature)
+    with np.errstate(over="ignore", divide="ignore", under="ignore"):
+        w = 1.0 / a**p                        # a**p beyond float64: weight 0 (or the cap)
+        w = np.minimum(w, max_weight)
+        if temperature != 1.0:
+            w = w ** (1.0 / temperature)
     w[np.isinf(q)] = 0.0                      # q = +-inf: infinitely far from a pole
     if normalize:
         w = w / w.sum()
@@ -63,7 +73,8 @@ def importance_weights(q, *, weight_power=2.0, min_q_abs=1e-6, max_weight=100.0,
             _check_nan(q, n_nan, nan_policy)
         w = _importance_weights_numpy(np.where(np.isnan(q), np.inf, q), p, min_q_abs,
                                       max_weight, temperature, normalize=False)
-        total = w.sum()
+        with np.errstate(over="ignore"):      # an infinite total is refused below
+            total = w.sum()
     elif backend == "cpu":
         from .kernels import threads_for
         from .kernels.cpu_weights import importance_weights_cpu
@@ -79,6 +90,10 @@ def importance_weights(q, *, weight_power=2.0, min_q_abs=1e-6, max_weight=100.0,
         if not total > 0.0:
             raise ValueError("every weight is 0 (q holds no finite value): the weights cannot "
                              "be normalised; pass normalize=False to get the zeros")
+        if not math.isfinite(total):
+            raise ValueError(f"the sum of the {q.size} weights overflows float64 ({total}): "
+                             f"lower max_weight (each weight is at most "
+                             f"max_weight ** (1 / temperature))")
         if backend == "cpu":
             from .kernels import threads_for
             from .kernels.cpu_weights import divide_inplace
