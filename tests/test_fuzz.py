@@ -288,3 +288,72 @@ def test_fuzz_polynomial(coeffs, x, exps, c2):
     if not _has_huge_int(exps):
         only_allowed_errors(Polynomial.from_terms, exps, c2)
 
+
+
+@FUZZ_SLOW
+@given(strategy=either(st.sampled_from(["uniform", "importance", "hybrid"])),
+       kwargs=st.dictionaries(st.sampled_from(
+           ["temperature", "importance_ratio", "grid_size", "refinement_threshold",
+            "max_refinement", "export_frequency", "track_gradients", "track_tags", "seed",
+            "weighting", "min_q_abs", "max_weight", "max_history_length", "auto_export"]),
+           ANY, max_size=2),
+       weight_power=either(st.floats(0, 3)), x=either(st.just(np.arange(6.0))),
+       q=either(VALID_Q), bs=either(st.integers(1, 20)), epoch=either(st.integers(0, 5)))
+def test_fuzz_integrated_sampler(strategy, kwargs, weight_power, x, q, bs, epoch):
+    kwargs.setdefault("auto_export", False)
+    s = only_allowed_errors(zp_ref.create_integrated_sampler, strategy, weight_power, None,
+                            backend="numpy", **kwargs)
+    s = s if s is not None else zp_ref.create_integrated_sampler(
+        "hybrid", backend="numpy", auto_export=False)
+    calls = s.n_calls
+    r = only_allowed_errors(s.sample_batch, x, q, bs, epoch)
+    assert s.n_calls == calls + (r is not None)
+
+
+@FUZZ_SLOW
+@given(q=either(VALID_Q), n=either(st.integers(1, 30)), seed=either(SEED), new_q=ANY,
+       epoch=either(st.integers(0, 5)), idx=ANY)
+def test_fuzz_torch_bridge(q, n, seed, new_q, epoch, idx):
+    tb = pytest.importorskip("zp_ref.torch_bridge")
+    s = only_allowed_errors(tb.ImportanceWeightedSampler, q, n, seed=seed)
+    if s is None:
+        return
+    only_allowed_errors(s.set_epoch, epoch)
+    drawn = list(s)
+    assert len(drawn) == n and all(0 <= i < s.pool_size for i in drawn)
+    only_allowed_errors(s.likelihood_ratio, idx)
+    before = s.weights.copy()
+    try:
+        s.update_q(new_q)
+    except (ValueError, TypeError):
+        assert s.weights.tobytes() == before.tobytes()    # a refused update changes nothing
+    assert s.weights.shape == before.shape
+
+
+def _saved_sampler(folder):
+    s = ImportanceSampler(seed=5, backend="numpy")
+    s.sample_batch(np.arange(8.0), np.linspace(-1, 1, 8), 16)
+    return s, zp_ref.save_state(folder / "s.json", s)
+
+
+@FUZZ
+@given(cut=st.integers(0, 10**6), flips=st.lists(st.tuples(st.integers(0, 10**6),
+                                                            st.integers(1, 255)), max_size=3),
+       which=st.sampled_from(["json", "npz"]))
+def test_fuzz_damaged_state_files_are_refused(tmp_path_factory, cut, flips, which):
+    """Any truncation or byte edit of a saved state (JSON or .npz) is refused with
+    ValueError, unless it leaves the content identical (e.g. JSON whitespace)."""
+    folder = tmp_path_factory.mktemp("state")
+    sampler, path = _saved_sampler(folder)
+    target = path if which == "json" else path.with_suffix(".npz")
+    data = bytearray(target.read_bytes())
+    for pos, xor in flips:
+        data[pos % len(data)] ^= xor
+    data = data[:len(data) - cut % (len(data) + 1)] if cut % 3 == 0 else data
+    target.write_bytes(bytes(data))
+    loaded = only_allowed_errors(zp_ref.load_state, path)
+    if loaded is not None:
+        assert loaded.state_dict()["calls"] == sampler.state_dict()["calls"]
+        idx = np.linspace(-1, 1, 8)
+        assert loaded.sample_batch(idx, idx, 4)[1].tolist() == \
+            sampler.sample_batch(idx, idx, 4)[1].tolist()

@@ -96,7 +96,8 @@ for field, domain in (("weight_power", {"neg": -1.0}),
     family(f"importance_weights-{field}", {**NONFINITE, **NOT_REAL, **domain},
            lambda v, f=field: importance_weights(Q, **{f: v}), field)
 row("importance_weights-tempered-cap-overflows",
-    lambda: importance_weights(Q, max_weight=1e300, temperature=0.1), r"max_weight \*\* \(1 / temperature\)")
+    lambda: importance_weights(Q, max_weight=1e300, temperature=0.1),
+    r"max_weight \*\* \(1 / temperature\)")
 for b in ("numpy", "cpu"):
     row(f"importance_weights-total-overflows[{b}]",
         lambda b=b: importance_weights(np.full(2, 1e-250), min_q_abs=1e-200, max_weight=1.7e308,
@@ -107,15 +108,6 @@ family("importance_weights-nan_policy", {"ignore": "ignore", "none": None, "uppe
        lambda v: importance_weights(Q, nan_policy=v), "nan_policy")
 family("importance_weights-backend", BAD_BACKENDS,
        lambda v: importance_weights(Q, backend=v), "backend")
-for label, make_out in {"float32": lambda: np.empty(Q.size, np.float32),
-                        "shape": lambda: np.empty(Q.size + 1),
-                        "strided": lambda: np.empty(2 * Q.size)[::2],
-                        "readonly": lambda: _readonly(np.zeros(Q.size)),
-                        "list": lambda: [0.0] * Q.size,
-                        "2d": lambda: np.empty((Q.size, 1))}.items():
-    row(f"importance_weights-out={label}", lambda m=make_out: importance_weights(Q, out=m()),
-        r"\bout\b")
-row("importance_weights-out-overlaps-q", lambda: _overlap_out(), r"\bout\b")
 
 
 def _readonly(a):
@@ -126,6 +118,17 @@ def _readonly(a):
 def _overlap_out():
     q = Q.copy()
     return importance_weights(q, out=q)
+
+
+for label, make_out in {"float32": lambda: np.empty(Q.size, np.float32),
+                        "shape": lambda: np.empty(Q.size + 1),
+                        "strided": lambda: np.empty(2 * Q.size)[::2],
+                        "readonly": lambda: _readonly(np.zeros(Q.size)),
+                        "list": lambda: [0.0] * Q.size,
+                        "2d": lambda: np.empty((Q.size, 1))}.items():
+    row(f"importance_weights-out={label}", lambda m=make_out: importance_weights(Q, out=m()),
+        r"\bout\b")
+row("importance_weights-out-overlaps-q", lambda: _overlap_out(), r"\bout\b")
 
 
 family("singularity_prob-q", BAD_ARRAYS,
@@ -744,7 +747,7 @@ for label, change, match in (("version", {"version": 3}, "version"),
 row("ActiveSampler.load_state_dict-not-dict", lambda s: s.load_state_dict([1]), "state",
     make=active)
 
-# ================================================================== Polynomial / Rational / problems
+# ================================================================== Polynomial, Rational, problems
 family("Polynomial-coeffs", {**BAD_ARRAYS, "nan": [1.0, NAN], "inf": [INF]},
        lambda v: Polynomial(v), "coeffs")
 family("Polynomial.from_roots-roots", {"nan": [NAN], "inf": [0.5, INF], "str": ["a"],
