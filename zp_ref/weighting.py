@@ -140,7 +140,8 @@ def singularity_prob(q, *, tau_train, beta) -> np.ndarray:
     if np.isnan(q).any():
         raise ValueError(f"q holds {int(np.isnan(q).sum())} NaN value(s), first at index "
                          f"{int(np.argmax(np.isnan(q)))}")
-    z = (tau_train - np.abs(q)) / beta
+    with np.errstate(over="ignore"):           # a tiny beta: z = +-inf, a 0/1 step
+        z = (tau_train - np.abs(q)) / beta
     # numerically stable logistic: never exp of a large positive number
     out = np.empty_like(z)
     pos = z >= 0
