@@ -155,4 +155,4 @@ def run(quick: bool = False) -> list:
 
 
 if __name__ == "__main__":
-    sys.exit(bench.main(sys.argv[1:], include=("refinement",)))
+    print(bench.bench_command(sys.argv[1:], include=("refinement",)))

@@ -19,4 +19,4 @@ def run(quick: bool = False) -> list:
 
 
 if __name__ == "__main__":
-    sys.exit(bench.main(sys.argv[1:], include=("sampling",)))
+    print(bench.bench_command(sys.argv[1:], include=("sampling",)))

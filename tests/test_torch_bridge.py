@@ -323,7 +323,7 @@ def test_study_test_set_is_stratified():
 
 
 def test_study_quick_smoke(tmp_path):
-    from zp_ref.study import BANDS, METHODS, StudyConfig, run_study, study_main
+    from zp_ref.study import BANDS, METHODS, StudyConfig, run_study, study_command
     tiny = dataclasses.replace(StudyConfig.quick(), pool_size=512, batch_size=32, epochs=3,
                                steps_per_epoch=4, test_per_band=16, test_uniform=64,
                                active_levels=(10, 4))
@@ -348,7 +348,7 @@ def test_study_quick_smoke(tmp_path):
     for method, m in again["targets"]["rational_1d"]["methods"].items():
         assert m["band_mse"] == report["targets"]["rational_1d"]["methods"][method]["band_mse"]
     with pytest.raises(SystemExit) as exc:
-        study_main(["--seeds", "0"])
+        study_command(["--seeds", "0"])
     assert exc.value.code == 2
     with pytest.raises(ValueError, match="methods"):
         run_study(seeds=1, out=tmp_path, progress=False,

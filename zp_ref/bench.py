@@ -251,13 +251,14 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(args=None, include=BENCHMARKS) -> int:
-    """Run the suite, print the table, write JSON when asked. ``args``: an argv list
-    (None: sys.argv[1:]) or a namespace with ``quick`` and ``json``."""
+def bench_command(args=None, include=BENCHMARKS) -> str:
+    """Run the suite, write JSON when asked, return the report (table, notes) for the
+    caller to show. ``args``: an argv list (None: sys.argv[1:]) or a namespace with
+    ``quick`` and ``json``."""
     if args is None or isinstance(args, (list, tuple)):
         args = _parser().parse_args(sys.argv[1:] if args is None else list(args))
     result = run_suite(bool(getattr(args, "quick", False)), include)
-    print(format_table(result))
+    report = format_table(result)
     path = getattr(args, "json", None)
     if path:
         path = Path(path)
@@ -265,5 +266,5 @@ def main(args=None, include=BENCHMARKS) -> int:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(result, indent=2, default=_jsonable))
         os.replace(tmp, path)
-        print(f"wrote {path}")
-    return 0
+        report += f"\nwrote {path}"
+    return report

@@ -337,15 +337,16 @@ def _run_refine(args, name, q, sampler, out) -> int:
 # ------------------------------------------------------------------ bench and study
 def _prepare_bench(args):
     from . import bench
-    return lambda: bench.main(args)
+    return lambda: print(bench.bench_command(args)) or 0
 
 
 def _study_main(argv) -> int:
     try:
-        from .study import study_main
+        from .study import study_command
     except ImportError as exc:
         raise UsageError(f"the study needs PyTorch: pip install 'zp_ref[torch]' ({exc})")
-    return study_main(argv)
+    print(study_command(argv))
+    return 0
 
 
 # ------------------------------------------------------------------ parser
@@ -439,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     study = sub.add_parser(
         "study", add_help=False, help="the training study (needs the torch extra); "
                                       "zp-ref study --help lists its options",
-        description="Delegates to zp_ref.study.study_main.")
+        description="Delegates to zp_ref.study.study_command.")
     study.add_argument("study_args", nargs=argparse.REMAINDER)
     return parser
 

@@ -28,7 +28,7 @@ from .rational import Polynomial
 from .rng import derive_seed, uniforms
 
 __all__ = ["METHODS", "BANDS", "RationalModel", "StudyConfig", "Target", "targets",
-           "run_study", "study_main"]
+           "run_study", "study_command"]
 
 METHODS = ("uniform", "importance", "hybrid", "curriculum", "active")
 BANDS = tuple(f"B{b}" for b in range(len(DEFAULT_EDGES) + 1))
@@ -608,8 +608,9 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def study_main(argv=None) -> int:
-    """``zp-ref study [--quick] [--seeds N] [--out DIR]``: run the study, print its table."""
+def study_command(argv=None) -> str:
+    """``zp-ref study [--quick] [--seeds N] [--out DIR]``: run the study; returns its
+    table for the command line to show (bad arguments: SystemExit(2), one line)."""
     from .cli import OneLineArgumentParser          # bad arguments: one line, exit 2
     parser = OneLineArgumentParser(
         prog="zp-ref study",
@@ -628,10 +629,5 @@ def study_main(argv=None) -> int:
     report = run_study(quick=args.quick, seeds=args.seeds, out=args.out,
                        progress=not args.no_progress,
                        config=dataclasses.replace(preset, loss=args.loss))
-    print(_table(report))
-    print(f"wrote {Path(args.out) / 'study.json'} and {Path(args.out) / 'study.png'}")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(study_main())
+    return (f"{_table(report)}\n"
+            f"wrote {Path(args.out) / 'study.json'} and {Path(args.out) / 'study.png'}")
