@@ -159,6 +159,17 @@ def effective_mix(mix: np.ndarray, available: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ stratified draws
+def allocate_draws(n: int, mix: np.ndarray, drawable: np.ndarray):
+    """(target, effective mix, alloc) of ``stratified_sample``: ``target`` rounds
+    ``n * mix``, ``alloc`` rounds ``n * effective_mix(mix, drawable)`` (largest remainder)."""
+    target = largest_remainder(n, mix)
+    if n > 0 and drawable.sum() == 0:
+        raise ValueError("q: no pool entry can be drawn (every importance weight is 0: "
+                         "q holds only +-inf)")
+    m = effective_mix(mix, drawable) if n > 0 else mix
+    return target, m, largest_remainder(n, m)
+
+
 def check_stratified_args(edges, n, mix, seed, within, weight_power, min_q_abs, max_weight):
     """Validated (edges, n, mix, seed, within, weight_power, min_q_abs, max_weight) of
     ``stratified_sample``; ``max_weight=None`` becomes the largest float."""
@@ -213,12 +224,7 @@ def stratified_sample(q, n, *, edges=DEFAULT_EDGES, mix, seed, within="uniform",
         drawable = np.bincount(bands[weights > 0], minlength=n_bands).astype(np.int64)
     else:
         drawable = members
-    target = largest_remainder(n, mix)
-    if n > 0 and drawable.sum() == 0:
-        raise ValueError("q: no pool entry can be drawn (every importance weight is 0: "
-                         "q holds only +-inf)")
-    m = effective_mix(mix, drawable) if n > 0 else mix
-    alloc = largest_remainder(n, m)
+    target, m, alloc = allocate_draws(n, mix, drawable)
 
     parts = []
     for b in range(n_bands):

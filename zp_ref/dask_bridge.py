@@ -36,8 +36,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
                       "`pip install zp_ref[dask]` (dask[array] and distributed)") from exc
 
 from ._validation import check_backend, check_choice, check_count, check_seed
-from .bands import (DEFAULT_EDGES, check_edges, check_stratified_args, effective_mix,
-                    largest_remainder)
+from .bands import DEFAULT_EDGES, allocate_draws, check_edges, check_stratified_args
 from .kernels.cpu_sampling import PREFIX_BLOCK
 from .rng import STREAMS, derive_seed, uniforms
 from .weighting import NAN_POLICIES, check_weight_config
@@ -555,12 +554,7 @@ def stratified_sample(q, n, *, edges=DEFAULT_EDGES, mix, seed, within="uniform",
     members = per_chunk.sum(axis=0)
     drawable = np.array([stats[c]["drawable"] for c in range(n_chunks)],
                         dtype=np.int64).reshape(n_chunks, n_bands).sum(axis=0)
-    target = largest_remainder(n, mix)
-    if n > 0 and drawable.sum() == 0:
-        raise ValueError("q: no pool entry can be drawn (every importance weight is 0: "
-                         "q holds only +-inf)")
-    m = effective_mix(mix, drawable) if n > 0 else mix
-    alloc = largest_remainder(n, m)
+    target, m, alloc = allocate_draws(n, mix, drawable)
     # rank of the first member of band b in chunk c
     rank0 = np.vstack((np.zeros(n_bands, dtype=np.int64), np.cumsum(per_chunk, axis=0)))
     live = [b for b in range(n_bands) if alloc[b] > 0]

@@ -13,7 +13,7 @@ flags are bit-identical; point ids may be numbered differently, leaves are not.
 import numpy as np
 from numba import njit, prange
 
-from ..refinement import (CRIT_ABS, CRIT_ABS_OR_SIGN, CRIT_SIGN, RADIUS_INFLATE,
+from ..refinement import (CRIT_ABS, CRIT_INTERVAL, CRIT_SIGN, RADIUS_INFLATE,
                           _empty_interval_args, _HostEngine)
 from .cpu_poly import BLOCK, block_powers, fill_powers, horner_at, terms_block
 
@@ -79,6 +79,27 @@ def collect_candidates(n, alive, flag, exhausted, level, L, out):
     return m
 
 
+@njit(cache=True, inline="always")
+def lattice_key(lo, i, strides):
+    """Packed lattice key of the lower corner of cell i."""
+    key = 0
+    for a in range(lo.shape[1]):
+        key += lo[i, a] * strides[a]
+    return key
+
+
+@njit(cache=True)
+def simple_flag(crit, sign, small):
+    """Flag of a cell under the sampled criteria (abs, sign, abs_or_sign) from whether
+    its evaluated points change sign (or hit 0) and whether one has |Q| < threshold.
+    Shared by the numba.cuda kernel, which calls it as a device function."""
+    if crit == CRIT_ABS:
+        return small
+    if crit == CRIT_SIGN:
+        return sign
+    return sign or small
+
+
 @njit(cache=True)
 def face_keys_of(sel, lo, level, strides, L, offsets, face_pos, out):
     """out[s, f] = packed key of face point f of cell sel[s] (the non-corner, non-centre
@@ -87,9 +108,7 @@ def face_keys_of(sel, lo, level, strides, L, offsets, face_pos, out):
     for s in range(sel.size):
         i = sel[s]
         half = np.int64(1) << (L - level[i])
-        base = 0
-        for a in range(d):
-            base += lo[i, a] * strides[a]
+        base = lattice_key(lo, i, strides)
         for f in range(face_pos.size):
             key = base
             for a in range(d):
@@ -126,9 +145,7 @@ def emit_children(sel, face_ids, lo, level, corner, centre, alive, flag, exhaust
     for s in range(sel.size):
         i = sel[s]
         half = np.int64(1) << (L - level[i])
-        base = 0
-        for a in range(d):
-            base += lo[i, a] * strides[a]
+        base = lattice_key(lo, i, strides)
         for j in range(nc):
             ids[corner_pos[j]] = corner[i, j]
         ids[centre_pos] = centre[i]
@@ -254,14 +271,9 @@ def cell_flags(c0, c1, lo, level, corner, centre, value, crit, threshold, L, M, 
             neg |= v < 0
             zero |= v == 0
             small |= abs(v) < threshold
-        sign = (pos and neg) or zero
         ex = False
-        if crit == CRIT_ABS:
-            f = small
-        elif crit == CRIT_SIGN:
-            f = sign
-        elif crit == CRIT_ABS_OR_SIGN:
-            f = sign or small
+        if crit != CRIT_INTERVAL:
+            f = simple_flag(crit, (pos and neg) or zero, small)
         else:
             unit = np.int64(1) << (L + 1 - level[i])
             for a in range(d):

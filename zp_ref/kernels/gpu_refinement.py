@@ -12,9 +12,10 @@ fused), so values and flags are bit-identical to the CPU's.
 import numpy as np
 from numba import cuda
 
-from ..refinement import (CRIT_ABS, CRIT_ABS_OR_SIGN, CRIT_SIGN, RADIUS_INFLATE, _Tree,
+from ..refinement import (RADIUS_INFLATE, _Tree,
                           _empty_interval_args, _IntervalTables, CRIT_INTERVAL, call_q)
 from ..backends import cuda_simulated
+from .cpu_refinement import simple_flag
 from .gpu_poly import (MAX_DIM, POW_WIDTH, check_supported, fill_powers, horner_at, mul,
                        terms_at)
 
@@ -293,14 +294,9 @@ def _cell_flags(c0, c1, lo, level, corner, centre, value, crit, threshold, L, M,
         neg = neg or v < 0
         zero = zero or v == 0
         small = small or abs(v) < threshold
-    sign = (pos and neg) or zero
     ex = False
-    if crit == CRIT_ABS:
-        f = small
-    elif crit == CRIT_SIGN:
-        f = sign
-    elif crit == CRIT_ABS_OR_SIGN:
-        f = sign or small
+    if crit != CRIT_INTERVAL:
+        f = simple_flag(crit, (pos and neg) or zero, small)
     else:
         xlo = cuda.local.array(MAX_DIM, np.float64)
         xhi = cuda.local.array(MAX_DIM, np.float64)

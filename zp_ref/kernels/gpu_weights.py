@@ -20,6 +20,22 @@ from .gpu_rng import as_device, grid_stride_shape
 REDUCE_WIDTH = 256
 
 
+@cuda.jit(device=True)
+def reduce_in_block(sums, nans, t, s, n_nan):
+    """Tree reduction of each thread's (s, n_nan) into sums[0], nans[0] (shared arrays
+    of blockDim.x entries, a power of two), in a fixed order."""
+    sums[t] = s
+    nans[t] = n_nan
+    cuda.syncthreads()
+    step = cuda.blockDim.x // 2
+    while step > 0:
+        if t < step:
+            sums[t] += sums[t + step]
+            nans[t] += nans[t + step]
+        cuda.syncthreads()
+        step //= 2
+
+
 @cuda.jit(device=True, inline=True)
 def importance_weight(q, p, mode, min_q_abs, max_weight, inv_temperature):
     """Clipped, tempered 1/|q|^p; 0 for q = +-inf (q not NaN)."""
@@ -66,16 +82,7 @@ def weights_and_block_sums(q, p, mode, min_q_abs, max_weight, inv_temperature, o
             w = importance_weight(x, p, mode, min_q_abs, max_weight, inv_temperature)
         out[i] = w
         s += w
-    sums[t] = s
-    nans[t] = n_nan
-    cuda.syncthreads()
-    step = cuda.blockDim.x // 2
-    while step > 0:                       # blockDim.x is a power of two
-        if t < step:
-            sums[t] += sums[t + step]
-            nans[t] += nans[t + step]
-        cuda.syncthreads()
-        step //= 2
+    reduce_in_block(sums, nans, t, s, n_nan)
     if t == 0:
         block_sums[cuda.blockIdx.x] = sums[0]
         block_nans[cuda.blockIdx.x] = nans[0]
@@ -92,16 +99,7 @@ def reduce_block_sums(block_sums, block_nans, stats):
     for b in range(t, block_sums.size, cuda.blockDim.x):
         s += block_sums[b]
         n_nan += block_nans[b]
-    sums[t] = s
-    nans[t] = n_nan
-    cuda.syncthreads()
-    step = cuda.blockDim.x // 2
-    while step > 0:
-        if t < step:
-            sums[t] += sums[t + step]
-            nans[t] += nans[t + step]
-        cuda.syncthreads()
-        step //= 2
+    reduce_in_block(sums, nans, t, s, n_nan)
     if t == 0:
         stats[0] = sums[0]
         stats[1] = nans[0]
