@@ -1,4 +1,4 @@
-"""The PyTorch bridge (zp_ref.torch_bridge) and the training study (zp_ref.study)."""
+"""The PyTorch bridge (zp_ref.torch_bridge) and the training study (zp_ref.apps.study)."""
 import dataclasses
 import json
 import subprocess
@@ -298,7 +298,7 @@ def test_missing_torch_gives_a_clear_import_error():
 
 # ------------------------------------------------------------------ the study
 def test_rational_model_form():
-    from zp_ref.study import RationalModel
+    from zp_ref.apps.study import RationalModel
     m = RationalModel(2, 3, 2, seed=4)
     x = torch.tensor([[0.0, 0.0], [0.5, -0.25], [1.0, 1.0]], dtype=torch.float64)
     q = m.q(x)
@@ -310,7 +310,7 @@ def test_rational_model_form():
 
 
 def test_study_test_set_is_stratified():
-    from zp_ref.study import BANDS, StudyConfig, targets, test_set
+    from zp_ref.apps.study import BANDS, StudyConfig, targets, test_set
     cfg = StudyConfig(test_per_band=20, test_uniform=50)
     for target in targets().values():
         test = test_set(target, cfg)
@@ -323,7 +323,7 @@ def test_study_test_set_is_stratified():
 
 
 def test_study_quick_smoke(tmp_path):
-    from zp_ref.study import BANDS, METHODS, StudyConfig, run_study, study_command
+    from zp_ref.apps.study import BANDS, METHODS, StudyConfig, run_study, study_command
     tiny = dataclasses.replace(StudyConfig.quick(), pool_size=512, batch_size=32, epochs=3,
                                steps_per_epoch=4, test_per_band=16, test_uniform=64,
                                active_levels=(10, 4))

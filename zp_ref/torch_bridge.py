@@ -1,6 +1,6 @@
 """PyTorch adapter: zero-copy tensors and zp_ref draws as DataLoader samplers.
 
-Only this module (and :mod:`zp_ref.study`) imports torch; ``import zp_ref`` does not.
+Only this module (and :mod:`zp_ref.apps.study`) imports torch; ``import zp_ref`` does not.
 Every sampler produces its indices in the main process when its epoch starts (in
 ``__iter__``), so ``DataLoader(..., num_workers > 0)`` fetches exactly the same items.
 Epochs follow ``DistributedSampler``: iterating twice without ``set_epoch`` repeats the

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from zp_ref import plots, problems
-from zp_ref.cli import main
+from zp_ref.apps.cli import main
 from zp_ref.refinement import ActiveSampler, ActiveSamplerConfig
 
 HERE = Path(__file__).resolve().parent

@@ -5,8 +5,8 @@
                    diagnostics JSON + PNG plots (the main job).
 ``zp-ref refine``  refine a catalogue problem or a polynomial given by its coefficients;
                    print the pole estimates as a table and save a PNG of the tree.
-``zp-ref bench``   the benchmark suite as a ratio table (``zp_ref.bench``).
-``zp-ref study``   the training study (``zp_ref.study``, needs the ``torch`` extra).
+``zp-ref bench``   the benchmark suite as a ratio table (``zp_ref.apps.bench``).
+``zp-ref study``   the training study (``zp_ref.apps.study``, needs the ``torch`` extra).
 
 Bad arguments exit with status 2 and one line on stderr; this includes the
 ``ValueError``/``TypeError`` the library raises for a bad value while a command is set
@@ -16,245 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
-import warnings
-from pathlib import Path
 
-#: Tree settings per dimension for ``demo`` and ``refine`` (cells per axis at level 0,
-#: deepest level, cap on evaluated points).
-TREE_DEFAULTS = {
-    1: {"initial_grid_size": 64, "max_refinement_level": 30, "max_grid_points": 20_000},
-    2: {"initial_grid_size": 16, "max_refinement_level": 10, "max_grid_points": 50_000},
-    3: {"initial_grid_size": 8, "max_refinement_level": 6, "max_grid_points": 50_000},
-}
-DEFAULT_PROBLEM = "simple_roots_1d"
-BACKENDS = ("auto", "numpy", "cpu", "cuda")
-CRITERIA = ("abs", "sign", "abs_or_sign", "interval")
-
-
-class UsageError(ValueError):
-    """A bad command-line value found by the CLI itself."""
-
-
-class OneLineArgumentParser(argparse.ArgumentParser):
-    """argparse with one-line errors (status 2) instead of usage + message; usable by
-    other zp-ref subcommands that parse their own options (e.g. zp_ref.study)."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-# ------------------------------------------------------------------ argument types
-def _int_at_least(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
-        return value
-    parse.__name__ = f"integer >= {minimum}"
-    return parse
-
-
-def _seed(text: str) -> int:
-    value = _int_at_least(0)(text)
-    if value >= 2**64:
-        raise argparse.ArgumentTypeError(f"expected a seed in [0, 2**64), got {value}")
-    return value
-
-
-def _positive_real(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text!r}")
-    return value
-
-
-def _reals(text: str, what: str) -> list:
-    try:
-        values = [float(v) for v in text.replace(" ", "").split(",") if v != ""]
-    except ValueError:
-        raise UsageError(f"{what} must be comma-separated numbers, got {text!r}") from None
-    if not values or not all(math.isfinite(v) for v in values):
-        raise UsageError(f"{what} must be finite comma-separated numbers, got {text!r}")
-    return values
-
-
-# ------------------------------------------------------------------ shared set-up
-def _problem(name: str):
-    from . import problems
-    return problems.get(name)
-
-
-def _tree_config(dim: int, bounds, args):
-    """ActiveSamplerConfig from TREE_DEFAULTS[dim] and the command-line overrides."""
-    from .refinement import ActiveSamplerConfig
-    settings = dict(TREE_DEFAULTS[min(dim, 3)])
-    for key, arg in (("initial_grid_size", "grid"), ("max_refinement_level", "max_level"),
-                     ("max_grid_points", "max_points")):
-        if getattr(args, arg) is not None:
-            settings[key] = getattr(args, arg)
-    return ActiveSamplerConfig(grid_bounds=tuple(tuple(b) for b in bounds),
-                               criterion=args.criterion, **settings)
-
-
-def _out_dir(text: str) -> Path:
-    out = Path(text)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {text!r} exists and is not a folder")
-    return out
-
-
-def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=110)
-    return path
-
-
-def _table(header: list, rows: list) -> str:
-    """A plain text table, columns right-aligned to their widest cell."""
-    cells = [header] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-# ------------------------------------------------------------------ demo
-def _prepare_demo(args):
-    """Build every object from the arguments (bad values raise here, before any work)."""
-    from .curriculum import BandCurriculum
-    from .diagnostics import DiagnosticConfig, DiagnosticMonitor
-    from .refinement import ActiveSampler
-
-    problem = _problem(args.problem)
-    out = _out_dir(args.out)
-    config = _tree_config(problem.dim, problem.bounds, args)
-    curriculum = BandCurriculum(epochs_per_stage=max(1, -(-args.epochs // 3)),
-                                within="importance", weight_power=args.weight_power,
-                                seed=args.seed, backend=args.backend)
-    monitor_config = DiagnosticConfig(export_path=str(out), auto_export=False,
-                                      near_pole_threshold=float(curriculum.edges[-1]),
-                                      far_pole_threshold=1.0,
-                                      q_min_warning_threshold=args.q_min_warning)
-    sampler = ActiveSampler(config, q=problem.q, input_dim=problem.dim, backend=args.backend)
-    return lambda: _run_demo(args, problem, out, sampler, curriculum,
-                             DiagnosticMonitor(monitor_config))
-
-
-def _build_pool(problem, sampler, size: int, seed: int):
-    """The pool: half drawn uniformly over the box, half with every leaf of the tree
-    equally likely (so density follows refinement depth): (x (size, d), q (size,))."""
-    import numpy as np
-
-    from .rng import derive_seed
-    x_far = sampler.sample(size // 2, seed=derive_seed(seed, 0), weighting="volume")
-    x_near = sampler.sample(size - size // 2, seed=derive_seed(seed, 1), weighting="leaf")
-    x = np.concatenate([x_far, x_near])
-    return x, problem.q(x)
-
-
-def _run_demo(args, problem, out, sampler, curriculum, monitor) -> int:
-    import numpy as np
-    from tqdm import tqdm
-
-    from . import plots
-    from .bands import band_counts
-    from .diagnostics import QMinWarning
-    from .state import atomic_write_bytes, save_state
-    from .weighting import importance_weights
-
-    t0 = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    sampler.refine()
-    stats = sampler.get_statistics()
-    centres, half_widths = sampler.pole_estimates()
-    _, q_pool = _build_pool(problem, sampler, args.pool_size, args.seed)
-    w_pool = importance_weights(q_pool, weight_power=args.weight_power, normalize=False,
-                                backend=args.backend)
-    edges = list(curriculum.edges)
-    rows, batch_q = [], None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", QMinWarning)
-        bar = tqdm(range(args.epochs), desc="zp-ref demo", unit="epoch", file=sys.stderr,
-                   disable=args.no_progress)
-        for epoch in bar:
-            stage = curriculum.stage_at(epoch)
-            drawn = []
-            for b in range(args.batches):
-                idx, _ = curriculum.sample(q_pool, args.batch_size, epoch)
-                monitor.update_batch(q_pool[idx], w_pool[idx], idx, batch_idx=b, epoch=epoch)
-                drawn.append(idx)
-            idx = np.concatenate(drawn)
-            batch_q = q_pool[idx]
-            monitor.update(epoch, {"stage": stage}, q_values=batch_q)
-            curriculum.update(epoch)
-            counts = np.asarray(monitor.history["band_counts"][-1], dtype=np.float64)
-            rows.append({"epoch": epoch, "stage": stage,
-                         "q_min": monitor.history["q_min"][-1],
-                         "q_mean": monitor.history["q_mean"][-1],
-                         "near_pole_ratio": monitor.history["near_pole_ratio"][-1],
-                         "band_fractions": (counts / counts.sum()).tolist()})
-            bar.set_postfix(stage=stage, q_min=f"{rows[-1]['q_min']:.1e}")
-    n_warnings = sum(issubclass(w.category, QMinWarning) for w in caught)
-    for w in caught:
-        if not issubclass(w.category, QMinWarning):
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-
-    files = [monitor.export_diagnostics(args.epochs - 1),
-             save_state(out / "curriculum_state.json", curriculum)]
-    figures = {"history.png": plots.plot_history(monitor),
-               "band_fractions.png": plots.plot_band_fractions(monitor),
-               "q_histogram.png": plots.plot_q_histogram(q_pool, batch_q, edges=edges),
-               "curriculum.png": plots.plot_curriculum_timeline(curriculum)}
-    if problem.dim <= 2:
-        figures["tree.png"] = plots.plot_refinement_tree(sampler)
-    files += [_save(fig, out / name) for name, fig in figures.items()]
-    seconds = time.perf_counter() - t0
-    summary = {
-        "problem": {"name": problem.name, "description": problem.description,
-                    "dim": problem.dim, "bounds": [list(b) for b in problem.bounds]},
-        "arguments": {k: v for k, v in vars(args).items() if k != "prepare"},
-        "tree": {k: stats[k] for k in ("n_leaves", "n_evaluations", "flagged_leaves",
-                                       "max_refinement_level", "capped_rounds")},
-        "pole_estimates": {"count": int(len(centres)),
-                           "centres": centres[:100].tolist(),
-                           "half_widths": half_widths[:100].tolist()},
-        "pool": {"size": int(q_pool.size),
-                 "band_counts": band_counts(q_pool, edges, backend=args.backend).tolist()},
-        "band_edges": edges,
-        "epochs": rows,
-        "q_min_warnings": n_warnings,
-        "files": [p.name for p in files],
-        "seconds": seconds,
-    }
-    atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=1).encode())
-
-    print(f"problem {problem.name}: {problem.description}")
-    print(f"tree: {stats['n_leaves']} leaves, {stats['n_evaluations']} evaluations of Q, "
-          f"max level {stats['max_refinement_level']}, {len(centres)} pole estimates "
-          f"(largest half-width {half_widths.max() if len(centres) else float('nan'):.2e})")
-    print(f"pool: {q_pool.size} points; {args.epochs} epochs of {args.batches} x "
-          f"{args.batch_size} draws (importance inside |Q| bands)\n")
-    header = ["epoch", "stage", "q_min", "mean |Q|", "near"] + \
-        [f"B{k}" for k in range(len(edges) + 1)]
-    print(_table(header, [[r["epoch"], r["stage"], f"{r['q_min']:.2e}", f"{r['q_mean']:.2e}",
-                           f"{r['near_pole_ratio']:.2f}"] +
-                          [f"{f:.2f}" for f in r["band_fractions"]] for r in rows]))
-    print(f"\nbands on |Q|: B0 <= {edges[0]:g} < B1 <= ... <= {edges[-1]:g} < "
-          f"B{len(edges)}; near: |Q| < {monitor.config.near_pole_threshold:g}")
-    if n_warnings:
-        print(f"q_min fell below {args.q_min_warning:g} in {n_warnings} batch(es)/epoch(s)")
-    print(f"wrote to {out}/: summary.json, {', '.join(p.name for p in files)} "
-          f"(a JSON holding arrays has a .npz beside it) in {seconds:.1f} s")
-    return 0
-
+from ..refinement import CRITERIA
+from ._args import (BACKENDS, DEFAULT_PROBLEM, OneLineArgumentParser, UsageError,
+                    catalogue_problem, int_at_least, out_dir, positive_real, reals, save_figure,
+                    seed_arg, text_table, tree_config)
+from .demo import prepare_demo
 
 # ------------------------------------------------------------------ refine
 def _cauchy_bound(coeffs: list) -> float:
@@ -264,11 +33,11 @@ def _cauchy_bound(coeffs: list) -> float:
 
 
 def _prepare_refine(args):
-    from .rational import Polynomial
-    from .refinement import ActiveSampler
+    from ..rational import Polynomial
+    from ..refinement import ActiveSampler
 
     if args.coeffs is not None:
-        coeffs = _reals(args.coeffs, "--coeffs")
+        coeffs = reals(args.coeffs, "--coeffs")
         while len(coeffs) > 1 and coeffs[-1] == 0.0:
             coeffs.pop()
         if len(coeffs) < 2:
@@ -276,7 +45,7 @@ def _prepare_refine(args):
                              f"first, e.g. '-2,0,1' for x^2 - 2), got {args.coeffs!r}")
         q, name = Polynomial(coeffs), f"polynomial {coeffs} (lowest degree first)"
         if args.bounds is not None:
-            lo_hi = _reals(args.bounds, "--bounds")
+            lo_hi = reals(args.bounds, "--bounds")
             if len(lo_hi) != 2:
                 raise UsageError(f"--bounds must be two numbers 'LO,HI', got {args.bounds!r}")
             bounds = (tuple(lo_hi),)
@@ -287,10 +56,10 @@ def _prepare_refine(args):
         if args.bounds is not None:
             raise UsageError("--bounds applies to --coeffs only (a catalogue problem has its "
                              "own box)")
-        problem = _problem(args.problem)
+        problem = catalogue_problem(args.problem)
         q, name, bounds = problem.q, f"{problem.name}: {problem.description}", problem.bounds
-    config = _tree_config(q.dim, bounds, args)
-    out = _out_dir(args.out)
+    config = tree_config(q.dim, bounds, args)
+    out = out_dir(args.out)
     sampler = ActiveSampler(config, q=q, input_dim=q.dim, backend=args.backend)
     return lambda: _run_refine(args, name, q, sampler, out)
 
@@ -298,8 +67,8 @@ def _prepare_refine(args):
 def _run_refine(args, name, q, sampler, out) -> int:
     import numpy as np
 
-    from . import plots
-    from .state import atomic_write_bytes
+    from .. import plots
+    from ..state import atomic_write_bytes
 
     t0 = time.perf_counter()
     sampler.refine()
@@ -311,7 +80,7 @@ def _run_refine(args, name, q, sampler, out) -> int:
     out.mkdir(parents=True, exist_ok=True)
     files = []
     if d <= 2:
-        files.append(_save(plots.plot_refinement_tree(sampler), out / "tree.png"))
+        files.append(save_figure(plots.plot_refinement_tree(sampler), out / "tree.png"))
     files.append(atomic_write_bytes(out / "poles.json", json.dumps({
         "q": name, "config": sampler.config.to_dict(), "statistics": stats,
         "centres": centres.tolist(), "half_widths": half.tolist(),
@@ -325,7 +94,7 @@ def _run_refine(args, name, q, sampler, out) -> int:
     shown = min(len(centres), args.max_rows)
     rows = [[i] + [f"{c:.12g}" for c in centres[i]] + [f"{h:.2e}" for h in half[i]] +
             [f"{q_centre[i]:.2e}"] for i in range(shown)]
-    print(_table(["#"] + axes + [f"half-width {a}" for a in axes] + ["Q(centre)"], rows))
+    print(text_table(["#"] + axes + [f"half-width {a}" for a in axes] + ["Q(centre)"], rows))
     if len(centres) > shown:
         print(f"... {len(centres) - shown} more pole estimates (all in {files[-1]})")
     if not len(centres):
@@ -354,18 +123,18 @@ def _tree_arguments(p, criterion_default: str, backend_default: str, backend_hel
     p.add_argument("--criterion", choices=CRITERIA, default=criterion_default,
                    help="refinement criterion (default: %(default)s; 'interval' is certified "
                         "for polynomials: no zero is missed)")
-    p.add_argument("--grid", type=_int_at_least(1), metavar="N",
+    p.add_argument("--grid", type=int_at_least(1), metavar="N",
                    help="cells per axis at level 0 (default: 64 in 1-D, 16 in 2-D, 8 in 3-D)")
-    p.add_argument("--max-level", type=_int_at_least(0), metavar="L",
+    p.add_argument("--max-level", type=int_at_least(0), metavar="L",
                    help="deepest refinement level (default: 30 in 1-D, 10 in 2-D, 6 in 3-D)")
-    p.add_argument("--max-points", type=_int_at_least(1), metavar="N",
+    p.add_argument("--max-points", type=int_at_least(1), metavar="N",
                    help="cap on evaluated points (default: 20000 in 1-D, else 50000)")
     p.add_argument("--backend", choices=BACKENDS, default=backend_default, help=backend_help)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-    from .problems import names
+    from .. import __version__
+    from ..problems import names
 
     parser = OneLineArgumentParser(prog="zp-ref", description="Near-pole sampling, refinement and "
                      "curriculum for rational models P(x)/Q(x): the zp_ref reference "
@@ -382,19 +151,19 @@ def build_parser() -> argparse.ArgumentParser:
                     "curriculum state and PNG plots to --out. Prints a per-epoch table.")
     demo.add_argument("--problem", choices=names(), default=DEFAULT_PROBLEM,
                       help="catalogue problem (default: %(default)s)")
-    demo.add_argument("--epochs", type=_int_at_least(1), default=12,
+    demo.add_argument("--epochs", type=int_at_least(1), default=12,
                       help="epochs, split evenly over the 3 stages (default: %(default)s)")
-    demo.add_argument("--batches", type=_int_at_least(1), default=4,
+    demo.add_argument("--batches", type=int_at_least(1), default=4,
                       help="batches per epoch (default: %(default)s)")
-    demo.add_argument("--batch-size", type=_int_at_least(1), default=256,
+    demo.add_argument("--batch-size", type=int_at_least(1), default=256,
                       help="draws per batch (default: %(default)s)")
-    demo.add_argument("--pool-size", type=_int_at_least(2), default=4000,
+    demo.add_argument("--pool-size", type=int_at_least(2), default=4000,
                       help="points drawn from the tree into the pool (default: %(default)s)")
-    demo.add_argument("--weight-power", type=_positive_real, default=2.0,
+    demo.add_argument("--weight-power", type=positive_real, default=2.0,
                       help="p in the importance weights 1/|Q|^p (default: %(default)s)")
-    demo.add_argument("--q-min-warning", type=_positive_real, default=1e-12,
+    demo.add_argument("--q-min-warning", type=positive_real, default=1e-12,
                       help="q_min below this is counted as a warning (default: %(default)s)")
-    demo.add_argument("--seed", type=_seed, default=0, help="seed (default: %(default)s)")
+    demo.add_argument("--seed", type=seed_arg, default=0, help="seed (default: %(default)s)")
     demo.add_argument("--out", default="runs/demo",
                       help="output folder, created if needed (default: %(default)s)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -402,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "numpy (default: the oracle; at the demo's sizes it is the fastest and "
                     "needs no kernel compilation), cpu (Numba), cuda or auto; all give the "
                     "same draws")
-    demo.set_defaults(prepare=_prepare_demo)
+    demo.set_defaults(prepare=prepare_demo)
 
     refine = sub.add_parser(
         "refine", help="pole estimates of a catalogue problem or a polynomial",
@@ -420,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "every real root)")
     refine.add_argument("--out", default="runs/refine",
                         help="output folder (default: %(default)s)")
-    refine.add_argument("--max-rows", type=_int_at_least(1), default=40,
+    refine.add_argument("--max-rows", type=int_at_least(1), default=40,
                         help="pole estimates printed at most (default: %(default)s)")
     _tree_arguments(refine, "interval", "auto",
                     "numpy (the oracle), cpu (Numba), cuda, or auto (default); all build the "
@@ -440,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     study = sub.add_parser(
         "study", add_help=False, help="the training study (needs the torch extra); "
                                       "zp-ref study --help lists its options",
-        description="Delegates to zp_ref.study.study_command.")
+        description="Delegates to zp_ref.apps.study.study_command.")
     study.add_argument("study_args", nargs=argparse.REMAINDER)
     return parser
 

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .torch_bridge import (CurriculumBatchSampler, HybridBatchSampler,
+from ..torch_bridge import (CurriculumBatchSampler, HybridBatchSampler,
                            ImportanceWeightedSampler, torch)
-from ._validation import check_count, check_real
-from .bands import DEFAULT_EDGES, band_of
-from .rational import Polynomial
-from .rng import derive_seed, uniforms
+from .._validation import check_count, check_real
+from ..bands import DEFAULT_EDGES, band_of
+from ..rational import Polynomial
+from ..rng import derive_seed, uniforms
 
 __all__ = ["METHODS", "BANDS", "RationalModel", "StudyConfig", "Target", "targets",
            "run_study", "study_command"]
@@ -171,7 +171,7 @@ def _rational_1d() -> Target:
 
 
 def _rational_2d() -> Target:
-    from .problems import CIRCLE_CENTRE, CIRCLE_RADIUS, get
+    from ..problems import CIRCLE_CENTRE, CIRCLE_RADIUS, get
     circle = get("circle_2d").q
     c0 = circle.coefficients[np.flatnonzero((circle.exponents == 0).all(axis=1))[0]]
     q = Polynomial.from_terms(circle.exponents, circle.coefficients / c0)
@@ -313,7 +313,7 @@ def test_set(target: Target, cfg: StudyConfig, seed: int = 0) -> dict:
 def _training_pool(target: Target, method: str, cfg: StudyConfig, seed: int):
     """Pool points x (n, dim), targets y, Q values q; |Q| >= q_floor and y finite."""
     if method == "active":
-        from .refinement import ActiveSampler, ActiveSamplerConfig
+        from ..refinement import ActiveSampler, ActiveSamplerConfig
         d = target.dim
         sampler = ActiveSampler(ActiveSamplerConfig(
             initial_grid_size=cfg.initial_grid[d - 1], grid_bounds=target.bounds,
@@ -335,7 +335,7 @@ def _batches(method: str, q: np.ndarray, cfg: StudyConfig, seed: int):
     if method == "importance":
         sampler = ImportanceWeightedSampler(q, b * spe, seed=seed, backend="numpy")
     elif method == "curriculum":
-        from .curriculum import BandCurriculum
+        from ..curriculum import BandCurriculum
         curriculum = BandCurriculum(epochs_per_stage=max(1, cfg.epochs // 3), seed=seed,
                                     backend="numpy")
         sampler = CurriculumBatchSampler(q, b, spe, curriculum=curriculum)
@@ -611,7 +611,7 @@ def _positive_int(text: str) -> int:
 def study_command(argv=None) -> str:
     """``zp-ref study [--quick] [--seeds N] [--out DIR]``: run the study; returns its
     table for the command line to show (bad arguments: SystemExit(2), one line)."""
-    from .cli import OneLineArgumentParser          # bad arguments: one line, exit 2
+    from ._args import OneLineArgumentParser          # bad arguments: one line, exit 2
     parser = OneLineArgumentParser(
         prog="zp-ref study",
         description="Train a rational model with each sampling method and report the test "

@@ -13,7 +13,7 @@ flags are bit-identical; point ids may be numbered differently, leaves are not.
 import numpy as np
 from numba import njit, prange
 
-from ..refinement import (CRIT_ABS, CRIT_INTERVAL, CRIT_SIGN, RADIUS_INFLATE,
+from ..refinement.sampler import (CRIT_ABS, CRIT_INTERVAL, CRIT_SIGN, RADIUS_INFLATE,
                           _empty_interval_args, _HostEngine)
 from .cpu_poly import BLOCK, block_powers, fill_powers, horner_at, terms_block
 

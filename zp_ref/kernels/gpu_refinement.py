@@ -12,7 +12,7 @@ fused), so values and flags are bit-identical to the CPU's.
 import numpy as np
 from numba import cuda
 
-from ..refinement import (RADIUS_INFLATE, _Tree,
+from ..refinement.sampler import (RADIUS_INFLATE, _Tree,
                           _empty_interval_args, _IntervalTables, CRIT_INTERVAL, call_q)
 from ..backends import cuda_simulated
 from .cpu_refinement import simple_flag

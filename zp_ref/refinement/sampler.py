@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from ._validation import as_float_array, check_choice, check_count, check_real, check_seed
-from .backends import resolve_backend
-from .rational import Polynomial, Rational, horner_numpy, terms_numpy
+from .._validation import as_float_array, check_choice, check_count, check_real, check_seed
+from ..backends import resolve_backend
+from ..rational import Polynomial, Rational, horner_numpy, terms_numpy
 
 __all__ = ["ActiveSampler", "ActiveSamplerConfig", "CRITERIA", "WEIGHTINGS"]
 
@@ -611,9 +611,9 @@ def _make_engine(backend: str, lat, tree, qspec):
     if backend == "numpy":
         return _NumpyEngine(lat, tree, qspec)
     if backend == "cpu":
-        from .kernels.cpu_refinement import CpuEngine
+        from ..kernels.cpu_refinement import CpuEngine
         return CpuEngine(lat, tree, qspec)
-    from .kernels.gpu_refinement import CudaEngine
+    from ..kernels.gpu_refinement import CudaEngine
     return CudaEngine(lat, tree, qspec)
 
 
@@ -773,9 +773,9 @@ class ActiveSampler:
         Returns x (n, d), and the leaf index per point (into :meth:`leaves`) with
         ``return_leaf=True``.
         """
-        from .rng import STREAMS, uniforms
-        from .sampling import sample_indices
-        from .weighting import importance_weights
+        from ..rng import STREAMS, uniforms
+        from ..sampling import sample_indices
+        from ..weighting import importance_weights
 
         n = check_count(n, "n")
         seed = check_seed(seed)
