@@ -9,23 +9,20 @@ Definition (SplitMix64 evaluated at a counter; see docs/sampling.md)::
     raw64(k, s, j)= mix64(key(k, s) + (j + 1) * GAMMA)
     u(k, s, j)    = (raw64(k, s, j) >> 11) * 2**-53            (53-bit mantissa)
 
-The ``@njit`` scalar functions below are called by the Numba CPU kernels and, as
-device functions, by the numba.cuda kernels; the ``*_numpy`` twins apply the same
-operations to uint64 arrays for the NumPy oracle. Tests assert identical bits.
+The ``@njit`` scalar functions (``mix64``, ``stream_key``, ``raw64_at``, ``uniform_at``,
+defined in :mod:`zp_ref.kernels.counter_rng` and re-exported here) are called by the
+Numba CPU kernels and, as device functions, by the numba.cuda kernels; the ``*_numpy``
+twins below apply the same operations to uint64 arrays for the NumPy oracle. Tests
+assert identical bits.
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from ._validation import check_count, check_seed
-
-GAMMA = np.uint64(0x9E3779B97F4A7C15)
-MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-MIX2 = np.uint64(0x94D049BB133111EB)
-ONE = np.uint64(1)
-SHIFT11, SHIFT27, SHIFT30, SHIFT31 = (np.uint64(s) for s in (11, 27, 30, 31))
-TWO_POW_M53 = 2.0 ** -53
+from .kernels.counter_rng import (GAMMA, MIX1, MIX2, ONE, SHIFT11, SHIFT27, SHIFT30,  # noqa: F401
+                                 SHIFT31, TWO_POW_M53, mix64, raw64_at, stream_key,
+                                 uniform_at)
 
 #: Stream numbers reserved by zp_ref (documented in docs/sampling.md).
 STREAMS = {
@@ -36,32 +33,6 @@ STREAMS = {
     "leaf_point": 5,      # coordinates of points drawn inside refinement leaves
     "derive": 2**63,      # derive_seed
 }
-
-
-@njit(cache=True)
-def mix64(z):
-    """SplitMix64 finaliser: a bijection of uint64 with full avalanche."""
-    z = (z ^ (z >> SHIFT30)) * MIX1
-    z = (z ^ (z >> SHIFT27)) * MIX2
-    return z ^ (z >> SHIFT31)
-
-
-@njit(cache=True)
-def stream_key(seed, stream):
-    """Key of stream ``stream`` under ``seed`` (both uint64)."""
-    return mix64(mix64(seed) + (stream + ONE) * GAMMA)
-
-
-@njit(cache=True)
-def raw64_at(key, j):
-    """64 random bits at counter ``j`` of the stream with key ``key``."""
-    return mix64(key + (j + ONE) * GAMMA)
-
-
-@njit(cache=True)
-def uniform_at(key, j):
-    """The uniform in [0, 1) at counter ``j`` of the stream with key ``key``."""
-    return (raw64_at(key, j) >> SHIFT11) * TWO_POW_M53
 
 
 def mix64_numpy(z):

@@ -13,7 +13,8 @@ import numpy as np
 from ._validation import as_float_array, check_count, check_real, check_seed
 from .backends import resolve_backend
 from .kernels import threads_for
-from .kernels.cpu_sampling import PREFIX_BLOCK, check_weight_sums
+from .kernels.common import PREFIX_BLOCK
+from .kernels.cpu_sampling import check_weight_sums
 from .rng import STREAMS, derive_seed, key_of, uniforms
 
 
@@ -160,8 +161,12 @@ def hybrid_indices(weights, n, *, ratio, seed, backend="auto"):
 
 def prefix_total(w, backend="numpy") -> float:
     """C[-1]: the total of the weights in the order that defines the draws."""
-    if resolve_backend(backend, w.size) == "numpy":
+    backend = resolve_backend(backend, w.size)
+    if backend == "numpy":
         return float(prefix_sums(w)[-1])
+    if backend == "cuda":
+        from .kernels.gpu_sampling import prefix_total_gpu
+        return prefix_total_gpu(w)
     from .kernels.cpu_sampling import blockwise_total
     with threads_for(w.size):
         return blockwise_total(w)

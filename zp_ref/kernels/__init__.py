@@ -1,12 +1,18 @@
 """Compiled kernels. ``cpu_*`` modules hold Numba CPU kernels, ``gpu_*`` modules
-their numba.cuda twins (imported only when the cuda backend is used). The NumPy
+their numba.cuda twins (imported only when the cuda backend is used); ``common``,
+``counter_rng``, ``checks`` and ``gpu_launch`` hold what they share. The NumPy
 oracle of each algorithm lives beside its public API (weighting.py, sampling.py,
-...), where it doubles as the specification."""
+...), where it doubles as the specification; host drivers that keep state live there
+too (zp_ref.refinement.cpu / .cuda).
+
+Kernels are leaves: modules here import only numpy, numba, math, the standard library
+and zp_ref.kernels.* (tests/test_imports.py)."""
 from contextlib import contextmanager
 
-#: Work items below which parallel kernels run on the calling thread alone: waking
-#: worker threads costs more than the work, and on a busy machine a parallel region
-#: can wait milliseconds for a descheduled worker.
+#: Work items below which parallel kernels run on the calling thread alone (and the
+#: refinement runs its serial kernels): waking worker threads costs more than the work,
+#: and on a busy machine a parallel region can wait milliseconds for a descheduled
+#: worker. The one small-work threshold of zp_ref.
 PARALLEL_MIN_WORK = 1 << 17
 
 
