@@ -19,7 +19,7 @@ import json
 import sys
 import time
 
-from ..refinement import CRITERIA
+from ..refinement.config import CRITERIA
 from ._args import (BACKENDS, DEFAULT_PROBLEM, OneLineArgumentParser, UsageError,
                     catalogue_problem, int_at_least, out_dir, positive_real, reals, save_figure,
                     seed_arg, text_table, tree_config)
