@@ -9,4 +9,7 @@ kernels), ``sampler`` (ActiveSampler: ``ask()``/``tell()``; ``refine()`` runs th
 from .config import CRITERIA, WEIGHTINGS, ActiveSamplerConfig
 from .sampler import ActiveSampler
 
+#: Public home of the classes (saved state files name "zp_ref.refinement.ActiveSampler").
+ActiveSampler.__module__ = ActiveSamplerConfig.__module__ = __name__
+
 __all__ = ["ActiveSampler", "ActiveSamplerConfig", "CRITERIA", "WEIGHTINGS"]

@@ -129,8 +129,9 @@ class ActiveSampler:
 
     def _evaluate_round(self, pending: PendingRound) -> None:
         """The runner's evaluate + tell: kernels for a polynomial Q, else the callable
-        once on every pending point (a failure undoes the round and re-raises)."""
-        if self._qspec.poly is not None:
+        once on all pending points (never on none; a failure undoes the round and
+        re-raises)."""
+        if self._qspec.poly is not None or pending.n_new == 0:
             if pending.n_new:
                 self._engine.evaluate(pending.p0, pending.p0 + pending.n_new)
             self._close_round(pending, pending.n_new)
