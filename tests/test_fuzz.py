@@ -266,7 +266,9 @@ def test_fuzz_active_sampler(fields, roots, dim, kind, rounds, n, seed, weightin
         poly = Polynomial.from_roots(roots)
     q = {"poly": poly, "callable": lambda x: x.sum(axis=1) - roots[0],
          "bad-callable": lambda x: junk}[kind]
-    cfg = ActiveSamplerConfig(**{**base, **fields})
+    cfg = only_allowed_errors(ActiveSamplerConfig, **{**base, **fields})   # checked here
+    if cfg is None:
+        return
     s = only_allowed_errors(ActiveSampler, cfg, q=q, input_dim=dim, backend="numpy")
     if s is None:
         return
