@@ -13,7 +13,7 @@ from contextlib import contextmanager
 #: refinement runs its serial kernels): waking worker threads costs more than the work,
 #: and on a busy machine a parallel region can wait milliseconds for a descheduled
 #: worker. The one small-work threshold of zp_ref.
-PARALLEL_MIN_WORK = 1 << 17
+PARALLEL_MIN_WORK = 1 << 18
 
 
 @contextmanager
