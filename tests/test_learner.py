@@ -78,3 +78,22 @@ def test_refine_finishes_a_pending_round_and_a_failing_callable_undoes_it():
         f.refine()
     assert same(snapshot(f), before)                     # the round was undone
     assert f._pending is None and len(calls) == 2
+
+
+def test_every_engine_satisfies_the_engine_protocol():
+    """The numpy, cpu and cuda engines have every method of the declared Engine
+    protocol, with the same parameters, and a name."""
+    import inspect
+
+    from zp_ref.refinement.cpu import CpuEngine
+    from zp_ref.refinement.cuda import CudaEngine
+    from zp_ref.refinement.engine import Engine
+    from zp_ref.refinement.oracle import NumpyEngine
+
+    methods = [n for n, v in vars(Engine).items() if inspect.isfunction(v) and n[0] != "_"]
+    assert len(methods) == 11 and "open_round" in methods and "undo_round" in methods
+    for cls, name in ((NumpyEngine, "numpy"), (CpuEngine, "cpu"), (CudaEngine, "cuda")):
+        assert cls.name == name
+        for m in methods:
+            want = list(inspect.signature(getattr(Engine, m)).parameters)
+            assert list(inspect.signature(getattr(cls, m)).parameters) == want, (cls, m)
