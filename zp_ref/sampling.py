@@ -349,13 +349,13 @@ class ImportanceSampler:
                              f"{sorted(state) if isinstance(state, dict) else type(state).__name__}")
         config = ImportanceSamplerConfig(**state["config"])
         seed = check_seed(state["seed"], "state['seed']")
-        calls = check_count(state["calls"], "state['calls']")
-        total = check_count(state["total_samples"], "state['total_samples']")
+        calls = check_seed(state["calls"], "state['calls']")
+        total = check_seed(state["total_samples"], "state['total_samples']")
         counts = np.asarray(state["sample_counts"])
         if counts.ndim != 1 or counts.dtype.kind not in "iu" or (counts < 0).any() \
-                or counts.sum() != total:
+                or sum(counts.tolist()) != total or total >= 2**63:   # exact: no int64 wrap
             raise ValueError("state['sample_counts'] must be non-negative integer counts "
-                             "summing to state['total_samples']")
+                             "summing exactly to state['total_samples'] < 2**63")
         backend = state["backend"]
         if backend != "auto":
             resolve_backend(backend)
