@@ -635,8 +635,8 @@ NB04 = [
 near-pole and far ratios, the band histogram, sample diversity (unique / total), the
 Kish effective sample size and largest share of the weights, tag counts
 (REAL / PINF / NINF / PHI), coverage and loss when given, and near/far gradient
-statistics. Histories are bounded; exports are versioned JSON with arrays in a `.npz`
-beside them (never pickle). Definitions: `docs/diagnostics.md`.
+statistics. Histories are bounded; exports are versioned one-file documents (a JSON
+header line, then the raw array bytes; never pickle). Definitions: `docs/diagnostics.md`.
 
 The run below has no trainable model (notebook 05 has one): it monitors the sampling
 itself on y = 1/Q(x) for the degree-8 catalogue problem. Tags follow a transreal guard:
@@ -737,17 +737,19 @@ for e in (0, 7, 14):
 ## Export and reload
 
 `export_diagnostics(epoch)` writes `diagnostics_epoch<E>_pid<P>_<K>.json` (the process
-id and a counter keep concurrent exporters apart) with a schema version and SHA-256
-hashes; `DiagnosticMonitor.load(path)` rebuilds the monitor. An edited or truncated file
-is refused with a `ValueError`.
+id and a counter keep concurrent exporters apart): one line of JSON (schema version,
+array layout, SHA-256 hashes, the body) followed by the raw bytes of the P/Q snapshots;
+`DiagnosticMonitor.load(path)` rebuilds the monitor. An edited or truncated file is
+refused with a `ValueError`.
 """),
     code("""
 import json
 
 path = monitor.export_diagnostics(14)
 print(sorted(p.name for p in export_dir.iterdir()))
-doc = json.loads(path.read_text())
-print("schema:", doc["schema"], "| top-level keys:", sorted(doc))
+header = json.loads(path.read_bytes().partition(b"\\n")[0])
+print("schema:", header["schema"], "| header keys:", sorted(header))
+print("body keys:", sorted(header["body"]))
 
 reloaded = DiagnosticMonitor.load(path)
 assert reloaded.get_summary() == monitor.get_summary()
@@ -755,7 +757,7 @@ assert list(reloaded.history["q_min"]) == list(monitor.history["q_min"])
 print("reloaded: same summary and histories")
 
 tampered = export_dir / "tampered.json"
-tampered.write_text(path.read_text().replace('"epoch": 14', '"epoch": 13', 1))
+tampered.write_bytes(path.read_bytes().replace(b'"epoch": 14', b'"epoch": 13', 1))
 try:
     DiagnosticMonitor.load(tampered)
 except ValueError as exc:
