@@ -238,3 +238,17 @@ def test_hybrid_batch_whose_refinement_fails_changes_nothing(tmp_path):
     a, ia = s.sample_batch(X, Q, 8, epoch=1)
     b, ib = twin.sample_batch(X, Q, 8, epoch=1)
     np.testing.assert_array_equal(ia["indices"], ib["indices"])
+
+
+@pytest.mark.parametrize("field, value, error, message", [
+    ("n_calls", 2**64, ValueError, "n_calls"),
+    ("sampling_history", "abc", ValueError, "sampling_history"),
+    ("sampling_history", [{1: 2}], ValueError, "sampling_history"),
+    ("active", [1], TypeError, "'active' must be a dict or None"),
+])
+def test_crafted_states_refused_at_load(tmp_path, field, value, error, message):
+    """Values that used to load and fail at a later batch are refused by from_state_dict."""
+    s = make("hybrid", tmp_path)
+    s.sample_batch(X, Q, 8, epoch=0)
+    with pytest.raises(error, match=message):
+        IntegratedSampler.from_state_dict({**s.state_dict(), field: value})

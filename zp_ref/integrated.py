@@ -229,7 +229,7 @@ class IntegratedSampler:
         obj.diagnostic_monitor = DiagnosticMonitor.from_state_dict(state["monitor"])
         obj.sampling_history = deque(history,
                                      maxlen=obj.diagnostic_monitor.config.max_history_length)
-        obj.n_calls = check_count(state["n_calls"], "n_calls")
+        obj.n_calls = check_seed(state["n_calls"], "n_calls")     # a counter below 2**64
         last = state["last_adapt_epoch"]
         obj.last_adapt_epoch = None if last is None else check_count(last, "last_adapt_epoch")
         return obj
