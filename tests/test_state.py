@@ -341,7 +341,8 @@ def test_non_strict_json_numbers_refused(saved, literal):
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda a: a.update(shape=[10**10], nbytes=8 * 10**10), "declare 80000000000 bytes, the file holds 512"),
+    (lambda a: a.update(shape=[10**10], nbytes=8 * 10**10),
+     "declare 80000000000 bytes, the file holds 512"),
     (lambda a: a.update(shape=[2**40, 2**40]), "needs"),
     (lambda a: a.update(dtype="|O"), "dtype"),
     (lambda a: a.update(dtype="<U0", shape=[10**18], nbytes=0), "dtype"),
@@ -501,9 +502,7 @@ def test_importance_counts_that_overflow_int64_refused(tmp_path):
 
     def overflow(body):
         body["state"]["total_samples"] = 0                            # 4 * 2**62 wraps to 0
-    header, payload = split(path)
-    _rewrite(path, body=overflow, header=lambda h: None,
-             payload=np.full(4, 2**62, np.int64).tobytes())
+    _rewrite(path, body=overflow, payload=np.full(4, 2**62, np.int64).tobytes())
     with pytest.raises(ValueError, match="summing exactly"):
         st.load_state(path)
 

@@ -211,7 +211,8 @@ def unique_export_path(folder, prefix: str, epoch: int) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     while True:
-        path = folder / f"{prefix}_epoch{epoch:06d}_pid{os.getpid()}_{next(_EXPORT_COUNTER):04d}.json"
+        stem = f"{prefix}_epoch{epoch:06d}_pid{os.getpid()}_{next(_EXPORT_COUNTER):04d}"
+        path = folder / f"{stem}.json"
         if not path.exists():
             return path
 
