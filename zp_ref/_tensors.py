@@ -94,8 +94,9 @@ def promoted_ref(*values):
 
 def tensor_io(q_args=(), other_args=(), returns="float"):
     """Decorate a function of arrays: the arguments named in ``q_args`` (Q-like:
-    (N, 1) squeezed) and ``other_args`` accept tensors; when any of them is a tensor the
-    result goes back through :func:`convert_result` with ``returns``."""
+    (N, 1) squeezed) and ``other_args`` (a dict argument: its values) accept tensors;
+    when any of them is a tensor the result goes back through :func:`convert_result`
+    with ``returns`` (None: the result is returned as is)."""
     def decorate(fn):
         import inspect
         sig = inspect.signature(fn)
@@ -108,19 +109,24 @@ def tensor_io(q_args=(), other_args=(), returns="float"):
                     bound.arguments[name] = squeeze_q(bound.arguments[name], name)
             names = tuple(q_args) + tuple(other_args)
             ref = promoted_ref(*(bound.arguments.get(n) for n in names))
-            if ref is None:
+            if ref is None and returns is not None:
                 return fn(*bound.args, **bound.kwargs)
             for name in names:
-                if name in bound.arguments:
-                    bound.arguments[name] = to_numpy(bound.arguments[name])
-            return convert_result(fn(*bound.args, **bound.kwargs), ref, returns)
+                value = bound.arguments.get(name)
+                if isinstance(value, dict):
+                    bound.arguments[name] = {k: to_numpy(v) for k, v in value.items()}
+                elif name in bound.arguments:
+                    bound.arguments[name] = to_numpy(value)
+            result = fn(*bound.args, **bound.kwargs)
+            return result if ref is None or returns is None else convert_result(result, ref,
+                                                                                returns)
         return wrapper
     return decorate
 
 
 def convert_result(result, ref, returns):
     """``returns``: "float" (an array), "index" (an integer array), "index_info"
-    ((indices, info) with info untouched)."""
+    ((indices, info) with info untouched), "index_tuple" (a tuple of integer arrays)."""
     if returns == "float":
         return float_like(result, ref)
     if returns == "index":
@@ -128,7 +134,10 @@ def convert_result(result, ref, returns):
     if returns == "index_info":
         idx, info = result
         return index_like(idx, ref), info
-    raise ValueError(f"returns must be 'float', 'index' or 'index_info', got {returns!r}")
+    if returns == "index_tuple":
+        return tuple(index_like(a, ref) for a in result)
+    raise ValueError(f"returns must be 'float', 'index', 'index_info' or 'index_tuple', "
+                     f"got {returns!r}")
 
 
 def pool_io(method):
