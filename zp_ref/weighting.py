@@ -58,8 +58,9 @@ def importance_weights(q, *, weight_power=2.0, min_q_abs=1e-6, max_weight=100.0,
     ``nan_policy="omit"`` (weight 0, the count reported in a ``RuntimeWarning``).
 
     q: (N,) or (N, 1) real (a tensor gives a tensor, docs/compat.md). Returns float64
-    (N,). ``out`` (writeable C-contiguous float64 (N,), not overlapping ``q``) receives the result without a new allocation; its contents
-    are unspecified when the call raises.
+    (N,). ``out`` (writeable C-contiguous float64 (N,), not overlapping ``q``) receives
+    the result without a new allocation; its contents are unspecified when the call
+    raises.
     """
     p, min_q_abs, max_weight, temperature = check_weight_config(
         weight_power, min_q_abs, max_weight, temperature)
