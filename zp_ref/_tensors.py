@@ -53,7 +53,7 @@ def squeeze_q(q, name: str = "q"):
     if shape is not None and len(shape) == 2:
         if shape[1] != 1:
             raise ValueError(f"{name} must be (N,) or (N, 1), got shape {tuple(shape)}: "
-                             f"a 2-D Q needs exactly one column (one Q head)")
+                             f"a 2-D {name} needs exactly one column")
         return q[:, 0] if hasattr(q, "ndim") else [row[0] for row in q]
     return q
 
