@@ -164,3 +164,18 @@ def test_numpy_calls_never_import_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU visible to torch")
+def test_cuda_tensors_come_back_on_their_device():
+    x, q = pool(dtype=torch.float32)
+    x, q = x.cuda().unsqueeze(1), head(q).cuda()
+    w = zp_ref.importance_weights(q)
+    assert w.device == q.device and w.dtype == torch.float32
+    bx, idx = zp_ref.ImportanceSampler(seed=5).sample_batch(x, q, 64)
+    assert bx.device == x.device and idx.device == x.device and torch.equal(bx, x[idx])
+    want = zp_ref.ImportanceSampler(seed=5).sample_batch(x.cpu().numpy(),
+                                                         q.detach().cpu().numpy(), 64)[1]
+    np.testing.assert_array_equal(idx.cpu().numpy(), want)
+    assert zp_ref.band_of(q).device == q.device
+    assert zp_ref.sampling_weights(zp_ref.singularity_prob(q, 0.01)).device == q.device

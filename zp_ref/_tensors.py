@@ -35,11 +35,11 @@ def to_numpy(x):
     """A tensor as a host NumPy array (float64 for floating dtypes); anything else as is."""
     if not is_tensor(x):
         return x
-    t = x.detach()
+    t = x.detach().cpu()                     # to the host first: some devices lack float64
     if t.is_floating_point():
         import torch
         t = t.to(dtype=torch.float64)
-    return t.cpu().numpy()
+    return t.numpy()
 
 
 def squeeze_q(q, name: str = "q"):
@@ -68,7 +68,7 @@ def float_like(a, ref):
     ``ref``'s device."""
     import torch
     dtype = ref.dtype if ref.is_floating_point() else torch.float64
-    return torch.as_tensor(np.asarray(a)).to(device=ref.device, dtype=dtype)
+    return torch.as_tensor(np.asarray(a)).to(dtype=dtype).to(device=ref.device)
 
 
 def index_like(idx, ref):
