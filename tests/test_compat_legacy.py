@@ -117,7 +117,8 @@ def test_dict_refinement_equals_the_core_array_refinement(results):
 
 def test_positional_input_dim_builds_a_2d_sampler():
     s = legacy.ActiveSampler(legacy.ActiveSamplerConfig(initial_grid_size=4), 2)
-    assert s.input_dim == 2 and s.get_current_grid().shape == (5 * 5 + 4 * 4, 2)  # corners + centres
+    corners_and_centres = 5 * 5 + 4 * 4
+    assert s.input_dim == 2 and s.get_current_grid().shape == (corners_and_centres, 2)
 
 
 def test_refine_grid_dict_without_a_known_point_changes_nothing():
