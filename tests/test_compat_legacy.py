@@ -231,3 +231,15 @@ def test_schedule_adaptive_delta_takes_q_min_explicitly():
 def test_bad_schedule_field_is_refused_at_construction():
     with pytest.raises(ValueError, match="delta_init"):
         legacy.HybridGradientSchedule(delta_init=-1.0)
+
+
+def test_caches_fold_new_pools_so_memory_stays_bounded():
+    s = legacy.ImportanceSampler(seed=1)
+    for k in range(20):
+        x = torch.arange(5, dtype=torch.float64) + 10 * k          # a new pool every call
+        s.sample_batch(x, x - 10 * k - 2.0, 3)
+        assert len(s._pending) <= legacy.ImportanceSampler.PENDING_POOLS
+    cache = s.q_cache
+    assert len(cache) == 100 and cache[f"{192.0:.6f}"] == 0.0
+    w = s.weight_cache
+    assert sum(w[f"{10.0 * 19 + i:.6f}"] for i in range(5)) == pytest.approx(1.0, abs=1e-12)

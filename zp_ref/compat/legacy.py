@@ -73,15 +73,22 @@ class ImportanceSampler:
     ``weight_cache`` (legacy cache key -> Q / weight of the pools weighted so far) and
     ``total_samples`` keep their legacy meanings."""
 
+    #: pools kept unfolded at most (then folded into the caches, legacy's O(N) cost)
+    PENDING_POOLS = 8
+
     def __init__(self, config=None, *, seed=0, backend="auto"):
-        self._core = _sampling.ImportanceSampler(config, seed=seed, backend=backend)
-        self._pools = []                      # (x, q) weighted so far, for the caches
+        self._over_core(_sampling.ImportanceSampler(config, seed=seed, backend=backend))
 
     @classmethod
     def _over(cls, core):
         obj = cls.__new__(cls)
-        obj._core, obj._pools = core, []
+        obj._over_core(core)
         return obj
+
+    def _over_core(self, core):
+        self._core = core
+        self._pending = []                  # (x, q) weighted since the caches were built
+        self._q_cache, self._w_cache = {}, {}
 
     config = property(lambda self: self._core.config)
     total_samples = property(lambda self: self._core.total_samples)
@@ -92,23 +99,34 @@ class ImportanceSampler:
         return defaultdict(int, {int(i): int(counts[i]) for i in np.flatnonzero(counts)})
 
     def _remember(self, x_values, q_values):
-        if self._pools and self._pools[-1][0] is x_values:
-            self._pools[-1] = (x_values, q_values)
+        """Note a weighted pool; the same x object again replaces its entry."""
+        if self._pending and self._pending[-1][0] is x_values:
+            self._pending[-1] = (x_values, q_values)
         else:
-            self._pools.append((x_values, q_values))
+            self._pending.append((x_values, q_values))
+        if len(self._pending) > self.PENDING_POOLS:
+            self._fold()
 
-    def _caches(self):
-        q_cache, w_cache = {}, {}
-        for x, q in self._pools:
+    def _fold(self):
+        """Add the pending pools to the caches (in order: later pools win)."""
+        for x, q in self._pending:
             w = self._core.compute_weights(q)
-            qs = np.asarray(_tensor(q).detach().cpu().double().reshape(-1))
+            w = w.detach().cpu().double().numpy() if isinstance(w, torch.Tensor) else w
+            qs = _tensor(q).detach().cpu().double().reshape(-1).numpy()
             for i, xi in enumerate(_tensor(x)):
                 key = _cache_key(xi)
-                q_cache[key], w_cache[key] = float(qs[i]), float(w[i])
-        return q_cache, w_cache
+                self._q_cache[key], self._w_cache[key] = float(qs[i]), float(w[i])
+        self._pending = []
 
-    q_cache = property(lambda self: self._caches()[0])
-    weight_cache = property(lambda self: self._caches()[1])
+    @property
+    def q_cache(self) -> dict:
+        self._fold()
+        return self._q_cache
+
+    @property
+    def weight_cache(self) -> dict:
+        self._fold()
+        return self._w_cache
 
     def compute_weights(self, x_values, q_values) -> torch.Tensor:
         """Normalised importance weights 1/|Q|^p of the pool (clipped, tempered)."""
