@@ -33,12 +33,14 @@ results["total_samples"] = sampler.total_samples
 results["q_cache"] = sampler.q_cache
 results["stats"] = sampler.get_statistics()
 
-# a Q head that requires grad, shaped (N, 1)
-q_head = q_pool.clone().unsqueeze(1).requires_grad_()
+# a Q straight from a model head: it requires grad
+q_head = q_pool.clone().requires_grad_()
 bx, bi = sampler.sample_batch(x_pool, q_head, 32)
 results["q_head"] = bi
 
 # --- active sampling: grid refinement from a dict of point keys ---------------------
+# (the legacy module itself raises TypeError here, list + float in _generate_neighbors,
+# as soon as a 1-D point needs refinement; the compat layer refines)
 active = ActiveSampler(ActiveSamplerConfig(initial_grid_size=60, refinement_threshold=0.1,
                                            max_refinement_level=4), 1)
 for _ in range(3):
@@ -72,6 +74,8 @@ integrated = IntegratedSampler(strategy=SamplingStrategy.IMPORTANCE,
 bx, info = integrated.sample_batch(x_pool, q_pool, 32, epoch=0)
 integrated.update_diagnostics(epoch=0, metrics={"loss_train": 0.3}, q_values=q_pool[:32])
 integrated.update_batch_diagnostics(batch_idx=0, q_min=0.01)
+# (the legacy get_summary raises TypeError here: coverage_train was never given, so its
+# column holds None and np.mean fails; the compat layer returns the summary)
 results["integrated"] = (bx, info, integrated.get_diagnostics_summary())
 integrated.export_all(0)
 factory = {}
