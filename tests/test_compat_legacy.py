@@ -96,6 +96,11 @@ def test_q_cache_maps_the_legacy_key_of_each_pool_entry_to_its_q(results):
 def test_q_head_with_grad_and_shape_n_by_1_is_accepted(results):
     r, _ = results
     assert r["q_head"].dtype == torch.int64 and r["q_head"].shape == (32,)
+    x = torch.linspace(-1, 1, 40)
+    q = (x - 0.2).unsqueeze(1).requires_grad_()            # (N, 1), as a model's Q head
+    a = legacy.ImportanceSampler(seed=2).sample_batch(x, q, 8)[1]
+    b = legacy.ImportanceSampler(seed=2).sample_batch(x, q.detach()[:, 0], 8)[1]
+    assert torch.equal(a, b)
 
 
 def test_dict_refinement_equals_the_core_array_refinement(results):
