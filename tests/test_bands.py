@@ -54,7 +54,7 @@ def test_band_backends_agree():
 @pytest.mark.parametrize("bad, exc, words", [
     (dict(q=[0.1, np.nan, np.nan]), ValueError, ["q", "2 NaN", "index 1"]),
     (dict(q=["a"]), TypeError, ["q"]),
-    (dict(q=[[0.1]]), ValueError, ["q", "1-D"]),
+    (dict(q=[[0.1, 0.2]]), ValueError, ["q", "(N, 1)"]),
     (dict(q=[0.1], edges=[1e-3, 1e-4]), ValueError, ["edges", "increasing"]),
     (dict(q=[0.1], edges=[1e-3, 1e-3]), ValueError, ["edges", "increasing"]),
     (dict(q=[0.1], edges=[-1.0, 1.0]), ValueError, ["edges", ">= 0"]),

@@ -158,7 +158,7 @@ def test_kish_ess():
     (np.ones(3), 2, {"seed": 0.5}, TypeError, "seed"),
     (np.ones(3), 2, {"replace": "yes"}, TypeError, "replace"),
     (np.r_[1.0, 0.0], 2, {"replace": False}, ValueError, "positive weights"),
-    (np.ones((2, 2)), 2, {}, ValueError, "1-D"),
+    (np.ones((2, 2)), 2, {}, ValueError, r"\(N,\) or \(N, 1\)"),
     (["a"], 2, {}, TypeError, "real numbers"),
 ])
 @pytest.mark.parametrize("backend", BACKENDS)

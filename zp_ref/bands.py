@@ -18,6 +18,7 @@ import sys
 import numpy as np
 
 from .kernels import threads_for
+from ._tensors import tensor_io
 from ._validation import as_float_array, check_choice, check_count, check_real, check_seed
 from .backends import resolve_backend
 from .rng import derive_seed
@@ -87,6 +88,7 @@ def _band_ids(q: np.ndarray, edges: np.ndarray, backend: str) -> np.ndarray:
     return band_ids_gpu(q, edges)
 
 
+@tensor_io(q_args=("q",), returns="index")
 def band_of(q, edges=DEFAULT_EDGES, *, backend="auto") -> np.ndarray:
     """Band of every entry: int64 (N,), the number of edges strictly below |q|.
 
@@ -97,6 +99,7 @@ def band_of(q, edges=DEFAULT_EDGES, *, backend="auto") -> np.ndarray:
     return _band_ids(q, edges, resolve_backend(backend, q.size))
 
 
+@tensor_io(q_args=("q",), returns="index")
 def band_counts(q, edges=DEFAULT_EDGES, *, backend="auto") -> np.ndarray:
     """Members per band: int64 (K+1,), ``bincount(band_of(q, edges), minlength=K+1)``."""
     edges = check_edges(edges)
@@ -185,6 +188,7 @@ def check_stratified_args(edges, n, mix, seed, within, weight_power, min_q_abs, 
     return edges, n, mix, seed, within, weight_power, min_q_abs, max_weight
 
 
+@tensor_io(q_args=("q",), returns="index_info")
 def stratified_sample(q, n, *, edges=DEFAULT_EDGES, mix, seed, within="uniform",
                       weight_power=2.0, min_q_abs=1e-6, max_weight=None, backend="auto"):
     """Draw ``n`` pool indices (with replacement) with a prescribed mix over |Q| bands.

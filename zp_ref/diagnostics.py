@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._tensors import tensor_io
 from ._validation import as_float_array, check_count, check_real
 from .state import read_document, write_document
 
@@ -280,6 +281,8 @@ class DiagnosticMonitor:
         return Path(self.config.export_path)
 
     # -------------------------------------------------------------- recording
+    @tensor_io(q_args=("q_values",), other_args=("p_values", "gradients", "tags"),
+               returns=None)
     def update(self, epoch, metrics=None, p_values=None, q_values=None, gradients=None,
                tags=None):
         """Record one epoch row. ``metrics``: real-valued entries (the anchor's keys
@@ -363,6 +366,8 @@ class DiagnosticMonitor:
             self.totals = totals
         return undo
 
+    @tensor_io(q_args=("q_values",), other_args=("weights", "indices", "tags"),
+               returns=None)
     def update_batch(self, q_values=None, weights=None, indices=None, *, batch_idx=None,
                      epoch=None, q_min=None, tags=None, loss=None):
         """Record one batch: |Q| statistics and band counts of ``q_values`` (n,), the Kish

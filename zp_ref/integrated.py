@@ -15,6 +15,7 @@ from collections import deque
 
 import numpy as np
 
+from ._tensors import pool_io
 from ._validation import as_float_array, check_backend, check_choice, check_count, check_seed
 from .diagnostics import DiagnosticConfig, DiagnosticMonitor, unique_export_path
 from .rng import derive_seed
@@ -78,6 +79,7 @@ class IntegratedSampler:
         self.last_adapt_epoch = None
 
     # -------------------------------------------------------------- sampling
+    @pool_io
     def sample_batch(self, x_pool, q_pool, batch_size, epoch=0):
         """Draw ``batch_size`` samples: ``(batch_x, info)``.
 

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ._tensors import pool_io, tensor_io
 from ._validation import as_float_array, check_count, check_real, check_seed
 from .backends import resolve_backend
 from .kernels import threads_for
@@ -70,6 +71,7 @@ def check_weights(weights, name="weights") -> np.ndarray:
     return as_float_array(weights, name)
 
 
+@tensor_io(q_args=("weights",), returns="index")
 def sample_indices(weights, n, *, seed, replace=True, backend="auto") -> np.ndarray:
     """Draw ``n`` indices with probability proportional to ``weights``.
 
@@ -269,6 +271,7 @@ class ImportanceSampler:
         """The seed the next batch will use."""
         return derive_seed(self.seed, self.calls)
 
+    @pool_io
     def sample_batch(self, x_pool, q_pool, batch_size):
         """(x_pool[idx], idx) for ``batch_size`` importance draws with replacement."""
         q, batch_size = self._check_pool(x_pool, q_pool, batch_size)
@@ -279,6 +282,7 @@ class ImportanceSampler:
         self._record(q, w, idx)
         return batch_x, idx
 
+    @pool_io
     def hybrid_sample(self, x_pool, q_pool, batch_size):
         """(x_pool[idx], idx): importance and uniform draws mixed by importance_batch_ratio.
         ``last_likelihood_ratios`` holds the matching 1 / (N * m_i)."""
