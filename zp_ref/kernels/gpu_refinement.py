@@ -16,7 +16,7 @@ from ..refinement import (RADIUS_INFLATE, _Tree,
                           _empty_interval_args, _IntervalTables, CRIT_INTERVAL, call_q)
 from ..backends import cuda_simulated
 from .cpu_refinement import interval_flag, simple_flag
-from .gpu_poly import (MAX_DIM, POW_WIDTH, check_supported, fill_powers, horner_at, mul,
+from .gpu_poly import (MAX_AXIS_DEGREE, MAX_DIM, POW_WIDTH, check_supported, fill_powers, horner_at, mul,
                        terms_at)
 
 #: Threads per block (small under the simulator, where every thread is a Python thread).
@@ -343,6 +343,10 @@ class CudaEngine:
             check_supported(qspec.poly)
         self.lat, self.qspec = lat, qspec
         self.interval = _IntervalTables(qspec.poly) if lat.crit_code == CRIT_INTERVAL else None
+        if self.interval is not None and int(self.interval.emax.max()) > MAX_AXIS_DEGREE:
+            raise ValueError(f"backend='cuda' with criterion='interval' supports degree <= "
+                             f"{MAX_AXIS_DEGREE} in each variable; this polynomial has "
+                             f"{self.interval.emax.tolist()} (use backend='cpu')")
         if self.interval is not None and self.interval.size > MAX_TAYLOR:
             raise ValueError(f"backend='cuda' with criterion='interval' supports polynomials "
                              f"with at most {MAX_TAYLOR} Taylor coefficients; this one has "
