@@ -290,6 +290,16 @@ class _IntervalTables:
         return (self.exps, self.w, self.emax, self.term, self.flat, self.mult, self.cexp,
                 self.bexp, self.err_factor)
 
+    def may_overflow(self, lo: np.ndarray, hi: np.ndarray) -> bool:
+        """False when no enclosure over a cell of the box [lo, hi] can overflow: with
+        M_a = max(|lo_a|, |hi_a|, 1), every |c_a|, r_a <= M_a, so every computed product is
+        at most G = sum_t |w_t| prod_a (2 M_a)**e_ta and every sum at most (its number of
+        terms) * G, far below float64's 1.8e308 when the count * G < 1e300."""
+        m = 2.0 * np.maximum(np.maximum(np.abs(lo), np.abs(hi)), 1.0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            g = float(np.sum(np.abs(self.w) * np.prod(m ** self.exps, axis=1)))
+        return not g * (self.term.size + self.size + self.w.size) < 1e300
+
 
 def _empty_interval_args(d: int):
     """Placeholder tables for the non-interval criteria (kernels need typed arrays)."""
@@ -755,7 +765,7 @@ class ActiveSampler:
                 done += 1
                 if info["n_refined"] == 0:
                     break
-        n_over = self.overflowed_leaves().sum()
+        n_over = int(self.overflowed_leaves().sum()) if self._may_overflow() else 0
         if n_over:
             warnings.warn(
                 f"refinement stopped with {n_over} flagged leaves whose certified enclosure "
@@ -765,12 +775,18 @@ class ActiveSampler:
                 stacklevel=2)
         return self
 
+    def _may_overflow(self) -> bool:
+        """criterion="interval" and some cell's enclosure could overflow (a box-wide bound)."""
+        lat = self._lat
+        return lat.crit_code == CRIT_INTERVAL and self._engine.interval.may_overflow(lat.lo,
+                                                                                     lat.hi)
+
     def overflowed_leaves(self) -> np.ndarray:
         """(m,) bool over :meth:`leaves`: flagged by ``criterion="interval"`` only because
         the enclosure of Q overflowed (inf/NaN); all False for the other criteria."""
         tree, ids = self._leaf_order()
         out = np.zeros(ids.size, np.bool_)
-        if self._lat.crit_code == CRIT_INTERVAL:
+        if self._may_overflow():
             flagged = ids[tree.flag[ids]]
             a0, R, E, _ = enclosure(self._lat, self._engine.interval,
                                     tree.lo[flagged], tree.level[flagged])
