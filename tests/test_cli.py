@@ -300,6 +300,20 @@ def test_memory_error_during_a_command_is_one_line(capsys, tmp_path, monkeypatch
     assert err.count("\n") == 1 and err.startswith("zp-ref demo: error: out of memory")
 
 
+def test_refine_reports_an_overflowed_enclosure_as_a_note(capsys, tmp_path):
+    # Q = x^40 - x^39 on [-1e9, 1e9]: the enclosure overflows far out; zeros 0, 1 bracketed
+    coeffs = ",".join(["0"] * 39 + ["-1", "1"])
+    code, out, err = run(capsys, "refine", f"--coeffs={coeffs}", "--bounds=-1e9,1e9",
+                         "--grid", "7", "--max-level", "20", "--out", str(tmp_path))
+    assert code == 0 and "EnclosureOverflowWarning" not in err
+    assert "note: refinement stopped with" in out and "overflowed float64" in out
+    poles = json.loads((tmp_path / "poles.json").read_text())
+    lo = np.array(poles["centres"])[:, 0] - np.array(poles["half_widths"])[:, 0]
+    hi = np.array(poles["centres"])[:, 0] + np.array(poles["half_widths"])[:, 0]
+    for root in (0.0, 1.0):
+        assert ((lo <= root) & (root <= hi)).sum() == 1
+
+
 def test_refine_2d_prints_regions_not_rows_at_one_x(capsys, tmp_path):
     code, out, _ = run(capsys, "refine", "--problem", "bivariate_deg6_2d", "--grid", "4",
                        "--max-level", "5", "--criterion", "sign", "--out", str(tmp_path))

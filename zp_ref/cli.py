@@ -355,9 +355,18 @@ def _run_refine(args, name, q, sampler, out) -> int:
     from . import plots
     from .state import atomic_write_bytes
 
+    from .refinement import EnclosureOverflowWarning
+
     t0 = time.perf_counter()
-    sampler.refine()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EnclosureOverflowWarning)
+        sampler.refine()
     seconds = time.perf_counter() - t0
+    notes = [f"note: {w.message}" for w in caught
+             if issubclass(w.category, EnclosureOverflowWarning)]
+    for w in caught:
+        if not issubclass(w.category, EnclosureOverflowWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     stats = sampler.get_statistics()
     centres, half = sampler.pole_estimates()
     q_centre = q(centres) if len(centres) else np.zeros(0)
@@ -392,6 +401,8 @@ def _run_refine(args, name, q, sampler, out) -> int:
         print(f"... {len(rows) - shown} more {what} (every pole estimate is in {files[-1]})")
     if not len(centres):
         print("(no pole estimates: no cell met the criterion)")
+    for note in notes:
+        print(note)
     print(f"\nwrote {', '.join(str(p) for p in files)}")
     return 0
 
