@@ -234,7 +234,7 @@ BAD = [
     ("--bogus", "demo"),
     ("refine", "--coeffs=1,,2"),
     ("refine", "--coeffs", "1,2,"),
-    ("refine", "--coeffs", "1,2", "--bounds", "-1,,1"),
+    ("refine", "--coeffs", "1,2", "--bounds=-1,,1"),
     ("demo", "--pool-size", str(10 ** 15)),                 # more than any machine's memory
 ]
 
