@@ -16,8 +16,8 @@ from ..refinement import (RADIUS_INFLATE, _Tree,
                           _empty_interval_args, _IntervalTables, CRIT_INTERVAL, call_q)
 from ..backends import cuda_simulated
 from .cpu_refinement import interval_flag, simple_flag
-from .gpu_poly import (MAX_AXIS_DEGREE, MAX_DIM, POW_WIDTH, check_supported, fill_powers, horner_at, mul,
-                       terms_at)
+from .gpu_poly import (MAX_AXIS_DEGREE, MAX_DIM, POW_WIDTH, check_supported, fill_powers,
+                       horner_at, mul, terms_at)
 
 #: Threads per block (small under the simulator, where every thread is a Python thread).
 THREADS = 16 if cuda_simulated() else 128
