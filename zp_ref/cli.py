@@ -1,7 +1,7 @@
 """The ``zp-ref`` command line.
 
 ``zp-ref demo``    refine a catalogue problem, build a pool from the tree, run a band
-                   curriculum with importance draws inside bands, monitor it and write
+                   curriculum (uniform draws inside bands), monitor it and write
                    diagnostics JSON + PNG plots (the main job).
 ``zp-ref refine``  refine a catalogue problem or a polynomial given by its coefficients;
                    print the pole estimates as a table and save a PNG of the tree.
@@ -32,6 +32,7 @@ TREE_DEFAULTS = {
 DEFAULT_PROBLEM = "simple_roots_1d"
 BACKENDS = ("auto", "numpy", "cpu", "cuda")
 CRITERIA = ("abs", "sign", "abs_or_sign", "interval")
+TOP_LEVEL_OPTIONS = ("-h", "--help", "--version")
 
 
 class UsageError(ValueError):
@@ -78,11 +79,15 @@ def _positive_real(text: str) -> float:
 
 
 def _reals(text: str, what: str) -> list:
+    parts = [v.strip() for v in text.split(",")]
+    if "" in parts:
+        raise UsageError(f"{what} must be comma-separated numbers without empty entries, got "
+                         f"{text!r}")
     try:
-        values = [float(v) for v in text.replace(" ", "").split(",") if v != ""]
+        values = [float(v) for v in parts]
     except ValueError:
         raise UsageError(f"{what} must be comma-separated numbers, got {text!r}") from None
-    if not values or not all(math.isfinite(v) for v in values):
+    if not all(math.isfinite(v) for v in values):
         raise UsageError(f"{what} must be finite comma-separated numbers, got {text!r}")
     return values
 
@@ -106,10 +111,38 @@ def _tree_config(dim: int, bounds, args):
 
 
 def _out_dir(text: str) -> Path:
+    """The output folder, created now and probed with a temporary file, so that a place
+    that cannot be written is refused before any work."""
     out = Path(text)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {text!r} exists and is not a folder")
+    check_writable_folder(out, "--out")
     return out
+
+
+def check_writable_folder(folder: Path, option: str) -> None:
+    """Create ``folder`` (and parents) and write and remove a probe file in it; a
+    UsageError naming ``option`` when that fails."""
+    import tempfile
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{option} {str(folder)!r} cannot be written: "
+                         f"{exc.strerror or exc}") from None
+
+
+def _check_memory(n_bytes: float, what: str) -> None:
+    """Refuse a size whose arrays alone exceed the machine's physical memory."""
+    import os
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if n_bytes > total:
+        raise UsageError(f"{what} needs about {n_bytes / 2**30:.3g} GiB of arrays, more than "
+                         f"this machine's {total / 2**30:.3g} GiB of memory")
 
 
 def _save(fig, path: Path) -> Path:
@@ -134,14 +167,19 @@ def _prepare_demo(args):
     from .refinement import ActiveSampler
 
     problem = _problem(args.problem)
+    # the pool's x (n, d) and its draws' uniforms, lo, hi (n, d); q, weights, leaf ids (n,)
+    _check_memory(8.0 * args.pool_size * (4 * problem.dim + 3),
+                  f"--pool-size {args.pool_size}")
     out = _out_dir(args.out)
     config = _tree_config(problem.dim, problem.bounds, args)
     curriculum = BandCurriculum(epochs_per_stage=max(1, -(-args.epochs // 3)),
-                                within="importance", weight_power=args.weight_power,
+                                within="uniform", weight_power=args.weight_power,
                                 seed=args.seed, backend=args.backend)
+    # near = the bands B0..B(K-1) the curriculum moves towards, far = its far band BK
+    # (the far stage's draws): both ratios follow the band edges
     monitor_config = DiagnosticConfig(export_path=str(out), auto_export=False,
                                       near_pole_threshold=float(curriculum.edges[-1]),
-                                      far_pole_threshold=1.0,
+                                      far_pole_threshold=float(curriculum.edges[-1]),
                                       q_min_warning_threshold=args.q_min_warning)
     sampler = ActiveSampler(config, q=problem.q, input_dim=problem.dim, backend=args.backend)
     return lambda: _run_demo(args, problem, out, sampler, curriculum,
@@ -160,6 +198,12 @@ def _build_pool(problem, sampler, size: int, seed: int):
     return x, problem.q(x)
 
 
+def _coverage(q, tau: float) -> float:
+    """Share of |q| >= tau: where y = P/Q is REAL (finite, not clipped as a pole)."""
+    import numpy as np
+    return float((np.abs(q) >= tau).mean())
+
+
 def _run_demo(args, problem, out, sampler, curriculum, monitor) -> int:
     import numpy as np
     from tqdm import tqdm
@@ -171,7 +215,6 @@ def _run_demo(args, problem, out, sampler, curriculum, monitor) -> int:
     from .weighting import importance_weights
 
     t0 = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
     sampler.refine()
     stats = sampler.get_statistics()
     centres, half_widths = sampler.pole_estimates()
@@ -179,11 +222,13 @@ def _run_demo(args, problem, out, sampler, curriculum, monitor) -> int:
     w_pool = importance_weights(q_pool, weight_power=args.weight_power, normalize=False,
                                 backend=args.backend)
     edges = list(curriculum.edges)
+    tau = args.q_min_warning
+    coverage_eval = _coverage(q_pool, tau)
     rows, batch_q = [], None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", QMinWarning)
         bar = tqdm(range(args.epochs), desc="zp-ref demo", unit="epoch", file=sys.stderr,
-                   disable=args.no_progress)
+                   disable=True if args.no_progress else None)   # None: off unless a tty
         for epoch in bar:
             stage = curriculum.stage_at(epoch)
             drawn = []
@@ -193,13 +238,18 @@ def _run_demo(args, problem, out, sampler, curriculum, monitor) -> int:
                 drawn.append(idx)
             idx = np.concatenate(drawn)
             batch_q = q_pool[idx]
-            monitor.update(epoch, {"stage": stage}, q_values=batch_q)
+            # coverage as in ZeroProofML: the share of points where y = P/Q is REAL
+            # (|Q| >= the q_min warning threshold), over the epoch's draws and the pool
+            monitor.update(epoch, {"stage": stage, "coverage_train": _coverage(batch_q, tau),
+                                   "coverage_eval": coverage_eval}, q_values=batch_q)
             curriculum.update(epoch)
             counts = np.asarray(monitor.history["band_counts"][-1], dtype=np.float64)
             rows.append({"epoch": epoch, "stage": stage,
                          "q_min": monitor.history["q_min"][-1],
                          "q_mean": monitor.history["q_mean"][-1],
                          "near_pole_ratio": monitor.history["near_pole_ratio"][-1],
+                         "far_ratio": monitor.history["far_ratio"][-1],
+                         "coverage_train": monitor.history["coverage_train"][-1],
                          "band_fractions": (counts / counts.sum()).tolist()})
             bar.set_postfix(stage=stage, q_min=f"{rows[-1]['q_min']:.1e}")
     n_warnings = sum(issubclass(w.category, QMinWarning) for w in caught)
@@ -241,14 +291,18 @@ def _run_demo(args, problem, out, sampler, curriculum, monitor) -> int:
           f"max level {stats['max_refinement_level']}, {len(centres)} pole estimates "
           f"(largest half-width {half_widths.max() if len(centres) else float('nan'):.2e})")
     print(f"pool: {q_pool.size} points; {args.epochs} epochs of {args.batches} x "
-          f"{args.batch_size} draws (importance inside |Q| bands)\n")
-    header = ["epoch", "stage", "q_min", "mean |Q|", "near"] + \
+          f"{args.batch_size} draws (uniform inside |Q| bands; 1/|Q|^{args.weight_power:g} "
+          f"importance weights monitored)\n")
+    header = ["epoch", "stage", "q_min", "mean |Q|", "near", "far", "coverage"] + \
         [f"B{k}" for k in range(len(edges) + 1)]
     print(_table(header, [[r["epoch"], r["stage"], f"{r['q_min']:.2e}", f"{r['q_mean']:.2e}",
-                           f"{r['near_pole_ratio']:.2f}"] +
+                           f"{r['near_pole_ratio']:.2f}", f"{r['far_ratio']:.2f}",
+                           f"{r['coverage_train']:.4f}"] +
                           [f"{f:.2f}" for f in r["band_fractions"]] for r in rows]))
     print(f"\nbands on |Q|: B0 <= {edges[0]:g} < B1 <= ... <= {edges[-1]:g} < "
-          f"B{len(edges)}; near: |Q| < {monitor.config.near_pole_threshold:g}")
+          f"B{len(edges)}; near: |Q| < {monitor.config.near_pole_threshold:g} (B0..B"
+          f"{len(edges) - 1}), far: the far band B{len(edges)}; coverage (the share with "
+          f"|Q| >= {tau:g}, y REAL): {coverage_eval:.4f} over the pool")
     if n_warnings:
         print(f"q_min fell below {args.q_min_warning:g} in {n_warnings} batch(es)/epoch(s)")
     print(f"wrote to {out}/: summary.json, {', '.join(p.name for p in files)} "
@@ -301,9 +355,18 @@ def _run_refine(args, name, q, sampler, out) -> int:
     from . import plots
     from .state import atomic_write_bytes
 
+    from .refinement import EnclosureOverflowWarning
+
     t0 = time.perf_counter()
-    sampler.refine()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EnclosureOverflowWarning)
+        sampler.refine()
     seconds = time.perf_counter() - t0
+    notes = [f"note: {w.message}" for w in caught
+             if issubclass(w.category, EnclosureOverflowWarning)]
+    for w in caught:
+        if not issubclass(w.category, EnclosureOverflowWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     stats = sampler.get_statistics()
     centres, half = sampler.pole_estimates()
     q_centre = q(centres) if len(centres) else np.zeros(0)
@@ -321,22 +384,70 @@ def _run_refine(args, name, q, sampler, out) -> int:
     print(f"criterion {sampler.config.criterion!r}: {stats['n_leaves']} leaves, "
           f"{stats['n_evaluations']} evaluations, max level {stats['max_refinement_level']}"
           f"{', cap reached' if stats['capped_rounds'] else ''} ({seconds:.2f} s)\n")
-    axes = ["x"] if d == 1 else [f"x{a}" for a in range(d)]
-    shown = min(len(centres), args.max_rows)
-    rows = [[i] + [f"{c:.12g}" for c in centres[i]] + [f"{h:.2e}" for h in half[i]] +
-            [f"{q_centre[i]:.2e}"] for i in range(shown)]
-    print(_table(["#"] + axes + [f"half-width {a}" for a in axes] + ["Q(centre)"], rows))
-    if len(centres) > shown:
-        print(f"... {len(centres) - shown} more pole estimates (all in {files[-1]})")
+    if d == 1:
+        header, rows = ["#", "x", "half-width", "Q(centre)"], [
+            [i, f"{centres[i, 0]:.12g}", f"{half[i, 0]:.2e}", f"{q_centre[i]:.2e}"]
+            for i in range(len(centres))]
+        what = "pole estimates"
+    else:
+        header, rows = _region_rows(centres, half, q_centre)
+        what = "regions"
+        if len(centres):
+            print(f"{len(centres)} pole estimates (flagged cells) in {len(rows)} connected "
+                  f"region(s), largest first; each row is one region's bounding box:")
+    shown = min(len(rows), args.max_rows)
+    print(_table(header, rows[:shown]))
+    if len(rows) > shown:
+        print(f"... {len(rows) - shown} more {what} (every pole estimate is in {files[-1]})")
     if not len(centres):
         print("(no pole estimates: no cell met the criterion)")
+    for note in notes:
+        print(note)
     print(f"\nwrote {', '.join(str(p) for p in files)}")
     return 0
+
+
+def _region_rows(centres, half, q_centre) -> tuple:
+    """Table of the connected regions of pole estimates in d >= 2 (cells that touch,
+    corners included, join one region): header and rows, largest region first, then by
+    position. A row: region number, cells, bounding box per axis, finest half-width,
+    max |Q| at the cells' centres."""
+    import numpy as np
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    d = centres.shape[1]
+    axes = [f"x{a}" for a in range(d)]
+    header = ["#", "cells"] + [f"{a} {end}" for a in axes for end in ("from", "to")] + \
+        ["finest half-width", "max |Q(centre)|"]
+    n = len(centres)
+    if n == 0:
+        return header, []
+    pairs = cKDTree(centres).query_pairs(2.0 * half.max(), p=np.inf, output_type="ndarray")
+    i, j = pairs[:, 0], pairs[:, 1]
+    touch = (np.abs(centres[i] - centres[j]) <= (half[i] + half[j]) * (1 + 1e-9)).all(axis=1)
+    graph = coo_matrix((np.ones(int(touch.sum())), (i[touch], j[touch])), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
+    lo, hi = centres - half, centres + half
+    regions = []
+    for k in np.unique(label):
+        m = label == k
+        regions.append((-int(m.sum()), tuple(lo[m].min(axis=0)), m))
+    regions.sort(key=lambda r: r[:2])
+    rows = []
+    for number, (neg_count, _, m) in enumerate(regions):
+        box = np.stack([lo[m].min(axis=0), hi[m].max(axis=0)], axis=1).ravel()  # per axis
+        rows.append([number, -neg_count] + [f"{v:.6g}" for v in box] +
+                    [f"{half[m].min():.2e}", f"{np.abs(q_centre[m]).max():.2e}"])
+    return header, rows
 
 
 # ------------------------------------------------------------------ bench and study
 def _prepare_bench(args):
     from . import bench
+    if args.json is not None:
+        bench.check_json_path(args.json)
     return lambda: print(bench.bench_command(args)) or 0
 
 
@@ -377,7 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="the main job: refine, pool, band curriculum, diagnostics and plots",
         description="Refine a catalogue problem with ActiveSampler, build a pool from the "
                     "tree (half uniform, half leaf-weighted), run a far -> mid -> near band "
-                    "curriculum with importance draws inside bands, feed a "
+                    "curriculum (the stage's mix over |Q| bands, uniform draws inside a "
+                    "band, so the far stage draws far points), feed a "
                     "DiagnosticMonitor, and write diagnostics JSON, summary.json, the "
                     "curriculum state and PNG plots to --out. Prints a per-epoch table.")
     demo.add_argument("--problem", choices=names(), default=DEFAULT_PROBLEM,
@@ -391,13 +503,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--pool-size", type=_int_at_least(2), default=4000,
                       help="points drawn from the tree into the pool (default: %(default)s)")
     demo.add_argument("--weight-power", type=_positive_real, default=2.0,
-                      help="p in the importance weights 1/|Q|^p (default: %(default)s)")
+                      help="p in the monitored importance weights 1/|Q|^p (ESS, max weight "
+                           "share; default: %(default)s)")
     demo.add_argument("--q-min-warning", type=_positive_real, default=1e-12,
                       help="q_min below this is counted as a warning (default: %(default)s)")
     demo.add_argument("--seed", type=_seed, default=0, help="seed (default: %(default)s)")
     demo.add_argument("--out", default="runs/demo",
                       help="output folder, created if needed (default: %(default)s)")
-    demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+    demo.add_argument("--no-progress", action="store_true",
+                      help="no progress bar (there is none when stderr is not a terminal)")
     _tree_arguments(demo, "interval", "numpy",
                     "numpy (default: the oracle; at the demo's sizes it is the fastest and "
                     "needs no kernel compilation), cpu (Numba), cuda or auto; all give the "
@@ -421,7 +535,8 @@ def build_parser() -> argparse.ArgumentParser:
     refine.add_argument("--out", default="runs/refine",
                         help="output folder (default: %(default)s)")
     refine.add_argument("--max-rows", type=_int_at_least(1), default=40,
-                        help="pole estimates printed at most (default: %(default)s)")
+                        help="table rows printed at most: pole estimates in 1-D, connected "
+                             "regions of them in 2-D and 3-D (default: %(default)s)")
     _tree_arguments(refine, "interval", "auto",
                     "numpy (the oracle), cpu (Numba), cuda, or auto (default); all build the "
                     "same tree")
@@ -451,15 +566,29 @@ def main(argv=None) -> int:
     try:
         if argv[:1] == ["study"]:      # the study parses its own options
             return _study_main(argv[1:])
+        if argv[:1] and argv[0].startswith("-") and argv[0] not in TOP_LEVEL_OPTIONS:
+            raise UsageError(f"unrecognized option {argv[0]!r}; zp-ref takes only "
+                             f"{', '.join(TOP_LEVEL_OPTIONS)} before a COMMAND "
+                             f"(demo, refine, bench, study)")
         args = build_parser().parse_args(argv)
         job = args.prepare(args)
     except SystemExit as exc:          # --help, --version and argparse errors
         return exc.code if isinstance(exc.code, int) else 2
     except (ValueError, TypeError) as exc:
-        message = " ".join(str(exc).split())
-        print(f"zp-ref {argv[0]}: error: {message}", file=sys.stderr)
-        return 2
-    return job()
+        return _error(argv, exc)
+    try:
+        return job()
+    except MemoryError as exc:         # a size the machine cannot hold
+        return _error(argv, f"out of memory ({exc or 'MemoryError'}); use smaller sizes "
+                            f"(--pool-size, --max-points)")
+
+
+def _error(argv, exc) -> int:
+    """One line on stderr; exit status 2."""
+    message = " ".join(str(exc).split())
+    command = argv[0] if argv[:1] and not argv[0].startswith("-") else ""
+    print(f"zp-ref{' ' + command if command else ''}: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

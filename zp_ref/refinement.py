@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -26,7 +28,8 @@ from ._validation import as_float_array, check_choice, check_count, check_real, 
 from .backends import resolve_backend
 from .rational import Polynomial, Rational, horner_numpy, terms_numpy
 
-__all__ = ["ActiveSampler", "ActiveSamplerConfig", "CRITERIA", "WEIGHTINGS"]
+__all__ = ["ActiveSampler", "ActiveSamplerConfig", "CRITERIA", "EnclosureOverflowWarning",
+           "WEIGHTINGS"]
 
 CRITERIA = ("abs", "sign", "abs_or_sign", "interval")
 WEIGHTINGS = ("volume", "leaf", "importance")
@@ -39,6 +42,12 @@ RADIUS_INFLATE = 1.0 + 2.0 ** -50
 UNIT_ROUNDOFF = 2.0 ** -53
 
 
+class EnclosureOverflowWarning(RuntimeWarning):
+    """``criterion="interval"``: refinement stopped with flagged leaves whose certified
+    enclosure overflowed float64 (inf or NaN). Such a leaf may or may not hold a zero of Q;
+    it is flagged (and in ``pole_estimates()``) because nothing excludes one."""
+
+
 # ------------------------------------------------------------------------ configuration
 @dataclass
 class ActiveSamplerConfig:
@@ -46,7 +55,8 @@ class ActiveSamplerConfig:
 
     initial_grid_size: cells per axis at level 0 (an int, or one int per axis).
     grid_bounds: one (lo, hi) for every axis, or one pair per axis.
-    refinement_threshold: |Q| below which ``abs`` flags a cell (also "near pole" in stats).
+    refinement_threshold: |Q| below which ``abs`` flags a cell (also "near pole" in stats);
+        ``abs_or_sign`` scales it by 4**-level (see :func:`small_q_cutoffs`).
     max_refinement_level: deepest level a cell may reach (0 = no splitting).
     refinement_ratio, min_points_per_region: accepted and validated for compatibility
         with the anchor; the tree always halves every axis (see docs/refinement.md).
@@ -127,6 +137,7 @@ class _Lattice:
             raise ValueError(f"max_grid_points must be < 2**31, got {self.max_points}")
         self.criterion = check_choice(config.criterion, "criterion", CRITERIA)
         self.crit_code = CRITERIA.index(self.criterion)
+        self.small_cut = small_q_cutoffs(self.threshold, self.L, self.crit_code)
         bits = [int(n).bit_length() + self.L + 1 for n in self.n0]
         if max(bits) > 52 or sum(int(m + 1).bit_length() for m in self.n0 << (self.L + 1)) > 62:
             raise ValueError(
@@ -160,6 +171,17 @@ class _Lattice:
         """Coordinates of lattice indices k (..., d): lo + width * (k / M), hi at k = M."""
         x = self.lo + self.width * (k / self.M)
         return np.where(k == self.M, self.hi, x)
+
+
+def small_q_cutoffs(threshold: float, L: int, crit_code: int) -> np.ndarray:
+    """Per level l = 0..L, the |Q| below which a cell of level l counts as "small": the
+    threshold itself for ``abs``; ``threshold * 4**-l`` for ``abs_or_sign``, so that its
+    small-|Q| part follows zeros without a sign change (|Q| ~ g (x - x0)**2 near a double
+    root shrinks as fast) instead of refining the whole region |Q| < threshold to the
+    deepest level (docs/refinement.md). Exact powers of two: every engine reads this table."""
+    levels = np.arange(L + 1)
+    scale = 2 * levels if crit_code == CRIT_ABS_OR_SIGN else 0 * levels
+    return np.ldexp(np.float64(threshold), -scale)
 
 
 def _split_tables(d: int) -> dict:
@@ -267,6 +289,16 @@ class _IntervalTables:
     def kernel_args(self):
         return (self.exps, self.w, self.emax, self.term, self.flat, self.mult, self.cexp,
                 self.bexp, self.err_factor)
+
+    def may_overflow(self, lo: np.ndarray, hi: np.ndarray) -> bool:
+        """False when no enclosure over a cell of the box [lo, hi] can overflow: with
+        M_a = max(|lo_a|, |hi_a|, 1), every |c_a|, r_a <= M_a, so every computed product is
+        at most G = sum_t |w_t| prod_a (2 M_a)**e_ta and every sum at most (its number of
+        terms) * G, far below float64's 1.8e308 when the count * G < 1e300."""
+        m = 2.0 * np.maximum(np.maximum(np.abs(lo), np.abs(hi)), 1.0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            g = float(np.sum(np.abs(self.w) * np.prod(m ** self.exps, axis=1)))
+        return not g * (self.term.size + self.size + self.w.size) < 1e300
 
 
 def _empty_interval_args(d: int):
@@ -538,10 +570,11 @@ class _NumpyEngine(_HostEngine):
     def evaluate(self, p0: int, p1: int) -> None:
         x = self.point_coords(p0, p1)
         poly = self.qspec.poly
-        if poly.dim == 1:
-            self.tree.value[p0:p1] = horner_numpy(poly.coefficients, x[:, 0])
-        else:
-            self.tree.value[p0:p1] = terms_numpy(*poly.kernel_arrays(), x)
+        with np.errstate(over="ignore", invalid="ignore"):   # inf / NaN, as the kernels
+            if poly.dim == 1:
+                self.tree.value[p0:p1] = horner_numpy(poly.coefficients, x[:, 0])
+            else:
+                self.tree.value[p0:p1] = terms_numpy(*poly.kernel_arrays(), x)
 
     def update_flags(self, c0: int, c1: int) -> None:
         """flag / exhausted of nodes [c0, c1) from their values (or the enclosure)."""
@@ -550,7 +583,7 @@ class _NumpyEngine(_HostEngine):
         vals = cell_values(t, nodes)
         pending = np.isnan(vals).any(axis=1)
         sign = sign_change(vals)
-        small = np.abs(vals).min(axis=1) < lat.threshold
+        small = np.abs(vals).min(axis=1) < lat.small_cut[t.level[nodes]]
         exhausted = np.zeros(nodes.size, np.bool_)
         if lat.crit_code == CRIT_ABS:
             flag = small
@@ -558,53 +591,88 @@ class _NumpyEngine(_HostEngine):
             flag = sign
         elif lat.crit_code == CRIT_ABS_OR_SIGN:
             flag = sign | small
-        else:
+        else:   # certified: values play no part (an overflowed value is not "pending")
+            pending[:] = False
             flag, exhausted = self._enclosure(nodes)
         t.flag[c0:c1] = flag & ~pending
         t.exhausted[c0:c1] = exhausted & ~pending
 
     def _enclosure(self, nodes):
-        """Certified Taylor-form test (see _IntervalTables): (contains 0, rounding-dominated)."""
-        lat, it = self.lat, self.interval
+        """Certified Taylor-form test (see _IntervalTables): (may hold a zero, split no more)."""
         lo_k = self.tree.lo[nodes]
-        xlo = lat.coords(lo_k)
-        xhi = lat.coords(lo_k + lat.cell_units(self.tree.level[nodes])[:, None])
-        c = 0.5 * (xlo + xhi)
-        r = np.maximum(xhi - c, c - xlo) * RADIUS_INFLATE
-        s = np.abs(c) + r
+        return interval_flags(*enclosure(self.lat, self.interval, lo_k,
+                                         self.tree.level[nodes]))
 
-        def powers(base):
-            out = []
+
+def enclosure(lat: _Lattice, it: _IntervalTables, lo_k: np.ndarray, level: np.ndarray) -> tuple:
+    """(|A_0|, R, E, floor) of the Taylor form of Q over cells (lower corners ``lo_k``
+    (m, d) on the lattice, levels (m,)), each (m,); see _IntervalTables. ``floor`` is the
+    larger of B and of the largest Taylor product |w mult c**cexp|, both with every |c_a|
+    and |c_a| + r_a replaced by min |x_a| over the cell: rounding is monotone, so when the
+    floor overflows the enclosure of every sub-cell overflows too. Overflow gives inf /
+    NaN entries (no floating-point warnings)."""
+    xlo = lat.coords(lo_k)
+    xhi = lat.coords(lo_k + lat.cell_units(level)[:, None])
+    c = 0.5 * (xlo + xhi)
+    r = np.maximum(xhi - c, c - xlo) * RADIUS_INFLATE
+    s = np.abs(c) + r
+    m = np.where((xlo <= 0) & (0 <= xhi), 0.0, np.minimum(np.abs(xlo), np.abs(xhi)))
+    n = lo_k.shape[0]
+
+    def powers(base):
+        out = []
+        for a in range(lat.d):
+            p = np.empty((int(it.emax[a]) + 1, n))
+            p[0] = 1.0
+            for j in range(1, p.shape[0]):
+                p[j] = p[j - 1] * base[:, a]
+            out.append(p)
+        return out
+
+    def bound(pw):
+        total = np.zeros(n)
+        for t in range(it.w.size):
+            prod = np.full(n, abs(it.w[t]))
             for a in range(lat.d):
-                p = np.empty((int(it.emax[a]) + 1, base.shape[0]))
-                p[0] = 1.0
-                for j in range(1, p.shape[0]):
-                    p[j] = p[j - 1] * base[:, a]
-                out.append(p)
-            return out
+                prod = prod * pw[a][it.exps[t, a]]
+            total = total + prod
+        return total
 
-        cpow, rpow, spow = powers(c), powers(r), powers(s)
-        taylor = np.zeros((it.size, nodes.size))
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        cpow, rpow = powers(c), powers(r)
+        taylor = np.zeros((it.size, n))
         for z in range(it.term.size):
-            prod = np.full(nodes.size, it.w[it.term[z]] * it.mult[z])
+            prod = np.full(n, it.w[it.term[z]] * it.mult[z])
             for a in range(lat.d):
                 prod = prod * cpow[a][it.cexp[z, a]]
             taylor[it.flat[z]] = taylor[it.flat[z]] + prod
-        R = np.zeros(nodes.size)
+        R = np.zeros(n)
         for f in range(1, it.size):
             prod = np.abs(taylor[f])
             for a in range(lat.d):
                 prod = prod * rpow[a][it.bexp[f, a]]
             R = R + prod
-        B = np.zeros(nodes.size)
-        for t_ in range(it.w.size):
-            prod = np.full(nodes.size, abs(it.w[t_]))
+        E = it.err_factor * bound(powers(s))
+        mpow = powers(m)
+        floor = bound(mpow)
+        for z in range(it.term.size):
+            prod = np.full(n, abs(it.w[it.term[z]] * it.mult[z]))
             for a in range(lat.d):
-                prod = prod * spow[a][it.exps[t_, a]]
-            B = B + prod
-        E = it.err_factor * B
-        contains = np.abs(taylor[0]) <= R + E
-        return contains, contains & (R <= E)
+                prod = prod * mpow[a][it.cexp[z, a]]
+            floor = np.maximum(floor, prod)
+    return np.abs(taylor[0]), R, E, floor
+
+
+def interval_flags(a0, R, E, floor) -> tuple:
+    """(flag, exhausted) of the certified criterion from the enclosure terms. Flag when
+    ``|A_0| <= R + E`` or when any term is inf/NaN (overflow: the enclosure proves
+    nothing, so the cell may hold a zero). Exhausted (flagged, not split further) when
+    rounding dominates (``R <= E``), or when the enclosure overflowed and so does its
+    ``floor``: no sub-cell's enclosure can be finite."""
+    finite = np.isfinite(a0) & np.isfinite(R) & np.isfinite(E)
+    contains = ~finite | (a0 <= R + E)
+    exhausted = np.where(finite, contains & (R <= E), ~np.isfinite(floor))
+    return contains, exhausted
 
 
 def _make_engine(backend: str, lat, tree, qspec):
@@ -624,8 +692,13 @@ class ActiveSampler:
     q: a :class:`Polynomial` / :class:`Rational` (its denominator is refined; evaluated
     inside the kernels), a vectorised callable (n, d) -> (n,) (called once per round on
     the new points), or None (values come through :meth:`refine_grid`).
-    The initial grid is evaluated at construction when q is given.
+    The initial grid is evaluated at construction when q is given. A q callable must not
+    call refine(), refine_grid() or load_state_dict() of the sampler that calls it: that
+    raises RuntimeError and changes nothing.
     """
+
+    #: The method running on this sampler, or None (guards against re-entry from q).
+    _running = None
 
     def __init__(self, config=None, *, q=None, input_dim=1, backend="auto"):
         config = ActiveSamplerConfig() if config is None else config
@@ -660,27 +733,75 @@ class ActiveSampler:
         return self._qspec.source
 
     # ------------------------------------------------------------------ refinement
+    @contextmanager
+    def _exclusive(self, method: str):
+        """Run ``method`` alone on this sampler: a call made while another one is running
+        (a q callable that refines its own sampler) is refused before anything changes."""
+        if self._running is not None:
+            raise RuntimeError(
+                f"ActiveSampler.{method} was called while {self._running} is running on the "
+                f"same sampler (from inside its q callable?); rounds cannot be nested: call "
+                f"it after {self._running} returns, or use another sampler")
+        self._running = method
+        try:
+            yield
+        finally:
+            self._running = None
+
     def refine(self, max_rounds=None) -> "ActiveSampler":
         """Run rounds until no leaf is flagged and splittable (or ``max_rounds``); returns
-        the sampler."""
+        the sampler. With ``criterion="interval"``, warns once
+        (:class:`EnclosureOverflowWarning`) when it stops with flagged leaves whose
+        enclosure overflowed."""
         if max_rounds is not None:
             max_rounds = check_count(max_rounds, "max_rounds")
         if self._qspec.kind == "none":
             raise ValueError("refine() needs q (a Polynomial, Rational or callable); this "
                              "sampler has none: pass q= or use refine_grid(q_values)")
-        done = 0
-        while max_rounds is None or done < max_rounds:
-            info = self._round()
-            done += 1
-            if info["n_refined"] == 0:
-                break
+        with self._exclusive("refine()"):
+            done = 0
+            while max_rounds is None or done < max_rounds:
+                info = self._round()
+                done += 1
+                if info["n_refined"] == 0:
+                    break
+        n_over = int(self.overflowed_leaves().sum()) if self._may_overflow() else 0
+        if n_over:
+            warnings.warn(
+                f"refinement stopped with {n_over} flagged leaves whose certified enclosure "
+                f"of Q overflowed float64 (inf/NaN): each may or may not hold a zero and is "
+                f"kept in pole_estimates(); see overflowed_leaves(). Shrink grid_bounds or "
+                f"rescale Q so that its terms stay below 1e308", EnclosureOverflowWarning,
+                stacklevel=2)
         return self
+
+    def _may_overflow(self) -> bool:
+        """criterion="interval" and some cell's enclosure could overflow (a box-wide bound)."""
+        lat = self._lat
+        return lat.crit_code == CRIT_INTERVAL and self._engine.interval.may_overflow(lat.lo,
+                                                                                     lat.hi)
+
+    def overflowed_leaves(self) -> np.ndarray:
+        """(m,) bool over :meth:`leaves`: flagged by ``criterion="interval"`` only because
+        the enclosure of Q overflowed (inf/NaN); all False for the other criteria."""
+        tree, ids = self._leaf_order()
+        out = np.zeros(ids.size, np.bool_)
+        if self._may_overflow():
+            flagged = ids[tree.flag[ids]]
+            a0, R, E, _ = enclosure(self._lat, self._engine.interval,
+                                    tree.lo[flagged], tree.level[flagged])
+            out[tree.flag[ids]] = ~(np.isfinite(a0) & np.isfinite(R) & np.isfinite(E))
+        return out
 
     def refine_grid(self, q_values) -> "ActiveSampler":
         """Anchor-compatible round: ``q_values`` (N,) are Q at :meth:`get_current_grid`
         (the same order); they replace the stored values, every leaf is re-tested and
         flagged leaves are split once. New points are evaluated with q when the sampler
         has one, otherwise they stay pending until the next call."""
+        with self._exclusive("refine_grid()"):
+            return self._refine_grid(q_values)
+
+    def _refine_grid(self, q_values) -> "ActiveSampler":
         order = self._engine.sorted_point_ids()
         vals = as_float_array(q_values, "q_values", finite=True)
         if vals.size != order.size:
@@ -817,7 +938,7 @@ class ActiveSampler:
             "near_pole_points": int((np.abs(done) < self._lat.threshold).sum()),
             "capped_rounds": int(sum(h["capped"] for h in self.refinement_history)),
             "n_evaluations": int(self.n_evaluations),
-            "mean_q_abs": float(np.abs(done).mean()) if done.size else 0.0,
+            "mean_q_abs": _mean_abs(done),
             "min_q_abs": float(np.abs(done).min()) if done.size else float("nan"),
         }
 
@@ -850,6 +971,10 @@ class ActiveSampler:
     def load_state_dict(self, state) -> None:
         """Restore a :meth:`state_dict` (validated first; nothing changes on error).
         A callable q cannot be stored: the sampler keeps its own callable."""
+        with self._exclusive("load_state_dict()"):
+            self._load_state_dict(state)
+
+    def _load_state_dict(self, state) -> None:
         config, d, qspec, lat, tree, n_eval, history = _parse_state(state, self._qspec)
         backend = resolve_backend(self._backend_request, lat.max_points)
         engine = _make_engine(backend, lat, tree, qspec)
@@ -869,6 +994,12 @@ class ActiveSampler:
         obj._qspec = _QSpec(q, int(state.get("input_dim", 1))) if q is not None else None
         obj.load_state_dict(state)
         return obj
+
+
+def _mean_abs(values: np.ndarray) -> float:
+    """Mean of |values| (0 for none; inf when Q overflowed somewhere, without a warning)."""
+    with np.errstate(over="ignore"):
+        return float(np.abs(values).mean()) if values.size else 0.0
 
 
 def _parse_state(state, current_qspec):

@@ -15,9 +15,9 @@ from numba import cuda
 from ..refinement import (RADIUS_INFLATE, _Tree,
                           _empty_interval_args, _IntervalTables, CRIT_INTERVAL, call_q)
 from ..backends import cuda_simulated
-from .cpu_refinement import simple_flag
-from .gpu_poly import (MAX_DIM, POW_WIDTH, check_supported, fill_powers, horner_at, mul,
-                       terms_at)
+from .cpu_refinement import interval_flag, simple_flag
+from .gpu_poly import (MAX_AXIS_DEGREE, MAX_DIM, POW_WIDTH, check_supported, fill_powers,
+                       horner_at, mul, terms_at)
 
 #: Threads per block (small under the simulator, where every thread is a Python thread).
 THREADS = 16 if cuda_simulated() else 128
@@ -241,8 +241,21 @@ def _eval_points_nd(pkey, p0, counts, strides, M, lo, hi, width, exps, w, emax, 
 
 
 @cuda.jit(device=True)
+def _bound_sum(d, exps, w, spow):
+    """sum_t |w_t| prod_a spow[a, e_ta] (as cpu_refinement.bound_sum)."""
+    B = 0.0
+    for t in range(w.size):
+        prod = abs(w[t])
+        for a in range(d):
+            prod = mul(prod, spow[a, exps[t, a]])
+        B = B + prod
+    return B
+
+
+@cuda.jit(device=True)
 def _enclosure(xlo, xhi, d, exps, w, emax, term, flat, mult, cexp, bexp, err_factor):
-    """(|A_0|, R, E) of the Taylor form over [xlo, xhi] (as cpu_refinement.taylor_enclosure)."""
+    """(|A_0|, R, E, floor) of the Taylor form over [xlo, xhi] (as
+    cpu_refinement.taylor_enclosure)."""
     taylor = cuda.local.array(MAX_TAYLOR, np.float64)
     cpow = cuda.local.array((MAX_DIM, POW_WIDTH), np.float64)
     rpow = cuda.local.array((MAX_DIM, POW_WIDTH), np.float64)
@@ -266,17 +279,21 @@ def _enclosure(xlo, xhi, d, exps, w, emax, term, flat, mult, cexp, bexp, err_fac
         for a in range(d):
             prod = mul(prod, rpow[a, bexp[f, a]])
         R = R + prod
-    B = 0.0
-    for t in range(w.size):
-        prod = abs(w[t])
+    E = mul(err_factor, _bound_sum(d, exps, w, spow))
+    for a in range(d):
+        m = 0.0 if xlo[a] <= 0.0 <= xhi[a] else min(abs(xlo[a]), abs(xhi[a]))
+        fill_powers(spow, a, m, emax[a])
+    floor = _bound_sum(d, exps, w, spow)
+    for z in range(term.size):
+        prod = abs(mul(w[term[z]], mult[z]))
         for a in range(d):
-            prod = mul(prod, spow[a, exps[t, a]])
-        B = B + prod
-    return abs(taylor[0]), R, mul(err_factor, B)
+            prod = mul(prod, spow[a, cexp[z, a]])
+        floor = max(floor, prod)
+    return abs(taylor[0]), R, E, floor
 
 
 @cuda.jit
-def _cell_flags(c0, c1, lo, level, corner, centre, value, crit, threshold, L, M, box_lo,
+def _cell_flags(c0, c1, lo, level, corner, centre, value, crit, small_cut, L, M, box_lo,
                 box_hi, width, exps, w, emax, term, flat, mult, cexp, bexp, err_factor,
                 flag, exhausted):
     """flag / exhausted of nodes [c0, c1) (as cpu_refinement.cell_flags)."""
@@ -293,7 +310,7 @@ def _cell_flags(c0, c1, lo, level, corner, centre, value, crit, threshold, L, M,
         pos = pos or v > 0
         neg = neg or v < 0
         zero = zero or v == 0
-        small = small or abs(v) < threshold
+        small = small or abs(v) < small_cut[level[i]]
     ex = False
     if crit != CRIT_INTERVAL:
         f = simple_flag(crit, (pos and neg) or zero, small)
@@ -304,10 +321,10 @@ def _cell_flags(c0, c1, lo, level, corner, centre, value, crit, threshold, L, M,
         for a in range(d):
             xlo[a] = _coord(lo[i, a], M[a], box_lo[a], box_hi[a], width[a])
             xhi[a] = _coord(lo[i, a] + unit, M[a], box_lo[a], box_hi[a], width[a])
-        a0, R, E = _enclosure(xlo, xhi, d, exps, w, emax, term, flat, mult, cexp, bexp,
-                              err_factor)
-        f = a0 <= R + E
-        ex = f and R <= E
+        a0, R, E, floor = _enclosure(xlo, xhi, d, exps, w, emax, term, flat, mult, cexp,
+                                     bexp, err_factor)
+        f, ex = interval_flag(a0, R, E, floor)
+        pending = False
     flag[i] = 1 if (f and not pending) else 0
     exhausted[i] = 1 if (ex and not pending) else 0
 
@@ -326,6 +343,10 @@ class CudaEngine:
             check_supported(qspec.poly)
         self.lat, self.qspec = lat, qspec
         self.interval = _IntervalTables(qspec.poly) if lat.crit_code == CRIT_INTERVAL else None
+        if self.interval is not None and int(self.interval.emax.max()) > MAX_AXIS_DEGREE:
+            raise ValueError(f"backend='cuda' with criterion='interval' supports degree <= "
+                             f"{MAX_AXIS_DEGREE} in each variable; this polynomial has "
+                             f"{self.interval.emax.tolist()} (use backend='cpu')")
         if self.interval is not None and self.interval.size > MAX_TAYLOR:
             raise ValueError(f"backend='cuda' with criterion='interval' supports polynomials "
                              f"with at most {MAX_TAYLOR} Taylor coefficients; this one has "
@@ -340,6 +361,7 @@ class CudaEngine:
         to = cuda.to_device
         self.c_geom = tuple(to(a) for a in (lat.strides, lat.M, lat.lo, lat.hi, lat.width))
         self.c_tab = {k: to(v) for k, v in lat.tables.items() if isinstance(v, np.ndarray)}
+        self.c_small_cut = to(lat.small_cut)
         args = self.interval.kernel_args() if self.interval is not None \
             else _empty_interval_args(lat.d)
         self.c_interval = tuple(to(a) if isinstance(a, np.ndarray) else a for a in args)
@@ -469,7 +491,7 @@ class CudaEngine:
         _, M, lo, hi, width = self.c_geom
         _cell_flags[_grid(c1 - c0), THREADS](
             c0, c1, nd["lo"], nd["level"], nd["corner"], nd["centre"], self.d_value,
-            lat.crit_code, lat.threshold, lat.L, M, lo, hi, width, *self.c_interval,
+            lat.crit_code, self.c_small_cut, lat.L, M, lo, hi, width, *self.c_interval,
             nd["flag"], nd["exhausted"])
         self._host_stale, self._next_candidates = True, None
 
