@@ -282,6 +282,259 @@ def test_num_workers_give_the_same_items(q_pool):
     np.testing.assert_array_equal(_loader_indices(loader), s.indices())
 
 
+# ------------------------------------------------------------------ the model's own Q (q_fn)
+class _ShiftedQ(torch.nn.Module):
+    """Q(x) = (x - a)(x - b) as an (N, 1) column, like a model's Q head; records every
+    call (chunk size, whether autograd was on, device)."""
+
+    def __init__(self, a=0.3, b=-0.5):
+        super().__init__()
+        self.roots = torch.nn.Parameter(torch.tensor([a, b], dtype=torch.float64))
+        self.calls = []
+
+    def forward(self, x):
+        self.calls.append((x.shape[0], torch.is_grad_enabled(), x.device.type))
+        return ((x - self.roots[0]) * (x - self.roots[1]))[:, None]
+
+
+def _x_pool():
+    return torch.linspace(-1.0, 1.0, N + 1, dtype=torch.float64)[:-1]
+
+
+def test_q_fn_is_evaluated_in_chunks_without_grad_and_squeezed():
+    model, x = _ShiftedQ(), _x_pool()
+    s = ImportanceWeightedSampler(num_samples=100, x_pool=x, q_fn=model, q_batch_size=300)
+    assert model.calls == [(300, False, "cpu")] * 6 + [(200, False, "cpu")]
+    q_true = ((x - 0.3) * (x + 0.5)).numpy()
+    np.testing.assert_array_equal(s.q_pool, q_true)
+    np.testing.assert_array_equal(s.weights, importance_weights(q_true))
+    assert s.q_evaluations == 1 and s.pool_size == N
+
+
+@pytest.mark.parametrize("refresh_every", [1, 2])
+def test_q_fn_refresh_follows_the_model_each_epoch(refresh_every):
+    """The weights at epoch e are those of the model's Q at the last refresh epoch
+    (a multiple of refresh_every), and the draws are sample_indices of those weights."""
+    model, x = _ShiftedQ(), _x_pool()
+    cfg = ImportanceSamplerConfig(max_weight=1e8)
+    s = ImportanceWeightedSampler(num_samples=500, x_pool=x, q_fn=model, config=cfg, seed=3,
+                                  refresh_every=refresh_every)
+    loader = DataLoader(_dataset(), sampler=s, batch_size=100)
+    roots_used = [0.3]                         # the pole the weights were computed from
+    for epoch in range(5):
+        s.set_epoch(epoch)
+        if epoch % refresh_every == 0 and epoch > 0:
+            roots_used.append(model.roots[0].item())
+        q = ((x - roots_used[-1]) * (x + 0.5)).numpy()
+        w = importance_weights(q, **cfg.weight_kwargs())
+        np.testing.assert_array_equal(s.weights, w)
+        got = _loader_indices(loader)
+        np.testing.assert_array_equal(got, sample_indices(w, 500, seed=derive_seed(3, epoch)))
+        with torch.no_grad():                  # "training" moves the model's pole
+            model.roots[0] += 0.1
+    assert s.q_evaluations == len(roots_used)
+    assert len(set(roots_used)) == len(roots_used) == (5 if refresh_every == 1 else 3)
+    s.set_epoch(4)                             # the epoch Q was last evaluated for: no call
+    assert s.q_evaluations == len(roots_used)
+
+
+def test_q_fn_on_hybrid_and_curriculum_samplers():
+    model, x = _ShiftedQ(), _x_pool()
+    q0 = ((x - 0.3) * (x + 0.5)).numpy()
+    h = HybridBatchSampler(batch_size=32, num_batches=3, x_pool=x, q_fn=model, seed=2)
+    c = CurriculumBatchSampler(batch_size=32, num_batches=2, x_pool=x, q_fn=model,
+                               curriculum=BandCurriculum(seed=2, backend="numpy"))
+    np.testing.assert_array_equal(h.weights, importance_weights(q0))
+    np.testing.assert_array_equal(c.q_pool, q0)
+    with torch.no_grad():
+        model.roots[0] += 0.25
+    q1 = ((x - 0.55) * (x + 0.5)).numpy()
+    h.set_epoch(1)
+    c.set_epoch(1)
+    np.testing.assert_allclose(h.weights, importance_weights(q1), rtol=1e-12)
+    np.testing.assert_allclose(c.q_pool, q1, rtol=1e-12, atol=1e-15)
+    ref = BandCurriculum(seed=2, backend="numpy")
+    for got in c.batches():
+        np.testing.assert_array_equal(got, ref.sample(c.q_pool, 32, 1)[0])
+
+
+def test_q_fn_bad_arguments_leave_the_sampler_unchanged():
+    x = _x_pool()
+    with pytest.raises(TypeError, match="q_fn must be callable"):
+        ImportanceWeightedSampler(num_samples=5, x_pool=x, q_fn="model")
+    with pytest.raises(ValueError, match="x_pool is required"):
+        ImportanceWeightedSampler(num_samples=5, q_fn=_ShiftedQ())
+    with pytest.raises(ValueError, match="either q_pool or q_fn"):
+        ImportanceWeightedSampler(x.numpy(), 5, x_pool=x, q_fn=_ShiftedQ())
+    with pytest.raises(ValueError, match="x_pool is only used with q_fn"):
+        ImportanceWeightedSampler(x.numpy(), 5, x_pool=x)
+    with pytest.raises(ValueError, match="give q_pool"):
+        HybridBatchSampler(batch_size=4, num_batches=1)
+    with pytest.raises(ValueError, match=r"shape \(2000,\) or \(2000, 1\).*got \(2000, 2\)"):
+        ImportanceWeightedSampler(num_samples=5, x_pool=x, q_fn=lambda t: t[:, None].repeat(1, 2))
+    with pytest.raises(TypeError, match="q_fn must return"):
+        ImportanceWeightedSampler(num_samples=5, x_pool=x, q_fn=lambda t: t.tolist())
+    with pytest.raises(ValueError, match="q_batch_size"):
+        ImportanceWeightedSampler(num_samples=5, x_pool=x, q_fn=_ShiftedQ(), q_batch_size=0)
+    with pytest.raises(ValueError, match="refresh_every"):
+        CurriculumBatchSampler(batch_size=4, num_batches=1, x_pool=x, q_fn=_ShiftedQ(),
+                               refresh_every=0)
+    with pytest.raises(ValueError, match="refresh_q needs q_fn"):
+        ImportanceWeightedSampler(x.numpy(), 5).refresh_q()
+    nan_later = _ShiftedQ()
+    s = ImportanceWeightedSampler(num_samples=5, x_pool=x, q_fn=nan_later)
+    w = s.weights.copy()
+    with torch.no_grad():
+        nan_later.roots[0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        s.set_epoch(1)
+    assert s.epoch == 0 and s.q_evaluations == 1
+    np.testing.assert_array_equal(s.weights, w)
+
+
+def test_update_q_accepts_a_column_and_a_grad_tensor(q_pool):
+    s = ImportanceWeightedSampler(q_pool, 10)
+    q = torch.from_numpy(q_pool + 1.0)[:, None].requires_grad_(True)
+    s.update_q(q)
+    np.testing.assert_array_equal(s.q_pool, q_pool + 1.0)
+
+
+# ------------------------------------------------------------------ workers (issue 13)
+def _curriculum_epochs(num_workers, q, epochs=4, **loader_kw):
+    """Batches of every epoch through a DataLoader, each epoch iterated twice."""
+    cur = BandCurriculum(epochs_per_stage=1, seed=5, backend="numpy")
+    c = CurriculumBatchSampler(q, 40, 3, curriculum=cur)
+    loader = DataLoader(_dataset(q.size), batch_sampler=c, num_workers=num_workers,
+                        **loader_kw)
+    out = []
+    for epoch in range(epochs):
+        c.set_epoch(epoch)
+        first = [b[0].tolist() for b in loader]
+        again = [b[0].tolist() for b in loader]
+        assert again == first                    # the epoch's draw is replayed
+        out.append(first)
+        c.update()
+    return out, cur.n_calls
+
+
+def test_curriculum_batches_identical_with_0_and_2_workers():
+    """Issue 13: the DataLoader calls __iter__ twice with workers (once per iterator
+    creation and once in _reset); the curriculum now draws once per epoch."""
+    n = 2001
+    q = np.geomspace(1e-7, 10.0, n) * (-1.0) ** np.arange(n)
+    plain, calls0 = _curriculum_epochs(0, q)
+    forked, calls2 = _curriculum_epochs(2, q)
+    assert forked == plain
+    assert calls0 == calls2 == 4 * 3            # one sample call per batch, no more
+    ref = BandCurriculum(epochs_per_stage=1, seed=5, backend="numpy")
+    for epoch, batches in enumerate(plain):
+        for got in batches:
+            assert got == ref.sample(q, 40, epoch)[0].tolist()
+        ref.update(epoch)
+
+
+def test_q_fn_samplers_identical_with_0_and_2_workers():
+    model, x = _ShiftedQ(), _x_pool()
+    ds = _dataset()
+    for kind in ("importance", "hybrid"):
+        runs = []
+        for workers in (0, 2):
+            with torch.no_grad():
+                model.roots[0] = 0.3
+            if kind == "importance":
+                s = ImportanceWeightedSampler(num_samples=120, x_pool=x, q_fn=model, seed=6)
+                loader = DataLoader(ds, sampler=s, batch_size=30, num_workers=workers)
+            else:
+                s = HybridBatchSampler(batch_size=25, num_batches=4, x_pool=x, q_fn=model,
+                                       seed=6)
+                loader = DataLoader(ds, batch_sampler=s, num_workers=workers)
+            epochs = []
+            for epoch in range(3):
+                s.set_epoch(epoch)
+                epochs.append(_loader_indices(loader).tolist())
+                with torch.no_grad():
+                    model.roots[0] += 0.2
+            runs.append(epochs)
+        assert runs[0] == runs[1], kind
+        assert runs[0][0] != runs[0][1]            # the refresh changed the draws
+
+
+# ------------------------------------------------------------------ DDP shards
+def _interleave(shards):
+    """Inverse of shard r = global[r::R]: position p of the global draw from shard p % R."""
+    total = sum(len(s) for s in shards)
+    out = [None] * total
+    for r, shard in enumerate(shards):
+        out[r::len(shards)] = list(shard)
+    return out
+
+
+@pytest.mark.parametrize("replicas, drop_last", [(2, False), (3, False), (3, True)])
+def test_importance_shards_union_is_the_single_process_draw(q_pool, replicas, drop_last):
+    n = 301                                           # not divisible by 2 or 3
+    total = (n // replicas if drop_last else -(-n // replicas)) * replicas
+    ranks = [ImportanceWeightedSampler(q_pool, n, seed=4, num_replicas=replicas, rank=r,
+                                       drop_last=drop_last) for r in range(replicas)]
+    single = ImportanceWeightedSampler(q_pool, total, seed=4)
+    one = ImportanceWeightedSampler(q_pool, n, seed=4)
+    for epoch in (0, 3):
+        for s in ranks + [single, one]:
+            s.set_epoch(epoch)
+        shards = [list(s) for s in ranks]
+        assert [len(sh) for sh in shards] == [len(s) for s in ranks] == [total // replicas] * replicas
+        assert _interleave(shards) == list(single)        # union by position, exact
+        k = min(n, total)
+        assert list(single)[:k] == list(one)[:k]           # padding only appends draws
+        for r, s in enumerate(ranks):                      # each rank's ratios are its own
+            np.testing.assert_array_equal(s.likelihood_ratios,
+                                          single.likelihood_ratios[r::replicas])
+
+
+def test_batch_sampler_shards_union_is_the_single_process_draw(q_pool):
+    nb, R = 5, 2
+    hyb = [HybridBatchSampler(q_pool, 16, nb, seed=7, num_replicas=R, rank=r) for r in range(R)]
+    hyb_single = HybridBatchSampler(q_pool, 16, 6, seed=7)
+    n = 2001
+    q = np.geomspace(1e-7, 10.0, n) * (-1.0) ** np.arange(n)
+    cur = [CurriculumBatchSampler(q, 16, nb, num_replicas=R, rank=r,
+                                  curriculum=BandCurriculum(epochs_per_stage=1, seed=7,
+                                                            backend="numpy"))
+           for r in range(R)]
+    cur_single = CurriculumBatchSampler(q, 16, 6, curriculum=BandCurriculum(
+        epochs_per_stage=1, seed=7, backend="numpy"))
+    for epoch in range(3):
+        for group, single in ((hyb, hyb_single), (cur, cur_single)):
+            for s in group + [single]:
+                s.set_epoch(epoch)
+            shards = [list(s) for s in group]
+            assert [len(sh) for sh in shards] == [len(s) for s in group] == [3, 3]
+            assert _interleave(shards) == list(single)
+            flat = [i for sh in shards for b in sh for i in b]
+            assert len(flat) == 6 * 16
+        for s in cur + [cur_single]:
+            s.update()
+    np.testing.assert_array_equal(cur[1].last_band_counts, cur_single.last_band_counts[1::2])
+
+
+def test_replicas_default_to_the_process_group(q_pool, monkeypatch):
+    s = ImportanceWeightedSampler(q_pool, 10)
+    assert (s.num_replicas, s.rank, len(s)) == (1, 0, 10)
+    monkeypatch.setattr(torch.distributed, "is_available", lambda: True)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 4)
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda: 3)
+    s = ImportanceWeightedSampler(q_pool, 10)
+    assert (s.num_replicas, s.rank, s.total_size, len(s)) == (4, 3, 12, 3)
+    with pytest.raises(ValueError, match=r"rank must be in \[0, 1\]"):
+        HybridBatchSampler(q_pool, 4, 4, num_replicas=2, rank=2)
+    with pytest.raises(ValueError, match="num_replicas"):
+        HybridBatchSampler(q_pool, 4, 4, num_replicas=0, rank=0)
+    with pytest.raises(ValueError, match="drop_last"):
+        HybridBatchSampler(q_pool, 4, 1, num_replicas=2, rank=0, drop_last=True)
+    with pytest.raises(TypeError, match="drop_last"):
+        HybridBatchSampler(q_pool, 4, 2, num_replicas=2, rank=0, drop_last="yes")
+
+
 def test_importing_zp_ref_does_not_import_torch():
     code = ("import sys, zp_ref, zp_ref.sampling, zp_ref.curriculum, zp_ref.bands; "
             "assert 'torch' not in sys.modules, 'torch imported'")
