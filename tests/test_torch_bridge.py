@@ -16,8 +16,9 @@ from zp_ref.curriculum import BandCurriculum  # noqa: E402
 from zp_ref.rng import STREAMS, derive_seed, uniforms  # noqa: E402
 from zp_ref.sampling import (ImportanceSampler, ImportanceSamplerConfig,  # noqa: E402
                              hybrid_indices, sample_indices, uniform_indices)
-from zp_ref.torch_bridge import (CurriculumBatchSampler, HybridBatchSampler,  # noqa: E402
-                                 ImportanceWeightedSampler, as_tensor, to_numpy)
+from zp_ref.torch_bridge import (CurriculumBatchSampler, EpochLoader,  # noqa: E402
+                                 HybridBatchSampler, ImportanceWeightedSampler, as_tensor,
+                                 to_numpy)
 from zp_ref.weighting import importance_weights  # noqa: E402
 
 N = 2000
@@ -457,6 +458,101 @@ def test_q_fn_samplers_identical_with_0_and_2_workers():
             runs.append(epochs)
         assert runs[0] == runs[1], kind
         assert runs[0][0] != runs[0][1]            # the refresh changed the draws
+
+
+# ------------------------------------------------------------------ loops without an epoch hook
+class _HooklessTrainer:
+    """SCMTrainer.fit's loop (zeroproofml 0.6.1): sets current_epoch, then iterates
+    train_loader; no other hook. Steps the model's pole after every batch."""
+
+    def __init__(self, model, train_loader, max_epochs, start_epoch=0):
+        self.model, self.train_loader = model, train_loader
+        self.max_epochs, self.current_epoch = max_epochs, start_epoch
+        self.batches = []
+
+    def fit(self):
+        for epoch in range(self.current_epoch, self.max_epochs):
+            self.current_epoch = epoch
+            for (idx,) in self.train_loader:
+                self.batches.append((epoch, idx.tolist()))
+            with torch.no_grad():
+                self.model.roots[0] += 0.1
+
+
+@pytest.mark.parametrize("start", [0, 2])
+def test_epoch_loader_gives_a_hookless_trainer_each_epochs_draw(start):
+    model, x = _ShiftedQ(), _x_pool()
+    s = HybridBatchSampler(batch_size=16, num_batches=2, x_pool=x, q_fn=model, seed=1)
+    trainer = _HooklessTrainer(model, None, max_epochs=start + 3, start_epoch=start)
+    trainer.train_loader = EpochLoader(DataLoader(_dataset(), batch_sampler=s),
+                                       lambda: trainer.current_epoch)
+    assert len(trainer.train_loader) == 2
+    trainer.fit()
+    assert [e for e, _ in trainer.batches] == [e for e in range(start, start + 3) for _ in "ab"]
+    # construction, then the start of every epoch but the one Q was built for (epoch 0)
+    assert s.q_evaluations == 3 + (start != 0)
+    for epoch in range(start, start + 3):       # each epoch's batches use that epoch's Q
+        q = ((x - (0.3 + 0.1 * (epoch - start))) * (x + 0.5)).numpy()
+        w = importance_weights(q)
+        got = [b for e, b in trainer.batches if e == epoch]
+        for b, batch in enumerate(got):
+            ref = hybrid_indices(w, 16, ratio=0.7, seed=derive_seed(1, 2 * epoch + b))[0]
+            assert batch == ref.tolist()
+    counted = EpochLoader(DataLoader(_dataset(), sampler=ImportanceWeightedSampler(
+        np.ones(N), 8)), start_epoch=5)
+    list(counted), list(counted)
+    assert counted.sampler.epoch == 6 and counted.next_epoch == 7
+    with pytest.raises(TypeError, match="set_epoch"):
+        EpochLoader(DataLoader(_dataset(), batch_size=4))
+    with pytest.raises(TypeError, match="epoch must be a callable"):
+        EpochLoader(DataLoader(_dataset(), batch_sampler=s), epoch=3)
+
+
+def test_zeroproofml_scm_trainer_refreshes_the_sampler_each_epoch():
+    """The recipe of docs/torch.md with zeroproofml 0.6.1's SCMTrainer (optional)."""
+    import importlib.metadata
+    pytest.importorskip("zeroproof.training", exc_type=ImportError)
+    try:
+        version = importlib.metadata.version("zeroproofml")
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+    if version != "0.6.1":
+        pytest.skip(f"needs zeroproofml 0.6.1, found {version}")
+    from zeroproof.training import SCMTrainer, TrainingConfig
+
+    class Rational(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.p, self.q = torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)
+
+        def forward(self, x):
+            return self.p(x), self.q(x)
+
+    def loss_fn(outputs, lifted):
+        (p, q), (yn, yd) = outputs, lifted
+        return torch.mean((p * yd - q * yn) ** 2 / (yn ** 2 + yd ** 2))
+
+    torch.manual_seed(0)
+    x = torch.linspace(-1.0, 1.0, 512)[:, None]
+    y = (x + 2.0) / (x - 0.3)
+    model = Rational()
+    heads = []                                   # every Q head output the sampler saw
+
+    def q_head(xb):
+        heads.append(model(xb)[1])
+        return heads[-1]
+
+    sampler = ImportanceWeightedSampler(num_samples=256, x_pool=x, seed=0, q_fn=q_head)
+    loader = DataLoader(TensorDataset(x, y), sampler=sampler, batch_size=64)
+    trainer = SCMTrainer(model, torch.optim.Adam(model.parameters(), lr=0.05), loss_fn,
+                         EpochLoader(loader, lambda: trainer.current_epoch),
+                         config=TrainingConfig(max_epochs=3))
+    trainer.fit()
+    assert sampler.epoch == 2 and sampler.q_evaluations == len(heads) == 3
+    assert heads[0].shape == (512, 1) and not any(h.requires_grad for h in heads)
+    assert not torch.equal(heads[1], heads[2])   # the model moved between epochs
+    np.testing.assert_array_equal(sampler.q_pool, heads[2][:, 0].double().numpy())
+    np.testing.assert_array_equal(sampler.weights, importance_weights(sampler.q_pool))
 
 
 # ------------------------------------------------------------------ DDP shards

@@ -30,7 +30,11 @@ from .rng import derive_seed, uniforms
 __all__ = ["METHODS", "BANDS", "RationalModel", "StudyConfig", "Target", "targets",
            "run_study", "study_command"]
 
-METHODS = ("uniform", "importance", "hybrid", "curriculum", "active")
+METHODS = ("uniform", "importance", "hybrid", "curriculum", "active", "importance_model_q",
+           "hybrid_model_q", "curriculum_model_q")
+#: The realistic arm: the sampler's Q is the model's own Q head on the pool (``q_fn``),
+#: re-evaluated at every epoch start, instead of the target's true Q.
+MODEL_Q_METHODS = ("importance_model_q", "hybrid_model_q", "curriculum_model_q")
 BANDS = tuple(f"B{b}" for b in range(len(DEFAULT_EDGES) + 1))
 #: |Q| range of the test points of B0..B3 (log-uniform inside); B4 is |Q| > 1e-2.
 TEST_RANGES = ((1e-6, 1e-5), (1e-5, 1e-4), (1e-4, 1e-3), (1e-3, 1e-2))
@@ -327,30 +331,37 @@ def _training_pool(target: Target, method: str, cfg: StudyConfig, seed: int):
     return x[keep], y[keep], q[keep]
 
 
-def _batches(method: str, q: np.ndarray, cfg: StudyConfig, seed: int):
+def _batches(method: str, q: np.ndarray, cfg: StudyConfig, seed: int, model=None, x=None):
     """Yield (epoch, batch index array) for the method, drawn by the bridge's samplers
     (``backend="numpy"``: the same indices as the Numba kernels, and faster on pools
-    this small)."""
+    this small). The ``*_model_q`` methods get ``q_fn=model.q`` on the pool ``x`` (a
+    tensor (n, dim)) instead of the true ``q``, refreshed at every epoch start."""
     b, spe = cfg.batch_size, cfg.steps_per_epoch
-    if method == "importance":
-        sampler = ImportanceWeightedSampler(q, b * spe, seed=seed, backend="numpy")
-    elif method == "curriculum":
+    kind = method.replace("_model_q", "")
+    source = ({"x_pool": x, "q_fn": model.q, "refresh_every": 1}
+              if method in MODEL_Q_METHODS else {"q_pool": q})
+    if kind == "importance":
+        sampler = ImportanceWeightedSampler(num_samples=b * spe, seed=seed, backend="numpy",
+                                            **source)
+    elif kind == "curriculum":
         from .curriculum import BandCurriculum
         curriculum = BandCurriculum(epochs_per_stage=max(1, cfg.epochs // 3), seed=seed,
                                     backend="numpy")
-        sampler = CurriculumBatchSampler(q, b, spe, curriculum=curriculum)
+        sampler = CurriculumBatchSampler(batch_size=b, num_batches=spe, curriculum=curriculum,
+                                         **source)
     else:   # uniform and active draw uniformly from their pool; hybrid mixes 70/30
-        sampler = HybridBatchSampler(q, b, spe, ratio=0.7 if method == "hybrid" else 0.0,
-                                     seed=seed, backend="numpy")
+        sampler = HybridBatchSampler(batch_size=b, num_batches=spe,
+                                     ratio=0.7 if kind == "hybrid" else 0.0, seed=seed,
+                                     backend="numpy", **source)
     for epoch in range(cfg.epochs):
         sampler.set_epoch(epoch)
-        if method == "importance":
+        if kind == "importance":
             batches = sampler.indices().reshape(spe, b)
         else:
             batches = sampler.batches()
         for idx in batches:
             yield epoch, idx
-        if method == "curriculum":
+        if kind == "curriculum":
             sampler.update()
 
 
@@ -401,7 +412,8 @@ def train_one(target: Target, method: str, cfg: StudyConfig, seed: int, test: di
     t0 = time.perf_counter()
     x, y, q = _training_pool(target, method, cfg, seed)
     model = RationalModel(target.dim, *target.model_degrees, seed=seed)
-    fp, fq = model.features(torch.from_numpy(x))
+    xt = torch.from_numpy(x)
+    fp, fq = model.features(xt)
     yt = torch.from_numpy(y)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps, eta_min=cfg.lr_min)
@@ -409,7 +421,7 @@ def train_one(target: Target, method: str, cfg: StudyConfig, seed: int, test: di
     drawn = np.zeros(len(BANDS), np.int64)
     late = np.zeros(y.size, np.int64)          # draws per pool entry in the last quarter
     diverged = False
-    for step, (_, idx) in enumerate(_batches(method, q, cfg, seed)):
+    for step, (_, idx) in enumerate(_batches(method, q, cfg, seed, model, xt)):
         drawn += np.bincount(pool_band[idx], minlength=len(BANDS))
         if 4 * step >= 3 * cfg.steps:
             late += np.bincount(idx, minlength=y.size)
@@ -571,23 +583,23 @@ def _table(report: dict) -> str:
     for name, res in report["targets"].items():
         methods = res["methods"]
         lines.append(f"{name}: test MSE per band (mean +- std over {seeds} seeds)")
-        lines.append(f"{'method':<11}" + "".join(f"{b:>20}" for b in BANDS + ("uniform",))
+        lines.append(f"{'method':<19}" + "".join(f"{b:>20}" for b in BANDS + ("uniform",))
                      + f"{'near-pole':>10}{'s/run':>7}")
         for method, m in methods.items():
             cells = [m["band_mse"][b] for b in BANDS] + [m["overall_mse"]]
-            lines.append(f"{method:<11}" + "".join(f"{_fmt(c):>20}" for c in cells)
+            lines.append(f"{method:<19}" + "".join(f"{_fmt(c):>20}" for c in cells)
                          + f"{m['near_pole_coverage']:>10.3f}{m['seconds']:>7.1f}")
         lines.append(f"{name}: median |relative error| per band, and pole distance")
-        lines.append(f"{'method':<11}" + "".join(f"{b:>20}" for b in BANDS + ("pole dist",)))
+        lines.append(f"{'method':<19}" + "".join(f"{b:>20}" for b in BANDS + ("pole dist",)))
         for method, m in methods.items():
             cells = [m["band_median_rel_err"][b] for b in BANDS] + [m["pole_distance"]]
-            lines.append(f"{method:<11}" + "".join(f"{_fmt(c):>20}" for c in cells))
+            lines.append(f"{method:<19}" + "".join(f"{_fmt(c):>20}" for c in cells))
         if all("optimum" in m for m in methods.values()):
             lines.append(f"{name}: the same for the exact optimum of each method's late draws")
             for method, m in methods.items():
                 o = m["optimum"]
                 cells = [o["band_median_rel_err"][b] for b in BANDS] + [o["pole_distance"]]
-                lines.append(f"{method:<11}" + "".join(f"{_fmt(c):>20}" for c in cells))
+                lines.append(f"{method:<19}" + "".join(f"{_fmt(c):>20}" for c in cells))
         lines.append("")
     return "\n".join(lines)
 

@@ -29,7 +29,7 @@ from ._validation import as_float_array, check_backend, check_count, check_real,
 from .rng import derive_seed
 
 __all__ = ["as_tensor", "to_numpy", "evaluate_q_fn", "ImportanceWeightedSampler",
-           "HybridBatchSampler", "CurriculumBatchSampler"]
+           "HybridBatchSampler", "CurriculumBatchSampler", "EpochLoader"]
 
 
 # ------------------------------------------------------------------ tensors
@@ -548,3 +548,39 @@ class CurriculumBatchSampler(_PoolQ, Sampler):
 
     def __iter__(self):
         return iter([b.tolist() for b in self.batches()])
+
+
+# ------------------------------------------------------------------ loops without an epoch hook
+class EpochLoader:
+    """An iterable over ``loader`` that calls its zp_ref sampler's ``set_epoch`` at the
+    start of every pass, for training loops with no epoch hook (zeroproofml's
+    ``SCMTrainer.fit`` iterates its ``train_loader`` once per epoch and nothing more).
+
+    ``loader``: a DataLoader whose ``batch_sampler`` or ``sampler`` has ``set_epoch``.
+    ``epoch``: a callable giving the epoch of the pass about to start (e.g.
+    ``lambda: trainer.current_epoch``, right on resume), or None to number the passes
+    ``start_epoch, start_epoch + 1, ...``. ``len()`` is the loader's.
+    """
+
+    def __init__(self, loader, epoch=None, *, start_epoch=0):
+        self.sampler = next((s for s in (getattr(loader, "batch_sampler", None),
+                                         getattr(loader, "sampler", None))
+                             if callable(getattr(s, "set_epoch", None))), None)
+        if self.sampler is None:
+            raise TypeError(f"loader must be a DataLoader whose sampler or batch_sampler has "
+                            f"set_epoch (a zp_ref.torch_bridge sampler), got "
+                            f"{type(loader).__name__}")
+        if epoch is not None and not callable(epoch):
+            raise TypeError(f"epoch must be a callable returning the epoch or None, got "
+                            f"{type(epoch).__name__}")
+        self.loader, self.epoch_fn = loader, epoch
+        self.next_epoch = check_count(start_epoch, "start_epoch")
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        epoch = self.next_epoch if self.epoch_fn is None else self.epoch_fn()
+        self.sampler.set_epoch(epoch)
+        self.next_epoch = self.sampler.epoch + 1
+        return iter(self.loader)
