@@ -702,3 +702,24 @@ def test_study_quick_smoke(tmp_path):
     with pytest.raises(ValueError, match="methods"):
         run_study(seeds=1, out=tmp_path, progress=False,
                   config=dataclasses.replace(tiny, methods=("sgd",)))
+
+
+def test_study_model_q_arm_draws_from_the_models_q_each_epoch():
+    """importance_model_q: epoch e's draws are sample_indices of the weights of the
+    model's Q on the pool at the start of epoch e (not the true Q)."""
+    from zp_ref.study import RationalModel, StudyConfig, _batches
+    cfg = dataclasses.replace(StudyConfig.quick(), batch_size=8, steps_per_epoch=3, epochs=2)
+    x = torch.linspace(-1.0, 1.0, 400, dtype=torch.float64)[:, None]
+    model = RationalModel(1, 3, 3, seed=1)
+    true_q = np.ones(400)                       # would give uniform weights if used
+    draws = _batches("importance_model_q", true_q, cfg, 5, model, x)
+    for epoch in range(2):
+        with torch.no_grad():
+            w = importance_weights(model.q(x).numpy())
+        got = [next(draws) for _ in range(3)]
+        assert [e for e, _ in got] == [epoch] * 3
+        np.testing.assert_array_equal(np.concatenate([i for _, i in got]),
+                                      sample_indices(w, 24, seed=derive_seed(5, epoch)))
+        with torch.no_grad():                   # "training": give the model a pole at 0.2
+            model.phi.copy_(torch.tensor([-5.0, 0.0, 0.0], dtype=torch.float64))
+    assert not np.array_equal(w, importance_weights(true_q))
