@@ -551,7 +551,7 @@ def plot_study(report: dict):
     mean over seeds, bars = std, log axes; one column per target. A matplotlib Figure."""
     from matplotlib.figure import Figure
     names = list(report["targets"])
-    fig = Figure(figsize=(6.5 * len(names), 7.5), layout="constrained")
+    fig = Figure(figsize=(6.5 * len(names), 8.0), layout="constrained")
     axes = fig.subplots(2, len(names), squeeze=False)
     ticks = [f"{b}\n{lo:.0e}..{hi:.0e}" for b, (lo, hi) in zip(BANDS, TEST_RANGES)]
     ticks.append(f"{BANDS[-1]}\n>{DEFAULT_EDGES[-1]:.0e}")
@@ -572,7 +572,9 @@ def plot_study(report: dict):
             ax.set_xticks(np.arange(len(BANDS)), ticks)
             ax.set_ylabel(f"{label} (mean over seeds, bar = std)")
             ax.set_title(f"{name}: {label} per |Q| band")
-            ax.legend(fontsize=7)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4),
+               fontsize=8)
     return fig
 
 
