@@ -4,7 +4,9 @@ A small learnable rational model ``P(x) / Q(x)`` with ``Q(x) = 1 + sum_k phi_k m
 (ZeroProofML's TR-rational form: the constant term of Q is pinned to 1) is fitted to
 targets with known poles by each sampling method under the same step budget, model,
 initialisation and optimiser; the error is then measured per |Q| band B0..B4 on a test
-set stratified by band. See docs/training_study.md. Needs torch (``zp_ref[torch]``).
+set stratified by band. The ``*_model_q`` methods are the realistic arm: their sampler
+sees only the model's own Q head on the pool (``q_fn``), refreshed at every epoch start.
+See docs/training_study.md. Needs torch (``zp_ref[torch]``).
 
 Random numbers come from :mod:`zp_ref.rng` only: streams 16 (training pool), 17 (model
 initialisation), 18 (test set).
