@@ -434,6 +434,23 @@ def test_curriculum_batches_identical_with_0_and_2_workers():
         ref.update(epoch)
 
 
+def test_dataloader_iterates_the_sampler_in_the_main_process():
+    """What the per-epoch draw relies on: with workers, every __iter__ of the sampler
+    runs in the main process (torch 2.13 calls it twice per epoch)."""
+    import os
+    pids = []
+
+    class Recording(HybridBatchSampler):
+        def __iter__(self):
+            pids.append(os.getpid())
+            return super().__iter__()
+
+    s = Recording(np.linspace(-1.0, 1.0, N), 8, 2, seed=0)
+    batches = [b[0].tolist() for b in DataLoader(_dataset(), batch_sampler=s, num_workers=2)]
+    assert batches == list(s)
+    assert len(pids) >= 2 and set(pids) == {os.getpid()}
+
+
 def test_q_fn_samplers_identical_with_0_and_2_workers():
     model, x = _ShiftedQ(), _x_pool()
     ds = _dataset()
