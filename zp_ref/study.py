@@ -24,8 +24,8 @@ import numpy as np
 
 from .torch_bridge import (CurriculumBatchSampler, HybridBatchSampler,
                            ImportanceWeightedSampler, torch)
-from ._validation import check_count, check_real
-from .bands import DEFAULT_EDGES, band_of
+from ._validation import check_choice, check_count, check_real
+from .bands import DEFAULT_EDGES, WITHIN, band_of
 from .rational import Polynomial
 from .rng import derive_seed, uniforms
 
@@ -209,7 +209,9 @@ class StudyConfig:
     decay from ``lr`` to ``lr_min``. Test: ``test_per_band`` points per band, plus
     ``test_uniform`` uniform points for ``overall_mse``. Active pool: ActiveSampler with
     ``criterion="sign"``, ``initial_grid`` cells per axis and ``active_levels[dim-1]``
-    levels, sampled with ``weighting="leaf"``.
+    levels, sampled with ``weighting="leaf"``. ``hybrid_ratio``: importance share of a
+    hybrid batch; ``curriculum_within``: how the curricula draw inside a band
+    (:data:`zp_ref.bands.WITHIN`).
     """
     pool_size: int = 1 << 15
     batch_size: int = 256
@@ -224,6 +226,8 @@ class StudyConfig:
     active_levels: tuple = (15, 9)
     active_max_points: int = 200_000
     loss: str = "linearized"
+    hybrid_ratio: float = 0.7
+    curriculum_within: str = "importance"
     targets: tuple = ("rational_1d", "rational_2d")
     methods: tuple = METHODS
 
@@ -247,6 +251,8 @@ class StudyConfig:
         check_real(self.lr, "lr", low=0.0, low_open=True)
         check_real(self.lr_min, "lr_min", low=0.0, high=self.lr)
         check_real(self.q_floor, "q_floor", low=0.0, high=TEST_RANGES[0][0])
+        check_real(self.hybrid_ratio, "hybrid_ratio", low=0.0, high=1.0)
+        check_choice(self.curriculum_within, "curriculum_within", WITHIN)
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {list(LOSSES)}, got {self.loss!r}")
         known = targets()
@@ -348,12 +354,13 @@ def _batches(method: str, q: np.ndarray, cfg: StudyConfig, seed: int, model=None
     elif kind == "curriculum":
         from .curriculum import BandCurriculum
         curriculum = BandCurriculum(epochs_per_stage=max(1, cfg.epochs // 3), seed=seed,
-                                    backend="numpy")
+                                    within=cfg.curriculum_within, backend="numpy")
         sampler = CurriculumBatchSampler(batch_size=b, num_batches=spe, curriculum=curriculum,
                                          **source)
-    else:   # uniform and active draw uniformly from their pool; hybrid mixes 70/30
+    else:   # uniform and active draw uniformly from their pool; hybrid mixes by hybrid_ratio
         sampler = HybridBatchSampler(batch_size=b, num_batches=spe,
-                                     ratio=0.7 if kind == "hybrid" else 0.0, seed=seed,
+                                     ratio=cfg.hybrid_ratio if kind == "hybrid" else 0.0,
+                                     seed=seed,
                                      backend="numpy", **source)
     for epoch in range(cfg.epochs):
         sampler.set_epoch(epoch)
