@@ -740,3 +740,18 @@ def test_study_model_q_arm_draws_from_the_models_q_each_epoch():
         with torch.no_grad():                   # "training": give the model a pole at 0.2
             model.phi.copy_(torch.tensor([-5.0, 0.0, 0.0], dtype=torch.float64))
     assert not np.array_equal(w, importance_weights(true_q))
+
+
+def test_study_config_variants_are_validated_and_used():
+    from zp_ref.study import StudyConfig, _batches
+    for bad, err in [({"hybrid_ratio": 1.5}, ValueError), ({"hybrid_ratio": "0.3"}, TypeError),
+                     ({"curriculum_within": "edge"}, ValueError)]:
+        with pytest.raises(err, match=next(iter(bad))):
+            dataclasses.replace(StudyConfig.quick(), **bad).validate()
+    cfg = dataclasses.replace(StudyConfig.quick(), batch_size=10, steps_per_epoch=2, epochs=1,
+                              hybrid_ratio=0.3)
+    q = np.linspace(-1.0, 1.0, 500)
+    got = [idx for _, idx in _batches("hybrid", q, cfg, 4)]
+    for b, idx in enumerate(got):
+        np.testing.assert_array_equal(
+            idx, hybrid_indices(importance_weights(q), 10, ratio=0.3, seed=derive_seed(4, b))[0])
