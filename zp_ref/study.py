@@ -640,7 +640,8 @@ def study_command(argv=None) -> str:
         description="Train a rational model with each sampling method and report the test "
                     "MSE per |Q| band (writes study.json and study.png).")
     parser.add_argument("--quick", action="store_true",
-                        help="small budget (about 1.5 minutes on 2 cores) instead of the full run")
+                        help="small budget (360 steps per run, a few minutes) instead of the "
+                             "full run")
     parser.add_argument("--seeds", type=_positive_int, default=3, help="seeds per method (3)")
     parser.add_argument("--out", default="runs/study", help="output folder (runs/study)")
     parser.add_argument("--loss", choices=LOSSES, default="linearized",
