@@ -88,6 +88,54 @@ def test_without_replacement_first_pick_follows_the_weights():
     assert p > 1e-3, p
 
 
+@pytest.mark.parametrize("scale", [5e-324, 1e-310, 1e300])
+def test_without_replacement_first_pick_follows_subnormal_and_huge_weights(scale):
+    """Keys log(w) - log(-log(u)) stay finite: weights k * scale (k = 1..4), subnormal
+    or huge, give first picks with chi-square p > 1e-3 against k / 10 (seeds 0..3999)."""
+    w = np.array([1.0, 2.0, 3.0, 4.0]) * scale
+    first = [sample_indices(w, 1, seed=s, replace=False, backend="cpu")[0] for s in range(4000)]
+    p = stats.chisquare(np.bincount(first, minlength=4), [400, 800, 1200, 1600]).pvalue
+    assert p > 1e-3, p
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_without_replacement_equal_subnormal_weights_are_a_seeded_permutation(backend):
+    """1000 equal weights of 1e-320: the draw is the order of the uniforms (the naive
+    reference), a different permutation for every seed, never 0..n-1."""
+    w = np.full(1000, 1e-320)
+    draws = []
+    for seed in (0, 1, 2**64 - 1):
+        idx = sample_indices(w, 50, seed=seed, replace=False, backend=backend)
+        assert idx.tolist() == naive.sample_without_replacement(w.tolist(), 50, seed)
+        assert idx.tolist() != list(range(50))
+        draws.append(idx.tolist())
+    assert draws[0] != draws[1] != draws[2]
+
+
+def test_without_replacement_keys_mix_subnormal_and_huge_weights_on_every_backend():
+    """Subnormal, tiny, ordinary and huge weights in one pool: identical indices on the
+    three backends and the naive reference, for every n up to the positive count."""
+    w = np.array([1e-310, 1e308, 0.0, 5e-324, 1.0, 2.0, 1e-320, 3e300, 1e-300, 0.5])
+    for seed in (0, 5, 77):
+        for n in range(9):
+            want = naive.sample_without_replacement(w.tolist(), n, seed)
+            for backend in BACKENDS:
+                got = sample_indices(w, n, seed=seed, replace=False, backend=backend)
+                assert got.tolist() == want, (seed, n, backend)
+
+
+def test_without_replacement_cpu_shortcut_keeps_every_candidate(rng):
+    """Large pools (the cpu kernel skips the log for entries with 1 - u > w e^-t) give
+    the oracle's indices at thresholds across the whole key range."""
+    for w in (sparse_weights(rng, 300_001, dynamic_range=1e300),
+              np.r_[np.full(50_000, 1e-320), np.full(50_000, 1e300)],
+              np.full(100_000, 3.0)):
+        for n in (1, 1000, int(np.count_nonzero(w)) // 2, int(np.count_nonzero(w))):
+            want = sample_indices(w, n, seed=9, replace=False, backend="numpy")
+            assert np.array_equal(sample_indices(w, n, seed=9, replace=False, backend="cpu"),
+                                  want), n
+
+
 def test_uniform_draws_are_uniform():
     counts = np.bincount(uniform_indices(37, 370_000, seed=1, backend="cpu"), minlength=37)
     assert stats.chisquare(counts).pvalue > 1e-3

@@ -314,13 +314,13 @@ def _weights_chunk_draws(w, start, rows, row_offsets, t):
 
 
 def _top_keys(w, start, n, seed):
-    """The chunk's n largest Efraimidis-Spirakis keys (ties to the lower index)."""
+    """The chunk's n largest keys log(w_i) - log(-log(u_i)) (ties to the lower index)."""
+    from .sampling import without_replacement_keys_numpy
     w = _as_float(w)
     positive = np.flatnonzero(w > 0)
     u = uniforms(seed, STREAMS["without_replacement"], w.size, start=start,
                  backend="numpy")[positive]
-    with np.errstate(divide="ignore"):
-        keys = np.log(u) / w[positive]
+    keys = without_replacement_keys_numpy(w[positive], u)
     if keys.size > n:
         kth = np.partition(-keys, n - 1)[n - 1]
         keep = np.flatnonzero(-keys <= kth)
@@ -337,7 +337,8 @@ def sample_indices(weights, n, *, seed, replace=True) -> np.ndarray:
     validation counts; the client accumulates the block ends and places the targets
     ``u(seed, 0, j) * C[-1]``; (2) every chunk holding draws receives only its targets
     and returns their indices. Without replacement: (1) validation counts; (2) every
-    chunk returns its n largest keys ``log(u(seed, 1, i)) / w_i``; the client merges.
+    chunk returns its n largest keys ``log(w_i) - log(-log(u(seed, 1, i)))``; the client
+    merges.
     """
     n = check_count(n, "n")
     seed = check_seed(seed)

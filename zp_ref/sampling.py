@@ -1,5 +1,6 @@
 """Seeded draws from weights: with replacement (inverse CDF on blockwise prefix
-sums), without replacement (Efraimidis-Spirakis), uniform and hybrid batches.
+sums), without replacement (log-space keys in the Efraimidis-Spirakis order), uniform
+and hybrid batches.
 
 The ``_numpy`` functions are the oracle: the contract in plain NumPy. Every draw
 is a pure function of (weights, n, seed); see docs/sampling.md.
@@ -49,11 +50,17 @@ def _with_replacement_numpy(w, n, seed):
     return np.minimum(idx, np.flatnonzero(w)[-1]).astype(np.int64)
 
 
+def without_replacement_keys_numpy(w_positive, u):
+    """Keys ``log(w) - log(-log(u))`` (-inf for u = 0) of positive weights: the order of
+    the Efraimidis-Spirakis keys log(u) / w, finite for subnormal and huge weights."""
+    with np.errstate(divide="ignore"):
+        return np.log(w_positive) - np.log(-np.log(u))
+
+
 def _without_replacement_numpy(w, n, seed):
     positive = np.flatnonzero(w > 0)
     u = uniforms(seed, STREAMS["without_replacement"], w.size, backend="numpy")[positive]
-    with np.errstate(divide="ignore", over="ignore"):   # subnormal w: key -inf
-        keys = np.log(u) / w[positive]
+    keys = without_replacement_keys_numpy(w[positive], u)
     order = np.lexsort((positive, -keys))      # largest key first, ties to the lower index
     return positive[order[:n]].astype(np.int64)
 
@@ -74,8 +81,9 @@ def sample_indices(weights, n, *, seed, replace=True, backend="auto") -> np.ndar
     """Draw ``n`` indices with probability proportional to ``weights``.
 
     With replacement: ``idx_j = searchsorted(C, u(seed, 0, j) * C[-1], "right")`` with
-    C = :func:`prefix_sums`. Without replacement: the ``n`` largest
-    Efraimidis-Spirakis keys ``log(u(seed, 1, i)) / w_i``, in decreasing key order.
+    C = :func:`prefix_sums`. Without replacement: the ``n`` largest keys
+    ``log(w_i) - log(-log(u(seed, 1, i)))`` (the order of the Efraimidis-Spirakis keys
+    log(u) / w_i), in decreasing key order, ties to the lower index.
     Zero weights are never drawn. weights: (N,) >= 0, finite. Returns int64 (n,).
     """
     w = check_weights(weights)
