@@ -216,6 +216,23 @@ def test_bad_inputs_are_refused_naming_the_argument(weights, n, kwargs, exc, pat
         sample_indices(weights, n, backend=backend, **kwargs)
 
 
+@pytest.mark.parametrize("n", [2**60, 2**63 - 1, 2**64 + 3])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_draw_counts_beyond_numpys_largest_array_are_refused_on_every_backend(n, backend):
+    """n * 8 bytes must fit in 2**63 - 1: every backend raises the same ValueError (the
+    numpy oracle used to return an empty array for n near 2**63)."""
+    from zp_ref.rng import MAX_DRAWS, uniforms
+    assert MAX_DRAWS == 2**60 - 1
+    calls = [lambda: sample_indices(np.ones(3), n, seed=0, backend=backend),
+             lambda: sample_indices(np.ones(3), n, seed=0, replace=False, backend=backend),
+             lambda: uniform_indices(3, n, seed=0, backend=backend),
+             lambda: hybrid_indices(np.ones(3), n, ratio=0.5, seed=0, backend=backend),
+             lambda: uniforms(0, 0, n, backend=backend)]
+    for call in calls:
+        with pytest.raises(ValueError, match=rf"n must be at most 2\*\*60 - 1.*got {n}"):
+            call()
+
+
 def test_inputs_are_not_mutated(rng):
     w = sparse_weights(rng, 3000)
     before = w.copy()

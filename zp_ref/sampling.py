@@ -15,7 +15,7 @@ from ._validation import as_float_array, check_count, check_real, check_seed
 from .backends import resolve_backend
 from .kernels import threads_for
 from .kernels.cpu_sampling import PREFIX_BLOCK, check_weight_sums
-from .rng import STREAMS, derive_seed, key_of, uniforms
+from .rng import STREAMS, check_draw_count, derive_seed, key_of, uniforms
 
 
 # --- the oracle -----------------------------------------------------------------------
@@ -87,7 +87,7 @@ def sample_indices(weights, n, *, seed, replace=True, backend="auto") -> np.ndar
     Zero weights are never drawn. weights: (N,) >= 0, finite. Returns int64 (n,).
     """
     w = check_weights(weights)
-    n = check_count(n, "n")
+    n = check_draw_count(n, "n")
     seed = check_seed(seed)
     if not isinstance(replace, (bool, np.bool_)):
         raise TypeError(f"replace must be True or False, got {replace!r}")
@@ -135,7 +135,7 @@ def uniform_indices(pool_size, n, *, seed, backend="auto") -> np.ndarray:
     if pool_size > 2**53:
         raise ValueError(f"pool_size must be at most 2**53 (the index floor(u * pool_size) is "
                          f"computed in float64), got {pool_size}")
-    n = check_count(n, "n")
+    n = check_draw_count(n, "n")
     seed = check_seed(seed)
     backend = resolve_backend(backend, n)
     if backend == "numpy":
@@ -153,7 +153,7 @@ def hybrid_indices(weights, n, *, ratio, seed, backend="auto"):
     weighting a per-sample loss by it keeps its mean unbiased for the uniform mean.
     """
     w = check_weights(weights)
-    n = check_count(n, "n")
+    n = check_draw_count(n, "n")
     ratio = check_real(ratio, "ratio", low=0.0, high=1.0)
     seed = check_seed(seed)
     n_imp = int(np.floor(n * ratio))
