@@ -180,14 +180,22 @@ def resolve_draws(key, total, w, offsets, starts, grouped, out, parts):
 
 
 _workspace = threading.local()
+#: The largest scratch array kept between calls (bytes, per name and calling thread);
+#: larger ones are allocated for the call and freed with it. Four names
+#: (``totals``, ``negatives``, ``blocks``, ``grouped``): at most 32 MiB per thread.
+SCRATCH_KEEP_BYTES = 8 << 20
 
 
 def scratch(name, size, dtype):
-    """A reusable per-thread scratch array: fresh pages cost ~4 us each to fault in,
-    more than the work done on them."""
+    """A per-thread scratch array, reused between calls while it is at most
+    SCRATCH_KEEP_BYTES (fresh pages cost ~4 us each to fault in, more than the work done
+    on them); a larger one is not kept, so memory after a call stays bounded."""
+    dtype = np.dtype(dtype)
+    if size * dtype.itemsize > SCRATCH_KEEP_BYTES:
+        return np.empty(size, dtype=dtype)
     buf = getattr(_workspace, name, None)
     if buf is None or buf.size < size or buf.dtype != dtype:
-        buf = np.empty(max(size, 1024), dtype=dtype)
+        buf = np.empty(min(max(size, 1024), SCRATCH_KEEP_BYTES // dtype.itemsize), dtype=dtype)
         setattr(_workspace, name, buf)
     return buf[:size]
 
