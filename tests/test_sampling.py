@@ -1,5 +1,6 @@
 """Weighted draws: the definition (naive reference), backend parity, statistics,
 errors, and the stateful ImportanceSampler."""
+import json
 import os
 import subprocess
 import sys
@@ -350,3 +351,70 @@ def test_bad_state_is_refused_and_leaves_the_sampler_unchanged():
 def test_pool_length_mismatch_is_refused():
     with pytest.raises(ValueError, match="x_pool must have one entry per q_pool value"):
         ImportanceSampler().sample_batch(np.zeros(3), np.ones(4), 2)
+
+
+# --- read-only install ------------------------------------------------------------------
+
+#: Imports a read-only copy of zp_ref with HOME unwritable, draws on numpy and cpu, and
+#: prints Numba's cache folder. Run as root (whom permission bits do not stop), an audit
+#: hook refuses every write under the copy and HOME, as the OS would for a user.
+READ_ONLY_PROGRAM = '''
+import json, os, sys
+ROOTS = tuple(os.path.realpath(p) + os.sep for p in sys.argv[1:3])
+
+def deny_writes(event, args):
+    if event == "open" and args[0] is not None and not isinstance(args[0], int):
+        path, mode, flags = args
+        writing = bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)) or \\
+            bool(mode and any(c in mode for c in "wax+"))
+    elif event in ("os.mkdir", "os.rename", "os.replace", "os.remove", "os.rmdir"):
+        path, writing = args[0], True
+    else:
+        return
+    if writing and os.path.realpath(os.fspath(path)).startswith(ROOTS):
+        raise PermissionError(13, "Permission denied (read-only install)", path)
+
+if os.geteuid() == 0:
+    sys.addaudithook(deny_writes)
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import numba
+import zp_ref
+assert zp_ref.__file__.startswith(sys.argv[1])
+a = zp_ref.sample_indices(np.ones(5), 3, seed=0, backend="numpy").tolist()
+b = zp_ref.uniforms(1, 16, 3, backend="cpu").tolist()
+print(json.dumps({"numpy": a, "cpu": b, "cache": numba.config.CACHE_DIR}))
+'''
+
+
+def test_read_only_install_with_unwritable_home_caches_kernels_in_a_private_temp_dir(tmp_path):
+    """Neither zp_ref/__pycache__ nor ~/.cache/numba writable: import and draws work on
+    numpy and cpu, and Numba caches in <tmp>/zp_ref-numba-cache-<uid> (0700)."""
+    import shutil
+    import stat
+    import tempfile
+    from zp_ref.rng import uniforms
+    package = tmp_path / "site"
+    home = tmp_path / "home"
+    shutil.copytree(os.path.join(os.path.dirname(__file__), "..", "zp_ref"), package / "zp_ref",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    home.mkdir()
+    for path in [home, *package.rglob("*"), package]:
+        path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("NUMBA_CACHE_DIR", "XDG_CACHE_HOME", "PYTHONPATH"))}
+    env["HOME"] = str(home)
+    try:
+        proc = subprocess.run([sys.executable, "-c", READ_ONLY_PROGRAM, str(package), str(home)],
+                              env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    finally:
+        for path in [package, *package.rglob("*"), home]:
+            path.chmod(path.stat().st_mode | stat.S_IWUSR)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["numpy"] == sample_indices(np.ones(5), 3, seed=0, backend="numpy").tolist()
+    assert got["cpu"] == uniforms(1, 16, 3, backend="numpy").tolist()
+    uid = os.getuid()
+    assert got["cache"] == os.path.join(tempfile.gettempdir(), f"zp_ref-numba-cache-{uid}")
+    assert os.stat(got["cache"]).st_mode & 0o077 == 0
+    assert any("rng" in f for _, _, files in os.walk(got["cache"]) for f in files)
