@@ -219,6 +219,23 @@ def test_sample_indices_refuse_exactly_what_the_in_memory_api_refuses(case):
             db.sample_indices(wd, 2, seed=0, replace=False)
 
 
+STRATIFIED_ARGS = [dict(n=n, mix=mix, within=within, seed=seed, max_weight=cap, min_q_abs=floor)
+                   for n in (0, 5, -1, 2**40, 2.0) for mix in ([0.2] * 5, [0.5, 0.5])
+                   for within in ("uniform", "importance", "x") for seed in (0, -1)
+                   for cap, floor in ((None, 1e-6), (1e308, 1e-300))]
+
+
+@pytest.mark.parametrize("case", ["ok", "nan", "all_inf", "empty", "near_pole"])
+def test_stratified_sample_refuses_exactly_what_the_in_memory_api_refuses(case):
+    """Side by side over 120 argument sets: the same success or the same exception type."""
+    q = np.asarray({**Q_CASES, "ok": [0.1, 1e-6, 2e-3, INF, 0.5]}[case], dtype=float)
+    qd = da.from_array(q, chunks=2)
+    with dask.config.set(scheduler="synchronous"):
+        for kwargs in STRATIFIED_ARGS:
+            want = outcome(lambda: stratified_sample(q, **kwargs))
+            assert outcome(lambda: db.stratified_sample(qd, **kwargs)) == want, kwargs
+
+
 # ------------------------------------------------------------------ bands
 def test_band_of_equals_in_memory(client, pool):
     q, qd = pool
