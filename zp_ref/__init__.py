@@ -4,14 +4,9 @@ curriculum for rational models y = P(x)/Q(x).
 Every result is a deterministic function of (inputs, config, seed); the NumPy
 backend is the oracle, Numba CPU and numba.cuda kernels reproduce it exactly.
 """
-import os
 from importlib import import_module
 
-from ._numba_cache import configure_numba_cache
-
 __version__ = "0.1.0"
-
-configure_numba_cache(os.path.dirname(os.path.abspath(__file__)))   # before any @njit
 
 #: public name -> defining module (imported on first use, so ``import zp_ref`` is
 #: fast and never pulls in matplotlib, torch or dask).

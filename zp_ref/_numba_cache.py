@@ -7,7 +7,9 @@ read-only install and an unwritable HOME) every ``cache=True`` decoration raises
 ``CACHE_DIR`` to a private folder in the temporary directory (created 0700 and used
 only when this user owns it and nobody else can write it, since cache files are
 loaded as code), or to a fresh ``mkdtemp`` folder. A ``NUMBA_CACHE_DIR`` the user set
-is kept.
+is kept. ``zp_ref.rng`` and ``zp_ref.kernels`` (the only modules that compile) call
+:func:`configure_numba_cache` before their first decoration, so ``import zp_ref`` alone
+does not import Numba.
 """
 import os
 import stat
@@ -55,8 +57,17 @@ def private_temp_cache() -> str | None:
         return None
 
 
-def configure_numba_cache(package_dir: str) -> None:
-    """Give Numba a writable cache folder when its defaults have none (see above)."""
+_configured = False
+
+
+def configure_numba_cache() -> None:
+    """Give Numba a writable cache folder when its defaults have none (see above); the
+    checks run once per process."""
+    global _configured
+    if _configured:
+        return
+    _configured = True
+    package_dir = os.path.dirname(os.path.abspath(__file__))
     if os.environ.get("NUMBA_CACHE_DIR") or numba_default_cache_works(package_dir):
         return
     path = private_temp_cache()

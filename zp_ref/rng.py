@@ -16,9 +16,14 @@ operations to uint64 arrays for the NumPy oracle. Tests assert identical bits.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
-from ._validation import check_count, check_seed
+from ._numba_cache import configure_numba_cache
+
+configure_numba_cache()                       # before the first @njit(cache=True)
+
+from numba import njit  # noqa: E402
+
+from ._validation import check_count, check_seed  # noqa: E402
 
 GAMMA = np.uint64(0x9E3779B97F4A7C15)
 MIX1 = np.uint64(0xBF58476D1CE4E5B9)

@@ -17,7 +17,11 @@ import sys
 import threading
 from contextlib import contextmanager
 
-import numba
+from .._numba_cache import configure_numba_cache
+
+configure_numba_cache()                       # before any kernel module compiles
+
+import numba  # noqa: E402
 
 #: Work items below which parallel kernels run on the calling thread alone: waking
 #: worker threads costs more than the work, and on a busy machine a parallel region
