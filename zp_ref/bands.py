@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import sys
+from fractions import Fraction
 
 import numpy as np
 
@@ -122,26 +123,31 @@ def band_counts(q, edges=DEFAULT_EDGES, *, backend="auto") -> np.ndarray:
 def largest_remainder(n: int, shares) -> np.ndarray:
     """Split ``n`` into integer counts by largest-remainder rounding of ``n * shares``.
 
-    float64 arithmetic: ``t_b = n * shares[b]``; every band gets ``floor(t_b)``; the
+    Exact rational arithmetic: with ``S`` the exact sum of the float64 shares,
+    ``t_b = n * shares[b] / S``; every band gets ``floor(t_b)``; the
     ``n - sum(floor(t))`` remaining units go one each to the bands with the largest
     remainders ``t_b - floor(t_b)``, ties to the lower band; a band with share 0 never
-    gets one. ``shares`` (>= 0) must sum to 1 within ``MIX_TOLERANCE`` (n < 2**40).
-    Returns int64 (len(shares),), summing to ``n``.
+    gets one. ``shares`` (>= 0) must sum to 1 within ``MIX_TOLERANCE``; n < 2**40 (larger
+    draws could not be held in memory). Returns int64 (len(shares),), summing to ``n``.
     """
     n = check_count(n, "n")
     if n >= 2**40:
-        raise ValueError(f"n must be below 2**40 (exact float64 rounding), got {n}")
+        raise ValueError(f"n must be below 2**40 (a draw that size cannot be held in memory), "
+                         f"got {n}")
     shares = as_float_array(shares, "shares", finite=True)
     if (shares < 0).any() or abs(math.fsum(shares) - 1.0) > MIX_TOLERANCE:
         raise ValueError(f"shares must be >= 0 and sum to 1 (within {MIX_TOLERANCE}), got "
                          f"{shares.tolist()}")
-    t = n * shares
-    counts = np.floor(t).astype(np.int64)
-    left = n - int(counts.sum())
-    candidates = np.flatnonzero(shares > 0)
-    by_remainder = candidates[np.argsort(-(t - counts)[candidates], kind="stable")]
-    counts[by_remainder[:left]] += 1
-    return counts
+    exact = [Fraction(s) for s in shares.tolist()]        # every float64 is a dyadic rational
+    total = sum(exact)
+    t = [n * s / total for s in exact]
+    counts = [math.floor(x) for x in t]
+    left = n - sum(counts)                                 # 0 <= left < number of bands
+    candidates = [b for b, s in enumerate(exact) if s > 0]
+    by_remainder = sorted(candidates, key=lambda b: counts[b] - t[b])   # stable: lower band
+    for b in by_remainder[:left]:
+        counts[b] += 1
+    return np.array(counts, dtype=np.int64)
 
 
 def effective_mix(mix: np.ndarray, available: np.ndarray) -> np.ndarray:

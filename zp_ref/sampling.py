@@ -1,5 +1,6 @@
 """Seeded draws from weights: with replacement (inverse CDF on blockwise prefix
-sums), without replacement (Efraimidis-Spirakis), uniform and hybrid batches.
+sums), without replacement (log-space keys in the Efraimidis-Spirakis order), uniform
+and hybrid batches.
 
 The ``_numpy`` functions are the oracle: the contract in plain NumPy. Every draw
 is a pure function of (weights, n, seed); see docs/sampling.md.
@@ -15,7 +16,7 @@ from ._validation import as_float_array, check_count, check_real, check_seed
 from .backends import resolve_backend
 from .kernels import threads_for
 from .kernels.cpu_sampling import PREFIX_BLOCK, check_weight_sums
-from .rng import STREAMS, derive_seed, key_of, uniforms
+from .rng import STREAMS, check_draw_count, derive_seed, key_of, uniforms
 
 
 # --- the oracle -----------------------------------------------------------------------
@@ -50,11 +51,17 @@ def _with_replacement_numpy(w, n, seed):
     return np.minimum(idx, np.flatnonzero(w)[-1]).astype(np.int64)
 
 
+def without_replacement_keys_numpy(w_positive, u):
+    """Keys ``log(w) - log(-log(u))`` (-inf for u = 0) of positive weights: the order of
+    the Efraimidis-Spirakis keys log(u) / w, finite for subnormal and huge weights."""
+    with np.errstate(divide="ignore"):
+        return np.log(w_positive) - np.log(-np.log(u))
+
+
 def _without_replacement_numpy(w, n, seed):
     positive = np.flatnonzero(w > 0)
     u = uniforms(seed, STREAMS["without_replacement"], w.size, backend="numpy")[positive]
-    with np.errstate(divide="ignore", over="ignore"):   # subnormal w: key -inf
-        keys = np.log(u) / w[positive]
+    keys = without_replacement_keys_numpy(w[positive], u)
     order = np.lexsort((positive, -keys))      # largest key first, ties to the lower index
     return positive[order[:n]].astype(np.int64)
 
@@ -76,12 +83,13 @@ def sample_indices(weights, n, *, seed, replace=True, backend="auto") -> np.ndar
     """Draw ``n`` indices with probability proportional to ``weights``.
 
     With replacement: ``idx_j = searchsorted(C, u(seed, 0, j) * C[-1], "right")`` with
-    C = :func:`prefix_sums`. Without replacement: the ``n`` largest
-    Efraimidis-Spirakis keys ``log(u(seed, 1, i)) / w_i``, in decreasing key order.
+    C = :func:`prefix_sums`. Without replacement: the ``n`` largest keys
+    ``log(w_i) - log(-log(u(seed, 1, i)))`` (the order of the Efraimidis-Spirakis keys
+    log(u) / w_i), in decreasing key order, ties to the lower index.
     Zero weights are never drawn. weights: (N,) >= 0, finite. Returns int64 (n,).
     """
     w = check_weights(weights)
-    n = check_count(n, "n")
+    n = check_draw_count(n, "n")
     seed = check_seed(seed)
     if not isinstance(replace, (bool, np.bool_)):
         raise TypeError(f"replace must be True or False, got {replace!r}")
@@ -129,7 +137,7 @@ def uniform_indices(pool_size, n, *, seed, backend="auto") -> np.ndarray:
     if pool_size > 2**53:
         raise ValueError(f"pool_size must be at most 2**53 (the index floor(u * pool_size) is "
                          f"computed in float64), got {pool_size}")
-    n = check_count(n, "n")
+    n = check_draw_count(n, "n")
     seed = check_seed(seed)
     backend = resolve_backend(backend, n)
     if backend == "numpy":
@@ -147,7 +155,7 @@ def hybrid_indices(weights, n, *, ratio, seed, backend="auto"):
     weighting a per-sample loss by it keeps its mean unbiased for the uniform mean.
     """
     w = check_weights(weights)
-    n = check_count(n, "n")
+    n = check_draw_count(n, "n")
     ratio = check_real(ratio, "ratio", low=0.0, high=1.0)
     seed = check_seed(seed)
     n_imp = int(np.floor(n * ratio))
