@@ -53,6 +53,29 @@ def test_readme_quick_start_is_exactly_the_two_commands():
                                "pip install -e \".[test]\" && python -m pytest -q\n")]
 
 
+def quick_start_commands() -> list:
+    """The command lines of README.md's Quick start block, in order."""
+    section = (ROOT / "README.md").read_text().split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"^```bash\n(.*?)^```", section, re.S | re.M).group(1)
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def test_ci_runs_the_readme_quick_start_verbatim_before_any_extra():
+    """.ci/run holds both Quick start lines verbatim, in order, in a fresh venv, and
+    installs no extra (torch, dask, adaptive, zarr) before the second one."""
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    commands = quick_start_commands()
+    assert len(commands) == 2
+    where = [ci.index(c) for c in commands]          # ValueError if a line drifted
+    assert where == sorted(where)
+    venv = next(i for i, line in enumerate(ci) if line.startswith("python3 -m venv"))
+    before = ci[venv:where[1]]
+    assert not [line for line in before if re.search(r"\b(torch|dask|adaptive|zarr)\b", line)
+                and "install" in line], before
+    runs = [line for line in ci if re.match(r"(quick_start_\d |run_suite .* quick_start_\d$)", line)]
+    assert len(runs) == 2, runs                      # both commands are executed
+
+
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 
 
