@@ -76,6 +76,17 @@ def test_ci_runs_the_readme_quick_start_verbatim_before_any_extra():
     assert len(runs) == 2, runs                      # both commands are executed
 
 
+def test_readme_quadtree_caption_states_the_counts_of_its_command():
+    """The caption quotes the command and the counts make_images.py recorded for it."""
+    import json
+    counts = json.loads((ROOT / "docs" / "img" / "quadtree.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    caption = readme.split("](docs/img/quadtree.png)", 1)[1].split("\n\n", 2)[1]
+    assert f"`{counts['command']}`" in caption
+    for key in ("n_leaves", "total_points", "n_pole_estimates"):
+        assert f"{counts[key]:,}" in caption, key
+
+
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 
 
