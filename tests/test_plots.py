@@ -234,3 +234,14 @@ def test_histogram_has_a_y_label_and_an_outside_legend():
     assert ax.get_ylabel() == "fraction per bin"
     renderer = _renderer(fig)
     assert ax.get_legend().get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1
+
+
+def test_history_panel_without_values_says_not_recorded_and_has_no_legend():
+    m = DiagnosticMonitor(DiagnosticConfig(auto_export=False, monitor_q_min=False))
+    for epoch in range(3):
+        m.update(epoch, {}, q_values=np.array([1e-3, 0.5, 2.0]))
+    q_ax, ratio_ax, cov_ax, loss_ax = plots.plot_history(m).axes
+    for ax, keys in ((cov_ax, "coverage_train, coverage_eval"), (loss_ax, "loss_train, loss_eval")):
+        assert ax.get_legend() is None
+        assert [t.get_text() for t in ax.texts] == [f"not recorded ({keys})"]
+    assert q_ax.get_legend() is not None and not q_ax.texts

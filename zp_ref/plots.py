@@ -48,7 +48,8 @@ def band_labels(edges) -> list:
 
 def plot_history(source, *, figsize=(10.0, 7.0)):
     """Four panels over epochs: q_min (log axis, with the warning threshold when
-    ``source`` is a monitor), near-pole and far ratios, coverage, loss."""
+    ``source`` is a monitor), near-pole and far ratios, coverage, loss. A panel whose
+    columns hold no value says "not recorded" instead of showing a legend."""
     from matplotlib.figure import Figure
     history = _columns(source)
     epochs = np.asarray(history["epoch"], dtype=np.float64)
@@ -59,11 +60,18 @@ def plot_history(source, *, figsize=(10.0, 7.0)):
               (axs[1, 0], "coverage", ["coverage_train", "coverage_eval"], "coverage"),
               (axs[1, 1], "loss", ["loss_train", "loss_eval"], "loss")]
     for ax, title, keys, ylabel in panels:
+        recorded = False
         for key in keys:
-            ax.plot(epochs, _series(history, key), marker=".", label=key)
+            values = _series(history, key)
+            ax.plot(epochs, values, marker=".", label=key)
+            recorded |= bool(np.isfinite(values).any())
         ax.set_title(title)
         ax.set_ylabel(ylabel)
-        ax.legend(loc="best", fontsize="small", framealpha=0.8)
+        if recorded:
+            ax.legend(loc="best", fontsize="small", framealpha=0.8)
+        else:                   # say so instead of an empty frame with a legend
+            ax.text(0.5, 0.5, f"not recorded ({', '.join(keys)})", transform=ax.transAxes,
+                    ha="center", va="center", color="0.4")
     axs[0, 0].set_yscale("log")
     config = getattr(source, "config", None)
     if config is not None:
