@@ -94,8 +94,9 @@ ax.legend();
 ## Importance draws next to uniform draws
 
 20,000 draws from the pool: uniformly, and with probability proportional to 1/|Q|^2.
-The importance draws pile up at the eight poles (dotted lines); the uniform ones
-cover the interval evenly.
+The importance draws concentrate in the neighbourhoods of the eight poles (dotted
+lines); the uniform ones cover the interval evenly. How close to the poles they get is
+read from |Q| in the next cell.
 """),
     code("""
 w = importance_weights(q_pool, weight_power=2.0)
@@ -113,17 +114,31 @@ for ax in axs:
     for r in problem.poles["roots"]:
         ax.axvline(r, color="k", lw=0.6, ls=":")
 axs[1].set_xlabel("x (dotted: the poles)")
+for ax in axs:
+    ax.set_ylabel("draws per bin")
 fig.tight_layout()
 """),
     md("""
 The same draws on a |Q| axis, with the band edges 1e-5 .. 1e-2 of the ZeroProofML
-bucket tables (B0 is nearest the pole). The table gives the share of each band.
+bucket tables (B0 is nearest the pole). The table gives the share of each band; the
+lines under it are computed from the same draws. With p = 2 the weight 1/|Q|^2 reaches
+`max_weight` (100) at |Q| = 0.1 and is flat below it, so inside that neighbourhood the
+draws do not lean further towards the poles: they gather *near* the poles, not *at*
+them.
 """),
     code("""
 print("bands B0..B4 on |Q| with edges", DEFAULT_EDGES)
 print("pool      ", np.round(band_counts(q_pool) / N, 4))
 print("uniform   ", np.round(band_counts(q_pool[idx_uni]) / B, 4))
 print("importance", np.round(band_counts(q_pool[idx_imp]) / B, 4))
+a_pool = np.abs(q_pool)
+share = lambda idx, t: np.mean(a_pool[idx] < t)
+print(f"\\n|Q| < 0.1 (where the weight is capped): {share(idx_imp, 0.1):.1%} of the importance "
+      f"draws, {share(idx_uni, 0.1):.1%} of the uniform ones ({share(idx_imp, 0.1) / share(idx_uni, 0.1):.0f}x)")
+print(f"|Q| < 1: {share(idx_imp, 1.0):.1%} against {share(idx_uni, 1.0):.1%}")
+near = 1.0 - band_counts(q_pool[idx_imp])[-1] / B
+print(f"|Q| <= 1e-2 (bands B0-B3): {near:.1%} of the importance draws, {np.mean(a_pool <= 1e-2):.2%} "
+      f"of the pool; the other {1 - near:.1%} of the draws are in the far band B4")
 plots.plot_q_histogram(q_pool, q_pool[idx_imp])
 """),
     md("""
@@ -184,17 +199,23 @@ for ratio in (0.0, 0.3, 0.7, 1.0):
 ## Effective sample size
 
 The Kish effective sample size `(sum w)^2 / sum w^2` says how many equally weighted
-samples the weights are worth. Up to p of about 1, sharper weights concentrate the mass
-on fewer pool entries and the ESS falls. Beyond that, more and more of the near-pole
-entries reach `max_weight` and share the cap equally, so the ESS rises again; the lower
-the cap, the earlier and the more so.
+samples the weights are worth. As p grows from 0, sharper weights concentrate the mass
+on fewer pool entries and the ESS falls. But every entry with |Q| below
+`max_weight^(-1/p)` is clipped to the same weight, and that threshold moves towards 1
+as p grows, so past a minimum more and more entries share the cap and the ESS rises
+again. A higher cap clips fewer entries: its minimum is deeper, and the rise after it
+is the largest. The lines under the plot give each curve's minimum and rise.
 """),
     code("""
 powers = np.linspace(0.0, 4.0, 17)
 fig, ax = plt.subplots(figsize=(6.5, 4))
 for mw in (10.0, 100.0, 1e4):
-    ess = [kish_ess(importance_weights(q_pool, weight_power=p, max_weight=mw)) / N for p in powers]
+    ess = np.array([kish_ess(importance_weights(q_pool, weight_power=p, max_weight=mw)) / N
+                    for p in powers])
     ax.semilogy(powers, ess, marker=".", label=f"max_weight = {mw:g}")
+    k = int(np.argmin(ess))
+    print(f"max_weight = {mw:>6g}: minimum ESS/N {ess[k]:.2e} at p = {powers[k]:g}, "
+          f"{ess[-1]:.2e} at p = {powers[-1]:g}: a rise of x{ess[-1] / ess[k]:.1f}")
 ax.set_xlabel("weight_power p")
 ax.set_ylabel("Kish ESS / N")
 ax.set_title("how much of the pool the weights use")
@@ -538,14 +559,16 @@ Four problems, four criteria (all with up to 30 levels and a cap of 20,000 point
 
 - `abs`: min |Q| over the cell's points < `refinement_threshold` (0.1) — refines wide
   regions and can hit the cap before it localises anything;
-- `sign`: Q changes sign — fast and tight, but blind to a double root (no sign change)
-  and to two roots inside one cell;
+- `sign`: Q changes sign (a point where Q is exactly 0 counts) — fast and tight, but
+  blind to a double root (no sign change) and to two roots inside one cell, unless a
+  grid point happens to land exactly on the root;
 - `abs_or_sign` (the default): either;
 - `interval`: a rigorous enclosure of Q over the cell (a centred form plus a rounding
   bound) contains 0 — it finds every zero, double roots and close pairs included.
 
 "found" counts the true roots that lie inside an estimate's bracket (widened by 1e-9
-for the rounding of Q's coefficients, see above).
+for the rounding of Q's coefficients, see above). The lines under the table read it:
+where `sign` finds a double root, and what the default criterion costs.
 """),
     code("""
 cases = [(problems.get(n).q, problems.get(n).bounds[0], problems.get(n).poles["roots"], n)
@@ -554,22 +577,43 @@ cases.append((Polynomial.from_roots([0.3, 0.3, -1.1]), (-2.0, 2.0), (0.3, -1.1),
               "(x - 0.3)^2 (x + 1.1)"))
 print(f"{'problem':<22}{'criterion':<13}{'found':>7}{'estimates':>11}{'max half-width':>16}"
       f"{'evaluations':>13}{'capped':>8}")
+results = {}
 for q, bounds, true_roots, name in cases:
     for criterion in ("abs", "sign", "abs_or_sign", "interval"):
         cfg = ActiveSamplerConfig(initial_grid_size=64, grid_bounds=bounds, max_refinement_level=30,
                                   max_grid_points=20000, criterion=criterion)
         t = ActiveSampler(cfg, q=q).refine()
         c, h = t.pole_estimates()
-        found = sum(bool(np.any(np.abs(c[:, 0] - r) <= h[:, 0] + 1e-9)) for r in true_roots)
-        print(f"{name:<22}{criterion:<13}{found:>4}/{len(true_roots)}{len(c):>11}"
-              f"{(h.max() if len(h) else np.nan):>16.2e}{t.n_evaluations:>13}"
-              f"{t.get_statistics()['capped_rounds']:>8}")
+        hits = [bool(np.any(np.abs(c[:, 0] - r) <= h[:, 0] + 1e-9)) for r in true_roots]
+        results[name, criterion] = dict(hits=hits, widest=h.max() if len(h) else np.nan,
+                                        evaluations=t.n_evaluations,
+                                        capped=t.get_statistics()["capped_rounds"])
+        print(f"{name:<22}{criterion:<13}{sum(hits):>4}/{len(true_roots)}{len(c):>11}"
+              f"{results[name, criterion]['widest']:>16.2e}{t.n_evaluations:>13}"
+              f"{results[name, criterion]['capped']:>8}")
+
+print()
+for q, (a, b), true_roots, name in cases[1::2]:             # the two double roots
+    r, found = true_roots[0], results[name, "sign"]["hits"][0]
+    grid = a + (b - a) * np.arange(65) / 64                   # the level-0 grid points
+    on_grid = bool(np.any(grid == r)) and float(q(np.array([r]))[0]) == 0.0
+    print(f"{name}: sign {'finds' if found else 'misses'} the double root {r}"
+          + (f", only because {r} is a grid point of the 64-cell grid on [{a:g}, {b:g}] "
+             f"and Q({r}) == 0.0 exactly there (no sign change is needed)" if on_grid else
+             f", which is not a grid point: Q keeps its sign around it"))
+default = ActiveSamplerConfig().criterion
+for name in ("simple_roots_1d",):
+    d, s = results[name, default], results[name, "interval"]
+    print(f"{name}: the default criterion ({default!r}) used {d['evaluations']} evaluations "
+          f"({d['capped']} capped rounds) for a widest bracket of {d['widest']:.1e}; "
+          f"'interval' used {s['evaluations']} for {s['widest']:.1e}")
 """),
     md("""
 ## A double root
 
-Q = (x - 0.3)^2 (x + 1.1) touches zero at 0.3 without changing sign, so `sign` never
-flags it. The interval criterion encloses it; the enclosure stops shrinking where it is
+Q = (x - 0.3)^2 (x + 1.1) touches zero at 0.3 without changing sign, and 0.3 is not a
+grid point, so `sign` never flags it (the catalogue's `double_root_1d`, whose double
+root 0.5 is a grid point where Q is exactly 0, is found only by that accident). The interval criterion encloses it; the enclosure stops shrinking where it is
 dominated by floating-point rounding (Q is ~1e-14 within 1e-7 of the root), which is
 why a double root is localised to about 1e-7 and a simple one to ~1e-11.
 """),
@@ -605,6 +649,7 @@ for ax, weighting in zip(axs, ("volume", "leaf", "importance")):
     x = tree.sample(20_000, seed=0, weighting=weighting)
     ax.hist(x[:, 0], bins=np.linspace(-3, 3, 301), color="tab:purple")
     ax.set_title(f'weighting="{weighting}"', fontsize="medium")
+    ax.set_ylabel("points per bin")
     for r in roots:
         ax.axvline(r, color="k", lw=0.5, ls=":")
 axs[-1].set_xlabel("x")
@@ -635,8 +680,8 @@ NB04 = [
 near-pole and far ratios, the band histogram, sample diversity (unique / total), the
 Kish effective sample size and largest share of the weights, tag counts
 (REAL / PINF / NINF / PHI), coverage and loss when given, and near/far gradient
-statistics. Histories are bounded; exports are versioned JSON with arrays in a `.npz`
-beside them (never pickle). Definitions: `docs/diagnostics.md`.
+statistics. Histories are bounded; exports are versioned one-file documents (a JSON
+header line, then the raw array bytes; never pickle). Definitions: `docs/diagnostics.md`.
 
 The run below has no trainable model (notebook 05 has one): it monitors the sampling
 itself on y = 1/Q(x) for the degree-8 catalogue problem. Tags follow a transreal guard:
@@ -737,17 +782,19 @@ for e in (0, 7, 14):
 ## Export and reload
 
 `export_diagnostics(epoch)` writes `diagnostics_epoch<E>_pid<P>_<K>.json` (the process
-id and a counter keep concurrent exporters apart) with a schema version and SHA-256
-hashes; `DiagnosticMonitor.load(path)` rebuilds the monitor. An edited or truncated file
-is refused with a `ValueError`.
+id and a counter keep concurrent exporters apart): one line of JSON (schema version,
+array layout, SHA-256 hashes, the body) followed by the raw bytes of the P/Q snapshots;
+`DiagnosticMonitor.load(path)` rebuilds the monitor. An edited or truncated file is
+refused with a `ValueError`.
 """),
     code("""
 import json
 
 path = monitor.export_diagnostics(14)
 print(sorted(p.name for p in export_dir.iterdir()))
-doc = json.loads(path.read_text())
-print("schema:", doc["schema"], "| top-level keys:", sorted(doc))
+header = json.loads(path.read_bytes().partition(b"\\n")[0])
+print("schema:", header["schema"], "| header keys:", sorted(header))
+print("body keys:", sorted(header["body"]))
 
 reloaded = DiagnosticMonitor.load(path)
 assert reloaded.get_summary() == monitor.get_summary()
@@ -755,7 +802,7 @@ assert list(reloaded.history["q_min"]) == list(monitor.history["q_min"])
 print("reloaded: same summary and histories")
 
 tampered = export_dir / "tampered.json"
-tampered.write_text(path.read_text().replace('"epoch": 14', '"epoch": 13', 1))
+tampered.write_bytes(path.read_bytes().replace(b'"epoch": 14', b'"epoch": 13', 1))
 try:
     DiagnosticMonitor.load(tampered)
 except ValueError as exc:

@@ -52,8 +52,8 @@ def sample_with_replacement(w, n, seed):
 
 
 def sample_without_replacement(w, n, seed):
-    keyed = [(math.log(u(seed, 1, i)) / x if u(seed, 1, i) > 0 else -math.inf, -i)
-             for i, x in enumerate(w) if x > 0]
+    keyed = [(math.log(x) - math.log(-math.log(u(seed, 1, i))) if u(seed, 1, i) > 0
+              else -math.inf, -i) for i, x in enumerate(w) if x > 0]
     return [-neg_i for _, neg_i in sorted(keyed, reverse=True)[:n]]
 
 

@@ -54,7 +54,7 @@ def test_band_backends_agree():
 @pytest.mark.parametrize("bad, exc, words", [
     (dict(q=[0.1, np.nan, np.nan]), ValueError, ["q", "2 NaN", "index 1"]),
     (dict(q=["a"]), TypeError, ["q"]),
-    (dict(q=[[0.1]]), ValueError, ["q", "1-D"]),
+    (dict(q=[[0.1, 0.2]]), ValueError, ["q", "(N, 1)"]),
     (dict(q=[0.1], edges=[1e-3, 1e-4]), ValueError, ["edges", "increasing"]),
     (dict(q=[0.1], edges=[1e-3, 1e-3]), ValueError, ["edges", "increasing"]),
     (dict(q=[0.1], edges=[-1.0, 1.0]), ValueError, ["edges", ">= 0"]),
@@ -79,7 +79,9 @@ def test_band_counts_cuda_band_limit():
 @pytest.mark.parametrize("n, shares, expected", [
     (7, [0.2] * 5, [2, 2, 1, 1, 1]),                 # ties go to the lower bands
     (103, MIX, [10, 21, 31, 15, 26]),
-    (5, [0.3, 0.1, 0.6], [2, 0, 3]),                 # remainders .5, .5, 0: band 0 wins
+    (6, [0.25, 0.25, 0.5], [2, 1, 3]),               # remainders .5, .5, 0: band 0 wins
+    # exact float64 shares: 5 * 0.3 = 1.4999999999999999445, 5 * 0.1 = 0.5000000000000000278
+    (5, [0.3, 0.1, 0.6], [1, 1, 3]),
     (3, [0.5, 0.0, 0.5], [2, 0, 1]),
     (1, [0.0, 0.0, 0.0, 0.0, 1.0], [0, 0, 0, 0, 1]),
     (0, MIX, [0, 0, 0, 0, 0]),
@@ -88,6 +90,25 @@ def test_band_counts_cuda_band_limit():
 def test_largest_remainder_examples(n, shares, expected):
     got = largest_remainder(n, shares)
     assert got.dtype == np.int64 and got.tolist() == expected
+
+
+@pytest.mark.parametrize("n", [10**10, 2**39, 2**40 - 1, 999_999_999_989])
+@pytest.mark.parametrize("shares", [MIX, [0.2] * 5, [0.1, 0.2, 0.7], [1 / 3, 1 / 3, 1 / 3],
+                                    [0.3, 0.1 + 1e-12, 0.6 - 1e-12]])
+def test_largest_remainder_is_exact_for_large_n(n, shares):
+    """Exact rationals: the counts sum to n, and each is floor or ceil of the exact
+    n * s_b / sum(s), with the rounded-up bands those of the largest exact remainders."""
+    from fractions import Fraction
+    c = largest_remainder(n, shares)
+    assert int(c.sum()) == n
+    exact = [Fraction(s) for s in np.asarray(shares, float).tolist()]
+    t = [n * s / sum(exact) for s in exact]
+    floors = [x.numerator // x.denominator for x in t]
+    up = [int(ci) - f for ci, f in zip(c, floors)]
+    assert set(up) <= {0, 1}
+    rem = [x - f for x, f in zip(t, floors)]
+    lowest_up = min((r for r, u in zip(rem, up) if u), default=1)
+    assert all(r <= lowest_up for r, u in zip(rem, up) if not u)
 
 
 def test_largest_remainder_properties():
@@ -177,10 +198,11 @@ def test_stratified_redistribution(within):
     q = pool(3000, 5)
     q = q[np.abs(q) > 1e-4]                                 # bands 0 and 1 empty
     idx, info = stratified_sample(q, 50, mix=MIX, seed=1, within=within)
+    # target: exact 50 * 0.15 (float64) = 7.4999.. < 12.5 = 50 * 0.25, so band 4 rounds up
     # m = [0, 0, .3, .15, .25] / .7; 50 m = 21.43, 10.71, 17.86 -> 21, 10, 17 + 2 units
-    assert info["target"] == [5, 10, 15, 8, 12]
+    assert info["target"] == [5, 10, 15, 7, 13]
     assert info["achieved"] == [0, 0, 21, 11, 18]
-    assert info["redistributed"] == [-5, -10, 6, 3, 6]
+    assert info["redistributed"] == [-5, -10, 6, 4, 5]
     assert np.bincount(band_of(q[idx]), minlength=5).tolist() == info["achieved"]
     np.testing.assert_allclose(info["mix"], [0, 0, 0.3 / 0.7, 0.15 / 0.7, 0.25 / 0.7],
                                rtol=1e-15)

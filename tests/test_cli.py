@@ -1,6 +1,7 @@
 """The zp-ref command line: help and version, the demo's outputs, refine's table,
 bench wiring, and one-line exit-2 errors for bad arguments."""
 import importlib.util
+import io
 import json
 import math
 import subprocess
@@ -65,12 +66,13 @@ def test_demo_writes_json_pngs_state_and_table(capsys, tmp_path):
     out_dir = tmp_path / "demo"
     code, out, err = run(capsys, *DEMO_TINY, "--out", str(out_dir))
     assert code == 0
-    assert "zp-ref demo" in err and "3/3" in err             # the tqdm bar
+    assert "zp-ref demo" not in err                          # no bar: stderr is no terminal
     summary = json.loads((out_dir / "summary.json").read_text())
     rows = summary["epochs"]
     # 3 epochs over 3 stages: one epoch each; stage 0 draws only the far band
     assert [r["stage"] for r in rows] == [0, 1, 2]
     assert rows[0]["band_fractions"] == [0.0, 0.0, 0.0, 0.0, 1.0]
+    assert rows[0]["far_ratio"] == 1.0                        # far = the far band B4
     for r in rows:
         assert math.isclose(sum(r["band_fractions"]), 1.0, rel_tol=1e-12)
     # the printed table holds the same numbers
@@ -80,7 +82,9 @@ def test_demo_writes_json_pngs_state_and_table(capsys, tmp_path):
         cells = line.split()
         assert [int(cells[0]), int(cells[1])] == [r["epoch"], r["stage"]]
         assert cells[2] == f"{r['q_min']:.2e}"
-        assert cells[5:] == [f"{f:.2f}" for f in r["band_fractions"]]
+        assert cells[4:7] == [f"{r['near_pole_ratio']:.2f}", f"{r['far_ratio']:.2f}",
+                              f"{r['coverage_train']:.4f}"]
+        assert cells[7:] == [f"{f:.2f}" for f in r["band_fractions"]]
     # diagnostics export: a loadable monitor with one history row per epoch
     exports = sorted(out_dir.glob("diagnostics_epoch000002_*.json"))
     assert len(exports) == 1
@@ -88,6 +92,8 @@ def test_demo_writes_json_pngs_state_and_table(capsys, tmp_path):
     assert list(monitor.history["epoch"]) == [0, 1, 2]
     assert len(monitor.batch_metrics["batch_idx"]) == 6
     assert [float(q) for q in monitor.history["q_min"]] == [r["q_min"] for r in rows]
+    for key in ("coverage_train", "coverage_eval", "far_ratio"):         # no empty panels
+        assert np.isfinite(np.asarray(monitor.history[key], dtype=float)).all(), key
     # the curriculum state: 3 epochs x 2 batches drawn
     curriculum = load_state(out_dir / "curriculum_state.json", BandCurriculum)
     assert curriculum.n_calls == 6 and curriculum.current_stage == 2
@@ -96,6 +102,32 @@ def test_demo_writes_json_pngs_state_and_table(capsys, tmp_path):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
     assert set(summary["files"]) >= {"history.png", "tree.png", "curriculum_state.json",
                                      exports[0].name}
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_demo_progress_bar_only_on_a_terminal(capsys, tmp_path, monkeypatch):
+    tty = _Terminal()
+    monkeypatch.setattr(sys, "stderr", tty)
+    assert main([*DEMO_TINY, "--out", str(tmp_path / "tty")]) == 0
+    assert "zp-ref demo" in tty.getvalue() and "3/3" in tty.getvalue()  # the tqdm bar
+    tty = _Terminal()
+    monkeypatch.setattr(sys, "stderr", tty)
+    assert main([*DEMO_TINY, "--out", str(tmp_path / "quiet"), "--no-progress"]) == 0
+    assert "zp-ref demo" not in tty.getvalue()
+    capsys.readouterr()
+
+
+def test_demo_far_stage_draws_far_points(capsys, tmp_path):
+    # uniform draws inside the band: the far stage's draws are not piled at its near edge
+    assert main([*DEMO_TINY, "--out", str(tmp_path), "--no-progress"]) == 0
+    capsys.readouterr()
+    rows = json.loads((tmp_path / "summary.json").read_text())["epochs"]
+    assert rows[0]["q_mean"] > 1.0 > 1e-2 * 10                          # far edge is 1e-2
+    assert [r["far_ratio"] for r in rows] == [1.0] + [r["band_fractions"][-1] for r in rows[1:]]
 
 
 def test_demo_is_deterministic_and_seed_dependent(capsys, tmp_path):
@@ -156,11 +188,11 @@ def test_refine_catalogue_double_root(capsys, tmp_path):
 
 
 def test_refine_truncates_long_tables(capsys, tmp_path):
-    code, out, _ = run(capsys, "refine", "--problem", "circle_2d", "--max-points", "3000",
-                       "--max-rows", "3", "--out", str(tmp_path))
+    code, out, _ = run(capsys, "refine", "--problem", "simple_roots_1d", "--max-rows", "3",
+                       "--out", str(tmp_path))
     assert code == 0
     n = len(json.loads((tmp_path / "poles.json").read_text())["centres"])
-    assert n > 3 and f"... {n - 3} more pole estimates" in out
+    assert n == 8 and "... 5 more pole estimates" in out
 
 
 # ------------------------------------------------------------------ bench wiring
@@ -198,6 +230,12 @@ BAD = [
     ("bench", "--json"),
     ("frobnicate",),
     (),
+    ("--bogus",),
+    ("--bogus", "demo"),
+    ("refine", "--coeffs=1,,2"),
+    ("refine", "--coeffs", "1,2,"),
+    ("refine", "--coeffs", "1,2", "--bounds=-1,,1"),
+    ("demo", "--pool-size", str(10 ** 15)),                 # more than any machine's memory
 ]
 
 
@@ -208,6 +246,91 @@ def test_bad_arguments_exit_2_with_one_line(capsys, tmp_path, argv):
     assert code == 2
     assert out == ""
     assert err.count("\n") == 1 and "error:" in err and "Traceback" not in err
+
+
+def test_unknown_top_level_option_is_named(capsys):
+    code, out, err = run(capsys, "--bogus")
+    assert code == 2 and out == ""
+    assert err == ("zp-ref: error: unrecognized option '--bogus'; zp-ref takes only -h, --help, "
+                   "--version before a COMMAND (demo, refine, bench, study)\n")
+
+
+def test_empty_coefficient_is_refused_not_dropped(capsys, tmp_path):
+    code, _, err = run(capsys, "refine", "--coeffs=1,,2", "--out", str(tmp_path))
+    assert code == 2 and "without empty entries, got '1,,2'" in err
+
+
+@pytest.mark.parametrize("command", ["demo", "refine"])
+def test_unwritable_out_is_refused_before_any_work(capsys, tmp_path, monkeypatch, command):
+    from zp_ref.refinement import ActiveSampler
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("refine() ran before --out was checked")
+    monkeypatch.setattr(ActiveSampler, "refine", no_work)
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    code, out, err = run(capsys, command, "--out", str(blocker / "sub"))
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "--out" in err and "cannot be written" in err
+
+
+def test_bench_bad_json_path_is_refused_before_the_suite(capsys, tmp_path, monkeypatch):
+    from zp_ref.apps import bench
+
+    def no_suite(*args, **kwargs):
+        raise AssertionError("the suite ran before --json was checked")
+    monkeypatch.setattr(bench, "run_suite", no_suite)
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    for bad, match in ((blocker / "out.json", "cannot be written"), (tmp_path, "is a folder")):
+        code, out, err = run(capsys, "bench", "--json", str(bad))
+        assert code == 2 and out == "" and err.count("\n") == 1 and match in err
+        with pytest.raises(ValueError, match=match):                   # the library call too
+            bench.bench_command(["--json", str(bad)])
+
+
+def test_memory_error_during_a_command_is_one_line(capsys, tmp_path, monkeypatch):
+    from zp_ref.apps import demo
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError
+    monkeypatch.setattr(demo, "build_pool", exhausted)
+    code, out, err = run(capsys, *DEMO_TINY, "--out", str(tmp_path), "--no-progress")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("zp-ref demo: error: out of memory")
+
+
+def test_refine_reports_an_overflowed_enclosure_as_a_note(capsys, tmp_path):
+    # Q = x^40 - x^39 on [-1e9, 1e9]: the enclosure overflows far out; zeros 0, 1 bracketed
+    coeffs = ",".join(["0"] * 39 + ["-1", "1"])
+    code, out, err = run(capsys, "refine", f"--coeffs={coeffs}", "--bounds=-1e9,1e9",
+                         "--grid", "7", "--max-level", "20", "--out", str(tmp_path))
+    assert code == 0 and "EnclosureOverflowWarning" not in err
+    assert "note: refinement stopped with" in out and "overflowed float64" in out
+    poles = json.loads((tmp_path / "poles.json").read_text())
+    lo = np.array(poles["centres"])[:, 0] - np.array(poles["half_widths"])[:, 0]
+    hi = np.array(poles["centres"])[:, 0] + np.array(poles["half_widths"])[:, 0]
+    for root in (0.0, 1.0):
+        assert ((lo <= root) & (root <= hi)).sum() == 1
+
+
+def test_refine_2d_prints_regions_not_rows_at_one_x(capsys, tmp_path):
+    code, out, _ = run(capsys, "refine", "--problem", "bivariate_deg6_2d", "--grid", "4",
+                       "--max-level", "5", "--criterion", "sign", "--out", str(tmp_path))
+    assert code == 0
+    poles = json.loads((tmp_path / "poles.json").read_text())
+    centres, half = np.array(poles["centres"]), np.array(poles["half_widths"])
+    lines = out.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("#  cells"))
+    assert lines[head].split() == ["#", "cells", "x0", "from", "x0", "to", "x1", "from", "x1",
+                                   "to", "finest", "half-width", "max", "|Q(centre)|"]
+    rows = [line.split() for line in lines[head + 2:] if line[:1].isdigit()]
+    assert sum(int(r[1]) for r in rows) == len(centres)                 # every cell, once
+    assert f"{len(centres)} pole estimates (flagged cells) in {len(rows)} connected" in out
+    lo, hi = (centres - half).min(axis=0), (centres + half).max(axis=0)
+    boxes = np.array([[float(v) for v in r[2:6]] for r in rows])
+    assert np.allclose(boxes[:, [0, 2]].min(axis=0), lo, rtol=1e-5)
+    assert np.allclose(boxes[:, [1, 3]].max(axis=0), hi, rtol=1e-5)
 
 
 def test_demo_out_must_be_a_folder(capsys, tmp_path):

@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import pytest
 
+dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
@@ -155,6 +156,84 @@ def test_bad_inputs_name_the_argument(client):
         db.importance_weights(wd, weight_power=-1.0)
     with pytest.raises(ValueError, match="backend must be one of"):
         db.band_of(wd, backend="gpu")
+
+
+# ------------------------------------------------------------------ refusal parity
+INF, NAN = np.inf, np.nan
+OVERFLOW = {"max_weight": 1e308, "min_q_abs": 1e-300}      # weights of 1e308 each
+Q_CASES = {"ok": [0.1, -0.2, INF, 0.3], "nan": [1.0, NAN, 0.5], "all_inf": [INF, -INF, INF],
+           "near_pole": [1e-300] * 4, "near_pole_nan": [1e-300, NAN, 1e-300], "empty": [],
+           "ints": [1, 2, 3]}
+Q_KWARGS = {"default": {}, "overflow": OVERFLOW, "overflow_omit": {**OVERFLOW, "nan_policy": "omit"},
+            "overflow_raw": {**OVERFLOW, "normalize": False}, "omit": {"nan_policy": "omit"},
+            "bad_policy": {"nan_policy": "drop"}, "bad_normalize": {"normalize": 1},
+            "bad_backend": {"backend": "gpu"}, "bad_temperature": {"temperature": 0.0},
+            "tempered_overflow": {"max_weight": 1e300, "temperature": 0.5}}
+W_CASES = {"ok": [1.0, 2.0, 0.0, 3.0], "negative": [1.0, -1.0, 2.0], "nan": [1.0, NAN],
+           "inf": [1.0, INF], "sum_overflows": [1e308, 1e308, 1.0], "zeros": [0.0, 0.0],
+           "subnormal": [5e-324, 0.0, 1e-320], "empty": [], "ints": [1, 2, 3]}
+DRAW_ARGS = [(n, replace, seed) for n in (0, 2, 3, 5, -1, 2.0, 2**60)
+             for replace in (True, False, "yes") for seed in (0, -1, 2**64, 0.5, True)]
+
+
+def outcome(call):
+    """None when the call (computed, for a dask result) succeeds, else the exception type."""
+    try:
+        result = call()
+        if hasattr(result, "compute"):
+            result.compute()
+        return None
+    except (TypeError, ValueError) as exc:
+        return type(exc)
+
+
+@pytest.mark.parametrize("case", sorted(Q_CASES))
+def test_importance_weights_refuse_exactly_what_the_in_memory_api_refuses(case):
+    """Side by side over 10 argument sets: the same success or the same exception type
+    (the overflowing total used to return zeros on dask)."""
+    q = np.asarray(Q_CASES[case], dtype=float)
+    qd = da.from_array(q, chunks=2)
+    with dask.config.set(scheduler="synchronous"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)        # nan_policy="omit" reports
+        for name, kwargs in Q_KWARGS.items():
+            want = outcome(lambda: importance_weights(q, **kwargs))
+            assert outcome(lambda: db.importance_weights(qd, **kwargs)) == want, name
+    if case == "near_pole":
+        with pytest.raises(ValueError, match="the sum of the 4 weights overflows float64"):
+            db.importance_weights(qd, **OVERFLOW)
+
+
+@pytest.mark.parametrize("case", sorted(W_CASES))
+def test_sample_indices_refuse_exactly_what_the_in_memory_api_refuses(case):
+    """Side by side over 105 (n, replace, seed) sets: the same success or the same
+    exception type (an overflowing sum without replacement used to be accepted)."""
+    w = np.asarray(W_CASES[case], dtype=float)
+    wd = da.from_array(w, chunks=2)
+    with dask.config.set(scheduler="synchronous"):
+        for n, replace, seed in DRAW_ARGS:
+            want = outcome(lambda: sample_indices(w, n, seed=seed, replace=replace))
+            got = outcome(lambda: db.sample_indices(wd, n, seed=seed, replace=replace))
+            assert got == want, (n, replace, seed)
+    if case == "sum_overflows":
+        with pytest.raises(ValueError, match="the sum of the weights overflows"):
+            db.sample_indices(wd, 2, seed=0, replace=False)
+
+
+STRATIFIED_ARGS = [dict(n=n, mix=mix, within=within, seed=seed, max_weight=cap, min_q_abs=floor)
+                   for n in (0, 5, -1, 2**40, 2.0) for mix in ([0.2] * 5, [0.5, 0.5])
+                   for within in ("uniform", "importance", "x") for seed in (0, -1)
+                   for cap, floor in ((None, 1e-6), (1e308, 1e-300))]
+
+
+@pytest.mark.parametrize("case", ["ok", "nan", "all_inf", "empty", "near_pole"])
+def test_stratified_sample_refuses_exactly_what_the_in_memory_api_refuses(case):
+    """Side by side over 120 argument sets: the same success or the same exception type."""
+    q = np.asarray({**Q_CASES, "ok": [0.1, 1e-6, 2e-3, INF, 0.5]}[case], dtype=float)
+    qd = da.from_array(q, chunks=2)
+    with dask.config.set(scheduler="synchronous"):
+        for kwargs in STRATIFIED_ARGS:
+            want = outcome(lambda: stratified_sample(q, **kwargs))
+            assert outcome(lambda: db.stratified_sample(qd, **kwargs)) == want, kwargs
 
 
 # ------------------------------------------------------------------ bands

@@ -150,3 +150,103 @@ def test_program_hashes_every_output_it_names(runs):
     empty = hashlib.sha256(b"").hexdigest()[:24]
     assert all(not v.startswith(empty) for v in runs[1]["first"].values())
     assert len(runs[1]["first"]) == 24 and np.unique(list(runs[1]["first"].values())).size >= 12
+
+
+# ------------------------------------------------------------------ fork and threads
+#: Runs in a fresh process: draws in the parent, then the same calls in a child forked
+#: by multiprocessing ("fork") and from four threads at once; prints the results' digests.
+FORK_AND_THREADS = textwrap.dedent('''
+    import ctypes, hashlib, json, sys
+    if sys.argv[1] == "no-tbb":              # as on a machine without the tbb package
+        _cdll = ctypes.CDLL
+        def cdll(name, *args, **kwargs):
+            if name and "tbb" in str(name):
+                raise OSError(f"{name}: hidden by the test")
+            return _cdll(name, *args, **kwargs)
+        ctypes.CDLL = cdll
+    import multiprocessing as mp
+    from concurrent.futures import ThreadPoolExecutor
+    import numpy as np
+    import numba
+    import zp_ref
+
+    N = 2**18 + 3                           # above kernels.PARALLEL_MIN_WORK
+
+    def calls():
+        q = zp_ref.uniforms(4, 17, N, backend="cpu") - 0.5
+        w = zp_ref.importance_weights(q, backend="cpu")
+        parts = [w, zp_ref.sample_indices(w, N, seed=1, backend="cpu"),
+                 zp_ref.sample_indices(w, 1000, seed=2, replace=False, backend="cpu"),
+                 zp_ref.band_counts(q, backend="cpu"),
+                 zp_ref.stratified_sample(q, N, mix=[0.2] * 5, seed=3, backend="cpu")[0]]
+        d = hashlib.sha256()
+        for a in parts:
+            d.update(np.ascontiguousarray(a).tobytes())
+        return d.hexdigest()
+
+    def child(queue):
+        queue.put(calls())
+
+    if __name__ == "__main__":
+        parent = calls()
+        ctx = mp.get_context("fork")
+        queue = ctx.Queue()
+        proc = ctx.Process(target=child, args=(queue,))
+        proc.start()
+        forked = queue.get(timeout=120) if proc.join(120) is None and proc.exitcode == 0 \\
+            else f"child exit code {proc.exitcode}"
+        with ThreadPoolExecutor(4) as pool:
+            threaded = list(pool.map(lambda _: calls(), range(8)))
+        print(json.dumps({"layer": numba.threading_layer(), "parent": parent,
+                          "forked": forked, "threaded": threaded}))
+''')
+
+
+def run_fork_and_threads(setup: str, layer_env: dict, tmp_path) -> dict:
+    script = tmp_path / "fork_and_threads.py"
+    script.write_text(FORK_AND_THREADS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+    env.update(layer_env)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, str(script), setup], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]     # a crash fails here, not pytest
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def tbb_installed() -> bool:
+    from zp_ref.kernels import load_tbb
+    return load_tbb()
+
+
+@pytest.mark.parametrize("setup, layer_env, layer", [
+    pytest.param("default", {}, "tbb", marks=pytest.mark.skipif(
+        not tbb_installed(), reason="the tbb package is not installed")),
+    ("no-tbb", {}, "workqueue"),                                  # zp_ref's fallback
+    ("default", {"NUMBA_THREADING_LAYER": "workqueue"}, "workqueue"),  # the user's choice
+])
+def test_forked_child_and_four_threads_draw_the_parents_indices(setup, layer_env, layer,
+                                                               tmp_path):
+    """After kernel calls in the parent, a child forked by multiprocessing and four
+    threads calling at once (8 calls) return the parent's exact results, in the
+    threading layer zp_ref selects (TBB; workqueue with a lock without TBB) or the user
+    set (workqueue, serialised)."""
+    got = run_fork_and_threads(setup, layer_env, tmp_path)
+    assert got["layer"] == layer
+    assert got["forked"] == got["parent"]
+    assert got["threaded"] == [got["parent"]] * 8
+
+
+def test_user_chosen_omp_layer_is_kept(tmp_path):
+    """zp_ref does not override an explicit NUMBA_THREADING_LAYER (omp here), though
+    GNU OpenMP is not fork-safe (docs/sampling.md): the layer stays omp."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+    env.update({"NUMBA_THREADING_LAYER": "omp",
+                "PYTHONPATH": str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")})
+    code = ("import numpy as np, zp_ref; from zp_ref.kernels import threading_layer;"
+            "zp_ref.sample_indices(np.ones(300_000), 200_000, seed=1, backend='cpu');"
+            "print(threading_layer())")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split()[-1] == "omp"

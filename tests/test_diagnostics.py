@@ -233,9 +233,11 @@ def test_export_round_trip(tmp_path):
     path = m.export_diagnostics(4)
     name = path.name
     assert name.startswith(f"diagnostics_epoch000004_pid{os.getpid()}_") and name.endswith(".json")
-    assert path.with_suffix(".npz").is_file()
-    doc = json.loads(path.read_text())
-    assert doc["schema"] == EXPORT_SCHEMA == "zp_ref.diagnostics/1" and doc["epoch"] == 4
+    assert os.listdir(path.parent) == [name]                         # one file per export
+    header = json.loads(path.read_bytes().partition(b"\n")[0])
+    assert header["schema"] == EXPORT_SCHEMA == "zp_ref.diagnostics/1"
+    doc = header["body"]
+    assert doc["epoch"] == 4
     assert doc["history"]["epoch"] == [0, 1, 2, 3]
     assert doc["summary"] == m.get_summary()
     assert [s["epoch"] for s in doc["snapshots"]] == [2]           # max_snapshots=1
@@ -268,19 +270,22 @@ def test_damaged_exports_refused(tmp_path):
     m = monitor(tmp_path, export_frequency=1)
     run(m, 2)
     path = m.export_diagnostics(2)
-    text = path.read_text()
-    path.write_text(text[:-20])
+    data = path.read_bytes()
+    path.write_bytes(data[:-20])                                     # arrays cut short
     with pytest.raises(ValueError, match="truncated"):
         DiagnosticMonitor.load(path)
-    path.write_text(text.replace('"loss_train": [1.0, 0.5]', '"loss_train": [1.0, 0.4]'))
+    path.write_bytes(data[:data.index(b"\n") - 5])                   # header cut short
+    with pytest.raises(ValueError, match="truncated"):
+        DiagnosticMonitor.load(path)
+    path.write_bytes(data.replace(b'"loss_train": [1.0, 0.5]', b'"loss_train": [1.0, 0.4]'))
     with pytest.raises(ValueError, match="modified"):
         DiagnosticMonitor.load(path)
-    path.write_text(text.replace(EXPORT_SCHEMA, "zp_ref.diagnostics/0"))
+    path.write_bytes(data.replace(EXPORT_SCHEMA.encode(), b"zp_ref.diagnostics/0"))
     with pytest.raises(ValueError, match="zp_ref.diagnostics/0"):
         DiagnosticMonitor.load(path)
-    path.write_text(text)
-    npz = path.with_suffix(".npz")
-    npz.write_bytes(npz.read_bytes()[:50])
+    flipped = bytearray(data)
+    flipped[-3] ^= 0x40                                              # one bit of an array
+    path.write_bytes(bytes(flipped))
     with pytest.raises(ValueError, match="sha256"):
         DiagnosticMonitor.load(path)
 
@@ -334,3 +339,74 @@ def test_torch_inputs_are_accepted(tmp_path):
     assert m.history["q_min"][-1] == 1e-3
     assert [m.tag_history[k][-1] for k in ("n_real", "n_pinf")] == [1, 2]
     assert m.gradient_history["near_pole_mean"][-1] == np.sqrt(2.0)
+
+
+# ----------------------------------------------------------------- all-or-nothing updates
+def _snapshot(m):
+    return json.dumps(m.state_dict(), default=lambda a: a.tolist())
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_failed_auto_export_records_nothing_and_a_retry_records_once(tmp_path, full):
+    """The export folder cannot be created (a file is in the way): update raises, the
+    monitor is exactly as before (also when the histories are full and the append
+    pushed out the oldest row); after the obstacle is gone a retry records one row."""
+    blocker = tmp_path / "blocked"
+    blocker.write_text("a file, not a folder")
+    m = monitor(tmp_path, export_path=str(blocker / "diag"), auto_export=True,
+                export_frequency=2, max_history_length=3, max_snapshots=1)
+    for epoch in (1, 3, 5) if full else (1,):
+        m.update(epoch, {"loss_train": 0.5}, p_values=[1.0], q_values=[0.25], tags=[1])
+    before = _snapshot(m)
+    for _ in range(2):
+        with pytest.raises(OSError):
+            m.update(4, {"loss_train": 0.25, "new_metric": 1.0}, p_values=[2.0],
+                     q_values=[1e-2], tags=[0])
+        assert _snapshot(m) == before
+    assert "new_metric" not in m.history
+    blocker.unlink()
+    m.update(4, {"loss_train": 0.25, "new_metric": 1.0}, p_values=[2.0], q_values=[1e-2],
+             tags=[0])
+    assert m.history["epoch"][-1] == 4 and list(m.history["epoch"]).count(4) == 1
+    assert m.totals["n_updates"] == (4 if full else 2)
+    assert m.totals["tag_totals"] == [1, 3 if full else 1, 0, 0]
+    assert [s["epoch"] for s in m.pq_snapshots] == [4]
+    assert len(os.listdir(blocker / "diag")) == 1
+
+
+def test_a_warning_raised_as_error_records_nothing(tmp_path):
+    m = monitor(tmp_path, monitor_q_min=True, q_min_warning_threshold=1e-3)
+    before = _snapshot(m)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", QMinWarning)
+        with pytest.raises(QMinWarning):
+            m.update(0, q_values=[1e-5])
+        with pytest.raises(QMinWarning):
+            m.update_batch(np.array([1e-5]))
+    assert _snapshot(m) == before
+    with pytest.warns(QMinWarning):
+        m.update(0, q_values=[1e-5])
+    assert m.totals["n_updates"] == 1 and m.totals["q_min_global"] == 1e-5
+
+
+@pytest.mark.parametrize("table, key, index, bad, message", [
+    ("history", "coverage_train", 0, "x", r"\['coverage_train'\]\[0\] must be a real"),
+    ("history", "band_counts", 0, [1, 2], r"must be a list of 5 integers"),
+    ("tag_history", "n_real", 0, -1, r"\['n_real'\]\[0\] must be an integer >= 0"),
+    ("gradient_history", "percentiles", 0, [1.0, "a"], "list of 6 real numbers"),
+    ("batch_metrics", "ess", 0, {}, r"\['ess'\]\[0\] must be a real"),
+    ("totals", "tag_totals", None, [1, 2, 3], "4 integers"),
+    ("totals", "n_updates", None, 0, "must be an integer >= the 3 rows"),
+    ("totals", "q_min_global", None, "low", "real >= 0 or None"),
+])
+def test_load_refuses_wrong_values_naming_the_field(tmp_path, table, key, index, bad, message):
+    m = monitor(tmp_path)
+    run(m, 3)
+    state = json.loads(json.dumps(m.state_dict(), default=lambda a: a.tolist()))
+    state["snapshots"] = []
+    if index is None:
+        state[table][key] = bad
+    else:
+        state[table][key][index] = bad
+    with pytest.raises(ValueError, match=message):
+        DiagnosticMonitor.from_state_dict(state)

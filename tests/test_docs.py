@@ -1,6 +1,7 @@
 """Every ```python block of README.md and docs/*.md runs: the blocks of one file are
 joined in order into one script and run in a fresh interpreter, in a temporary folder.
-A page whose blocks import torch (or dask) is skipped only when that package is missing."""
+A page whose blocks import an optional extra (torch, dask, zarr, adaptive, zeroproofml) is
+skipped only when that package is missing."""
 import importlib.util
 import os
 import re
@@ -12,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
-OPTIONAL = ("torch", "dask", "distributed")
+OPTIONAL = ("torch", "dask", "distributed", "zarr", "adaptive", "zeroproofml")
 TIMEOUT_S = 300
 
 
@@ -51,6 +52,40 @@ def test_readme_quick_start_is_exactly_the_two_commands():
     blocks = re.findall(r"^```(\w*)\n(.*?)^```", section, re.S | re.M)
     assert blocks == [("bash", "pip install -e . && zp-ref demo\n"
                                "pip install -e \".[test]\" && python -m pytest -q\n")]
+
+
+def quick_start_commands() -> list:
+    """The command lines of README.md's Quick start block, in order."""
+    section = (ROOT / "README.md").read_text().split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"^```bash\n(.*?)^```", section, re.S | re.M).group(1)
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def test_ci_runs_the_readme_quick_start_verbatim_before_any_extra():
+    """.ci/run holds both Quick start lines verbatim, in order, in a fresh venv, and
+    installs no extra (torch, dask, adaptive, zarr) before the second one."""
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    commands = quick_start_commands()
+    assert len(commands) == 2
+    where = [ci.index(c) for c in commands]          # ValueError if a line drifted
+    assert where == sorted(where)
+    venv = next(i for i, line in enumerate(ci) if line.startswith("python3 -m venv"))
+    before = ci[venv:where[1]]
+    assert not [line for line in before if re.search(r"\b(torch|dask|adaptive|zarr)\b", line)
+                and "install" in line], before
+    runs = [line for line in ci if re.match(r"(quick_start_\d |run_suite .* quick_start_\d$)", line)]
+    assert len(runs) == 2, runs                      # both commands are executed
+
+
+def test_readme_quadtree_caption_states_the_counts_of_its_command():
+    """The caption quotes the command and the counts make_images.py recorded for it."""
+    import json
+    counts = json.loads((ROOT / "docs" / "img" / "quadtree.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    caption = readme.split("](docs/img/quadtree.png)", 1)[1].split("\n\n", 2)[1]
+    assert f"`{counts['command']}`" in caption
+    for key in ("n_leaves", "total_points", "n_pole_estimates"):
+        assert f"{counts[key]:,}" in caption, key
 
 
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")

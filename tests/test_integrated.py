@@ -190,3 +190,65 @@ def test_diagnostics_and_export_all(tmp_path):
     body = read_document(hist, "zp_ref.sampling_history/1")
     assert body["epoch"] == 3 and [e["call"] for e in body["entries"]] == [0, 1, 2]
     assert body["entries"][0]["strategy"] == "hybrid" and body["entries"][0]["batch_size"] == 16
+
+
+# ----------------------------------------------------------------- callable q in saved state
+@pytest.mark.parametrize("strategy", ["active", "hybrid"])
+def test_callable_q_must_be_passed_again_at_load(tmp_path, strategy):
+    """A tree built from a callable q: load_state without q is refused up front (not at a
+    later refinement); load_state(path, q=...) continues with exactly the same draws."""
+    f = lambda x: PROB.q(x[:, 0])                                     # noqa: E731
+    s = make(strategy, tmp_path, q=f, adapt_frequency=1)
+    pool = (None, None) if strategy == "active" else (X, Q)
+    s.sample_batch(*pool, 8, epoch=0)
+    path = save_state(tmp_path / "integrated.json", s)
+    with pytest.raises(ValueError, match=r"callable q.*load_state\(path, q=f\)"):
+        load_state(path)
+    with pytest.raises(ValueError, match="callable q"):
+        IntegratedSampler.from_state_dict(s.state_dict())
+    loaded = load_state(path, cls=IntegratedSampler, q=f)
+    for epoch in (1, 2):
+        a, ia = s.sample_batch(*pool, 8, epoch=epoch)
+        b, ib = loaded.sample_batch(*pool, 8, epoch=epoch)
+        np.testing.assert_array_equal(a, b)
+    assert loaded.active_sampler.n_evaluations == s.active_sampler.n_evaluations
+    with pytest.raises(TypeError, match="q must be a Polynomial, Rational or callable"):
+        IntegratedSampler.from_state_dict(s.state_dict(), q=3)
+
+
+def test_hybrid_batch_whose_refinement_fails_changes_nothing(tmp_path):
+    """HYBRID refines before it draws: a q that raises leaves the importance sampler's
+    counter, the call counter and the history untouched, so a retry draws the batch the
+    first try would have drawn."""
+    broken = {"now": False}
+
+    def flaky(x):
+        if broken["now"]:
+            raise RuntimeError("model evaluation failed")
+        return PROB.q(x[:, 0])
+    s = make("hybrid", tmp_path, q=flaky, adapt_frequency=1)
+    twin = make("hybrid", tmp_path, q=lambda x: PROB.q(x[:, 0]), adapt_frequency=1)
+    s.sample_batch(X, Q, 8, epoch=0)
+    twin.sample_batch(X, Q, 8, epoch=0)
+    broken["now"] = True
+    with pytest.raises(RuntimeError, match="model evaluation failed"):
+        s.sample_batch(X, Q, 8, epoch=1)
+    broken["now"] = False
+    assert s.n_calls == 1 and s.importance_sampler.calls == 1 and len(s.sampling_history) == 1
+    a, ia = s.sample_batch(X, Q, 8, epoch=1)
+    b, ib = twin.sample_batch(X, Q, 8, epoch=1)
+    np.testing.assert_array_equal(ia["indices"], ib["indices"])
+
+
+@pytest.mark.parametrize("field, value, error, message", [
+    ("n_calls", 2**64, ValueError, "n_calls"),
+    ("sampling_history", "abc", ValueError, "sampling_history"),
+    ("sampling_history", [{1: 2}], ValueError, "sampling_history"),
+    ("active", [1], TypeError, "'active' must be a dict or None"),
+])
+def test_crafted_states_refused_at_load(tmp_path, field, value, error, message):
+    """Values that used to load and fail at a later batch are refused by from_state_dict."""
+    s = make("hybrid", tmp_path)
+    s.sample_batch(X, Q, 8, epoch=0)
+    with pytest.raises(error, match=message):
+        IntegratedSampler.from_state_dict({**s.state_dict(), field: value})

@@ -12,6 +12,7 @@ import pytest
 
 nbformat = pytest.importorskip("nbformat")      # the test extra; absent on bare GPU hosts
 pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")                # the kernel the notebooks run on
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"

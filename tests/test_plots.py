@@ -166,3 +166,82 @@ def test_no_pyplot_is_imported(tmp_path):
             "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'")
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "out.png")], check=True)
     assert (tmp_path / "out.png").stat().st_size > 1000
+
+
+def _renderer(fig):
+    """Lay the figure out on an Agg canvas and return its renderer."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def _legend_labels(fig):
+    legends = fig.legends + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+    return [t.get_text() for lg in legends for t in lg.get_texts()]
+
+
+def test_refinement_tree_legend_is_outside_and_names_the_red_cells():
+    """The legend of a tree drawn on its own figure is a figure legend right of the axes
+    (it covers no data); it names the red sign-change leaves and the red half-width
+    boxes; 2-D estimates beyond MAX_X_MARKERS are dots, x below, as the docs say."""
+    from zp_ref import problems
+    from zp_ref.refinement import ActiveSampler, ActiveSamplerConfig
+    p2 = problems.get("circle_2d")
+    a2 = ActiveSampler(ActiveSamplerConfig(initial_grid_size=4, grid_bounds=p2.bounds,
+                                           max_refinement_level=4), q=p2.q, input_dim=2,
+                       backend="numpy").refine()
+    fig = plots.plot_refinement_tree(a2)
+    n_est = len(a2.pole_estimates()[0])
+    n_flag = int(a2.leaves()["sign_change"].sum())
+    assert len(fig.legends) == 1 and fig.axes[0].get_legend() is None
+    assert _legend_labels(fig) == [f"leaves ({a2.leaves()['level'].size - n_flag})",
+                                   f"sign change ({n_flag})", "pole estimate ± half-width",
+                                   f"pole estimates ({n_est})"]
+    renderer = _renderer(fig)
+    legend_box = fig.legends[0].get_window_extent(renderer)
+    assert legend_box.x0 >= fig.axes[0].get_window_extent(renderer).x1
+    scatter = [c for c in fig.axes[0].collections if isinstance(c, PathCollection)][0]
+    assert n_est > plots.MAX_X_MARKERS
+    marker_path = scatter.get_paths()[0]
+    assert len(marker_path.vertices) != 4      # a dot (circle path), not the 4-point x
+
+
+def test_refinement_tree_1d_marks_level_30_brackets_with_their_widths():
+    from zp_ref import problems
+    from zp_ref.refinement import ActiveSampler, ActiveSamplerConfig
+    p1 = problems.get("simple_roots_1d")
+    a1 = ActiveSampler(ActiveSamplerConfig(grid_bounds=p1.bounds, criterion="interval",
+                                           max_refinement_level=30), q=p1.q,
+                       backend="numpy").refine()
+    fig = plots.plot_refinement_tree(a1)
+    leaves = a1.leaves()
+    flagged = leaves["sign_change"]
+    assert flagged.sum() == 8 and leaves["level"][flagged].max() == 30
+    marks = [c for c in fig.axes[0].collections if isinstance(c, PathCollection)][1]
+    centres = 0.5 * (leaves["lo"][flagged, 0] + leaves["hi"][flagged, 0])
+    np.testing.assert_array_equal(np.asarray(marks.get_offsets()),
+                                  np.c_[centres, leaves["level"][flagged]])
+    widths = (leaves["hi"] - leaves["lo"])[flagged, 0]
+    label = [t for t in _legend_labels(fig) if t.startswith("sign change")][0]
+    assert label.startswith("sign change (8), marked at centres")
+    assert f"{widths.min():.1e}" in label
+
+
+def test_histogram_has_a_y_label_and_an_outside_legend():
+    fig = plots.plot_q_histogram(np.logspace(-6, 0, 50), np.logspace(-6, 0, 50)[::5])
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "fraction per bin"
+    renderer = _renderer(fig)
+    assert ax.get_legend().get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1
+
+
+def test_history_panel_without_values_says_not_recorded_and_has_no_legend():
+    m = DiagnosticMonitor(DiagnosticConfig(auto_export=False, monitor_q_min=False))
+    for epoch in range(3):
+        m.update(epoch, {}, q_values=np.array([1e-3, 0.5, 2.0]))
+    q_ax, ratio_ax, cov_ax, loss_ax = plots.plot_history(m).axes
+    for ax, keys in ((cov_ax, "coverage_train, coverage_eval"), (loss_ax, "loss_train, loss_eval")):
+        assert ax.get_legend() is None
+        assert [t.get_text() for t in ax.texts] == [f"not recorded ({keys})"]
+    assert q_ax.get_legend() is not None and not q_ax.texts

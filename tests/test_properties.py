@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 import pytest
+
+pytest.importorskip("hypothesis")     # the test extra; skip cleanly without it
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +18,7 @@ from zp_ref import (BandCurriculum, ImportanceSampler, ImportanceSamplerConfig, 
                     importance_weights, largest_remainder, sample_indices, stratified_sample,
                     uniforms)
 from zp_ref import state as zstate
+from zp_ref import testing
 from zp_ref.bands import effective_mix
 from zp_ref.rational import Polynomial
 from zp_ref.refinement import ActiveSampler, ActiveSamplerConfig
@@ -26,14 +29,12 @@ FAST = settings(max_examples=40, **SETTINGS)
 SLOW = settings(max_examples=12, **SETTINGS)
 CUDA = settings(max_examples=4, **SETTINGS)
 
-SEEDS = st.integers(0, 2**64 - 1)
-FINITE = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False, allow_subnormal=True)
-Q_VALUE = st.one_of(FINITE, st.sampled_from([0.0, -0.0, 1e-300, -1e-12, np.inf, -np.inf]))
+SEEDS = testing.seeds()
 
 
 def q_arrays(min_size=1, max_size=200):
-    return st.lists(Q_VALUE, min_size=min_size, max_size=max_size).map(
-        lambda v: np.array(v, dtype=np.float64))
+    """Q pools of zp_ref.testing; the tests below make an all-infinite pool finite."""
+    return testing.q_pools(min_size, max_size, finite_entry=False)
 
 
 @st.composite
@@ -44,17 +45,7 @@ def weight_configs(draw):
                 temperature=draw(st.sampled_from([1.0, 0.5, 2.0]) | st.floats(0.1, 5.0)))
 
 
-@st.composite
-def weight_vectors(draw, max_size=300):
-    """Non-negative finite weights with zeros, ties and a wide dynamic range; at least
-    one positive entry."""
-    n = draw(st.integers(1, max_size))
-    mags = draw(st.lists(st.sampled_from([0.0, 0.0, 1e-12, 1e-3, 0.5, 1.0, 1.0, 7.0, 1e6])
-                         | st.floats(0.0, 1e3), min_size=n, max_size=n))
-    w = np.array(mags, dtype=np.float64)
-    if not (w > 0).any():
-        w[draw(st.integers(0, n - 1))] = draw(st.floats(1e-6, 10.0))
-    return w
+weight_vectors = testing.weight_vectors
 
 
 # ------------------------------------------------------------------ weights

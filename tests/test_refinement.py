@@ -1,11 +1,13 @@
 """ActiveSampler: pole localisation, geometry of the tree, the cap, backend parity,
 sampling from leaves, state, and bad input."""
+import warnings
+
 import numpy as np
 import pytest
 
 from zp_ref import problems
 from zp_ref.rational import Polynomial, Rational
-from zp_ref.refinement import ActiveSampler, ActiveSamplerConfig
+from zp_ref.refinement import ActiveSampler, ActiveSamplerConfig, EnclosureOverflowWarning
 
 
 def sampler(name, *, backend="cpu", q=None, **cfg):
@@ -207,6 +209,8 @@ PARITY_CASES = [
     ("simple_roots_1d", dict(initial_grid_size=6, max_refinement_level=4, criterion="sign")),
     ("circle_2d", dict(initial_grid_size=2, max_refinement_level=2)),
     ("circle_2d", dict(initial_grid_size=2, max_refinement_level=3, criterion="interval")),
+    ("double_root_1d", dict(initial_grid_size=8, max_refinement_level=12,
+                            criterion="abs_or_sign")),
     ("bivariate_deg6_2d", dict(initial_grid_size=2, max_refinement_level=4, criterion="sign",
                                max_grid_points=120)),
     ("sphere_plane_3d", dict(initial_grid_size=1, max_refinement_level=2, criterion="sign")),
@@ -455,3 +459,129 @@ def test_bad_method_arguments(tree2d):
         tree2d.sample(-1, seed=0)
     with pytest.raises(ValueError, match="max_rounds"):
         tree2d.refine(max_rounds=-2)
+
+
+# ---------------------------------------------------------------- sweep 2 (issue 13)
+def _x200_minus_x199():
+    return Polynomial(np.r_[np.zeros(199), -1.0, 1.0])          # zeros at 0 (199-fold) and 1
+
+
+def _brackets(s, roots, tol=0.0):
+    """Number of pole estimates whose interval (widened by tol) holds each root."""
+    c, h = s.pole_estimates()
+    lo, hi = (c - h)[:, 0] - tol, (c + h)[:, 0] + tol
+    return [int(((lo <= r) & (r <= hi)).sum()) for r in roots]
+
+
+@pytest.mark.parametrize("backend, kw", [
+    ("numpy", dict(initial_grid_size=7, max_refinement_level=30)),
+    ("cpu", dict(initial_grid_size=7, max_refinement_level=30)),
+    ("cpu", dict(initial_grid_size=3, max_refinement_level=5)),
+])
+def test_interval_flags_cells_whose_enclosure_overflows_and_warns_once(backend, kw):
+    # (|c| + r)**200 overflows float64 wherever |x| > ~35: the enclosure is inf/NaN there,
+    # which proves nothing, so those cells stay flagged; the zeros are still bracketed
+    cfg = ActiveSamplerConfig(grid_bounds=(-1000.0, 1000.0), criterion="interval", **kw)
+    s = ActiveSampler(cfg, q=_x200_minus_x199(), backend=backend)
+    with pytest.warns(EnclosureOverflowWarning, match=r"\d+ flagged leaves") as caught:
+        s.refine()
+    assert len(caught) == 1                                              # once per refine()
+    assert _brackets(s, [0.0, 1.0]) == [1, 1]
+    over = s.overflowed_leaves()
+    lv = s.leaves()
+    assert over.any() and (lv["flagged"][over]).all()
+    far = np.minimum(np.abs(lv["lo"][:, 0]), np.abs(lv["hi"][:, 0])) > 40.0
+    assert lv["flagged"][far].all()                                      # nothing excluded there
+    assert s.get_statistics()["capped_rounds"] == 0 or kw["max_refinement_level"] == 30
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning",   # the simulator's
+                            "ignore:invalid value encountered:RuntimeWarning")  # NumPy scalars
+def test_interval_overflow_builds_the_same_tree_on_numpy_cpu_cuda():
+    # the cuda kernels take degree <= 32: x**32 - x**31 overflows where |x| > ~4e9
+    q = Polynomial(np.r_[np.zeros(31), -1.0, 1.0])
+    cfg = dict(grid_bounds=(-1e12, 1e12), criterion="interval", initial_grid_size=3,
+               max_refinement_level=8)
+    trees = []
+    for backend in ("numpy", "cpu", "cuda"):
+        with pytest.warns(EnclosureOverflowWarning):
+            trees.append(ActiveSampler(ActiveSamplerConfig(**cfg), q=q, backend=backend).refine())
+    same_tree(trees[0], trees[1])
+    same_tree(trees[0], trees[2])
+    assert np.array_equal(trees[0].overflowed_leaves(), trees[2].overflowed_leaves())
+    assert _brackets(trees[2], [0.0, 1.0]) == [1, 1]
+    with pytest.raises(ValueError, match="degree <= 32 in each variable"):
+        ActiveSampler(ActiveSamplerConfig(**cfg), q=_x200_minus_x199(), backend="cuda")
+
+
+def test_interval_without_overflow_does_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = sampler("simple_roots_1d", criterion="interval", initial_grid_size=16,
+                    max_refinement_level=20).refine()
+    assert not s.overflowed_leaves().any()
+
+
+@pytest.mark.parametrize("method", ["refine", "refine_grid", "load_state_dict"])
+def test_q_that_reenters_its_own_sampler_is_refused_and_nothing_changes(method):
+    pr = problems.get("circle_2d")
+    holder = {}
+
+    def q(x):
+        if holder.get("armed"):
+            s = holder["s"]
+            {"refine": lambda: s.refine(),
+             "refine_grid": lambda: s.refine_grid(pr.q(s.get_current_grid())),
+             "load_state_dict": lambda: s.load_state_dict(holder["state"])}[method]()
+        return pr.q(x)
+    s = sampler("circle_2d", q=q, initial_grid_size=3, max_refinement_level=4)
+    holder.update(s=s, state=s.state_dict(), armed=True)
+    before = (s.get_current_grid(), s.leaves(), s.n_evaluations, list(s.refinement_history))
+    with pytest.raises(RuntimeError, match=rf"{method}\(\) was called while refine\(\) is "
+                                           r"running on the same sampler"):
+        s.refine()
+    assert np.array_equal(before[0], s.get_current_grid())
+    assert all(np.array_equal(before[1][k], s.leaves()[k]) for k in before[1])
+    assert (before[2], before[3]) == (s.n_evaluations, s.refinement_history)
+    holder["armed"] = False                          # the guard is released: refine works
+    _check_partition(s.refine())
+    same_tree(s, sampler("circle_2d", initial_grid_size=3, max_refinement_level=4).refine())
+
+
+def test_default_criterion_brackets_like_sign_without_spending_the_cap():
+    # the README configuration without criterion=: before issue 13 abs_or_sign spent the
+    # whole cap (9,999 evaluations, half-widths up to 5.3e-3)
+    pr = problems.get("simple_roots_1d")
+    cfg = ActiveSamplerConfig(grid_bounds=pr.bounds, max_refinement_level=30)
+    assert cfg.criterion == "abs_or_sign"
+    s = ActiveSampler(cfg, q=pr.q).refine()
+    centres, half = s.pole_estimates()
+    assert s.get_statistics()["capped_rounds"] == 0 and s.n_evaluations <= 1000
+    assert centres.shape == (8, 1) and half.max() <= 3e-11
+    assert _brackets(s, pr.poles["roots"], tol=1e-12) == [1] * 8        # the roots are rounded
+
+
+def test_abs_or_sign_still_follows_a_double_root_that_sign_misses():
+    kw = dict(initial_grid_size=64, max_refinement_level=30, grid_bounds=(-2.05, 2.0),
+              max_grid_points=20_000)
+    s = sampler("double_root_1d", criterion="abs_or_sign", **kw).refine()
+    assert _brackets(s, [-1.0, 0.5]) == [1, 1]
+    assert s.pole_estimates()[1].max() <= 1e-8
+    assert s.get_statistics()["capped_rounds"] == 0 and s.n_evaluations <= 2000
+    assert _brackets(sampler("double_root_1d", criterion="sign", **kw).refine(),
+                     [-1.0, 0.5]) == [1, 0]
+
+
+def test_abs_or_sign_threshold_shrinks_by_four_per_level():
+    # a leaf of level l without a sign change is flagged iff min |Q| < threshold * 4**-l
+    pr = problems.get("simple_roots_1d")
+    s = sampler("simple_roots_1d", criterion="abs_or_sign", initial_grid_size=20,
+                max_refinement_level=8, refinement_threshold=0.5).refine()
+    lv = s.leaves()
+    cut = 0.5 * 4.0 ** -lv["level"]
+    expect = lv["sign_change"] | (lv["min_abs_q"] < cut)
+    assert np.array_equal(lv["flagged"], expect)
+    plain = sampler("simple_roots_1d", criterion="abs", initial_grid_size=20,
+                    max_refinement_level=8, refinement_threshold=0.5).refine().leaves()
+    assert np.array_equal(plain["flagged"], plain["min_abs_q"] < 0.5)
+    assert pr.dim == 1

@@ -1,5 +1,6 @@
 """Weighted draws: the definition (naive reference), backend parity, statistics,
 errors, and the stateful ImportanceSampler."""
+import json
 import os
 import subprocess
 import sys
@@ -88,6 +89,54 @@ def test_without_replacement_first_pick_follows_the_weights():
     assert p > 1e-3, p
 
 
+@pytest.mark.parametrize("scale", [5e-324, 1e-310, 1e300])
+def test_without_replacement_first_pick_follows_subnormal_and_huge_weights(scale):
+    """Keys log(w) - log(-log(u)) stay finite: weights k * scale (k = 1..4), subnormal
+    or huge, give first picks with chi-square p > 1e-3 against k / 10 (seeds 0..3999)."""
+    w = np.array([1.0, 2.0, 3.0, 4.0]) * scale
+    first = [sample_indices(w, 1, seed=s, replace=False, backend="cpu")[0] for s in range(4000)]
+    p = stats.chisquare(np.bincount(first, minlength=4), [400, 800, 1200, 1600]).pvalue
+    assert p > 1e-3, p
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_without_replacement_equal_subnormal_weights_are_a_seeded_permutation(backend):
+    """1000 equal weights of 1e-320: the draw is the order of the uniforms (the naive
+    reference), a different permutation for every seed, never 0..n-1."""
+    w = np.full(1000, 1e-320)
+    draws = []
+    for seed in (0, 1, 2**64 - 1):
+        idx = sample_indices(w, 50, seed=seed, replace=False, backend=backend)
+        assert idx.tolist() == naive.sample_without_replacement(w.tolist(), 50, seed)
+        assert idx.tolist() != list(range(50))
+        draws.append(idx.tolist())
+    assert draws[0] != draws[1] != draws[2]
+
+
+def test_without_replacement_keys_mix_subnormal_and_huge_weights_on_every_backend():
+    """Subnormal, tiny, ordinary and huge weights in one pool: identical indices on the
+    three backends and the naive reference, for every n up to the positive count."""
+    w = np.array([1e-310, 1e308, 0.0, 5e-324, 1.0, 2.0, 1e-320, 3e300, 1e-300, 0.5])
+    for seed in (0, 5, 77):
+        for n in range(9):
+            want = naive.sample_without_replacement(w.tolist(), n, seed)
+            for backend in BACKENDS:
+                got = sample_indices(w, n, seed=seed, replace=False, backend=backend)
+                assert got.tolist() == want, (seed, n, backend)
+
+
+def test_without_replacement_cpu_shortcut_keeps_every_candidate(rng):
+    """Large pools (the cpu kernel skips the log for entries with 1 - u > w e^-t) give
+    the oracle's indices at thresholds across the whole key range."""
+    for w in (sparse_weights(rng, 300_001, dynamic_range=1e300),
+              np.r_[np.full(50_000, 1e-320), np.full(50_000, 1e300)],
+              np.full(100_000, 3.0)):
+        for n in (1, 1000, int(np.count_nonzero(w)) // 2, int(np.count_nonzero(w))):
+            want = sample_indices(w, n, seed=9, replace=False, backend="numpy")
+            assert np.array_equal(sample_indices(w, n, seed=9, replace=False, backend="cpu"),
+                                  want), n
+
+
 def test_uniform_draws_are_uniform():
     counts = np.bincount(uniform_indices(37, 370_000, seed=1, backend="cpu"), minlength=37)
     assert stats.chisquare(counts).pvalue > 1e-3
@@ -158,7 +207,7 @@ def test_kish_ess():
     (np.ones(3), 2, {"seed": 0.5}, TypeError, "seed"),
     (np.ones(3), 2, {"replace": "yes"}, TypeError, "replace"),
     (np.r_[1.0, 0.0], 2, {"replace": False}, ValueError, "positive weights"),
-    (np.ones((2, 2)), 2, {}, ValueError, "1-D"),
+    (np.ones((2, 2)), 2, {}, ValueError, r"\(N,\) or \(N, 1\)"),
     (["a"], 2, {}, TypeError, "real numbers"),
 ])
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -166,6 +215,23 @@ def test_bad_inputs_are_refused_naming_the_argument(weights, n, kwargs, exc, pat
     kwargs = {"seed": 0, **kwargs}
     with pytest.raises(exc, match=pattern):
         sample_indices(weights, n, backend=backend, **kwargs)
+
+
+@pytest.mark.parametrize("n", [2**60, 2**63 - 1, 2**64 + 3])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_draw_counts_beyond_numpys_largest_array_are_refused_on_every_backend(n, backend):
+    """n * 8 bytes must fit in 2**63 - 1: every backend raises the same ValueError (the
+    numpy oracle used to return an empty array for n near 2**63)."""
+    from zp_ref.rng import MAX_DRAWS, uniforms
+    assert MAX_DRAWS == 2**60 - 1
+    calls = [lambda: sample_indices(np.ones(3), n, seed=0, backend=backend),
+             lambda: sample_indices(np.ones(3), n, seed=0, replace=False, backend=backend),
+             lambda: uniform_indices(3, n, seed=0, backend=backend),
+             lambda: hybrid_indices(np.ones(3), n, ratio=0.5, seed=0, backend=backend),
+             lambda: uniforms(0, 0, n, backend=backend)]
+    for call in calls:
+        with pytest.raises(ValueError, match=rf"n must be at most 2\*\*60 - 1.*got {n}"):
+            call()
 
 
 def test_inputs_are_not_mutated(rng):
@@ -285,3 +351,70 @@ def test_bad_state_is_refused_and_leaves_the_sampler_unchanged():
 def test_pool_length_mismatch_is_refused():
     with pytest.raises(ValueError, match="x_pool must have one entry per q_pool value"):
         ImportanceSampler().sample_batch(np.zeros(3), np.ones(4), 2)
+
+
+# --- read-only install ------------------------------------------------------------------
+
+#: Imports a read-only copy of zp_ref with HOME unwritable, draws on numpy and cpu, and
+#: prints Numba's cache folder. Run as root (whom permission bits do not stop), an audit
+#: hook refuses every write under the copy and HOME, as the OS would for a user.
+READ_ONLY_PROGRAM = '''
+import json, os, sys
+ROOTS = tuple(os.path.realpath(p) + os.sep for p in sys.argv[1:3])
+
+def deny_writes(event, args):
+    if event == "open" and args[0] is not None and not isinstance(args[0], int):
+        path, mode, flags = args
+        writing = bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)) or \\
+            bool(mode and any(c in mode for c in "wax+"))
+    elif event in ("os.mkdir", "os.rename", "os.replace", "os.remove", "os.rmdir"):
+        path, writing = args[0], True
+    else:
+        return
+    if writing and os.path.realpath(os.fspath(path)).startswith(ROOTS):
+        raise PermissionError(13, "Permission denied (read-only install)", path)
+
+if os.geteuid() == 0:
+    sys.addaudithook(deny_writes)
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import numba
+import zp_ref
+assert zp_ref.__file__.startswith(sys.argv[1])
+a = zp_ref.sample_indices(np.ones(5), 3, seed=0, backend="numpy").tolist()
+b = zp_ref.uniforms(1, 16, 3, backend="cpu").tolist()
+print(json.dumps({"numpy": a, "cpu": b, "cache": numba.config.CACHE_DIR}))
+'''
+
+
+def test_read_only_install_with_unwritable_home_caches_kernels_in_a_private_temp_dir(tmp_path):
+    """Neither zp_ref/__pycache__ nor ~/.cache/numba writable: import and draws work on
+    numpy and cpu, and Numba caches in <tmp>/zp_ref-numba-cache-<uid> (0700)."""
+    import shutil
+    import stat
+    import tempfile
+    from zp_ref.rng import uniforms
+    package = tmp_path / "site"
+    home = tmp_path / "home"
+    shutil.copytree(os.path.join(os.path.dirname(__file__), "..", "zp_ref"), package / "zp_ref",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    home.mkdir()
+    for path in [home, *package.rglob("*"), package]:
+        path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("NUMBA_CACHE_DIR", "XDG_CACHE_HOME", "PYTHONPATH"))}
+    env["HOME"] = str(home)
+    try:
+        proc = subprocess.run([sys.executable, "-c", READ_ONLY_PROGRAM, str(package), str(home)],
+                              env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    finally:
+        for path in [package, *package.rglob("*"), home]:
+            path.chmod(path.stat().st_mode | stat.S_IWUSR)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["numpy"] == sample_indices(np.ones(5), 3, seed=0, backend="numpy").tolist()
+    assert got["cpu"] == uniforms(1, 16, 3, backend="numpy").tolist()
+    uid = os.getuid()
+    assert got["cache"] == os.path.join(tempfile.gettempdir(), f"zp_ref-numba-cache-{uid}")
+    assert os.stat(got["cache"]).st_mode & 0o077 == 0
+    assert any("rng" in f for _, _, files in os.walk(got["cache"]) for f in files)

@@ -16,8 +16,9 @@ from zp_ref.curriculum import BandCurriculum  # noqa: E402
 from zp_ref.rng import STREAMS, derive_seed, uniforms  # noqa: E402
 from zp_ref.sampling import (ImportanceSampler, ImportanceSamplerConfig,  # noqa: E402
                              hybrid_indices, sample_indices, uniform_indices)
-from zp_ref.torch_bridge import (CurriculumBatchSampler, HybridBatchSampler,  # noqa: E402
-                                 ImportanceWeightedSampler, as_tensor, to_numpy)
+from zp_ref.torch_bridge import (CurriculumBatchSampler, EpochLoader,  # noqa: E402
+                                 HybridBatchSampler, ImportanceWeightedSampler, as_tensor,
+                                 to_numpy)
 from zp_ref.weighting import importance_weights  # noqa: E402
 
 N = 2000
@@ -282,6 +283,371 @@ def test_num_workers_give_the_same_items(q_pool):
     np.testing.assert_array_equal(_loader_indices(loader), s.indices())
 
 
+# ------------------------------------------------------------------ the model's own Q (q_fn)
+class _ShiftedQ(torch.nn.Module):
+    """Q(x) = (x - a)(x - b) as an (N, 1) column, like a model's Q head; records every
+    call (chunk size, whether autograd was on, device)."""
+
+    def __init__(self, a=0.3, b=-0.5):
+        super().__init__()
+        self.roots = torch.nn.Parameter(torch.tensor([a, b], dtype=torch.float64))
+        self.calls = []
+
+    def forward(self, x):
+        self.calls.append((x.shape[0], torch.is_grad_enabled(), x.device.type))
+        return ((x - self.roots[0]) * (x - self.roots[1]))[:, None]
+
+
+def _x_pool():
+    return torch.linspace(-1.0, 1.0, N + 1, dtype=torch.float64)[:-1]
+
+
+def test_q_fn_is_evaluated_in_chunks_without_grad_and_squeezed():
+    model, x = _ShiftedQ(), _x_pool()
+    s = ImportanceWeightedSampler(num_samples=100, x_pool=x, q_fn=model, q_batch_size=300)
+    assert model.calls == [(300, False, "cpu")] * 6 + [(200, False, "cpu")]
+    q_true = ((x - 0.3) * (x + 0.5)).numpy()
+    np.testing.assert_array_equal(s.q_pool, q_true)
+    np.testing.assert_array_equal(s.weights, importance_weights(q_true))
+    assert s.q_evaluations == 1 and s.pool_size == N
+
+
+@pytest.mark.parametrize("refresh_every", [1, 2])
+def test_q_fn_refresh_follows_the_model_each_epoch(refresh_every):
+    """The weights at epoch e are those of the model's Q at the last refresh epoch
+    (a multiple of refresh_every), and the draws are sample_indices of those weights."""
+    model, x = _ShiftedQ(), _x_pool()
+    cfg = ImportanceSamplerConfig(max_weight=1e8)
+    s = ImportanceWeightedSampler(num_samples=500, x_pool=x, q_fn=model, config=cfg, seed=3,
+                                  refresh_every=refresh_every)
+    loader = DataLoader(_dataset(), sampler=s, batch_size=100)
+    roots_used = [0.3]                         # the pole the weights were computed from
+    for epoch in range(5):
+        s.set_epoch(epoch)
+        if epoch % refresh_every == 0 and epoch > 0:
+            roots_used.append(model.roots[0].item())
+        q = ((x - roots_used[-1]) * (x + 0.5)).numpy()
+        w = importance_weights(q, **cfg.weight_kwargs())
+        np.testing.assert_array_equal(s.weights, w)
+        got = _loader_indices(loader)
+        np.testing.assert_array_equal(got, sample_indices(w, 500, seed=derive_seed(3, epoch)))
+        with torch.no_grad():                  # "training" moves the model's pole
+            model.roots[0] += 0.1
+    assert s.q_evaluations == len(roots_used)
+    assert len(set(roots_used)) == len(roots_used) == (5 if refresh_every == 1 else 3)
+    s.set_epoch(4)                             # the epoch Q was last evaluated for: no call
+    assert s.q_evaluations == len(roots_used)
+
+
+def test_q_fn_on_hybrid_and_curriculum_samplers():
+    model, x = _ShiftedQ(), _x_pool()
+    q0 = ((x - 0.3) * (x + 0.5)).numpy()
+    h = HybridBatchSampler(batch_size=32, num_batches=3, x_pool=x, q_fn=model, seed=2)
+    c = CurriculumBatchSampler(batch_size=32, num_batches=2, x_pool=x, q_fn=model,
+                               curriculum=BandCurriculum(seed=2, backend="numpy"))
+    np.testing.assert_array_equal(h.weights, importance_weights(q0))
+    np.testing.assert_array_equal(c.q_pool, q0)
+    with torch.no_grad():
+        model.roots[0] += 0.25
+    q1 = ((x - 0.55) * (x + 0.5)).numpy()
+    h.set_epoch(1)
+    c.set_epoch(1)
+    np.testing.assert_allclose(h.weights, importance_weights(q1), rtol=1e-12)
+    np.testing.assert_allclose(c.q_pool, q1, rtol=1e-12, atol=1e-15)
+    ref = BandCurriculum(seed=2, backend="numpy")
+    for got in c.batches():
+        np.testing.assert_array_equal(got, ref.sample(c.q_pool, 32, 1)[0])
+
+
+def test_q_fn_bad_arguments_leave_the_sampler_unchanged():
+    x = _x_pool()
+    with pytest.raises(TypeError, match="q_fn must be callable"):
+        ImportanceWeightedSampler(num_samples=5, x_pool=x, q_fn="model")
+    with pytest.raises(ValueError, match="x_pool is required"):
+        ImportanceWeightedSampler(num_samples=5, q_fn=_ShiftedQ())
+    with pytest.raises(ValueError, match="either q_pool or q_fn"):
+        ImportanceWeightedSampler(x.numpy(), 5, x_pool=x, q_fn=_ShiftedQ())
+    with pytest.raises(ValueError, match="x_pool is only used with q_fn"):
+        ImportanceWeightedSampler(x.numpy(), 5, x_pool=x)
+    with pytest.raises(ValueError, match="give q_pool"):
+        HybridBatchSampler(batch_size=4, num_batches=1)
+    with pytest.raises(ValueError, match=r"shape \(2000,\) or \(2000, 1\).*got \(2000, 2\)"):
+        ImportanceWeightedSampler(num_samples=5, x_pool=x, q_fn=lambda t: t[:, None].repeat(1, 2))
+    with pytest.raises(TypeError, match="q_fn must return"):
+        ImportanceWeightedSampler(num_samples=5, x_pool=x, q_fn=lambda t: t.tolist())
+    with pytest.raises(ValueError, match="q_batch_size"):
+        ImportanceWeightedSampler(num_samples=5, x_pool=x, q_fn=_ShiftedQ(), q_batch_size=0)
+    with pytest.raises(ValueError, match="refresh_every"):
+        CurriculumBatchSampler(batch_size=4, num_batches=1, x_pool=x, q_fn=_ShiftedQ(),
+                               refresh_every=0)
+    with pytest.raises(ValueError, match="refresh_q needs q_fn"):
+        ImportanceWeightedSampler(x.numpy(), 5).refresh_q()
+    nan_later = _ShiftedQ()
+    s = ImportanceWeightedSampler(num_samples=5, x_pool=x, q_fn=nan_later)
+    w = s.weights.copy()
+    with torch.no_grad():
+        nan_later.roots[0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        s.set_epoch(1)
+    assert s.epoch == 0 and s.q_evaluations == 1
+    np.testing.assert_array_equal(s.weights, w)
+
+
+def test_update_q_accepts_a_column_and_a_grad_tensor(q_pool):
+    s = ImportanceWeightedSampler(q_pool, 10)
+    q = torch.from_numpy(q_pool + 1.0)[:, None].requires_grad_(True)
+    s.update_q(q)
+    np.testing.assert_array_equal(s.q_pool, q_pool + 1.0)
+
+
+# ------------------------------------------------------------------ workers (issue 13)
+def _curriculum_epochs(num_workers, q, epochs=4, **loader_kw):
+    """Batches of every epoch through a DataLoader, each epoch iterated twice."""
+    cur = BandCurriculum(epochs_per_stage=1, seed=5, backend="numpy")
+    c = CurriculumBatchSampler(q, 40, 3, curriculum=cur)
+    loader = DataLoader(_dataset(q.size), batch_sampler=c, num_workers=num_workers,
+                        **loader_kw)
+    out = []
+    for epoch in range(epochs):
+        c.set_epoch(epoch)
+        first = [b[0].tolist() for b in loader]
+        again = [b[0].tolist() for b in loader]
+        assert again == first                    # the epoch's draw is replayed
+        out.append(first)
+        c.update()
+    return out, cur.n_calls
+
+
+def test_curriculum_batches_identical_with_0_and_2_workers():
+    """Issue 13: the DataLoader calls __iter__ twice with workers (once per iterator
+    creation and once in _reset); the curriculum now draws once per epoch."""
+    n = 2001
+    q = np.geomspace(1e-7, 10.0, n) * (-1.0) ** np.arange(n)
+    plain, calls0 = _curriculum_epochs(0, q)
+    forked, calls2 = _curriculum_epochs(2, q)
+    assert forked == plain
+    assert calls0 == calls2 == 4 * 3            # one sample call per batch, no more
+    ref = BandCurriculum(epochs_per_stage=1, seed=5, backend="numpy")
+    for epoch, batches in enumerate(plain):
+        for got in batches:
+            assert got == ref.sample(q, 40, epoch)[0].tolist()
+        ref.update(epoch)
+
+
+def test_dataloader_iterates_the_sampler_in_the_main_process():
+    """What the per-epoch draw relies on: with workers, every __iter__ of the sampler
+    runs in the main process (torch 2.13 calls it twice per epoch)."""
+    import os
+    pids = []
+
+    class Recording(HybridBatchSampler):
+        def __iter__(self):
+            pids.append(os.getpid())
+            return super().__iter__()
+
+    s = Recording(np.linspace(-1.0, 1.0, N), 8, 2, seed=0)
+    batches = [b[0].tolist() for b in DataLoader(_dataset(), batch_sampler=s, num_workers=2)]
+    assert batches == list(s)
+    assert len(pids) >= 2 and set(pids) == {os.getpid()}
+
+
+def test_q_fn_samplers_identical_with_0_and_2_workers():
+    model, x = _ShiftedQ(), _x_pool()
+    ds = _dataset()
+    for kind in ("importance", "hybrid"):
+        runs = []
+        for workers in (0, 2):
+            with torch.no_grad():
+                model.roots[0] = 0.3
+            if kind == "importance":
+                s = ImportanceWeightedSampler(num_samples=120, x_pool=x, q_fn=model, seed=6)
+                loader = DataLoader(ds, sampler=s, batch_size=30, num_workers=workers)
+            else:
+                s = HybridBatchSampler(batch_size=25, num_batches=4, x_pool=x, q_fn=model,
+                                       seed=6)
+                loader = DataLoader(ds, batch_sampler=s, num_workers=workers)
+            epochs = []
+            for epoch in range(3):
+                s.set_epoch(epoch)
+                epochs.append(_loader_indices(loader).tolist())
+                with torch.no_grad():
+                    model.roots[0] += 0.2
+            runs.append(epochs)
+        assert runs[0] == runs[1], kind
+        assert runs[0][0] != runs[0][1]            # the refresh changed the draws
+
+
+# ------------------------------------------------------------------ loops without an epoch hook
+class _HooklessTrainer:
+    """SCMTrainer.fit's loop (zeroproofml 0.6.1): sets current_epoch, then iterates
+    train_loader; no other hook. Steps the model's pole after every batch."""
+
+    def __init__(self, model, train_loader, max_epochs, start_epoch=0):
+        self.model, self.train_loader = model, train_loader
+        self.max_epochs, self.current_epoch = max_epochs, start_epoch
+        self.batches = []
+
+    def fit(self):
+        for epoch in range(self.current_epoch, self.max_epochs):
+            self.current_epoch = epoch
+            for (idx,) in self.train_loader:
+                self.batches.append((epoch, idx.tolist()))
+            with torch.no_grad():
+                self.model.roots[0] += 0.1
+
+
+@pytest.mark.parametrize("start", [0, 2])
+def test_epoch_loader_gives_a_hookless_trainer_each_epochs_draw(start):
+    model, x = _ShiftedQ(), _x_pool()
+    s = HybridBatchSampler(batch_size=16, num_batches=2, x_pool=x, q_fn=model, seed=1)
+    trainer = _HooklessTrainer(model, None, max_epochs=start + 3, start_epoch=start)
+    trainer.train_loader = EpochLoader(DataLoader(_dataset(), batch_sampler=s),
+                                       lambda: trainer.current_epoch)
+    assert len(trainer.train_loader) == 2
+    trainer.fit()
+    assert [e for e, _ in trainer.batches] == [e for e in range(start, start + 3) for _ in "ab"]
+    # construction, then the start of every epoch but the one Q was built for (epoch 0)
+    assert s.q_evaluations == 3 + (start != 0)
+    for epoch in range(start, start + 3):       # each epoch's batches use that epoch's Q
+        q = ((x - (0.3 + 0.1 * (epoch - start))) * (x + 0.5)).numpy()
+        w = importance_weights(q)
+        got = [b for e, b in trainer.batches if e == epoch]
+        for b, batch in enumerate(got):
+            ref = hybrid_indices(w, 16, ratio=0.7, seed=derive_seed(1, 2 * epoch + b))[0]
+            assert batch == ref.tolist()
+    counted = EpochLoader(DataLoader(_dataset(), sampler=ImportanceWeightedSampler(
+        np.ones(N), 8)), start_epoch=5)
+    list(counted), list(counted)
+    assert counted.sampler.epoch == 6 and counted.next_epoch == 7
+    with pytest.raises(TypeError, match="set_epoch"):
+        EpochLoader(DataLoader(_dataset(), batch_size=4))
+    with pytest.raises(TypeError, match="epoch must be a callable"):
+        EpochLoader(DataLoader(_dataset(), batch_sampler=s), epoch=3)
+
+
+def test_zeroproofml_scm_trainer_refreshes_the_sampler_each_epoch():
+    """The recipe of docs/torch.md with zeroproofml 0.6.1's SCMTrainer (optional)."""
+    import importlib.metadata
+    pytest.importorskip("zeroproof.training", exc_type=ImportError)
+    try:
+        version = importlib.metadata.version("zeroproofml")
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+    if version != "0.6.1":
+        pytest.skip(f"needs zeroproofml 0.6.1, found {version}")
+    from zeroproof.training import SCMTrainer, TrainingConfig
+
+    class Rational(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.p, self.q = torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)
+
+        def forward(self, x):
+            return self.p(x), self.q(x)
+
+    def loss_fn(outputs, lifted):
+        (p, q), (yn, yd) = outputs, lifted
+        return torch.mean((p * yd - q * yn) ** 2 / (yn ** 2 + yd ** 2))
+
+    torch.manual_seed(0)
+    x = torch.linspace(-1.0, 1.0, 512)[:, None]
+    y = (x + 2.0) / (x - 0.3)
+    model = Rational()
+    heads = []                                   # every Q head output the sampler saw
+
+    def q_head(xb):
+        heads.append(model(xb)[1])
+        return heads[-1]
+
+    sampler = ImportanceWeightedSampler(num_samples=256, x_pool=x, seed=0, q_fn=q_head)
+    loader = DataLoader(TensorDataset(x, y), sampler=sampler, batch_size=64)
+    trainer = SCMTrainer(model, torch.optim.Adam(model.parameters(), lr=0.05), loss_fn,
+                         EpochLoader(loader, lambda: trainer.current_epoch),
+                         config=TrainingConfig(max_epochs=3))
+    trainer.fit()
+    assert sampler.epoch == 2 and sampler.q_evaluations == len(heads) == 3
+    assert heads[0].shape == (512, 1) and not any(h.requires_grad for h in heads)
+    assert not torch.equal(heads[1], heads[2])   # the model moved between epochs
+    np.testing.assert_array_equal(sampler.q_pool, heads[2][:, 0].double().numpy())
+    np.testing.assert_array_equal(sampler.weights, importance_weights(sampler.q_pool))
+
+
+# ------------------------------------------------------------------ DDP shards
+def _interleave(shards):
+    """Inverse of shard r = global[r::R]: position p of the global draw from shard p % R."""
+    total = sum(len(s) for s in shards)
+    out = [None] * total
+    for r, shard in enumerate(shards):
+        out[r::len(shards)] = list(shard)
+    return out
+
+
+@pytest.mark.parametrize("replicas, drop_last", [(2, False), (3, False), (3, True)])
+def test_importance_shards_union_is_the_single_process_draw(q_pool, replicas, drop_last):
+    n = 301                                           # not divisible by 2 or 3
+    total = (n // replicas if drop_last else -(-n // replicas)) * replicas
+    ranks = [ImportanceWeightedSampler(q_pool, n, seed=4, num_replicas=replicas, rank=r,
+                                       drop_last=drop_last) for r in range(replicas)]
+    single = ImportanceWeightedSampler(q_pool, total, seed=4)
+    one = ImportanceWeightedSampler(q_pool, n, seed=4)
+    for epoch in (0, 3):
+        for s in ranks + [single, one]:
+            s.set_epoch(epoch)
+        shards = [list(s) for s in ranks]
+        assert [len(sh) for sh in shards] == [len(s) for s in ranks] == [total // replicas] * replicas
+        assert _interleave(shards) == list(single)        # union by position, exact
+        k = min(n, total)
+        assert list(single)[:k] == list(one)[:k]           # padding only appends draws
+        for r, s in enumerate(ranks):                      # each rank's ratios are its own
+            np.testing.assert_array_equal(s.likelihood_ratios,
+                                          single.likelihood_ratios[r::replicas])
+
+
+def test_batch_sampler_shards_union_is_the_single_process_draw(q_pool):
+    nb, R = 5, 2
+    hyb = [HybridBatchSampler(q_pool, 16, nb, seed=7, num_replicas=R, rank=r) for r in range(R)]
+    hyb_single = HybridBatchSampler(q_pool, 16, 6, seed=7)
+    n = 2001
+    q = np.geomspace(1e-7, 10.0, n) * (-1.0) ** np.arange(n)
+    cur = [CurriculumBatchSampler(q, 16, nb, num_replicas=R, rank=r,
+                                  curriculum=BandCurriculum(epochs_per_stage=1, seed=7,
+                                                            backend="numpy"))
+           for r in range(R)]
+    cur_single = CurriculumBatchSampler(q, 16, 6, curriculum=BandCurriculum(
+        epochs_per_stage=1, seed=7, backend="numpy"))
+    for epoch in range(3):
+        for group, single in ((hyb, hyb_single), (cur, cur_single)):
+            for s in group + [single]:
+                s.set_epoch(epoch)
+            shards = [list(s) for s in group]
+            assert [len(sh) for sh in shards] == [len(s) for s in group] == [3, 3]
+            assert _interleave(shards) == list(single)
+            flat = [i for sh in shards for b in sh for i in b]
+            assert len(flat) == 6 * 16
+        for s in cur + [cur_single]:
+            s.update()
+    np.testing.assert_array_equal(cur[1].last_band_counts, cur_single.last_band_counts[1::2])
+
+
+def test_replicas_default_to_the_process_group(q_pool, monkeypatch):
+    s = ImportanceWeightedSampler(q_pool, 10)
+    assert (s.num_replicas, s.rank, len(s)) == (1, 0, 10)
+    monkeypatch.setattr(torch.distributed, "is_available", lambda: True)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 4)
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda: 3)
+    s = ImportanceWeightedSampler(q_pool, 10)
+    assert (s.num_replicas, s.rank, s.total_size, len(s)) == (4, 3, 12, 3)
+    with pytest.raises(ValueError, match=r"rank must be in \[0, 1\]"):
+        HybridBatchSampler(q_pool, 4, 4, num_replicas=2, rank=2)
+    with pytest.raises(ValueError, match="num_replicas"):
+        HybridBatchSampler(q_pool, 4, 4, num_replicas=0, rank=0)
+    with pytest.raises(ValueError, match="drop_last"):
+        HybridBatchSampler(q_pool, 4, 1, num_replicas=2, rank=0, drop_last=True)
+    with pytest.raises(TypeError, match="drop_last"):
+        HybridBatchSampler(q_pool, 4, 2, num_replicas=2, rank=0, drop_last="yes")
+
+
 def test_importing_zp_ref_does_not_import_torch():
     code = ("import sys, zp_ref, zp_ref.sampling, zp_ref.curriculum, zp_ref.bands; "
             "assert 'torch' not in sys.modules, 'torch imported'")
@@ -353,3 +719,39 @@ def test_study_quick_smoke(tmp_path):
     with pytest.raises(ValueError, match="methods"):
         run_study(seeds=1, out=tmp_path, progress=False,
                   config=dataclasses.replace(tiny, methods=("sgd",)))
+
+
+def test_study_model_q_arm_draws_from_the_models_q_each_epoch():
+    """importance_model_q: epoch e's draws are sample_indices of the weights of the
+    model's Q on the pool at the start of epoch e (not the true Q)."""
+    from zp_ref.apps.study import RationalModel, StudyConfig, _batches
+    cfg = dataclasses.replace(StudyConfig.quick(), batch_size=8, steps_per_epoch=3, epochs=2)
+    x = torch.linspace(-1.0, 1.0, 400, dtype=torch.float64)[:, None]
+    model = RationalModel(1, 3, 3, seed=1)
+    true_q = np.ones(400)                       # would give uniform weights if used
+    draws = _batches("importance_model_q", true_q, cfg, 5, model, x)
+    for epoch in range(2):
+        with torch.no_grad():
+            w = importance_weights(model.q(x).numpy())
+        got = [next(draws) for _ in range(3)]
+        assert [e for e, _ in got] == [epoch] * 3
+        np.testing.assert_array_equal(np.concatenate([i for _, i in got]),
+                                      sample_indices(w, 24, seed=derive_seed(5, epoch)))
+        with torch.no_grad():                   # "training": give the model a pole at 0.2
+            model.phi.copy_(torch.tensor([-5.0, 0.0, 0.0], dtype=torch.float64))
+    assert not np.array_equal(w, importance_weights(true_q))
+
+
+def test_study_config_variants_are_validated_and_used():
+    from zp_ref.apps.study import StudyConfig, _batches
+    for bad, err in [({"hybrid_ratio": 1.5}, ValueError), ({"hybrid_ratio": "0.3"}, TypeError),
+                     ({"curriculum_within": "edge"}, ValueError)]:
+        with pytest.raises(err, match=next(iter(bad))):
+            dataclasses.replace(StudyConfig.quick(), **bad).validate()
+    cfg = dataclasses.replace(StudyConfig.quick(), batch_size=10, steps_per_epoch=2, epochs=1,
+                              hybrid_ratio=0.3)
+    q = np.linspace(-1.0, 1.0, 500)
+    got = [idx for _, idx in _batches("hybrid", q, cfg, 4)]
+    for b, idx in enumerate(got):
+        np.testing.assert_array_equal(
+            idx, hybrid_indices(importance_weights(q), 10, ratio=0.3, seed=derive_seed(4, b))[0])

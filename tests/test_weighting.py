@@ -23,8 +23,10 @@ def test_golden_risk_weights(golden):
     for case in golden["singularity_risk"]:
         c = case["config"]
         q = np.array(case["q"])
-        prob = singularity_prob(q, tau_train=c["tau_train"], beta=c["beta"])
-        ema = ema_update(prob, case["prev_prob"], gamma=c["gamma"])
+        # zeroproofml 0.6.1's positional order: (q, tau_train, beta), (previous, current,
+        # gamma), (probabilities, bottom_mask)
+        prob = singularity_prob(q, c["tau_train"], c["beta"])
+        ema = ema_update(case["prev_prob"], prob, c["gamma"])
         bottom = (np.arange(q.size) % case["bottom_mask_every"] == 0).astype(float)
         w = sampling_weights(ema, bottom, alpha=c["alpha"], s_min=c["s_min"])
         np.testing.assert_allclose(prob, case["prob"], rtol=RTOL, atol=0)
@@ -139,7 +141,7 @@ def test_bad_config_names_the_field(field, value):
     (np.array(["a", "b"]), TypeError, "q must hold real numbers"),
     (np.array([True, False]), TypeError, "booleans"),
     (np.array([1 + 1j]), TypeError, "q must hold real numbers"),
-    (np.ones((2, 2)), ValueError, "1-D"),
+    (np.ones((2, 2)), ValueError, r"q must be \(N,\) or \(N, 1\)"),
     (np.array([]), ValueError, "must not be empty"),
 ])
 def test_bad_q_is_refused(q, exc, pattern):
@@ -158,8 +160,8 @@ def test_risk_weight_errors():
     with pytest.raises(ValueError, match="beta"):
         singularity_prob(np.ones(2), tau_train=0.1, beta=0.0)
     with pytest.raises(ValueError, match="gamma"):
-        ema_update(np.ones(2), 0.5, gamma=1.5)
-    with pytest.raises(ValueError, match="bottom"):
+        ema_update(0.5, np.ones(2), gamma=1.5)
+    with pytest.raises(ValueError, match="bottom_mask"):
         sampling_weights(np.ones(2), np.ones(3), alpha=1.0, s_min=0.1)
     with pytest.raises(ValueError, match="NaN"):
         singularity_prob(np.array([np.nan]), tau_train=0.1, beta=1.0)
@@ -168,3 +170,34 @@ def test_risk_weight_errors():
 def test_singularity_prob_is_stable_far_from_the_threshold():
     p = singularity_prob(np.array([1e6, 0.0]), tau_train=1.0, beta=1e-3)
     assert p[0] == 0.0 and p[1] == 1.0 and np.all(np.isfinite(p))
+
+
+def test_risk_defaults_are_zeroproofml_0_6_1s():
+    """beta=0.1, gamma=0.1, alpha=1.0, s_min=0.1, bottom_mask=None (all zeros)."""
+    q = np.array([0.0, 0.05, -0.3, 2.0])
+    np.testing.assert_allclose(singularity_prob(q, 0.01),
+                               singularity_prob(q, 0.01, beta=0.1), rtol=0)
+    prev, cur = np.array([0.2, 0.4, 0.0, 1.0]), np.array([1.0, 0.0, 0.5, 0.5])
+    np.testing.assert_allclose(ema_update(prev, cur), 0.1 * cur + 0.9 * prev, rtol=1e-15)
+    np.testing.assert_allclose(sampling_weights(cur), np.maximum(0.1, 1.0 + cur), rtol=1e-15)
+
+
+def test_ema_update_order_is_previous_then_current():
+    """ema_update(previous, current): the copied zeroproofml call gives its numbers."""
+    prev, cur = np.zeros(3), np.ones(3)
+    np.testing.assert_array_equal(ema_update(prev, cur, gamma=0.1), np.full(3, 0.1))
+    np.testing.assert_array_equal(ema_update(prev, cur, 0.25), np.full(3, 0.25))
+
+
+def test_bottom_mask_accepts_booleans():
+    p = np.array([0.2, 0.9])
+    np.testing.assert_array_equal(sampling_weights(p, np.array([False, True])),
+                                  sampling_weights(p, np.array([0.0, 1.0])))
+
+
+def test_q_of_shape_n_by_1_is_squeezed_and_other_2d_refused():
+    q = np.array([[0.1], [0.0], [3.0]])
+    np.testing.assert_array_equal(singularity_prob(q, 0.05), singularity_prob(q[:, 0], 0.05))
+    np.testing.assert_array_equal(importance_weights(q), importance_weights(q[:, 0]))
+    with pytest.raises(ValueError, match=r"q_values must be \(N,\) or \(N, 1\).*\(3, 2\)"):
+        singularity_prob(np.ones((3, 2)), 0.05)

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import math
 import sys
+from fractions import Fraction
 
 import numpy as np
 
 from .kernels import threads_for
+from ._tensors import tensor_io
 from ._validation import as_float_array, check_choice, check_count, check_real, check_seed
 from .backends import resolve_backend
 from .rng import derive_seed
@@ -87,6 +89,7 @@ def _band_ids(q: np.ndarray, edges: np.ndarray, backend: str) -> np.ndarray:
     return band_ids_gpu(q, edges)
 
 
+@tensor_io(q_args=("q",), returns="index")
 def band_of(q, edges=DEFAULT_EDGES, *, backend="auto") -> np.ndarray:
     """Band of every entry: int64 (N,), the number of edges strictly below |q|.
 
@@ -97,6 +100,7 @@ def band_of(q, edges=DEFAULT_EDGES, *, backend="auto") -> np.ndarray:
     return _band_ids(q, edges, resolve_backend(backend, q.size))
 
 
+@tensor_io(q_args=("q",), returns="index")
 def band_counts(q, edges=DEFAULT_EDGES, *, backend="auto") -> np.ndarray:
     """Members per band: int64 (K+1,), ``bincount(band_of(q, edges), minlength=K+1)``."""
     edges = check_edges(edges)
@@ -119,26 +123,31 @@ def band_counts(q, edges=DEFAULT_EDGES, *, backend="auto") -> np.ndarray:
 def largest_remainder(n: int, shares) -> np.ndarray:
     """Split ``n`` into integer counts by largest-remainder rounding of ``n * shares``.
 
-    float64 arithmetic: ``t_b = n * shares[b]``; every band gets ``floor(t_b)``; the
+    Exact rational arithmetic: with ``S`` the exact sum of the float64 shares,
+    ``t_b = n * shares[b] / S``; every band gets ``floor(t_b)``; the
     ``n - sum(floor(t))`` remaining units go one each to the bands with the largest
     remainders ``t_b - floor(t_b)``, ties to the lower band; a band with share 0 never
-    gets one. ``shares`` (>= 0) must sum to 1 within ``MIX_TOLERANCE`` (n < 2**40).
-    Returns int64 (len(shares),), summing to ``n``.
+    gets one. ``shares`` (>= 0) must sum to 1 within ``MIX_TOLERANCE``; n < 2**40 (larger
+    draws could not be held in memory). Returns int64 (len(shares),), summing to ``n``.
     """
     n = check_count(n, "n")
     if n >= 2**40:
-        raise ValueError(f"n must be below 2**40 (exact float64 rounding), got {n}")
+        raise ValueError(f"n must be below 2**40 (a draw that size cannot be held in memory), "
+                         f"got {n}")
     shares = as_float_array(shares, "shares", finite=True)
     if (shares < 0).any() or abs(math.fsum(shares) - 1.0) > MIX_TOLERANCE:
         raise ValueError(f"shares must be >= 0 and sum to 1 (within {MIX_TOLERANCE}), got "
                          f"{shares.tolist()}")
-    t = n * shares
-    counts = np.floor(t).astype(np.int64)
-    left = n - int(counts.sum())
-    candidates = np.flatnonzero(shares > 0)
-    by_remainder = candidates[np.argsort(-(t - counts)[candidates], kind="stable")]
-    counts[by_remainder[:left]] += 1
-    return counts
+    exact = [Fraction(s) for s in shares.tolist()]        # every float64 is a dyadic rational
+    total = sum(exact)
+    t = [n * s / total for s in exact]
+    counts = [math.floor(x) for x in t]
+    left = n - sum(counts)                                 # 0 <= left < number of bands
+    candidates = [b for b, s in enumerate(exact) if s > 0]
+    by_remainder = sorted(candidates, key=lambda b: counts[b] - t[b])   # stable: lower band
+    for b in by_remainder[:left]:
+        counts[b] += 1
+    return np.array(counts, dtype=np.int64)
 
 
 def effective_mix(mix: np.ndarray, available: np.ndarray) -> np.ndarray:
@@ -185,6 +194,7 @@ def check_stratified_args(edges, n, mix, seed, within, weight_power, min_q_abs, 
     return edges, n, mix, seed, within, weight_power, min_q_abs, max_weight
 
 
+@tensor_io(q_args=("q",), returns="index_info")
 def stratified_sample(q, n, *, edges=DEFAULT_EDGES, mix, seed, within="uniform",
                       weight_power=2.0, min_q_abs=1e-6, max_weight=None, backend="auto"):
     """Draw ``n`` pool indices (with replacement) with a prescribed mix over |Q| bands.

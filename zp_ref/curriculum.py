@@ -17,6 +17,7 @@ import numpy as np
 
 from ._validation import (as_float_array, check_backend, check_choice, check_count,
                           check_real, check_seed)
+from ._tensors import tensor_io
 from .bands import DEFAULT_EDGES, WITHIN, _check_q, check_edges, check_mix, stratified_sample
 from .rng import derive_seed
 from .schedule import DeltaSchedule, _check_bool, check_state, STATE_VERSION
@@ -187,6 +188,7 @@ class CurriculumScheduler:
                              f"value(s), first at index {int(np.argmax(np.isnan(q)))}")
         return np.abs(q)
 
+    @tensor_io(q_args=("q_values",), other_args=("x_values",))
     def get_sample_weights(self, x_values, q_values=None) -> np.ndarray:
         """Curriculum sampling weights, float64 (n,), summing to 1.
 
@@ -461,6 +463,7 @@ class BandCurriculum:
         self.current_stage, self.stage_start_epoch, self.streak = stage, epoch, 0
         return True
 
+    @tensor_io(q_args=("q_pool",), returns="index_tuple")
     def sample(self, q_pool, batch_size, epoch):
         """Draw a batch: ``(idx int64 (batch_size,), band_counts int64 (K+1,))``.
 

@@ -38,7 +38,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from ._validation import check_backend, check_choice, check_count, check_seed
 from .bands import DEFAULT_EDGES, allocate_draws, check_edges, check_stratified_args
 from .kernels.cpu_sampling import PREFIX_BLOCK
-from .rng import STREAMS, derive_seed, uniforms
+from .rng import STREAMS, check_draw_count, derive_seed, uniforms
 from .weighting import NAN_POLICIES, check_weight_config
 
 B = PREFIX_BLOCK
@@ -153,6 +153,10 @@ def importance_weights(q, *, weight_power=2.0, min_q_abs=1e-6, max_weight=100.0,
     if normalize and not total > 0.0:
         raise ValueError("every weight is 0 (q holds no finite value): the weights cannot "
                          "be normalised; pass normalize=False to get the zeros")
+    if normalize and not math.isfinite(total):
+        raise ValueError(f"the sum of the {q.shape[0]} weights overflows float64 ({total}): "
+                         f"lower max_weight (each weight is at most "
+                         f"max_weight ** (1 / temperature))")
     return q.map_blocks(_weights_block, config, backend, total if normalize else None,
                         dtype=np.float64)
 
@@ -291,12 +295,13 @@ def _weights_chunk_stats(w, start, with_pieces):
     w = _as_float(w)
     pieces = _pieces(w, None, start, start) if with_pieces else None
     stats = {"n_neg": 0, "n_bad": 0, "n_nonzero": int(np.count_nonzero(w)),
-             "last_nonzero": _last_nonzero(w), "pieces": pieces}
+             "last_nonzero": _last_nonzero(w), "pieces": pieces, "total": 0.0}
     if w.size == 0:
         return stats
     with np.errstate(over="ignore"):
         total = (pieces["full"].sum() + pieces["head"].sum() + pieces["tail"].sum()
                  if pieces is not None else np.sum(w))
+    stats["total"] = float(total)
     if w.min() >= 0 and np.isfinite(total):
         return stats
     negative, bad = w < 0, ~np.isfinite(w)
@@ -314,13 +319,13 @@ def _weights_chunk_draws(w, start, rows, row_offsets, t):
 
 
 def _top_keys(w, start, n, seed):
-    """The chunk's n largest Efraimidis-Spirakis keys (ties to the lower index)."""
+    """The chunk's n largest keys log(w_i) - log(-log(u_i)) (ties to the lower index)."""
+    from .sampling import without_replacement_keys_numpy
     w = _as_float(w)
     positive = np.flatnonzero(w > 0)
     u = uniforms(seed, STREAMS["without_replacement"], w.size, start=start,
                  backend="numpy")[positive]
-    with np.errstate(divide="ignore"):
-        keys = np.log(u) / w[positive]
+    keys = without_replacement_keys_numpy(w[positive], u)
     if keys.size > n:
         kth = np.partition(-keys, n - 1)[n - 1]
         keep = np.flatnonzero(-keys <= kth)
@@ -337,19 +342,24 @@ def sample_indices(weights, n, *, seed, replace=True) -> np.ndarray:
     validation counts; the client accumulates the block ends and places the targets
     ``u(seed, 0, j) * C[-1]``; (2) every chunk holding draws receives only its targets
     and returns their indices. Without replacement: (1) validation counts; (2) every
-    chunk returns its n largest keys ``log(u(seed, 1, i)) / w_i``; the client merges.
+    chunk returns its n largest keys ``log(w_i) - log(-log(u(seed, 1, i)))``; the client
+    merges.
     """
-    n = check_count(n, "n")
+    w = _check_pool(weights, "weights", hint="zp_ref.sample_indices")   # the in-memory order
+    n = check_draw_count(n, "n")
     seed = check_seed(seed)
     if not isinstance(replace, (bool, np.bool_)):
         raise TypeError(f"replace must be True or False, got {replace!r}")
-    w = _check_pool(weights, "weights", hint="zp_ref.sample_indices")
     starts = _chunk_starts(w)
     n_chunks = w.numblocks[0]
     stats = _map_chunks(_weights_chunk_stats, w,
                         [(int(starts[c]), bool(replace)) for c in range(n_chunks)])
     _check_weight_stats(stats, starts)
     if not replace:
+        total = 0.0
+        for c in range(n_chunks):
+            total += stats[c]["total"]      # Python floats: an overflow gives inf
+        _check_total(total)                 # refused in memory too, though keys need no sum
         n_positive = sum(s["n_nonzero"] for s in stats.values())
         if n > n_positive:
             raise ValueError(f"n={n} draws without replacement need at least n positive "

@@ -1,6 +1,7 @@
 """Diagnostics of near-pole training: per-epoch and per-batch statistics of |Q|, bands,
 tags, gradients and sampling weights, kept in bounded histories and exported as
-versioned JSON (+ ``.npz``), never pickle. Definitions: docs/diagnostics.md.
+versioned one-file documents (JSON header + raw arrays), never pickle. Definitions:
+docs/diagnostics.md.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._tensors import tensor_io
 from ._validation import as_float_array, check_count, check_real
 from .state import read_document, write_document
 
@@ -205,14 +207,15 @@ def gradient_statistics(gradients: dict, q_abs, near: float, far: float, percent
 
 def unique_export_path(folder, prefix: str, epoch: int) -> Path:
     """``folder/<prefix>_epoch<E>_pid<P>_<K>.json`` (folder created if needed) with a
-    counter ``K`` unique in this process and no existing ``.json``/``.npz`` of that stem,
-    so exporters in different processes (different pids) never collide."""
+    counter ``K`` unique in this process and no existing file of that name, so
+    exporters in different processes (different pids) never collide."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     while True:
         stem = f"{prefix}_epoch{epoch:06d}_pid{os.getpid()}_{next(_EXPORT_COUNTER):04d}"
-        if not (folder / f"{stem}.json").exists() and not (folder / f"{stem}.npz").exists():
-            return folder / f"{stem}.json"
+        path = folder / f"{stem}.json"
+        if not path.exists():
+            return path
 
 
 def _q_array(q, name="q_values"):
@@ -231,6 +234,16 @@ def _real_or_none(value, name):
                                                                     np.floating)):
         raise TypeError(f"{name} must be a real number or None, got {value!r}")
     return float(value)
+
+
+_NOTHING = object()
+
+
+def _append(col: deque, value, journal: list) -> None:
+    """``col.append(value)``, noting in ``journal`` what the append pushed out."""
+    full = col.maxlen is not None and len(col) == col.maxlen
+    journal.append((col, col[0] if full else _NOTHING))
+    col.append(value)
 
 
 def _last(values, k=None):
@@ -268,6 +281,8 @@ class DiagnosticMonitor:
         return Path(self.config.export_path)
 
     # -------------------------------------------------------------- recording
+    @tensor_io(q_args=("q_values",), other_args=("p_values", "gradients", "tags"),
+               returns=None)
     def update(self, epoch, metrics=None, p_values=None, q_values=None, gradients=None,
                tags=None):
         """Record one epoch row. ``metrics``: real-valued entries (the anchor's keys
@@ -310,23 +325,49 @@ class DiagnosticMonitor:
             if p.shape[0] != q.size:
                 raise ValueError(f"p_values has {p.shape[0]} rows, q_values {q.size}")
             snapshot = {"epoch": epoch, "p_values": p.copy(), "q_values": q.copy()}
-        # ---- all inputs valid: commit
-        for key in row:
-            if key not in self.history and key not in _RESERVED:
-                self.history[key] = deque([None] * len(self.history["epoch"]),
-                                          maxlen=cfg.max_history_length)
+        # ---- all inputs valid: warn (a warning turned into an error changes nothing),
+        # record, export; a failed export takes the row back out
+        self._warn_q_min(row.get("q_min"), f"epoch {epoch}")
+        undo = self._record(row, snapshot, counts)
+        if cfg.auto_export and epoch % cfg.export_frequency == 0:
+            try:
+                self.export_diagnostics(epoch)
+            except BaseException:
+                undo()
+                raise
+
+    def _record(self, row, snapshot, counts):
+        """Append one epoch row (and its snapshot, tag counts, q_min); returns a function
+        that restores the monitor exactly as it was before."""
+        cfg = self.config
+        totals = {k: (list(v) if isinstance(v, list) else v) for k, v in self.totals.items()}
+        added = [k for k in row if k not in self.history and k not in _RESERVED]
+        for key in added:
+            self.history[key] = deque([None] * len(self.history["epoch"]),
+                                      maxlen=cfg.max_history_length)
+        journal = []
         for table in (self.history, self.tag_history, self.gradient_history):
             for key, col in table.items():
-                col.append(row.get(key))
+                _append(col, row.get(key), journal)
         if snapshot is not None and cfg.max_snapshots:
-            self.pq_snapshots.append(snapshot)
+            _append(self.pq_snapshots, snapshot, journal)
         self.totals["n_updates"] += 1
         if counts is not None:
             self._add_tags(counts)
-        self._note_q_min(row.get("q_min"), f"epoch {epoch}")
-        if cfg.auto_export and epoch % cfg.export_frequency == 0:
-            self.export_diagnostics(epoch)
+        self._note_q_min(row.get("q_min"))
 
+        def undo():
+            for col, dropped in reversed(journal):
+                col.pop()
+                if dropped is not _NOTHING:
+                    col.appendleft(dropped)
+            for key in added:
+                del self.history[key]
+            self.totals = totals
+        return undo
+
+    @tensor_io(q_args=("q_values",), other_args=("weights", "indices", "tags"),
+               returns=None)
     def update_batch(self, q_values=None, weights=None, indices=None, *, batch_idx=None,
                      epoch=None, q_min=None, tags=None, loss=None):
         """Record one batch: |Q| statistics and band counts of ``q_values`` (n,), the Kish
@@ -374,26 +415,29 @@ class DiagnosticMonitor:
         if counts is not None:
             row.update(zip(("n_real", "n_pinf", "n_ninf", "n_phi"), (int(c) for c in counts)))
         row["n"] = n
+        self._warn_q_min(row["q_min"], f"batch {row['batch_idx']}")
         for key, col in self.batch_metrics.items():
             col.append(row.get(key))
         self.totals["n_batches"] += 1
         if counts is not None:
             self._add_tags(counts)
-        self._note_q_min(row["q_min"], f"batch {row['batch_idx']}")
+        self._note_q_min(row["q_min"])
 
     def _add_tags(self, counts):
         self.totals["tag_totals"] = [a + int(b) for a, b in zip(self.totals["tag_totals"], counts)]
         if counts[1:].sum():
             logger.info("non-REAL outputs: PINF=%d NINF=%d PHI=%d of %d", *counts[1:], counts.sum())
 
-    def _note_q_min(self, q_min, where):
+    def _note_q_min(self, q_min):
         if q_min is None:
             return
         g = self.totals["q_min_global"]
         self.totals["q_min_global"] = q_min if g is None else min(g, q_min)
         self.totals["q_min_recent"] = q_min
+
+    def _warn_q_min(self, q_min, where):
         thr = self.config.q_min_warning_threshold
-        if self.config.monitor_q_min and q_min < thr:
+        if self.config.monitor_q_min and q_min is not None and q_min < thr:
             warnings.warn(f"q_min = {q_min:.3e} at {where} is below q_min_warning_threshold "
                           f"= {thr:.3e}", QMinWarning, stacklevel=3)
 
@@ -430,9 +474,10 @@ class DiagnosticMonitor:
 
     # -------------------------------------------------------------- export / state
     def export_diagnostics(self, epoch) -> Path:
-        """Write ``diagnostics_epoch<E>_pid<P>_<K>.json`` (+ ``.npz`` with the P/Q
-        snapshots) into ``config.export_path``; ``<P>`` the process id and ``<K>`` a
-        per-process counter, so concurrent exporters never collide. Returns the path."""
+        """Write ``diagnostics_epoch<E>_pid<P>_<K>.json`` (one document file, the P/Q
+        snapshots as its arrays) into ``config.export_path``; ``<P>`` the process id and
+        ``<K>`` a per-process counter, so concurrent exporters never collide. Returns the
+        path."""
         epoch = check_count(epoch, "epoch")
         body = {"epoch": epoch, "summary": self.get_summary(), **self.state_dict()}
         path = write_document(unique_export_path(self.export_dir, "diagnostics", epoch),
@@ -460,40 +505,13 @@ class DiagnosticMonitor:
                            for k, v in self.totals.items()}}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore histories, snapshots and totals (the config must equal this one's)."""
-        if not isinstance(state, dict):
-            raise TypeError(f"state must be a dict, got {type(state).__name__}")
-        if state.get("version") != STATE_VERSION:
-            raise ValueError(f"DiagnosticMonitor state has version {state.get('version')!r}; "
-                             f"this zp_ref reads version {STATE_VERSION}")
-        missing = {"config", "history", "tag_history", "gradient_history", "batch_metrics",
-                   "snapshots", "totals"} - set(state)
-        if missing:
-            raise ValueError(f"DiagnosticMonitor state lacks {sorted(missing)}")
-        config = DiagnosticConfig(**state["config"])
+        """Restore histories, snapshots and totals (the config must equal this one's).
+        The whole state is validated first (ValueError/TypeError naming the field);
+        nothing changes on error."""
+        config, tables, snapshots, totals = _parse_state(state)
         if config != self.config:
             raise ValueError("state['config'] differs from this monitor's config; use "
                              "DiagnosticMonitor.from_state_dict(state)")
-        n = config.max_history_length
-        tables = {}
-        for name, keys in (("history", MAIN_KEYS), ("tag_history", TAG_KEYS),
-                           ("gradient_history", GRADIENT_KEYS), ("batch_metrics", BATCH_KEYS)):
-            table = state[name]
-            if not isinstance(table, dict) or not set(keys) <= set(table):
-                raise ValueError(f"state[{name!r}] must hold the columns {list(keys)}")
-            lengths = {len(v) for v in table.values() if isinstance(v, list)}
-            if len(lengths) > 1 or len(table) != sum(isinstance(v, list) for v in table.values()):
-                raise ValueError(f"state[{name!r}] columns must be lists of one length")
-            tables[name] = {k: deque(v, maxlen=n) for k, v in table.items()}
-        rows = {len(tables[t][k]) for t, k in (("history", "epoch"), ("tag_history", "n_real"),
-                                                ("gradient_history", "near_pole_mean"))}
-        if len(rows) > 1:
-            raise ValueError("state: history, tag_history and gradient_history must have "
-                             "equal lengths")
-        totals = dict(state["totals"])
-        if set(totals) != set(self.totals):
-            raise ValueError(f"state['totals'] must hold {sorted(self.totals)}")
-        snapshots = deque((dict(s) for s in state["snapshots"]), maxlen=config.max_snapshots)
         self.history, self.tag_history = tables["history"], tables["tag_history"]
         self.gradient_history = tables["gradient_history"]
         self.batch_metrics = tables["batch_metrics"]
@@ -501,8 +519,136 @@ class DiagnosticMonitor:
 
     @classmethod
     def from_state_dict(cls, state: dict) -> "DiagnosticMonitor":
-        if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
-            raise ValueError("state must be a dict with a 'config' dict")
-        monitor = cls(DiagnosticConfig(**state["config"]))
+        monitor = cls(_parse_state(state)[0])
         monitor.load_state_dict(state)
         return monitor
+
+
+# ----------------------------------------------------------------- state validation
+_STATE_KEYS = ("version", "config", "history", "tag_history", "gradient_history",
+               "batch_metrics", "snapshots", "totals")
+#: Kind of every built-in column: count (int >= 0), real, counts / reals (lists of
+#: those); every entry may also be None. Extra history columns (metrics) are real.
+_COLUMN_KINDS = {
+    "history": dict({"epoch": "count", "band_counts": "counts"},
+                    **{k: "real" for k in METRIC_KEYS + Q_KEYS}),
+    "tag_history": dict({k: "count" for k in TAG_KEYS[:4]}, real_ratio="real"),
+    "gradient_history": dict({k: "real" for k in GRADIENT_KEYS[:5]}, percentiles="reals"),
+    "batch_metrics": dict({k: "count" for k in ("epoch", "batch_idx", "n", "unique", "n_real",
+                                                "n_pinf", "n_ninf", "n_phi")},
+                          band_counts="counts",
+                          **{k: "real" for k in Q_KEYS + ("diversity", "ess", "ess_fraction",
+                                                          "max_weight_share", "loss")}),
+}
+
+
+def _is_count(v) -> bool:
+    return isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, (bool, np.bool_)) \
+        and v >= 0
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, (numbers.Real, np.integer, np.floating)) and \
+        not isinstance(v, (bool, np.bool_))
+
+
+def _check_entry(value, kind, where, width):
+    ok = (value is None or (kind == "count" and _is_count(value)) or
+          (kind == "real" and _is_real(value)) or
+          (kind in ("counts", "reals") and isinstance(value, list) and len(value) == width and
+           all(map(_is_count if kind == "counts" else _is_real, value))))
+    if not ok:
+        what = {"count": "an integer >= 0", "real": "a real number",
+                "counts": f"a list of {width} integers >= 0",
+                "reals": f"a list of {width} real numbers"}[kind]
+        raise ValueError(f"{where} must be {what} or None, got {value!r:.60}")
+
+
+def _parse_table(name, table, n, widths) -> dict:
+    kinds = _COLUMN_KINDS[name]
+    if not isinstance(table, dict) or not all(isinstance(k, str) for k in table):
+        raise ValueError(f"state[{name!r}] must be a dict of columns, got {table!r:.60}")
+    missing = sorted(set(kinds) - set(table))
+    extra = sorted(set(table) - set(kinds))
+    if missing or (extra and name != "history") or set(extra) & _RESERVED:
+        raise ValueError(f"state[{name!r}] must hold the columns {list(kinds)}"
+                         f"{' (and metric columns)' if name == 'history' else ''}; missing "
+                         f"{missing}, not allowed {extra if name != 'history' else []}")
+    lengths = {len(v) if isinstance(v, list) else -1 for v in table.values()}
+    if len(lengths) != 1 or not 0 <= next(iter(lengths)) <= n:
+        raise ValueError(f"state[{name!r}] columns must be lists of one length <= "
+                         f"max_history_length = {n}")
+    for key, col in table.items():
+        kind = kinds.get(key, "real")
+        for i, value in enumerate(col):
+            _check_entry(value, kind, f"state[{name!r}][{key!r}][{i}]", widths.get(kind))
+    return {k: deque(v, maxlen=n) for k, v in table.items()}
+
+
+def _parse_snapshot(s, i) -> dict:
+    where = f"state['snapshots'][{i}]"
+    if not isinstance(s, dict) or set(s) != {"epoch", "p_values", "q_values"}:
+        raise ValueError(f"{where} must be a dict with keys epoch, p_values, q_values")
+    if not _is_count(s["epoch"]):
+        raise ValueError(f"{where}['epoch'] must be an integer >= 0, got {s['epoch']!r:.40}")
+    p, q = s["p_values"], s["q_values"]
+    if not (isinstance(p, np.ndarray) and isinstance(q, np.ndarray) and p.dtype.kind == "f" and
+            q.dtype.kind == "f" and p.ndim in (1, 2) and q.ndim == 1 and
+            p.shape[0] == q.shape[0]):
+        raise ValueError(f"{where}: p_values must be a float array (n,) or (n, k) and "
+                         f"q_values a float array (n,)")
+    return {"epoch": int(s["epoch"]), "p_values": p, "q_values": q}
+
+
+def _parse_totals(totals, tables) -> dict:
+    keys = {"n_updates", "n_batches", "q_min_global", "q_min_recent", "tag_totals"}
+    if not isinstance(totals, dict) or set(totals) != keys:
+        raise ValueError(f"state['totals'] must hold exactly {sorted(keys)}")
+    rows = {"n_updates": len(tables["history"]["epoch"]),
+            "n_batches": len(tables["batch_metrics"]["epoch"])}
+    for key, least in rows.items():
+        if not _is_count(totals[key]) or totals[key] < least:
+            raise ValueError(f"state['totals'][{key!r}] must be an integer >= the {least} "
+                             f"rows kept, got {totals[key]!r:.40}")
+    for key in ("q_min_global", "q_min_recent"):
+        v = totals[key]
+        if v is not None and not (_is_real(v) and v >= 0):
+            raise ValueError(f"state['totals'][{key!r}] must be a real >= 0 or None, got "
+                             f"{v!r:.40}")
+    tags = totals["tag_totals"]
+    if not (isinstance(tags, list) and len(tags) == 4 and all(map(_is_count, tags))):
+        raise ValueError(f"state['totals']['tag_totals'] must be 4 integers >= 0, got "
+                         f"{tags!r:.60}")
+    return {k: (list(v) if isinstance(v, list) else v) for k, v in totals.items()}
+
+
+def _parse_state(state):
+    """Validate a monitor state; returns (config, tables, snapshots, totals)."""
+    if not isinstance(state, dict):
+        raise TypeError(f"state must be a dict, got {type(state).__name__}")
+    if state.get("version") != STATE_VERSION:
+        raise ValueError(f"DiagnosticMonitor state has version {state.get('version')!r}; "
+                         f"this zp_ref reads version {STATE_VERSION}")
+    if set(state) != set(_STATE_KEYS):
+        raise ValueError(f"DiagnosticMonitor state must hold exactly {list(_STATE_KEYS)}, got "
+                         f"{sorted(map(str, state))}")
+    fields = {f.name for f in dataclasses.fields(DiagnosticConfig)}
+    if not isinstance(state["config"], dict) or set(state["config"]) != fields:
+        raise ValueError(f"state['config'] must be a dict with exactly the fields "
+                         f"{sorted(fields)}")
+    config = DiagnosticConfig(**state["config"])
+    n = config.max_history_length
+    widths = {"counts": len(config.band_edges) + 1, "reals": len(config.gradient_percentiles)}
+    tables = {name: _parse_table(name, state[name], n, widths) for name in _COLUMN_KINDS}
+    rows = {len(tables[t][k]) for t, k in (("history", "epoch"), ("tag_history", "n_real"),
+                                            ("gradient_history", "near_pole_mean"))}
+    if len(rows) > 1:
+        raise ValueError("state: history, tag_history and gradient_history must have "
+                         "equal lengths")
+    snaps = state["snapshots"]
+    if not isinstance(snaps, list) or len(snaps) > config.max_snapshots:
+        raise ValueError(f"state['snapshots'] must be a list of at most max_snapshots = "
+                         f"{config.max_snapshots} snapshots")
+    snapshots = deque((_parse_snapshot(s, i) for i, s in enumerate(snaps)),
+                      maxlen=config.max_snapshots)
+    return config, tables, snapshots, _parse_totals(state["totals"], tables)

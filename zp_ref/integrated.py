@@ -15,6 +15,7 @@ from collections import deque
 
 import numpy as np
 
+from ._tensors import pool_io
 from ._validation import as_float_array, check_backend, check_choice, check_count, check_seed
 from .diagnostics import DiagnosticConfig, DiagnosticMonitor, unique_export_path
 from .rng import derive_seed
@@ -78,6 +79,7 @@ class IntegratedSampler:
         self.last_adapt_epoch = None
 
     # -------------------------------------------------------------- sampling
+    @pool_io
     def sample_batch(self, x_pool, q_pool, batch_size, epoch=0):
         """Draw ``batch_size`` samples: ``(batch_x, info)``.
 
@@ -111,13 +113,13 @@ class IntegratedSampler:
                 weighting=self.weighting, return_leaf=True)
             info["active_stats"] = self.active_sampler.get_statistics()
         else:
+            if self.active_sampler is not None:      # first: a failing q changes no draw
+                self._adapt(epoch)
+                info["active_stats"] = self.active_sampler.get_statistics()
             batch_x, info["indices"] = self.importance_sampler.hybrid_sample(x_pool, q_pool,
                                                                              batch_size)
             info["likelihood_ratios"] = self.importance_sampler.last_likelihood_ratios
             info["importance_stats"] = self.importance_sampler.get_statistics()
-            if self.active_sampler is not None:
-                self._adapt(epoch)
-                info["active_stats"] = self.active_sampler.get_statistics()
         self.n_calls += 1
         self.sampling_history.append({"epoch": epoch, "batch_size": batch_size, **{
             k: v for k, v in info.items()
@@ -183,8 +185,10 @@ class IntegratedSampler:
 
     @classmethod
     def from_state_dict(cls, state, *, q=None) -> "IntegratedSampler":
-        """Build a sampler from :meth:`state_dict`; pass ``q`` when the tree was built
-        from a callable (a Polynomial/Rational q is part of the state)."""
+        """Build a sampler from :meth:`state_dict`. A tree built from a callable q needs
+        that callable again (``q=``; also ``load_state(path, q=...)``): without it this
+        raises ``ValueError`` here rather than failing at a later refinement. A
+        Polynomial/Rational q is part of the state."""
         from .refinement import ActiveSampler
         from .sampling import ImportanceSampler
         keys = {"version", "strategy", "seed", "weighting", "backend", "n_calls",
@@ -196,6 +200,24 @@ class IntegratedSampler:
                              f"{sorted(keys)}, got version {state.get('version')!r} and keys "
                              f"{sorted(state)}")
         strategy = _strategy(state["strategy"])
+        active = state["active"]
+        if active is not None and not isinstance(active, dict):
+            raise TypeError(f"IntegratedSampler state: 'active' must be a dict or None, got "
+                            f"{type(active).__name__}")
+        stored_q = active.get("q") if active is not None else None
+        if q is None and isinstance(stored_q, dict) and stored_q.get("kind") == "callable":
+            raise ValueError("IntegratedSampler state: the refinement tree was built from a "
+                             "callable q, which a state cannot hold; pass it again with "
+                             "load_state(path, q=f) or IntegratedSampler.from_state_dict("
+                             "state, q=f)")
+        if q is not None and not callable(q):
+            raise TypeError(f"q must be a Polynomial, Rational or callable, got "
+                            f"{type(q).__name__}")
+        history = state["sampling_history"]
+        if not isinstance(history, list) or not all(
+                isinstance(h, dict) and all(isinstance(k, str) for k in h) for h in history):
+            raise ValueError("IntegratedSampler state: 'sampling_history' must be a list of "
+                             "dicts with str keys")
         obj = cls.__new__(cls)
         obj.strategy = strategy
         obj.seed = check_seed(state["seed"])
@@ -207,9 +229,9 @@ class IntegratedSampler:
         if strategy is SamplingStrategy.ACTIVE and obj.active_sampler is None:
             raise ValueError("IntegratedSampler state: strategy 'active' needs an 'active' state")
         obj.diagnostic_monitor = DiagnosticMonitor.from_state_dict(state["monitor"])
-        obj.sampling_history = deque(state["sampling_history"],
+        obj.sampling_history = deque(history,
                                      maxlen=obj.diagnostic_monitor.config.max_history_length)
-        obj.n_calls = check_count(state["n_calls"], "n_calls")
+        obj.n_calls = check_seed(state["n_calls"], "n_calls")     # a counter below 2**64
         last = state["last_adapt_epoch"]
         obj.last_adapt_epoch = None if last is None else check_count(last, "last_adapt_epoch")
         return obj

@@ -10,6 +10,8 @@ import numpy as np
 
 from ._validation import as_float_array
 
+#: Pole estimates of a 2-D tree are marked with x up to this many, with dots beyond.
+MAX_X_MARKERS = 50
 BAND_COLORS = ("#b2182b", "#ef8a62", "#fddbc7", "#92c5de", "#2166ac", "#053061")
 
 
@@ -46,7 +48,8 @@ def band_labels(edges) -> list:
 
 def plot_history(source, *, figsize=(10.0, 7.0)):
     """Four panels over epochs: q_min (log axis, with the warning threshold when
-    ``source`` is a monitor), near-pole and far ratios, coverage, loss."""
+    ``source`` is a monitor), near-pole and far ratios, coverage, loss. A panel whose
+    columns hold no value says "not recorded" instead of showing a legend."""
     from matplotlib.figure import Figure
     history = _columns(source)
     epochs = np.asarray(history["epoch"], dtype=np.float64)
@@ -57,17 +60,24 @@ def plot_history(source, *, figsize=(10.0, 7.0)):
               (axs[1, 0], "coverage", ["coverage_train", "coverage_eval"], "coverage"),
               (axs[1, 1], "loss", ["loss_train", "loss_eval"], "loss")]
     for ax, title, keys, ylabel in panels:
+        recorded = False
         for key in keys:
-            ax.plot(epochs, _series(history, key), marker=".", label=key)
+            values = _series(history, key)
+            ax.plot(epochs, values, marker=".", label=key)
+            recorded |= bool(np.isfinite(values).any())
         ax.set_title(title)
         ax.set_ylabel(ylabel)
-        ax.legend(loc="best", fontsize="small")
+        if recorded:
+            ax.legend(loc="best", fontsize="small", framealpha=0.8)
+        else:                   # say so instead of an empty frame with a legend
+            ax.text(0.5, 0.5, f"not recorded ({', '.join(keys)})", transform=ax.transAxes,
+                    ha="center", va="center", color="0.4")
     axs[0, 0].set_yscale("log")
     config = getattr(source, "config", None)
     if config is not None:
         axs[0, 0].axhline(config.q_min_warning_threshold, color="k", ls="--", lw=0.8,
                           label="warning threshold")
-        axs[0, 0].legend(loc="best", fontsize="small")
+        axs[0, 0].legend(loc="best", fontsize="small", framealpha=0.8)
     axs[0, 1].set_ylim(0.0, 1.0)
     loss = np.concatenate([_series(history, k) for k in ("loss_train", "loss_eval")])
     if np.isfinite(loss).any() and (loss[np.isfinite(loss)] > 0).all():
@@ -152,7 +162,7 @@ def plot_q_histogram(q_pool, q_batch=None, *, edges=None, bins=50, ax=None):
     ax.set_xlabel("|Q|")
     ax.set_ylabel("fraction per bin")
     ax.set_title("|Q| of pool vs batch (dotted: band edges)")
-    ax.legend(loc="best", fontsize="small")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small")
     return fig
 
 
@@ -213,10 +223,21 @@ def plot_curriculum_timeline(stages, *, names=None, delta=None, ax=None):
     return fig
 
 
+def _width_range(widths) -> str:
+    return f"{widths.min():.1e}" if widths.min() == widths.max() else \
+        f"{widths.min():.1e} to {widths.max():.1e}"
+
+
 def plot_refinement_tree(active_sampler, ax=None):
     """Leaves of an ActiveSampler: intervals at their refinement level in 1-D,
-    rectangles (a quadtree) in 2-D; flagged leaves (sign change) in red; pole estimates
-    marked with x (2-D: their half-width boxes shaded)."""
+    rectangles (a quadtree) in 2-D; leaves with a sign change in red, the others in
+    blue; pole estimates marked with x (in 2-D with dots beyond ``MAX_X_MARKERS``
+    estimates, and their half-width boxes shaded red). In 1-D
+    the leaves with a sign change are also marked at their centres (a level-30 bracket
+    is far narrower than a pixel), and the legend gives their widths. The legend sits
+    outside the axes (inside, translucent, when drawn into a caller's multi-axes figure)."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
     leaves = active_sampler.leaves()
     lo, hi = np.asarray(leaves["lo"]), np.asarray(leaves["hi"])
     level = np.asarray(leaves["level"])
@@ -227,11 +248,21 @@ def plot_refinement_tree(active_sampler, ax=None):
                          f"input_dim={d}")
     centres, half = (np.asarray(a) for a in active_sampler.pole_estimates())
     colors = np.where(flagged, "tab:red", "tab:blue")
-    fig, ax = _axes(ax, figsize=(6.4, 6.4) if d == 2 else (8.0, 3.5))
+    n_flag = int(flagged.sum())
+    marker = "x" if d == 1 or len(centres) <= MAX_X_MARKERS else "."
+    fig, ax = _axes(ax, figsize=(8.8, 6.4) if d == 2 else (10.0, 3.8))
+    handles = [Line2D([], [], color="tab:blue", lw=2, label=f"leaves ({len(level) - n_flag})")]
     if d == 1:
         ax.hlines(level, lo[:, 0], hi[:, 0], colors=colors, lw=3)
         ax.scatter(centres[:, 0], np.full(len(centres), level.max() + 1), marker="x",
-                   color="k", zorder=3, label=f"pole estimates ({len(centres)})")
+                   color="k", zorder=3)
+        if n_flag:
+            ax.scatter(0.5 * (lo[flagged, 0] + hi[flagged, 0]), level[flagged], marker="|",
+                       s=120, color="tab:red", zorder=4)
+            widths = (hi - lo)[flagged, 0]
+            handles.append(Line2D([], [], color="tab:red", marker="|", markersize=10, lw=2,
+                                  label=f"sign change ({n_flag}), marked at centres;\n"
+                                        f"widths {_width_range(widths)}"))
         ax.set_ylabel("refinement level")
         ax.set_xlabel("x")
     else:
@@ -243,14 +274,24 @@ def plot_refinement_tree(active_sampler, ax=None):
         err = [Rectangle(c - r, *(2 * r)) for c, r in zip(centres, half)]
         ax.add_collection(PatchCollection(err, facecolors="tab:red", edgecolors="none",
                                           alpha=0.35))
-        ax.scatter(centres[:, 0], centres[:, 1], marker="x", color="k", zorder=3,
-                   s=30 if len(centres) <= 50 else 2, linewidths=0.8 if len(centres) > 50 else 1.5,
-                   label=f"pole estimates ({len(centres)})")
+        ax.scatter(centres[:, 0], centres[:, 1], marker=marker, color="k", zorder=3,
+                   s=30 if marker == "x" else 1, linewidths=1.5 if marker == "x" else 0)
+        if n_flag:
+            handles.append(Line2D([], [], color="tab:red", lw=2, label=f"sign change ({n_flag})"))
+        if len(centres):
+            handles.append(Patch(facecolor="tab:red", alpha=0.35,
+                                 label="pole estimate ± half-width"))
         ax.set_xlim(lo[:, 0].min(), hi[:, 0].max())
         ax.set_ylim(lo[:, 1].min(), hi[:, 1].max())
         ax.set_aspect("equal")
+        ax.set_anchor("E")           # spare width goes left, where the y label is
         ax.set_xlabel("x0")
         ax.set_ylabel("x1")
+    handles.append(Line2D([], [], color="k", marker=marker, lw=0, markersize=7,
+                          label=f"pole estimates ({len(centres)})"))
     ax.set_title(f"refinement tree: {len(level)} leaves, max level {int(level.max())}")
-    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.06), fontsize="small", frameon=False)
+    if ax is fig.axes[0] and len(fig.axes) == 1 and fig.get_layout_engine() is not None:
+        fig.legend(handles=handles, loc="outside right upper", fontsize="small")
+    else:                       # a caller's axes among others: inside, translucent
+        ax.legend(handles=handles, loc="best", fontsize="small", framealpha=0.8)
     return fig

@@ -68,6 +68,20 @@ def u(seed: int, stream: int, j: int) -> float:
     return float(uniform_numpy(key_of(seed, stream), np.uint64(j)))
 
 
+#: The most draws one call returns: an int64 or float64 array of n entries needs
+#: n * 8 <= 2**63 - 1 bytes, the largest array NumPy can describe.
+MAX_DRAWS = 2**60 - 1
+
+
+def check_draw_count(n, name: str = "n") -> int:
+    """A count of draws: an integer in [0, MAX_DRAWS] (TypeError/ValueError otherwise)."""
+    n = check_count(n, name)
+    if n > MAX_DRAWS:
+        raise ValueError(f"{name} must be at most 2**60 - 1 (the largest int64/float64 array "
+                         f"NumPy can hold has 2**63 - 1 bytes), got {n}")
+    return n
+
+
 def _uniforms_numpy(key: np.uint64, start: int, n: int) -> np.ndarray:
     return uniform_numpy(key, np.arange(n, dtype=np.uint64) + np.uint64(start))
 
@@ -78,7 +92,7 @@ def uniforms(seed, stream, n, *, start=0, backend="auto") -> np.ndarray:
 
     seed = check_seed(seed)
     stream = check_seed(stream, "stream")
-    n = check_count(n, "n")
+    n = check_draw_count(n, "n")
     start = check_seed(start, "start")
     if start + n > 2**64:
         raise ValueError(f"start + n must be <= 2**64, got {start} + {n}")

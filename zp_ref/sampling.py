@@ -1,5 +1,6 @@
 """Seeded draws from weights: with replacement (inverse CDF on blockwise prefix
-sums), without replacement (Efraimidis-Spirakis), uniform and hybrid batches.
+sums), without replacement (log-space keys in the Efraimidis-Spirakis order), uniform
+and hybrid batches.
 
 The ``_numpy`` functions are the oracle: the contract in plain NumPy. Every draw
 is a pure function of (weights, n, seed); see docs/sampling.md.
@@ -10,12 +11,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ._tensors import pool_io, tensor_io
 from ._validation import as_float_array, check_count, check_real, check_seed
 from .backends import resolve_backend
 from .kernels import threads_for
 from .kernels.common import PREFIX_BLOCK
 from .kernels.cpu_sampling import check_weight_sums
-from .rng import STREAMS, derive_seed, key_of, uniforms
+from .rng import STREAMS, check_draw_count, derive_seed, key_of, uniforms
 
 
 # --- the oracle -----------------------------------------------------------------------
@@ -50,11 +52,17 @@ def _with_replacement_numpy(w, n, seed):
     return np.minimum(idx, np.flatnonzero(w)[-1]).astype(np.int64)
 
 
+def without_replacement_keys_numpy(w_positive, u):
+    """Keys ``log(w) - log(-log(u))`` (-inf for u = 0) of positive weights: the order of
+    the Efraimidis-Spirakis keys log(u) / w, finite for subnormal and huge weights."""
+    with np.errstate(divide="ignore"):
+        return np.log(w_positive) - np.log(-np.log(u))
+
+
 def _without_replacement_numpy(w, n, seed):
     positive = np.flatnonzero(w > 0)
     u = uniforms(seed, STREAMS["without_replacement"], w.size, backend="numpy")[positive]
-    with np.errstate(divide="ignore", over="ignore"):   # subnormal w: key -inf
-        keys = np.log(u) / w[positive]
+    keys = without_replacement_keys_numpy(w[positive], u)
     order = np.lexsort((positive, -keys))      # largest key first, ties to the lower index
     return positive[order[:n]].astype(np.int64)
 
@@ -71,16 +79,18 @@ def check_weights(weights, name="weights") -> np.ndarray:
     return as_float_array(weights, name)
 
 
+@tensor_io(q_args=("weights",), returns="index")
 def sample_indices(weights, n, *, seed, replace=True, backend="auto") -> np.ndarray:
     """Draw ``n`` indices with probability proportional to ``weights``.
 
     With replacement: ``idx_j = searchsorted(C, u(seed, 0, j) * C[-1], "right")`` with
-    C = :func:`prefix_sums`. Without replacement: the ``n`` largest
-    Efraimidis-Spirakis keys ``log(u(seed, 1, i)) / w_i``, in decreasing key order.
+    C = :func:`prefix_sums`. Without replacement: the ``n`` largest keys
+    ``log(w_i) - log(-log(u(seed, 1, i)))`` (the order of the Efraimidis-Spirakis keys
+    log(u) / w_i), in decreasing key order, ties to the lower index.
     Zero weights are never drawn. weights: (N,) >= 0, finite. Returns int64 (n,).
     """
     w = check_weights(weights)
-    n = check_count(n, "n")
+    n = check_draw_count(n, "n")
     seed = check_seed(seed)
     if not isinstance(replace, (bool, np.bool_)):
         raise TypeError(f"replace must be True or False, got {replace!r}")
@@ -128,7 +138,7 @@ def uniform_indices(pool_size, n, *, seed, backend="auto") -> np.ndarray:
     if pool_size > 2**53:
         raise ValueError(f"pool_size must be at most 2**53 (the index floor(u * pool_size) is "
                          f"computed in float64), got {pool_size}")
-    n = check_count(n, "n")
+    n = check_draw_count(n, "n")
     seed = check_seed(seed)
     backend = resolve_backend(backend, n)
     if backend == "numpy":
@@ -146,7 +156,7 @@ def hybrid_indices(weights, n, *, ratio, seed, backend="auto"):
     weighting a per-sample loss by it keeps its mean unbiased for the uniform mean.
     """
     w = check_weights(weights)
-    n = check_count(n, "n")
+    n = check_draw_count(n, "n")
     ratio = check_real(ratio, "ratio", low=0.0, high=1.0)
     seed = check_seed(seed)
     n_imp = int(np.floor(n * ratio))
@@ -274,6 +284,7 @@ class ImportanceSampler:
         """The seed the next batch will use."""
         return derive_seed(self.seed, self.calls)
 
+    @pool_io
     def sample_batch(self, x_pool, q_pool, batch_size):
         """(x_pool[idx], idx) for ``batch_size`` importance draws with replacement."""
         q, batch_size = self._check_pool(x_pool, q_pool, batch_size)
@@ -284,6 +295,7 @@ class ImportanceSampler:
         self._record(q, w, idx)
         return batch_x, idx
 
+    @pool_io
     def hybrid_sample(self, x_pool, q_pool, batch_size):
         """(x_pool[idx], idx): importance and uniform draws mixed by importance_batch_ratio.
         ``last_likelihood_ratios`` holds the matching 1 / (N * m_i)."""
@@ -354,13 +366,13 @@ class ImportanceSampler:
                              f"{sorted(state) if isinstance(state, dict) else type(state).__name__}")
         config = ImportanceSamplerConfig(**state["config"])
         seed = check_seed(state["seed"], "state['seed']")
-        calls = check_count(state["calls"], "state['calls']")
-        total = check_count(state["total_samples"], "state['total_samples']")
+        calls = check_seed(state["calls"], "state['calls']")
+        total = check_seed(state["total_samples"], "state['total_samples']")
         counts = np.asarray(state["sample_counts"])
         if counts.ndim != 1 or counts.dtype.kind not in "iu" or (counts < 0).any() \
-                or counts.sum() != total:
+                or sum(counts.tolist()) != total or total >= 2**63:   # exact: no int64 wrap
             raise ValueError("state['sample_counts'] must be non-negative integer counts "
-                             "summing to state['total_samples']")
+                             "summing exactly to state['total_samples'] < 2**63")
         backend = state["backend"]
         if backend != "auto":
             resolve_backend(backend)

@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 
+from ._tensors import tensor_io
 from ._validation import as_float_array, check_choice, check_real
 from .backends import resolve_backend
 
@@ -45,6 +46,7 @@ def _importance_weights_numpy(q, p, min_q_abs, max_weight, temperature, normaliz
     return w
 
 
+@tensor_io(q_args=("q",))
 def importance_weights(q, *, weight_power=2.0, min_q_abs=1e-6, max_weight=100.0,
                        temperature=1.0, normalize=True, nan_policy="raise",
                        backend="auto", out=None) -> np.ndarray:
@@ -55,9 +57,10 @@ def importance_weights(q, *, weight_power=2.0, min_q_abs=1e-6, max_weight=100.0,
     ``q = +-inf`` gives weight 0. NaN raises ``ValueError`` unless
     ``nan_policy="omit"`` (weight 0, the count reported in a ``RuntimeWarning``).
 
-    q: (N,) real. Returns float64 (N,). ``out`` (writeable C-contiguous float64 (N,),
-    not overlapping ``q``) receives the result without a new allocation; its contents
-    are unspecified when the call raises.
+    q: (N,) or (N, 1) real (a tensor gives a tensor, docs/compat.md). Returns float64
+    (N,). ``out`` (writeable C-contiguous float64 (N,), not overlapping ``q``) receives
+    the result without a new allocation; its contents are unspecified when the call
+    raises.
     """
     p, min_q_abs, max_weight, temperature = check_weight_config(
         weight_power, min_q_abs, max_weight, temperature)
@@ -131,15 +134,21 @@ def _check_out(out, q):
 
 
 # --- zeroproofml 0.6.1 "singularity risk" scheme -----------------------------------
+# Positional order and defaults are zeroproofml 0.6.1's (zeroproof/training/sampler.py),
+# so a call copied from zeroproofml code never runs with its arguments swapped.
 
-def singularity_prob(q, *, tau_train, beta) -> np.ndarray:
-    """Probability that a sample is singular: ``sigmoid((tau_train - |q|) / beta)``."""
+@tensor_io(q_args=("q_values",))
+def singularity_prob(q_values, tau_train, beta=0.1) -> np.ndarray:
+    """Probability that a sample is singular: ``sigmoid((tau_train - |q|) / beta)``.
+
+    q_values: (N,) or (N, 1) real (a tensor gives a tensor of its dtype and device);
+    tau_train >= 0 and beta > 0 are on the scale of |Q|. Returns (N,)."""
     tau_train = check_real(tau_train, "tau_train", low=0.0)
     beta = check_real(beta, "beta", low=0.0, low_open=True)
-    q = as_float_array(q, "q", finite=False)
+    q = as_float_array(q_values, "q_values", finite=False)
     if np.isnan(q).any():
-        raise ValueError(f"q holds {int(np.isnan(q).sum())} NaN value(s), first at index "
-                         f"{int(np.argmax(np.isnan(q)))}")
+        raise ValueError(f"q_values holds {int(np.isnan(q).sum())} NaN value(s), first at "
+                         f"index {int(np.argmax(np.isnan(q)))}")
     with np.errstate(over="ignore"):           # a tiny beta: z = +-inf, a 0/1 step
         z = (tau_train - np.abs(q)) / beta
     # numerically stable logistic: never exp of a large positive number
@@ -151,24 +160,40 @@ def singularity_prob(q, *, tau_train, beta) -> np.ndarray:
     return out
 
 
-def ema_update(prob, prev, *, gamma) -> np.ndarray:
-    """Exponential moving average ``gamma * prob + (1 - gamma) * prev``."""
+@tensor_io(q_args=("previous", "current"))
+def ema_update(previous, current, gamma=0.1) -> np.ndarray:
+    """Exponential moving average ``gamma * current + (1 - gamma) * previous``.
+
+    previous: a scalar or the shape of ``current`` (N,); gamma in [0, 1]. Returns (N,)."""
     gamma = check_real(gamma, "gamma", low=0.0, high=1.0)
-    prob = as_float_array(prob, "prob", finite=True)
-    prev = np.broadcast_to(as_float_array(np.atleast_1d(prev), "prev", finite=True), prob.shape) \
-        if np.ndim(prev) == 0 else as_float_array(prev, "prev", finite=True)
-    if prev.shape != prob.shape:
-        raise ValueError(f"prev must be a scalar or have the shape of prob {prob.shape}, "
-                         f"got {prev.shape}")
-    return gamma * prob + (1.0 - gamma) * prev
+    current = as_float_array(current, "current", finite=True)
+    if np.ndim(previous) == 0:
+        previous = np.broadcast_to(
+            as_float_array(np.atleast_1d(previous), "previous", finite=True), current.shape)
+    else:
+        previous = as_float_array(previous, "previous", finite=True)
+    if previous.shape != current.shape:
+        raise ValueError(f"previous must be a scalar or have the shape of current "
+                         f"{current.shape}, got {previous.shape}")
+    return gamma * current + (1.0 - gamma) * previous
 
 
-def sampling_weights(ema, bottom, *, alpha, s_min) -> np.ndarray:
-    """Risk sampling weights ``max(s_min, 1 + alpha * |ema - bottom|)``."""
+@tensor_io(q_args=("probabilities", "bottom_mask"))
+def sampling_weights(probabilities, bottom_mask=None, *, alpha=1.0, s_min=0.1) -> np.ndarray:
+    """Risk sampling weights ``max(s_min, 1 + alpha * |probabilities - bottom_mask|)``.
+
+    bottom_mask (N,): 1 (or True) where the target is bottom; None means all zeros.
+    Returns (N,)."""
     alpha = check_real(alpha, "alpha", low=0.0)
     s_min = check_real(s_min, "s_min", low=0.0)
-    ema = as_float_array(ema, "ema", finite=True)
-    bottom = as_float_array(bottom, "bottom", finite=True)
-    if bottom.shape != ema.shape:
-        raise ValueError(f"bottom must have the shape of ema {ema.shape}, got {bottom.shape}")
-    return np.maximum(s_min, 1.0 + alpha * np.abs(ema - bottom))
+    prob = as_float_array(probabilities, "probabilities", finite=True)
+    if bottom_mask is None:
+        bottom = np.zeros_like(prob)
+    else:
+        if np.asarray(bottom_mask).dtype == np.bool_:
+            bottom_mask = np.asarray(bottom_mask, dtype=np.float64)
+        bottom = as_float_array(bottom_mask, "bottom_mask", finite=True)
+        if bottom.shape != prob.shape:
+            raise ValueError(f"bottom_mask must have the shape of probabilities {prob.shape}, "
+                             f"got {bottom.shape}")
+    return np.maximum(s_min, 1.0 + alpha * np.abs(prob - bottom))

@@ -15,6 +15,7 @@ TREE_DEFAULTS = {
 }
 DEFAULT_PROBLEM = "simple_roots_1d"
 BACKENDS = ("auto", "numpy", "cpu", "cuda")
+TOP_LEVEL_OPTIONS = ("-h", "--help", "--version")
 
 
 class UsageError(ValueError):
@@ -61,11 +62,15 @@ def positive_real(text: str) -> float:
 
 
 def reals(text: str, what: str) -> list:
+    parts = [v.strip() for v in text.split(",")]
+    if "" in parts:
+        raise UsageError(f"{what} must be comma-separated numbers without empty entries, got "
+                         f"{text!r}")
     try:
-        values = [float(v) for v in text.replace(" ", "").split(",") if v != ""]
+        values = [float(v) for v in parts]
     except ValueError:
         raise UsageError(f"{what} must be comma-separated numbers, got {text!r}") from None
-    if not values or not all(math.isfinite(v) for v in values):
+    if not all(math.isfinite(v) for v in values):
         raise UsageError(f"{what} must be finite comma-separated numbers, got {text!r}")
     return values
 
@@ -89,10 +94,38 @@ def tree_config(dim: int, bounds, args):
 
 
 def out_dir(text: str) -> Path:
+    """The output folder, created now and probed with a temporary file, so that a place
+    that cannot be written is refused before any work."""
     out = Path(text)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {text!r} exists and is not a folder")
+    check_writable_folder(out, "--out")
     return out
+
+
+def check_writable_folder(folder: Path, option: str) -> None:
+    """Create ``folder`` (and parents) and write and remove a probe file in it; a
+    UsageError naming ``option`` when that fails."""
+    import tempfile
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{option} {str(folder)!r} cannot be written: "
+                         f"{exc.strerror or exc}") from None
+
+
+def check_memory(n_bytes: float, what: str) -> None:
+    """Refuse a size whose arrays alone exceed the machine's physical memory."""
+    import os
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if n_bytes > total:
+        raise UsageError(f"{what} needs about {n_bytes / 2**30:.3g} GiB of arrays, more than "
+                         f"this machine's {total / 2**30:.3g} GiB of memory")
 
 
 def save_figure(fig, path: Path) -> Path:

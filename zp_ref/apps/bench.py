@@ -251,18 +251,28 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_json_path(text) -> Path:
+    """The ``--json`` target, refused (ValueError) before any benchmark runs when it is a
+    folder or its folder cannot be created or written."""
+    from ._args import check_writable_folder
+    path = Path(text)
+    if path.is_dir():
+        raise ValueError(f"--json {str(text)!r} is a folder; give a file path")
+    check_writable_folder(path.parent, "--json folder")
+    return path
+
+
 def bench_command(args=None, include=BENCHMARKS) -> str:
     """Run the suite, write JSON when asked, return the report (table, notes) for the
     caller to show. ``args``: an argv list (None: sys.argv[1:]) or a namespace with
     ``quick`` and ``json``."""
     if args is None or isinstance(args, (list, tuple)):
         args = _parser().parse_args(sys.argv[1:] if args is None else list(args))
+    path = getattr(args, "json", None)
+    path = check_json_path(path) if path else None
     result = run_suite(bool(getattr(args, "quick", False)), include)
     report = format_table(result)
-    path = getattr(args, "json", None)
     if path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(result, indent=2, default=_jsonable))
         os.replace(tmp, path)

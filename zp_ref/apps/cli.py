@@ -1,7 +1,7 @@
 """The ``zp-ref`` command line.
 
 ``zp-ref demo``    refine a catalogue problem, build a pool from the tree, run a band
-                   curriculum with importance draws inside bands, monitor it and write
+                   curriculum (uniform draws inside bands), monitor it and write
                    diagnostics JSON + PNG plots (the main job).
 ``zp-ref refine``  refine a catalogue problem or a polynomial given by its coefficients;
                    print the pole estimates as a table and save a PNG of the tree.
@@ -18,12 +18,14 @@ import argparse
 import json
 import sys
 import time
+import warnings
 
 from ..refinement.config import CRITERIA
-from ._args import (BACKENDS, DEFAULT_PROBLEM, OneLineArgumentParser, UsageError,
-                    catalogue_problem, int_at_least, out_dir, positive_real, reals, save_figure,
-                    seed_arg, text_table, tree_config)
+from ._args import (BACKENDS, DEFAULT_PROBLEM, TOP_LEVEL_OPTIONS, OneLineArgumentParser,
+                    UsageError, catalogue_problem, int_at_least, out_dir,
+                    positive_real, reals, save_figure, seed_arg, text_table, tree_config)
 from .demo import prepare_demo
+
 
 # ------------------------------------------------------------------ refine
 def _cauchy_bound(coeffs: list) -> float:
@@ -70,9 +72,18 @@ def _run_refine(args, name, q, sampler, out) -> int:
     from .. import plots
     from ..state import atomic_write_bytes
 
+    from ..refinement import EnclosureOverflowWarning
+
     t0 = time.perf_counter()
-    sampler.refine()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EnclosureOverflowWarning)
+        sampler.refine()
     seconds = time.perf_counter() - t0
+    notes = [f"note: {w.message}" for w in caught
+             if issubclass(w.category, EnclosureOverflowWarning)]
+    for w in caught:
+        if not issubclass(w.category, EnclosureOverflowWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     stats = sampler.get_statistics()
     centres, half = sampler.pole_estimates()
     q_centre = q(centres) if len(centres) else np.zeros(0)
@@ -90,28 +101,76 @@ def _run_refine(args, name, q, sampler, out) -> int:
     print(f"criterion {sampler.config.criterion!r}: {stats['n_leaves']} leaves, "
           f"{stats['n_evaluations']} evaluations, max level {stats['max_refinement_level']}"
           f"{', cap reached' if stats['capped_rounds'] else ''} ({seconds:.2f} s)\n")
-    axes = ["x"] if d == 1 else [f"x{a}" for a in range(d)]
-    shown = min(len(centres), args.max_rows)
-    rows = [[i] + [f"{c:.12g}" for c in centres[i]] + [f"{h:.2e}" for h in half[i]] +
-            [f"{q_centre[i]:.2e}"] for i in range(shown)]
-    print(text_table(["#"] + axes + [f"half-width {a}" for a in axes] + ["Q(centre)"], rows))
-    if len(centres) > shown:
-        print(f"... {len(centres) - shown} more pole estimates (all in {files[-1]})")
+    if d == 1:
+        header, rows = ["#", "x", "half-width", "Q(centre)"], [
+            [i, f"{centres[i, 0]:.12g}", f"{half[i, 0]:.2e}", f"{q_centre[i]:.2e}"]
+            for i in range(len(centres))]
+        what = "pole estimates"
+    else:
+        header, rows = _region_rows(centres, half, q_centre)
+        what = "regions"
+        if len(centres):
+            print(f"{len(centres)} pole estimates (flagged cells) in {len(rows)} connected "
+                  f"region(s), largest first; each row is one region's bounding box:")
+    shown = min(len(rows), args.max_rows)
+    print(text_table(header, rows[:shown]))
+    if len(rows) > shown:
+        print(f"... {len(rows) - shown} more {what} (every pole estimate is in {files[-1]})")
     if not len(centres):
         print("(no pole estimates: no cell met the criterion)")
+    for note in notes:
+        print(note)
     print(f"\nwrote {', '.join(str(p) for p in files)}")
     return 0
 
 
+def _region_rows(centres, half, q_centre) -> tuple:
+    """Table of the connected regions of pole estimates in d >= 2 (cells that touch,
+    corners included, join one region): header and rows, largest region first, then by
+    position. A row: region number, cells, bounding box per axis, finest half-width,
+    max |Q| at the cells' centres."""
+    import numpy as np
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    d = centres.shape[1]
+    axes = [f"x{a}" for a in range(d)]
+    header = ["#", "cells"] + [f"{a} {end}" for a in axes for end in ("from", "to")] + \
+        ["finest half-width", "max |Q(centre)|"]
+    n = len(centres)
+    if n == 0:
+        return header, []
+    pairs = cKDTree(centres).query_pairs(2.0 * half.max(), p=np.inf, output_type="ndarray")
+    i, j = pairs[:, 0], pairs[:, 1]
+    touch = (np.abs(centres[i] - centres[j]) <= (half[i] + half[j]) * (1 + 1e-9)).all(axis=1)
+    graph = coo_matrix((np.ones(int(touch.sum())), (i[touch], j[touch])), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
+    lo, hi = centres - half, centres + half
+    regions = []
+    for k in np.unique(label):
+        m = label == k
+        regions.append((-int(m.sum()), tuple(lo[m].min(axis=0)), m))
+    regions.sort(key=lambda r: r[:2])
+    rows = []
+    for number, (neg_count, _, m) in enumerate(regions):
+        box = np.stack([lo[m].min(axis=0), hi[m].max(axis=0)], axis=1).ravel()  # per axis
+        rows.append([number, -neg_count] + [f"{v:.6g}" for v in box] +
+                    [f"{half[m].min():.2e}", f"{np.abs(q_centre[m]).max():.2e}"])
+    return header, rows
+
+
 # ------------------------------------------------------------------ bench and study
 def _prepare_bench(args):
-    from . import bench
+    from .. import bench
+    if args.json is not None:
+        bench.check_json_path(args.json)
     return lambda: print(bench.bench_command(args)) or 0
 
 
 def _study_main(argv) -> int:
     try:
-        from .study import study_command
+        from ..study import study_command
     except ImportError as exc:
         raise UsageError(f"the study needs PyTorch: pip install 'zp_ref[torch]' ({exc})")
     print(study_command(argv))
@@ -146,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="the main job: refine, pool, band curriculum, diagnostics and plots",
         description="Refine a catalogue problem with ActiveSampler, build a pool from the "
                     "tree (half uniform, half leaf-weighted), run a far -> mid -> near band "
-                    "curriculum with importance draws inside bands, feed a "
+                    "curriculum (the stage's mix over |Q| bands, uniform draws inside a "
+                    "band, so the far stage draws far points), feed a "
                     "DiagnosticMonitor, and write diagnostics JSON, summary.json, the "
                     "curriculum state and PNG plots to --out. Prints a per-epoch table.")
     demo.add_argument("--problem", choices=names(), default=DEFAULT_PROBLEM,
@@ -160,13 +220,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--pool-size", type=int_at_least(2), default=4000,
                       help="points drawn from the tree into the pool (default: %(default)s)")
     demo.add_argument("--weight-power", type=positive_real, default=2.0,
-                      help="p in the importance weights 1/|Q|^p (default: %(default)s)")
+                      help="p in the monitored importance weights 1/|Q|^p (ESS, max weight "
+                           "share; default: %(default)s)")
     demo.add_argument("--q-min-warning", type=positive_real, default=1e-12,
                       help="q_min below this is counted as a warning (default: %(default)s)")
     demo.add_argument("--seed", type=seed_arg, default=0, help="seed (default: %(default)s)")
     demo.add_argument("--out", default="runs/demo",
                       help="output folder, created if needed (default: %(default)s)")
-    demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+    demo.add_argument("--no-progress", action="store_true",
+                      help="no progress bar (there is none when stderr is not a terminal)")
     _tree_arguments(demo, "interval", "numpy",
                     "numpy (default: the oracle; at the demo's sizes it is the fastest and "
                     "needs no kernel compilation), cpu (Numba), cuda or auto; all give the "
@@ -190,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     refine.add_argument("--out", default="runs/refine",
                         help="output folder (default: %(default)s)")
     refine.add_argument("--max-rows", type=int_at_least(1), default=40,
-                        help="pole estimates printed at most (default: %(default)s)")
+                        help="table rows printed at most: pole estimates in 1-D, connected "
+                             "regions of them in 2-D and 3-D (default: %(default)s)")
     _tree_arguments(refine, "interval", "auto",
                     "numpy (the oracle), cpu (Numba), cuda, or auto (default); all build the "
                     "same tree")
@@ -220,15 +283,29 @@ def main(argv=None) -> int:
     try:
         if argv[:1] == ["study"]:      # the study parses its own options
             return _study_main(argv[1:])
+        if argv[:1] and argv[0].startswith("-") and argv[0] not in TOP_LEVEL_OPTIONS:
+            raise UsageError(f"unrecognized option {argv[0]!r}; zp-ref takes only "
+                             f"{', '.join(TOP_LEVEL_OPTIONS)} before a COMMAND "
+                             f"(demo, refine, bench, study)")
         args = build_parser().parse_args(argv)
         job = args.prepare(args)
     except SystemExit as exc:          # --help, --version and argparse errors
         return exc.code if isinstance(exc.code, int) else 2
     except (ValueError, TypeError) as exc:
-        message = " ".join(str(exc).split())
-        print(f"zp-ref {argv[0]}: error: {message}", file=sys.stderr)
-        return 2
-    return job()
+        return _error(argv, exc)
+    try:
+        return job()
+    except MemoryError as exc:         # a size the machine cannot hold
+        return _error(argv, f"out of memory ({exc or 'MemoryError'}); use smaller sizes "
+                            f"(--pool-size, --max-points)")
+
+
+def _error(argv, exc) -> int:
+    """One line on stderr; exit status 2."""
+    message = " ".join(str(exc).split())
+    command = argv[0] if argv[:1] and not argv[0].startswith("-") else ""
+    print(f"zp-ref{' ' + command if command else ''}: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

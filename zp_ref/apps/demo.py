@@ -1,5 +1,5 @@
 """``zp-ref demo``: refine a catalogue problem, build a pool from the tree, run a band
-curriculum with importance draws inside bands, monitor it and write diagnostics JSON,
+curriculum (uniform draws inside bands), monitor it and write diagnostics JSON,
 summary.json, the curriculum state and PNG plots (the CLI's main job; it prints)."""
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import sys
 import time
 import warnings
 
-from ._args import catalogue_problem, out_dir, save_figure, text_table, tree_config
+from ._args import (catalogue_problem, check_memory, out_dir, save_figure, text_table,
+                    tree_config)
 
 
 def prepare_demo(args):
@@ -18,14 +19,19 @@ def prepare_demo(args):
     from ..refinement import ActiveSampler
 
     problem = catalogue_problem(args.problem)
+    # the pool's x (n, d) and its draws' uniforms, lo, hi (n, d); q, weights, leaf ids (n,)
+    check_memory(8.0 * args.pool_size * (4 * problem.dim + 3),
+                  f"--pool-size {args.pool_size}")
     out = out_dir(args.out)
     config = tree_config(problem.dim, problem.bounds, args)
     curriculum = BandCurriculum(epochs_per_stage=max(1, -(-args.epochs // 3)),
-                                within="importance", weight_power=args.weight_power,
+                                within="uniform", weight_power=args.weight_power,
                                 seed=args.seed, backend=args.backend)
+    # near = the bands B0..B(K-1) the curriculum moves towards, far = its far band BK
+    # (the far stage's draws): both ratios follow the band edges
     monitor_config = DiagnosticConfig(export_path=str(out), auto_export=False,
                                       near_pole_threshold=float(curriculum.edges[-1]),
-                                      far_pole_threshold=1.0,
+                                      far_pole_threshold=float(curriculum.edges[-1]),
                                       q_min_warning_threshold=args.q_min_warning)
     sampler = ActiveSampler(config, q=problem.q, input_dim=problem.dim, backend=args.backend)
     return lambda: run_demo(args, problem, out, sampler, curriculum,
@@ -44,6 +50,12 @@ def build_pool(problem, sampler, size: int, seed: int):
     return x, problem.q(x)
 
 
+def _coverage(q, tau: float) -> float:
+    """Share of |q| >= tau: where y = P/Q is REAL (finite, not clipped as a pole)."""
+    import numpy as np
+    return float((np.abs(q) >= tau).mean())
+
+
 def run_demo(args, problem, out, sampler, curriculum, monitor) -> int:
     import numpy as np
     from tqdm import tqdm
@@ -55,7 +67,6 @@ def run_demo(args, problem, out, sampler, curriculum, monitor) -> int:
     from ..weighting import importance_weights
 
     t0 = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
     sampler.refine()
     stats = sampler.get_statistics()
     centres, half_widths = sampler.pole_estimates()
@@ -63,11 +74,13 @@ def run_demo(args, problem, out, sampler, curriculum, monitor) -> int:
     w_pool = importance_weights(q_pool, weight_power=args.weight_power, normalize=False,
                                 backend=args.backend)
     edges = list(curriculum.edges)
+    tau = args.q_min_warning
+    coverage_eval = _coverage(q_pool, tau)
     rows, batch_q = [], None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", QMinWarning)
         bar = tqdm(range(args.epochs), desc="zp-ref demo", unit="epoch", file=sys.stderr,
-                   disable=args.no_progress)
+                   disable=True if args.no_progress else None)   # None: off unless a tty
         for epoch in bar:
             stage = curriculum.stage_at(epoch)
             drawn = []
@@ -77,13 +90,18 @@ def run_demo(args, problem, out, sampler, curriculum, monitor) -> int:
                 drawn.append(idx)
             idx = np.concatenate(drawn)
             batch_q = q_pool[idx]
-            monitor.update(epoch, {"stage": stage}, q_values=batch_q)
+            # coverage as in ZeroProofML: the share of points where y = P/Q is REAL
+            # (|Q| >= the q_min warning threshold), over the epoch's draws and the pool
+            monitor.update(epoch, {"stage": stage, "coverage_train": _coverage(batch_q, tau),
+                                   "coverage_eval": coverage_eval}, q_values=batch_q)
             curriculum.update(epoch)
             counts = np.asarray(monitor.history["band_counts"][-1], dtype=np.float64)
             rows.append({"epoch": epoch, "stage": stage,
                          "q_min": monitor.history["q_min"][-1],
                          "q_mean": monitor.history["q_mean"][-1],
                          "near_pole_ratio": monitor.history["near_pole_ratio"][-1],
+                         "far_ratio": monitor.history["far_ratio"][-1],
+                         "coverage_train": monitor.history["coverage_train"][-1],
                          "band_fractions": (counts / counts.sum()).tolist()})
             bar.set_postfix(stage=stage, q_min=f"{rows[-1]['q_min']:.1e}")
     n_warnings = sum(issubclass(w.category, QMinWarning) for w in caught)
@@ -125,14 +143,18 @@ def run_demo(args, problem, out, sampler, curriculum, monitor) -> int:
           f"max level {stats['max_refinement_level']}, {len(centres)} pole estimates "
           f"(largest half-width {half_widths.max() if len(centres) else float('nan'):.2e})")
     print(f"pool: {q_pool.size} points; {args.epochs} epochs of {args.batches} x "
-          f"{args.batch_size} draws (importance inside |Q| bands)\n")
-    header = ["epoch", "stage", "q_min", "mean |Q|", "near"] + \
+          f"{args.batch_size} draws (uniform inside |Q| bands; 1/|Q|^{args.weight_power:g} "
+          f"importance weights monitored)\n")
+    header = ["epoch", "stage", "q_min", "mean |Q|", "near", "far", "coverage"] + \
         [f"B{k}" for k in range(len(edges) + 1)]
     print(text_table(header, [[r["epoch"], r["stage"], f"{r['q_min']:.2e}", f"{r['q_mean']:.2e}",
-                           f"{r['near_pole_ratio']:.2f}"] +
+                           f"{r['near_pole_ratio']:.2f}", f"{r['far_ratio']:.2f}",
+                           f"{r['coverage_train']:.4f}"] +
                           [f"{f:.2f}" for f in r["band_fractions"]] for r in rows]))
     print(f"\nbands on |Q|: B0 <= {edges[0]:g} < B1 <= ... <= {edges[-1]:g} < "
-          f"B{len(edges)}; near: |Q| < {monitor.config.near_pole_threshold:g}")
+          f"B{len(edges)}; near: |Q| < {monitor.config.near_pole_threshold:g} (B0..B"
+          f"{len(edges) - 1}), far: the far band B{len(edges)}; coverage (the share with "
+          f"|Q| >= {tau:g}, y REAL): {coverage_eval:.4f} over the pool")
     if n_warnings:
         print(f"q_min fell below {args.q_min_warning:g} in {n_warnings} batch(es)/epoch(s)")
     print(f"wrote to {out}/: summary.json, {', '.join(p.name for p in files)} "

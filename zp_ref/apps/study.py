@@ -4,7 +4,9 @@ A small learnable rational model ``P(x) / Q(x)`` with ``Q(x) = 1 + sum_k phi_k m
 (ZeroProofML's TR-rational form: the constant term of Q is pinned to 1) is fitted to
 targets with known poles by each sampling method under the same step budget, model,
 initialisation and optimiser; the error is then measured per |Q| band B0..B4 on a test
-set stratified by band. See docs/training_study.md. Needs torch (``zp_ref[torch]``).
+set stratified by band. The ``*_model_q`` methods are the realistic arm: their sampler
+sees only the model's own Q head on the pool (``q_fn``), refreshed at every epoch start.
+See docs/training_study.md. Needs torch (``zp_ref[torch]``).
 
 Random numbers come from :mod:`zp_ref.rng` only: streams 16 (training pool), 17 (model
 initialisation), 18 (test set).
@@ -22,15 +24,19 @@ import numpy as np
 
 from ..torch_bridge import (CurriculumBatchSampler, HybridBatchSampler,
                            ImportanceWeightedSampler, torch)
-from .._validation import check_count, check_real
-from ..bands import DEFAULT_EDGES, band_of
+from .._validation import check_choice, check_count, check_real
+from ..bands import DEFAULT_EDGES, WITHIN, band_of
 from ..rational import Polynomial
 from ..rng import derive_seed, uniforms
 
 __all__ = ["METHODS", "BANDS", "RationalModel", "StudyConfig", "Target", "targets",
            "run_study", "study_command"]
 
-METHODS = ("uniform", "importance", "hybrid", "curriculum", "active")
+METHODS = ("uniform", "importance", "hybrid", "curriculum", "active", "importance_model_q",
+           "hybrid_model_q", "curriculum_model_q")
+#: The realistic arm: the sampler's Q is the model's own Q head on the pool (``q_fn``),
+#: re-evaluated at every epoch start, instead of the target's true Q.
+MODEL_Q_METHODS = ("importance_model_q", "hybrid_model_q", "curriculum_model_q")
 BANDS = tuple(f"B{b}" for b in range(len(DEFAULT_EDGES) + 1))
 #: |Q| range of the test points of B0..B3 (log-uniform inside); B4 is |Q| > 1e-2.
 TEST_RANGES = ((1e-6, 1e-5), (1e-5, 1e-4), (1e-4, 1e-3), (1e-3, 1e-2))
@@ -203,7 +209,9 @@ class StudyConfig:
     decay from ``lr`` to ``lr_min``. Test: ``test_per_band`` points per band, plus
     ``test_uniform`` uniform points for ``overall_mse``. Active pool: ActiveSampler with
     ``criterion="sign"``, ``initial_grid`` cells per axis and ``active_levels[dim-1]``
-    levels, sampled with ``weighting="leaf"``.
+    levels, sampled with ``weighting="leaf"``. ``hybrid_ratio``: importance share of a
+    hybrid batch; ``curriculum_within``: how the curricula draw inside a band
+    (:data:`zp_ref.bands.WITHIN`).
     """
     pool_size: int = 1 << 15
     batch_size: int = 256
@@ -218,6 +226,8 @@ class StudyConfig:
     active_levels: tuple = (15, 9)
     active_max_points: int = 200_000
     loss: str = "linearized"
+    hybrid_ratio: float = 0.7
+    curriculum_within: str = "importance"
     targets: tuple = ("rational_1d", "rational_2d")
     methods: tuple = METHODS
 
@@ -241,6 +251,8 @@ class StudyConfig:
         check_real(self.lr, "lr", low=0.0, low_open=True)
         check_real(self.lr_min, "lr_min", low=0.0, high=self.lr)
         check_real(self.q_floor, "q_floor", low=0.0, high=TEST_RANGES[0][0])
+        check_real(self.hybrid_ratio, "hybrid_ratio", low=0.0, high=1.0)
+        check_choice(self.curriculum_within, "curriculum_within", WITHIN)
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {list(LOSSES)}, got {self.loss!r}")
         known = targets()
@@ -327,30 +339,38 @@ def _training_pool(target: Target, method: str, cfg: StudyConfig, seed: int):
     return x[keep], y[keep], q[keep]
 
 
-def _batches(method: str, q: np.ndarray, cfg: StudyConfig, seed: int):
+def _batches(method: str, q: np.ndarray, cfg: StudyConfig, seed: int, model=None, x=None):
     """Yield (epoch, batch index array) for the method, drawn by the bridge's samplers
     (``backend="numpy"``: the same indices as the Numba kernels, and faster on pools
-    this small)."""
+    this small). The ``*_model_q`` methods get ``q_fn=model.q`` on the pool ``x`` (a
+    tensor (n, dim)) instead of the true ``q``, refreshed at every epoch start."""
     b, spe = cfg.batch_size, cfg.steps_per_epoch
-    if method == "importance":
-        sampler = ImportanceWeightedSampler(q, b * spe, seed=seed, backend="numpy")
-    elif method == "curriculum":
+    kind = method.replace("_model_q", "")
+    source = ({"x_pool": x, "q_fn": model.q, "refresh_every": 1}
+              if method in MODEL_Q_METHODS else {"q_pool": q})
+    if kind == "importance":
+        sampler = ImportanceWeightedSampler(num_samples=b * spe, seed=seed, backend="numpy",
+                                            **source)
+    elif kind == "curriculum":
         from ..curriculum import BandCurriculum
         curriculum = BandCurriculum(epochs_per_stage=max(1, cfg.epochs // 3), seed=seed,
-                                    backend="numpy")
-        sampler = CurriculumBatchSampler(q, b, spe, curriculum=curriculum)
-    else:   # uniform and active draw uniformly from their pool; hybrid mixes 70/30
-        sampler = HybridBatchSampler(q, b, spe, ratio=0.7 if method == "hybrid" else 0.0,
-                                     seed=seed, backend="numpy")
+                                    within=cfg.curriculum_within, backend="numpy")
+        sampler = CurriculumBatchSampler(batch_size=b, num_batches=spe, curriculum=curriculum,
+                                         **source)
+    else:   # uniform and active draw uniformly from their pool; hybrid mixes by hybrid_ratio
+        sampler = HybridBatchSampler(batch_size=b, num_batches=spe,
+                                     ratio=cfg.hybrid_ratio if kind == "hybrid" else 0.0,
+                                     seed=seed,
+                                     backend="numpy", **source)
     for epoch in range(cfg.epochs):
         sampler.set_epoch(epoch)
-        if method == "importance":
+        if kind == "importance":
             batches = sampler.indices().reshape(spe, b)
         else:
             batches = sampler.batches()
         for idx in batches:
             yield epoch, idx
-        if method == "curriculum":
+        if kind == "curriculum":
             sampler.update()
 
 
@@ -401,7 +421,8 @@ def train_one(target: Target, method: str, cfg: StudyConfig, seed: int, test: di
     t0 = time.perf_counter()
     x, y, q = _training_pool(target, method, cfg, seed)
     model = RationalModel(target.dim, *target.model_degrees, seed=seed)
-    fp, fq = model.features(torch.from_numpy(x))
+    xt = torch.from_numpy(x)
+    fp, fq = model.features(xt)
     yt = torch.from_numpy(y)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps, eta_min=cfg.lr_min)
@@ -409,7 +430,7 @@ def train_one(target: Target, method: str, cfg: StudyConfig, seed: int, test: di
     drawn = np.zeros(len(BANDS), np.int64)
     late = np.zeros(y.size, np.int64)          # draws per pool entry in the last quarter
     diverged = False
-    for step, (_, idx) in enumerate(_batches(method, q, cfg, seed)):
+    for step, (_, idx) in enumerate(_batches(method, q, cfg, seed, model, xt)):
         drawn += np.bincount(pool_band[idx], minlength=len(BANDS))
         if 4 * step >= 3 * cfg.steps:
             late += np.bincount(idx, minlength=y.size)
@@ -539,7 +560,7 @@ def plot_study(report: dict):
     mean over seeds, bars = std, log axes; one column per target. A matplotlib Figure."""
     from matplotlib.figure import Figure
     names = list(report["targets"])
-    fig = Figure(figsize=(6.5 * len(names), 7.5), layout="constrained")
+    fig = Figure(figsize=(6.5 * len(names), 8.0), layout="constrained")
     axes = fig.subplots(2, len(names), squeeze=False)
     ticks = [f"{b}\n{lo:.0e}..{hi:.0e}" for b, (lo, hi) in zip(BANDS, TEST_RANGES)]
     ticks.append(f"{BANDS[-1]}\n>{DEFAULT_EDGES[-1]:.0e}")
@@ -560,7 +581,9 @@ def plot_study(report: dict):
             ax.set_xticks(np.arange(len(BANDS)), ticks)
             ax.set_ylabel(f"{label} (mean over seeds, bar = std)")
             ax.set_title(f"{name}: {label} per |Q| band")
-            ax.legend(fontsize=7)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4),
+               fontsize=8)
     return fig
 
 
@@ -571,23 +594,23 @@ def _table(report: dict) -> str:
     for name, res in report["targets"].items():
         methods = res["methods"]
         lines.append(f"{name}: test MSE per band (mean +- std over {seeds} seeds)")
-        lines.append(f"{'method':<11}" + "".join(f"{b:>20}" for b in BANDS + ("uniform",))
+        lines.append(f"{'method':<19}" + "".join(f"{b:>20}" for b in BANDS + ("uniform",))
                      + f"{'near-pole':>10}{'s/run':>7}")
         for method, m in methods.items():
             cells = [m["band_mse"][b] for b in BANDS] + [m["overall_mse"]]
-            lines.append(f"{method:<11}" + "".join(f"{_fmt(c):>20}" for c in cells)
+            lines.append(f"{method:<19}" + "".join(f"{_fmt(c):>20}" for c in cells)
                          + f"{m['near_pole_coverage']:>10.3f}{m['seconds']:>7.1f}")
         lines.append(f"{name}: median |relative error| per band, and pole distance")
-        lines.append(f"{'method':<11}" + "".join(f"{b:>20}" for b in BANDS + ("pole dist",)))
+        lines.append(f"{'method':<19}" + "".join(f"{b:>20}" for b in BANDS + ("pole dist",)))
         for method, m in methods.items():
             cells = [m["band_median_rel_err"][b] for b in BANDS] + [m["pole_distance"]]
-            lines.append(f"{method:<11}" + "".join(f"{_fmt(c):>20}" for c in cells))
+            lines.append(f"{method:<19}" + "".join(f"{_fmt(c):>20}" for c in cells))
         if all("optimum" in m for m in methods.values()):
             lines.append(f"{name}: the same for the exact optimum of each method's late draws")
             for method, m in methods.items():
                 o = m["optimum"]
                 cells = [o["band_median_rel_err"][b] for b in BANDS] + [o["pole_distance"]]
-                lines.append(f"{method:<11}" + "".join(f"{_fmt(c):>20}" for c in cells))
+                lines.append(f"{method:<19}" + "".join(f"{_fmt(c):>20}" for c in cells))
         lines.append("")
     return "\n".join(lines)
 
@@ -617,7 +640,8 @@ def study_command(argv=None) -> str:
         description="Train a rational model with each sampling method and report the test "
                     "MSE per |Q| band (writes study.json and study.png).")
     parser.add_argument("--quick", action="store_true",
-                        help="small budget (about 1.5 minutes on 2 cores) instead of the full run")
+                        help="small budget (360 steps per run, a few minutes) instead of the "
+                             "full run")
     parser.add_argument("--seeds", type=_positive_int, default=3, help="seeds per method (3)")
     parser.add_argument("--out", default="runs/study", help="output folder (runs/study)")
     parser.add_argument("--loss", choices=LOSSES, default="linearized",

@@ -11,6 +11,8 @@ least ``zp_ref.kernels.PARALLEL_MIN_WORK``. The streaming passes stay serial: on
 region costs more than they do. Operation orders equal the NumPy oracle's, so values and
 flags are bit-identical; point ids may be numbered differently, leaves are not.
 """
+import math
+
 import numpy as np
 from numba import njit, prange
 
@@ -83,6 +85,17 @@ def lattice_key(lo, i, strides):
     for a in range(lo.shape[1]):
         key += lo[i, a] * strides[a]
     return key
+
+
+@njit(cache=True)
+def interval_flag(a0, R, E, floor):
+    """(flag, exhausted) of the certified criterion (as refinement.oracle.interval_flags):
+    an overflowed enclosure (inf/NaN) is flagged, and split no more when its floor
+    overflows too. Shared by the numba.cuda kernel as a device function."""
+    if math.isfinite(a0) and math.isfinite(R) and math.isfinite(E):
+        f = a0 <= R + E
+        return f, f and R <= E
+    return True, not math.isfinite(floor)
 
 
 @njit(cache=True)
@@ -203,8 +216,8 @@ def eval_points_nd_parallel(pkey, p0, p1, strides, M, lo, hi, width, exps, w, em
 @njit(cache=True)
 def taylor_enclosure(xlo, xhi, exps, w, emax, term, flat, mult, cexp, bexp, err_factor,
                      taylor, cpow, rpow, spow):
-    """(|A_0|, R, E) of the Taylor form of Q over the box [xlo, xhi]
-    (see zp_ref.refinement.engine.IntervalTables)."""
+    """(|A_0|, R, E, floor) of the Taylor form of Q over the box [xlo, xhi] (see
+    zp_ref.refinement.oracle.enclosure; ``spow`` is reused for the powers of min |x_a| after E)."""
     d = xlo.size
     for a in range(d):
         c = 0.5 * (xlo[a] + xhi[a])
@@ -224,21 +237,38 @@ def taylor_enclosure(xlo, xhi, exps, w, emax, term, flat, mult, cexp, bexp, err_
         for a in range(d):
             prod = prod * rpow[a, bexp[f, a]]
         R = R + prod
-    B = 0.0
-    for t in range(w.size):
-        prod = abs(w[t])
+    E = err_factor * bound_sum(exps, w, spow)
+    for a in range(d):
+        m = 0.0 if xlo[a] <= 0.0 <= xhi[a] else min(abs(xlo[a]), abs(xhi[a]))
+        fill_powers(spow, a, m, emax[a])
+    floor = bound_sum(exps, w, spow)
+    for z in range(term.size):
+        prod = abs(w[term[z]] * mult[z])
         for a in range(d):
-            prod = prod * spow[a, exps[t, a]]
-        B = B + prod
-    return abs(taylor[0]), R, err_factor * B
+            prod = prod * spow[a, cexp[z, a]]
+        floor = max(floor, prod)
+    return abs(taylor[0]), R, E, floor
 
 
 @njit(cache=True)
-def cell_flags(c0, c1, lo, level, corner, centre, value, crit, threshold, L, M, box_lo,
+def bound_sum(exps, w, spow):
+    """sum_t |w_t| prod_a spow[a, e_ta] (the B of the enclosure)."""
+    B = 0.0
+    for t in range(w.size):
+        prod = abs(w[t])
+        for a in range(exps.shape[1]):
+            prod = prod * spow[a, exps[t, a]]
+        B = B + prod
+    return B
+
+
+@njit(cache=True)
+def cell_flags(c0, c1, lo, level, corner, centre, value, crit, small_cut, L, M, box_lo,
                box_hi, width, exps, w, emax, term, flat, mult, cexp, bexp, err_factor,
                flag, exhausted):
     """flag / exhausted of nodes [c0, c1): the criterion on the cell's corner and centre
-    values (a pending NaN value: not flagged), or its certified enclosure."""
+    values (a pending NaN value: not flagged; "small" is |Q| < small_cut[level]), or its
+    certified enclosure (values play no part)."""
     d = lo.shape[1]
     nc = corner.shape[1]
     taylor = np.empty(bexp.shape[0])
@@ -256,7 +286,7 @@ def cell_flags(c0, c1, lo, level, corner, centre, value, crit, threshold, L, M, 
             pos |= v > 0
             neg |= v < 0
             zero |= v == 0
-            small |= abs(v) < threshold
+            small |= abs(v) < small_cut[level[i]]
         ex = False
         if crit != CRIT_INTERVAL:
             f = simple_flag(crit, (pos and neg) or zero, small)
@@ -265,21 +295,22 @@ def cell_flags(c0, c1, lo, level, corner, centre, value, crit, threshold, L, M, 
             for a in range(d):
                 xlo[a] = lattice_coord(lo[i, a], M[a], box_lo[a], box_hi[a], width[a])
                 xhi[a] = lattice_coord(lo[i, a] + unit, M[a], box_lo[a], box_hi[a], width[a])
-            a0, R, E = taylor_enclosure(xlo, xhi, exps, w, emax, term, flat, mult, cexp,
-                                        bexp, err_factor, taylor, cpow, rpow, spow)
-            f = a0 <= R + E
-            ex = f and R <= E
+            a0, R, E, floor = taylor_enclosure(xlo, xhi, exps, w, emax, term, flat, mult,
+                                               cexp, bexp, err_factor, taylor, cpow, rpow,
+                                               spow)
+            f, ex = interval_flag(a0, R, E, floor)
+            pending = False
         flag[i] = f and not pending
         exhausted[i] = ex and not pending
 
 
 @njit(parallel=True, cache=True)
-def cell_flags_parallel(c0, c1, lo, level, corner, centre, value, crit, threshold, L, M,
+def cell_flags_parallel(c0, c1, lo, level, corner, centre, value, crit, small_cut, L, M,
                         box_lo, box_hi, width, exps, w, emax, term, flat, mult, cexp, bexp,
                         err_factor, flag, exhausted):
     """cell_flags over chunks of CHUNK nodes in parallel."""
     for c in prange((c1 - c0 + CHUNK - 1) // CHUNK):
         a = c0 + c * CHUNK
-        cell_flags(a, min(c1, a + CHUNK), lo, level, corner, centre, value, crit, threshold, L,
+        cell_flags(a, min(c1, a + CHUNK), lo, level, corner, centre, value, crit, small_cut, L,
                    M, box_lo, box_hi, width, exps, w, emax, term, flat, mult, cexp, bexp,
                    err_factor, flag, exhausted)

@@ -7,6 +7,7 @@ C[i] > t_j. Instead of a binary search per draw, the targets are bucketed by blo
 (a counting sort guided by a table over the block ends), and every block walks its
 own weights once, merging them with its sorted targets. C is never materialised.
 """
+import math
 import threading
 
 import numba
@@ -179,14 +180,22 @@ def resolve_draws(key, total, w, offsets, starts, grouped, out, parts):
 
 
 _workspace = threading.local()
+#: The largest scratch array kept between calls (bytes, per name and calling thread);
+#: larger ones are allocated for the call and freed with it. Four names
+#: (``totals``, ``negatives``, ``blocks``, ``grouped``): at most 32 MiB per thread.
+SCRATCH_KEEP_BYTES = 8 << 20
 
 
 def scratch(name, size, dtype):
-    """A reusable per-thread scratch array: fresh pages cost ~4 us each to fault in,
-    more than the work done on them."""
+    """A per-thread scratch array, reused between calls while it is at most
+    SCRATCH_KEEP_BYTES (fresh pages cost ~4 us each to fault in, more than the work done
+    on them); a larger one is not kept, so memory after a call stays bounded."""
+    dtype = np.dtype(dtype)
+    if size * dtype.itemsize > SCRATCH_KEEP_BYTES:
+        return np.empty(size, dtype=dtype)
     buf = getattr(_workspace, name, None)
     if buf is None or buf.size < size or buf.dtype != dtype:
-        buf = np.empty(max(size, 1024), dtype=dtype)
+        buf = np.empty(min(max(size, 1024), SCRATCH_KEEP_BYTES // dtype.itemsize), dtype=dtype)
         setattr(_workspace, name, buf)
     return buf[:size]
 
@@ -252,73 +261,101 @@ def check_weight_sums(w, n_negative, total):
         raise ValueError("weights sum to 0: at least one weight must be positive")
 
 
-@njit(parallel=True, cache=True)
-def efraimidis_spirakis_keys(w, key, out):
-    """out[i] = log(u(key, i)) / w[i] for w[i] > 0, -inf otherwise."""
-    for i in prange(w.size):
-        out[i] = np.log(uniform_at(key, np.uint64(i))) / w[i] if w[i] > 0.0 else -np.inf
+#: scale exponent meaning "no shortcut" in key_at_least (a threshold of -inf)
+NO_SHORTCUT = np.iinfo(np.int64).min
 
 
 @njit(cache=True, inline="always")
-def key_at_least(w, key, i, threshold, bound):
-    """(w[i] > 0 and key_i >= threshold, key_i). Since log(u) <= u - 1, key_i >= t < 0
-    needs u - 1 >= w * t; ``bound`` = t * (1 + 1e-9) (or -inf: no shortcut) skips the log
-    for the entries that clearly fail."""
+def log_key(wi, u):
+    """The without-replacement key of weight wi > 0 and uniform u in [0, 1):
+    ``log(wi) - log(-log(u))`` (-inf for u = 0). Monotone in the Efraimidis-Spirakis key
+    log(u) / wi, and finite for every finite wi > 0, subnormal or huge."""
+    return np.log(wi) - np.log(-np.log(u))
+
+
+@njit(parallel=True, cache=True)
+def without_replacement_keys(w, key, out):
+    """out[i] = log_key(w[i], u(key, i)) for w[i] > 0, -inf otherwise."""
+    for i in prange(w.size):
+        out[i] = log_key(w[i], uniform_at(key, np.uint64(i))) if w[i] > 0.0 else -np.inf
+
+
+@njit(cache=True, inline="always")
+def key_at_least(w, key, i, threshold, scale_mantissa, scale_exponent):
+    """(w[i] > 0 and key_i >= threshold, key_i). key_i >= t needs -log(u) <= w e^-t, and
+    -log(u) >= 1 - u, so an entry with 1 - u > w e^-t (1 + 1e-9) fails without a log;
+    ``w e^-t = ldexp(m * scale_mantissa, e + scale_exponent)`` with ``(m, e) = frexp(w)``
+    (exact for subnormal w, no overflow or underflow before the last step;
+    scale_exponent = NO_SHORTCUT: always take the log)."""
     if not w[i] > 0.0:
         return False, 0.0
     u = uniform_at(key, np.uint64(i))
-    if u - 1.0 < w[i] * bound:
-        return False, 0.0
-    v = np.log(u) / w[i]
+    if scale_exponent != NO_SHORTCUT:
+        m, e = math.frexp(w[i])
+        if 1.0 - u > math.ldexp(m * scale_mantissa, e + scale_exponent) * (1.0 + 1e-9):
+            return False, 0.0
+    v = log_key(w[i], u)
     return v >= threshold, v
 
 
 @njit(parallel=True, cache=True)
-def count_keys_at_least(w, key, threshold, bound, counts):
+def count_keys_at_least(w, key, threshold, scale_mantissa, scale_exponent, counts):
     """counts[p] = entries of part p (i in p*N//P .. (p+1)*N//P - 1) with w > 0 and a
     key >= threshold."""
     n, parts = w.size, counts.size
     for p in prange(parts):
         c = 0
         for i in range(p * n // parts, (p + 1) * n // parts):
-            c += key_at_least(w, key, i, threshold, bound)[0]
+            c += key_at_least(w, key, i, threshold, scale_mantissa, scale_exponent)[0]
         counts[p] = c
 
 
 @njit(parallel=True, cache=True)
-def collect_keys_at_least(w, key, threshold, bound, starts, idx, keys):
+def collect_keys_at_least(w, key, threshold, scale_mantissa, scale_exponent, starts, idx,
+                          keys):
     """The entries counted by count_keys_at_least, in ascending index order: part p
     writes its (index, key) pairs from starts[p] on."""
     n, parts = w.size, starts.size - 1
     for p in prange(parts):
         k = starts[p]
         for i in range(p * n // parts, (p + 1) * n // parts):
-            ok, v = key_at_least(w, key, i, threshold, bound)
+            ok, v = key_at_least(w, key, i, threshold, scale_mantissa, scale_exponent)
             if ok:
                 idx[k] = i
                 keys[k] = v
                 k += 1
 
 
+def exp_neg_as_ldexp(t: float):
+    """(m, e) with e^-t = m * 2**e, 1 <= m < 2 (to ~1e-13 relative): the scale of the
+    shortcut in key_at_least; (1.0, NO_SHORTCUT) for t = -inf."""
+    if t == -np.inf:
+        return 1.0, NO_SHORTCUT
+    x = -t / math.log(2.0)
+    e = math.floor(x)
+    return 2.0 ** (x - e), int(e)
+
+
 def sample_without_replacement_cpu(w, n, key):
-    """The n largest Efraimidis-Spirakis keys in decreasing order, ties to the lower
-    index (validated: n <= number of positive weights). Returns int64 (n,).
+    """The n largest keys ``log(w_i) - log(-log(u(key, i)))`` in decreasing order, ties to
+    the lower index (validated: n <= number of positive weights). Returns int64 (n,).
 
     Memory: one N-sized float64 array (the keys, partitioned in place to find the n-th
     largest); the candidates (keys >= that threshold, about n of them) are recomputed."""
     if n == 0:
         return np.empty(0, dtype=np.int64)
     keys = np.empty_like(w)
-    efraimidis_spirakis_keys(w, key, keys)
+    without_replacement_keys(w, key, keys)
     keys.partition(w.size - n)                          # in place, no copy
     threshold = float(keys[w.size - n])                 # the n-th largest key
     del keys
-    bound = threshold * (1.0 + 1e-9) if -np.inf < threshold < 0.0 else -np.inf
+    scale_mantissa, scale_exponent = exp_neg_as_ldexp(threshold)
     counts = np.zeros(max(1, numba.get_num_threads()), dtype=np.int64)
-    count_keys_at_least(w, key, threshold, bound, counts)
+    count_keys_at_least(w, key, threshold, scale_mantissa, scale_exponent, counts)
     starts = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
     idx = np.empty(starts[-1], dtype=np.int64)
     cand_keys = np.empty(starts[-1], dtype=np.float64)
-    collect_keys_at_least(w, key, threshold, bound, starts, idx, cand_keys)
+    collect_keys_at_least(w, key, threshold, scale_mantissa, scale_exponent, starts, idx,
+                          cand_keys)
     order = np.lexsort((idx, -cand_keys))
     return idx[order[:n]]

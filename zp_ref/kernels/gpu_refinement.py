@@ -14,6 +14,7 @@ import numpy as np
 from numba import cuda
 
 from .common import CRIT_INTERVAL, RADIUS_INFLATE, cuda_simulated, simple_flag
+from .cpu_refinement import interval_flag
 from .gpu_launch import one_per_item_shape
 from .gpu_poly import MAX_DIM, POW_WIDTH, fill_powers, horner_at, mul, terms_at
 
@@ -235,8 +236,21 @@ def _eval_points_nd(pkey, p0, counts, strides, M, lo, hi, width, exps, w, emax, 
 
 
 @cuda.jit(device=True)
+def _bound_sum(d, exps, w, spow):
+    """sum_t |w_t| prod_a spow[a, e_ta] (as cpu_refinement.bound_sum)."""
+    B = 0.0
+    for t in range(w.size):
+        prod = abs(w[t])
+        for a in range(d):
+            prod = mul(prod, spow[a, exps[t, a]])
+        B = B + prod
+    return B
+
+
+@cuda.jit(device=True)
 def _enclosure(xlo, xhi, d, exps, w, emax, term, flat, mult, cexp, bexp, err_factor):
-    """(|A_0|, R, E) of the Taylor form over [xlo, xhi] (as cpu_refinement.taylor_enclosure)."""
+    """(|A_0|, R, E, floor) of the Taylor form over [xlo, xhi] (as
+    cpu_refinement.taylor_enclosure)."""
     taylor = cuda.local.array(MAX_TAYLOR, np.float64)
     cpow = cuda.local.array((MAX_DIM, POW_WIDTH), np.float64)
     rpow = cuda.local.array((MAX_DIM, POW_WIDTH), np.float64)
@@ -260,17 +274,21 @@ def _enclosure(xlo, xhi, d, exps, w, emax, term, flat, mult, cexp, bexp, err_fac
         for a in range(d):
             prod = mul(prod, rpow[a, bexp[f, a]])
         R = R + prod
-    B = 0.0
-    for t in range(w.size):
-        prod = abs(w[t])
+    E = mul(err_factor, _bound_sum(d, exps, w, spow))
+    for a in range(d):
+        m = 0.0 if xlo[a] <= 0.0 <= xhi[a] else min(abs(xlo[a]), abs(xhi[a]))
+        fill_powers(spow, a, m, emax[a])
+    floor = _bound_sum(d, exps, w, spow)
+    for z in range(term.size):
+        prod = abs(mul(w[term[z]], mult[z]))
         for a in range(d):
-            prod = mul(prod, spow[a, exps[t, a]])
-        B = B + prod
-    return abs(taylor[0]), R, mul(err_factor, B)
+            prod = mul(prod, spow[a, cexp[z, a]])
+        floor = max(floor, prod)
+    return abs(taylor[0]), R, E, floor
 
 
 @cuda.jit
-def _cell_flags(c0, c1, lo, level, corner, centre, value, crit, threshold, L, M, box_lo,
+def _cell_flags(c0, c1, lo, level, corner, centre, value, crit, small_cut, L, M, box_lo,
                 box_hi, width, exps, w, emax, term, flat, mult, cexp, bexp, err_factor,
                 flag, exhausted):
     """flag / exhausted of nodes [c0, c1) (as cpu_refinement.cell_flags)."""
@@ -287,7 +305,7 @@ def _cell_flags(c0, c1, lo, level, corner, centre, value, crit, threshold, L, M,
         pos = pos or v > 0
         neg = neg or v < 0
         zero = zero or v == 0
-        small = small or abs(v) < threshold
+        small = small or abs(v) < small_cut[level[i]]
     ex = False
     if crit != CRIT_INTERVAL:
         f = simple_flag(crit, (pos and neg) or zero, small)
@@ -298,9 +316,9 @@ def _cell_flags(c0, c1, lo, level, corner, centre, value, crit, threshold, L, M,
         for a in range(d):
             xlo[a] = _coord(lo[i, a], M[a], box_lo[a], box_hi[a], width[a])
             xhi[a] = _coord(lo[i, a] + unit, M[a], box_lo[a], box_hi[a], width[a])
-        a0, R, E = _enclosure(xlo, xhi, d, exps, w, emax, term, flat, mult, cexp, bexp,
-                              err_factor)
-        f = a0 <= R + E
-        ex = f and R <= E
+        a0, R, E, floor = _enclosure(xlo, xhi, d, exps, w, emax, term, flat, mult, cexp,
+                                     bexp, err_factor)
+        f, ex = interval_flag(a0, R, E, floor)
+        pending = False
     flag[i] = 1 if (f and not pending) else 0
     exhausted[i] = 1 if (ex and not pending) else 0

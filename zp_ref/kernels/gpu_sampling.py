@@ -23,8 +23,8 @@ Every add is a plain IEEE double add in the oracle's order (no multiply feeds an
 so no fused multiply-add can change a bit). The draw order does not depend on the
 order in which the atomics run: draw j always lands in ``out[j]``.
 
-Without replacement (Efraimidis-Spirakis): keys ``log(u(key, i)) / w_i`` are mapped to
-order-preserving uint64 bits, a radix select on the device (8-bit digits, at most 8
+Without replacement: keys ``log(w_i) - log(-log(u(key, i)))`` (the order of the
+Efraimidis-Spirakis keys log(u) / w_i) are mapped to order-reversing uint64 bits, a radix select on the device (8-bit digits, at most 8
 passes: it stops once the n-th key's bucket holds exactly the keys still wanted) finds
 the n-th key, a compaction collects the selected indices, and the host puts those n (not N)
 in the contract's order (decreasing key, ties to the lower index) with np.lexsort.
@@ -59,6 +59,7 @@ SCAN_CHUNK = 1024
 RADIX_BITS, RADIX_BINS = 8, 256
 DIGIT_MASK = np.uint64(RADIX_BINS - 1)
 ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
+LOW_63 = np.uint64(0x7FFFFFFFFFFFFFFF)
 
 
 # ------------------------------------------------------------ prefix sums (the contract)
@@ -379,14 +380,18 @@ else:
 
 
 @cuda.jit(cache=True)
-def es_key_bits(w, key, bits):
-    """bits[i] ascending == Efraimidis-Spirakis key log(u_i) / w_i descending (keys
-    are <= 0, so their IEEE bits grow with |key|); all ones for w_i <= 0."""
+def key_bits(w, key, bits):
+    """bits[i] ascending == key log(w_i) - log(-log(u_i)) descending: a negative key keeps
+    its IEEE bits (they grow with |key|), a non-negative one has all but the sign bit
+    flipped (below every negative key, shrinking as the key grows); all ones for
+    w_i <= 0 (after the key -inf of u_i = 0)."""
     for i in range(cuda.grid(1), w.size, cuda.gridsize(1)):
         x = w[i]
         if x > 0.0:
             u = uniform_at(key, np.uint64(i))
-            bits[i] = float_bits(-np.inf if u == 0.0 else math.log(u) / x)
+            k = -np.inf if u == 0.0 else math.log(x) - math.log(-math.log(u))
+            b = float_bits(k)
+            bits[i] = b if k < 0.0 else b ^ LOW_63
         else:
             bits[i] = ALL_ONES
 
@@ -492,8 +497,8 @@ def smallest_keys(bits, n: int) -> np.ndarray:
 
 
 def sample_without_replacement_device(w_dev, n: int, key, w_host=None):
-    """``n`` distinct indices (int64 (n,) device array) by Efraimidis-Spirakis, in
-    decreasing key order; ``key`` is the uint64 key of stream 1. Raises the cpu path's
+    """``n`` distinct indices (int64 (n,) device array): the n largest keys
+    log(w_i) - log(-log(u_i)), in decreasing key order; ``key`` is the uint64 key of stream 1. Raises the cpu path's
     ValueErrors, and one when n exceeds the number of positive weights."""
     w_dev = device_weights(w_dev)
     n = check_count(n, "n")
@@ -504,7 +509,7 @@ def sample_without_replacement_device(w_dev, n: int, key, w_host=None):
     if n == 0:
         return cuda.device_array(0, dtype=np.int64)
     bits = cuda.device_array(w_dev.size, dtype=np.uint64)
-    es_key_bits[grid_stride_shape(w_dev.size)](w_dev, np.uint64(key), bits)
+    key_bits[grid_stride_shape(w_dev.size)](w_dev, np.uint64(key), bits)
     return cuda.to_device(smallest_keys(bits, n))
 
 

@@ -7,9 +7,11 @@ part), ``engine`` (the Engine protocol, the round driver, cap selection, Q handl
 kernels), ``sampler`` (ActiveSampler: ``ask()``/``tell()``; ``refine()`` runs them).
 """
 from .config import CRITERIA, WEIGHTINGS, ActiveSamplerConfig
-from .sampler import ActiveSampler
+from .sampler import ActiveSampler, EnclosureOverflowWarning
 
 #: Public home of the classes (saved state files name "zp_ref.refinement.ActiveSampler").
 ActiveSampler.__module__ = ActiveSamplerConfig.__module__ = __name__
+EnclosureOverflowWarning.__module__ = __name__
 
-__all__ = ["ActiveSampler", "ActiveSamplerConfig", "CRITERIA", "WEIGHTINGS"]
+__all__ = ["ActiveSampler", "ActiveSamplerConfig", "CRITERIA", "EnclosureOverflowWarning",
+           "WEIGHTINGS"]

@@ -127,7 +127,7 @@ class CpuEngine(HostEngine):
         args = self.interval.kernel_args() if self.interval is not None \
             else empty_interval_args(lat.d)
         kernel = cell_flags_parallel if c1 - c0 >= PARALLEL_MIN_WORK else cell_flags
-        kernel(c0, c1, t.lo, t.level, t.corner, t.centre, t.value, lat.crit_code, lat.threshold,
+        kernel(c0, c1, t.lo, t.level, t.corner, t.centre, t.value, lat.crit_code, lat.small_cut,
                lat.L, lat.M, lat.lo, lat.hi, lat.width, *args, t.flag, t.exhausted)
 
 

@@ -15,7 +15,7 @@ from numba import cuda
 
 from ..kernels.common import CRIT_INTERVAL
 from ..kernels.gpu_launch import one_per_item_shape
-from ..kernels.gpu_poly import check_supported
+from ..kernels.gpu_poly import MAX_AXIS_DEGREE, check_supported
 from ..kernels.gpu_refinement import (EMPTY, MAX_TAYLOR, _candidate_flags, _cell_flags, _compact,
                                       _emit_children, _eval_points_1d, _eval_points_nd,
                                       _face_claim, _face_ids, _fill, _insert_points,
@@ -36,6 +36,10 @@ class CudaEngine:
             check_supported(qspec.poly)
         self.lat, self.qspec = lat, qspec
         self.interval = IntervalTables(qspec.poly) if lat.crit_code == CRIT_INTERVAL else None
+        if self.interval is not None and int(self.interval.emax.max()) > MAX_AXIS_DEGREE:
+            raise ValueError(f"backend='cuda' with criterion='interval' supports degree <= "
+                             f"{MAX_AXIS_DEGREE} in each variable; this polynomial has "
+                             f"{self.interval.emax.tolist()} (use backend='cpu')")
         if self.interval is not None and self.interval.size > MAX_TAYLOR:
             raise ValueError(f"backend='cuda' with criterion='interval' supports polynomials "
                              f"with at most {MAX_TAYLOR} Taylor coefficients; this one has "
@@ -52,6 +56,7 @@ class CudaEngine:
         self.c_tab = {k: to(v) for k, v in lat.tables.items() if isinstance(v, np.ndarray)}
         args = self.interval.kernel_args() if self.interval is not None \
             else empty_interval_args(lat.d)
+        self.c_small_cut = to(lat.small_cut)
         self.c_interval = tuple(to(a) if isinstance(a, np.ndarray) else a for a in args)
         if qspec.poly is not None:
             self.c_coeffs = to(qspec.poly.coefficients)
@@ -179,7 +184,7 @@ class CudaEngine:
         _, M, lo, hi, width = self.c_geom
         _cell_flags[one_per_item_shape(c1 - c0)](
             c0, c1, nd["lo"], nd["level"], nd["corner"], nd["centre"], self.d_value,
-            lat.crit_code, lat.threshold, lat.L, M, lo, hi, width, *self.c_interval,
+            lat.crit_code, self.c_small_cut, lat.L, M, lo, hi, width, *self.c_interval,
             nd["flag"], nd["exhausted"])
         self._host_stale, self._next_candidates = True, None
 

@@ -168,6 +168,16 @@ class IntervalTables:
         return (self.exps, self.w, self.emax, self.term, self.flat, self.mult, self.cexp,
                 self.bexp, self.err_factor)
 
+    def may_overflow(self, lo: np.ndarray, hi: np.ndarray) -> bool:
+        """False when no enclosure over a cell of the box [lo, hi] can overflow: with
+        M_a = max(|lo_a|, |hi_a|, 1), every |c_a|, r_a <= M_a, so every computed product is
+        at most G = sum_t |w_t| prod_a (2 M_a)**e_ta and every sum at most (its number of
+        terms) * G, far below float64's 1.8e308 when the count * G < 1e300."""
+        m = 2.0 * np.maximum(np.maximum(np.abs(lo), np.abs(hi)), 1.0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            g = float(np.sum(np.abs(self.w) * np.prod(m ** self.exps, axis=1)))
+        return not g * (self.term.size + self.size + self.w.size) < 1e300
+
 
 def empty_interval_args(d: int):
     """Placeholder tables for the non-interval criteria (kernels need typed arrays)."""

@@ -6,8 +6,8 @@ import numpy as np
 
 from ..kernels.common import CRIT_ABS, CRIT_ABS_OR_SIGN, CRIT_SIGN, RADIUS_INFLATE
 from ..rational import horner_numpy, terms_numpy
-from .engine import HostEngine
-from .tree import cell_values, face_keys, sign_change
+from .engine import HostEngine, IntervalTables
+from .tree import Lattice, cell_values, face_keys, sign_change
 
 
 class NumpyEngine(HostEngine):
@@ -85,10 +85,11 @@ class NumpyEngine(HostEngine):
     def evaluate(self, p0: int, p1: int) -> None:
         x = self.point_coords(p0, p1)
         poly = self.qspec.poly
-        if poly.dim == 1:
-            self.tree.value[p0:p1] = horner_numpy(poly.coefficients, x[:, 0])
-        else:
-            self.tree.value[p0:p1] = terms_numpy(*poly.kernel_arrays(), x)
+        with np.errstate(over="ignore", invalid="ignore"):   # inf / NaN, as the kernels
+            if poly.dim == 1:
+                self.tree.value[p0:p1] = horner_numpy(poly.coefficients, x[:, 0])
+            else:
+                self.tree.value[p0:p1] = terms_numpy(*poly.kernel_arrays(), x)
 
     def update_flags(self, c0: int, c1: int) -> None:
         """flag / exhausted of nodes [c0, c1) from their values (or the enclosure)."""
@@ -97,7 +98,7 @@ class NumpyEngine(HostEngine):
         vals = cell_values(t, nodes)
         pending = np.isnan(vals).any(axis=1)
         sign = sign_change(vals)
-        small = np.abs(vals).min(axis=1) < lat.threshold
+        small = np.abs(vals).min(axis=1) < lat.small_cut[t.level[nodes]]
         exhausted = np.zeros(nodes.size, np.bool_)
         if lat.crit_code == CRIT_ABS:
             flag = small
@@ -105,50 +106,85 @@ class NumpyEngine(HostEngine):
             flag = sign
         elif lat.crit_code == CRIT_ABS_OR_SIGN:
             flag = sign | small
-        else:
+        else:   # certified: values play no part (an overflowed value is not "pending")
+            pending[:] = False
             flag, exhausted = self._enclosure(nodes)
         t.flag[c0:c1] = flag & ~pending
         t.exhausted[c0:c1] = exhausted & ~pending
 
     def _enclosure(self, nodes):
-        """Certified Taylor-form test (see engine.IntervalTables): (contains 0, rounding-dominated)."""
-        lat, it = self.lat, self.interval
+        """Certified Taylor-form test (see IntervalTables): (may hold a zero, split no more)."""
         lo_k = self.tree.lo[nodes]
-        xlo = lat.coords(lo_k)
-        xhi = lat.coords(lo_k + lat.cell_units(self.tree.level[nodes])[:, None])
-        c = 0.5 * (xlo + xhi)
-        r = np.maximum(xhi - c, c - xlo) * RADIUS_INFLATE
-        s = np.abs(c) + r
+        return interval_flags(*enclosure(self.lat, self.interval, lo_k,
+                                         self.tree.level[nodes]))
 
-        def powers(base):
-            out = []
+
+def enclosure(lat: Lattice, it: IntervalTables, lo_k: np.ndarray, level: np.ndarray) -> tuple:
+    """(|A_0|, R, E, floor) of the Taylor form of Q over cells (lower corners ``lo_k``
+    (m, d) on the lattice, levels (m,)), each (m,); see IntervalTables. ``floor`` is the
+    larger of B and of the largest Taylor product |w mult c**cexp|, both with every |c_a|
+    and |c_a| + r_a replaced by min |x_a| over the cell: rounding is monotone, so when the
+    floor overflows the enclosure of every sub-cell overflows too. Overflow gives inf /
+    NaN entries (no floating-point warnings)."""
+    xlo = lat.coords(lo_k)
+    xhi = lat.coords(lo_k + lat.cell_units(level)[:, None])
+    c = 0.5 * (xlo + xhi)
+    r = np.maximum(xhi - c, c - xlo) * RADIUS_INFLATE
+    s = np.abs(c) + r
+    m = np.where((xlo <= 0) & (0 <= xhi), 0.0, np.minimum(np.abs(xlo), np.abs(xhi)))
+    n = lo_k.shape[0]
+
+    def powers(base):
+        out = []
+        for a in range(lat.d):
+            p = np.empty((int(it.emax[a]) + 1, n))
+            p[0] = 1.0
+            for j in range(1, p.shape[0]):
+                p[j] = p[j - 1] * base[:, a]
+            out.append(p)
+        return out
+
+    def bound(pw):
+        total = np.zeros(n)
+        for t in range(it.w.size):
+            prod = np.full(n, abs(it.w[t]))
             for a in range(lat.d):
-                p = np.empty((int(it.emax[a]) + 1, base.shape[0]))
-                p[0] = 1.0
-                for j in range(1, p.shape[0]):
-                    p[j] = p[j - 1] * base[:, a]
-                out.append(p)
-            return out
+                prod = prod * pw[a][it.exps[t, a]]
+            total = total + prod
+        return total
 
-        cpow, rpow, spow = powers(c), powers(r), powers(s)
-        taylor = np.zeros((it.size, nodes.size))
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        cpow, rpow = powers(c), powers(r)
+        taylor = np.zeros((it.size, n))
         for z in range(it.term.size):
-            prod = np.full(nodes.size, it.w[it.term[z]] * it.mult[z])
+            prod = np.full(n, it.w[it.term[z]] * it.mult[z])
             for a in range(lat.d):
                 prod = prod * cpow[a][it.cexp[z, a]]
             taylor[it.flat[z]] = taylor[it.flat[z]] + prod
-        R = np.zeros(nodes.size)
+        R = np.zeros(n)
         for f in range(1, it.size):
             prod = np.abs(taylor[f])
             for a in range(lat.d):
                 prod = prod * rpow[a][it.bexp[f, a]]
             R = R + prod
-        B = np.zeros(nodes.size)
-        for t_ in range(it.w.size):
-            prod = np.full(nodes.size, abs(it.w[t_]))
+        E = it.err_factor * bound(powers(s))
+        mpow = powers(m)
+        floor = bound(mpow)
+        for z in range(it.term.size):
+            prod = np.full(n, abs(it.w[it.term[z]] * it.mult[z]))
             for a in range(lat.d):
-                prod = prod * spow[a][it.exps[t_, a]]
-            B = B + prod
-        E = it.err_factor * B
-        contains = np.abs(taylor[0]) <= R + E
-        return contains, contains & (R <= E)
+                prod = prod * mpow[a][it.cexp[z, a]]
+            floor = np.maximum(floor, prod)
+    return np.abs(taylor[0]), R, E, floor
+
+
+def interval_flags(a0, R, E, floor) -> tuple:
+    """(flag, exhausted) of the certified criterion from the enclosure terms. Flag when
+    ``|A_0| <= R + E`` or when any term is inf/NaN (overflow: the enclosure proves
+    nothing, so the cell may hold a zero). Exhausted (flagged, not split further) when
+    rounding dominates (``R <= E``), or when the enclosure overflowed and so does its
+    ``floor``: no sub-cell's enclosure can be finite."""
+    finite = np.isfinite(a0) & np.isfinite(R) & np.isfinite(E)
+    contains = ~finite | (a0 <= R + E)
+    exhausted = np.where(finite, contains & (R <= E), ~np.isfinite(floor))
+    return contains, exhausted

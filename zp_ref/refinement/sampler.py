@@ -10,6 +10,8 @@ pair. See docs/refinement.md.
 """
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
 from dataclasses import fields
 
 import numpy as np
@@ -20,9 +22,16 @@ from ..kernels.common import CRIT_INTERVAL
 from ..rational import Polynomial, Rational
 from .config import WEIGHTINGS, ActiveSamplerConfig
 from .engine import Engine, PendingRound, QSpec, call_q, select_under_cap
+from .oracle import enclosure
 from .tree import Lattice, cell_values, initial_tree, sign_change, tree_from_state
 
 STATE_VERSION = 1
+
+
+class EnclosureOverflowWarning(RuntimeWarning):
+    """``criterion="interval"``: refinement stopped with flagged leaves whose certified
+    enclosure overflowed float64 (inf or NaN). Such a leaf may or may not hold a zero of Q;
+    it is flagged (and in ``pole_estimates()``) because nothing excludes one."""
 
 
 def make_engine(backend: str, lat: Lattice, tree, qspec: QSpec) -> Engine:
@@ -43,8 +52,13 @@ class ActiveSampler:
     q: a :class:`Polynomial` / :class:`Rational` (its denominator is refined; evaluated
     inside the kernels), a vectorised callable (n, d) -> (n,) (called once per round on
     the new points), or None (values come through :meth:`tell` or :meth:`refine_grid`).
-    The initial grid is evaluated at construction when q is given.
+    The initial grid is evaluated at construction when q is given. A q callable must not
+    call refine(), refine_grid() or load_state_dict() of the sampler that calls it: that
+    raises RuntimeError and changes nothing.
     """
+
+    #: The method running on this sampler, or None (guards against re-entry from q).
+    _running = None
 
     def __init__(self, config=None, *, q=None, input_dim=1, backend="auto"):
         config = ActiveSamplerConfig() if config is None else config
@@ -146,24 +160,67 @@ class ActiveSampler:
         self.tell(values)
 
     # ------------------------------------------------------------------ runners
+    @contextmanager
+    def _exclusive(self, method: str):
+        """Run ``method`` alone on this sampler: a call made while another one is running
+        (a q callable that refines its own sampler) is refused before anything changes."""
+        if self._running is not None:
+            raise RuntimeError(
+                f"ActiveSampler.{method} was called while {self._running} is running on the "
+                f"same sampler (from inside its q callable?); rounds cannot be nested: call "
+                f"it after {self._running} returns, or use another sampler")
+        self._running = method
+        try:
+            yield
+        finally:
+            self._running = None
+
     def refine(self, max_rounds=None) -> "ActiveSampler":
         """Run rounds (ask / evaluate / tell) until no leaf is flagged and splittable (or
         ``max_rounds``); returns the sampler. A round opened by :meth:`ask` is finished
-        first."""
+        first. With ``criterion="interval"``, warns once (:class:`EnclosureOverflowWarning`)
+        when it stops with flagged leaves whose enclosure overflowed."""
         if max_rounds is not None:
             max_rounds = check_count(max_rounds, "max_rounds")
         if self._qspec.kind == "none":
             raise ValueError("refine() needs q (a Polynomial, Rational or callable); this "
                              "sampler has none: pass q= or use ask()/tell() or "
                              "refine_grid(q_values)")
-        done = 0
-        while max_rounds is None or done < max_rounds:
-            pending = self._open_round()
-            self._evaluate_round(pending)
-            done += 1
-            if pending.info["n_refined"] == 0:
-                break
+        with self._exclusive("refine()"):
+            done = 0
+            while max_rounds is None or done < max_rounds:
+                pending = self._open_round()
+                self._evaluate_round(pending)
+                done += 1
+                if pending.info["n_refined"] == 0:
+                    break
+        n_over = int(self.overflowed_leaves().sum()) if self._may_overflow() else 0
+        if n_over:
+            warnings.warn(
+                f"refinement stopped with {n_over} flagged leaves whose certified enclosure "
+                f"of Q overflowed float64 (inf/NaN): each may or may not hold a zero and is "
+                f"kept in pole_estimates(); see overflowed_leaves(). Shrink grid_bounds or "
+                f"rescale Q so that its terms stay below 1e308", EnclosureOverflowWarning,
+                stacklevel=2)
         return self
+
+    def _may_overflow(self) -> bool:
+        """criterion="interval" and some cell's enclosure could overflow (a box-wide bound)."""
+        lat = self._lat
+        return lat.crit_code == CRIT_INTERVAL and self._engine.interval.may_overflow(lat.lo,
+                                                                                     lat.hi)
+
+    def overflowed_leaves(self) -> np.ndarray:
+        """(m,) bool over :meth:`leaves`: flagged by ``criterion="interval"`` only because
+        the enclosure of Q overflowed (inf/NaN); all False for the other criteria."""
+        tree, ids = self._leaf_order()
+        out = np.zeros(ids.size, np.bool_)
+        if self._may_overflow():
+            flagged = ids[tree.flag[ids]]
+            a0, R, E, _ = enclosure(self._lat, self._engine.interval,
+                                    tree.lo[flagged], tree.level[flagged])
+            out[tree.flag[ids]] = ~(np.isfinite(a0) & np.isfinite(R) & np.isfinite(E))
+        return out
 
     def refine_grid(self, q_values) -> "ActiveSampler":
         """Anchor-compatible round: ``q_values`` (N,) are Q at :meth:`get_current_grid`
@@ -171,6 +228,10 @@ class ActiveSampler:
         leaf is re-tested and flagged leaves are split once (:meth:`ask`). New points are
         evaluated with q (and told) when the sampler has one; otherwise the round stays
         pending and its points get their values from the next call (or :meth:`tell`)."""
+        with self._exclusive("refine_grid()"):
+            return self._refine_grid(q_values)
+
+    def _refine_grid(self, q_values) -> "ActiveSampler":
         order = self._engine.sorted_point_ids()
         vals = as_float_array(q_values, "q_values", finite=True)
         if vals.size != order.size:
@@ -301,7 +362,7 @@ class ActiveSampler:
             "near_pole_points": int((np.abs(done) < self._lat.threshold).sum()),
             "capped_rounds": int(sum(h["capped"] for h in self.refinement_history)),
             "n_evaluations": int(self.n_evaluations),
-            "mean_q_abs": float(np.abs(done).mean()) if done.size else 0.0,
+            "mean_q_abs": _mean_abs(done),
             "min_q_abs": float(np.abs(done).min()) if done.size else float("nan"),
         }
 
@@ -334,6 +395,10 @@ class ActiveSampler:
     def load_state_dict(self, state) -> None:
         """Restore a :meth:`state_dict` (validated first; nothing changes on error).
         A callable q cannot be stored: the sampler keeps its own callable."""
+        with self._exclusive("load_state_dict()"):
+            self._load_state_dict(state)
+
+    def _load_state_dict(self, state) -> None:
         config, d, qspec, lat, tree, n_eval, history = _parse_state(state, self._qspec)
         backend = resolve_backend(self._backend_request, lat.max_points)
         engine = make_engine(backend, lat, tree, qspec)
@@ -355,6 +420,12 @@ class ActiveSampler:
         obj.load_state_dict(state)
         return obj
 
+
+
+def _mean_abs(values: np.ndarray) -> float:
+    """Mean of |values| (0 for none; inf when Q overflowed somewhere, without a warning)."""
+    with np.errstate(over="ignore"):
+        return float(np.abs(values).mean()) if values.size else 0.0
 
 
 def _parse_state(state, current_qspec):

@@ -17,6 +17,7 @@ import itertools
 
 import numpy as np
 
+from ..kernels.common import CRIT_ABS_OR_SIGN
 from .config import CRITERIA, ActiveSamplerConfig, per_axis_bounds, per_axis_ints
 
 #: dtype of point ids in the tree (max_grid_points < 2**31).
@@ -40,6 +41,7 @@ class Lattice:
         self.max_points = int(config.max_grid_points)
         self.criterion = config.criterion
         self.crit_code = CRITERIA.index(self.criterion)
+        self.small_cut = small_q_cutoffs(self.threshold, self.L, self.crit_code)
         bits = [int(n).bit_length() + self.L + 1 for n in self.n0]
         if max(bits) > 52 or sum(int(m + 1).bit_length() for m in self.n0 << (self.L + 1)) > 62:
             raise ValueError(
@@ -73,6 +75,17 @@ class Lattice:
         """Coordinates of lattice indices k (..., d): lo + width * (k / M), hi at k = M."""
         x = self.lo + self.width * (k / self.M)
         return np.where(k == self.M, self.hi, x)
+
+
+def small_q_cutoffs(threshold: float, L: int, crit_code: int) -> np.ndarray:
+    """Per level l = 0..L, the |Q| below which a cell of level l counts as "small": the
+    threshold itself for ``abs``; ``threshold * 4**-l`` for ``abs_or_sign``, so that its
+    small-|Q| part follows zeros without a sign change (|Q| ~ g (x - x0)**2 near a double
+    root shrinks as fast) instead of refining the whole region |Q| < threshold to the
+    deepest level (docs/refinement.md). Exact powers of two: every engine reads this table."""
+    levels = np.arange(L + 1)
+    scale = 2 * levels if crit_code == CRIT_ABS_OR_SIGN else 0 * levels
+    return np.ldexp(np.float64(threshold), -scale)
 
 
 def split_tables(d: int) -> dict:
