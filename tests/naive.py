@@ -80,10 +80,12 @@ def derive_seed(seed, index):
     return mix64((key + (index + 1) * GAMMA) & MASK)
 
 
-def cell_flag(values, criterion, threshold):
-    """The sampled criteria on a cell's corner and centre values."""
+def cell_flag(values, criterion, threshold, level=0):
+    """The sampled criteria on a cell's corner and centre values. ``abs_or_sign`` counts
+    |Q| as small below threshold / 4**level (``abs``: below threshold at every level)."""
     sign = (any(v > 0 for v in values) and any(v < 0 for v in values)) or 0.0 in values
-    small = min(abs(v) for v in values) < threshold
+    cut = threshold / 4.0 ** level if criterion == "abs_or_sign" else threshold
+    small = min(abs(v) for v in values) < cut
     return {"abs": small, "sign": sign, "abs_or_sign": sign or small}[criterion]
 
 
@@ -126,7 +128,7 @@ class NaiveTree:
 
     def flagged(self, cell):
         return cell_flag([self.value(k) for k in self.cell_points(cell)], self.criterion,
-                         self.threshold)
+                         self.threshold, cell[1])
 
     def children(self, cell):
         lo, level = cell
