@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import zp_ref  # noqa: E402
-from zp_ref._tensors import squeeze_q  # noqa: E402
+from zp_ref.tensors import squeeze_q  # noqa: E402
 
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 MIX = [0.1, 0.2, 0.3, 0.2, 0.2]

@@ -17,9 +17,9 @@ import numpy as np
 
 from ._validation import (as_float_array, check_backend, check_choice, check_count,
                           check_real, check_seed)
-from ._tensors import tensor_io
-from .bands import DEFAULT_EDGES, WITHIN, _check_q, check_edges, check_mix, stratified_sample
-from .rng import derive_seed
+from .tensors import tensor_io
+from .bands import DEFAULT_EDGES, WITHIN, check_q, check_edges, check_mix, stratified_sample
+from .rng import call_seed
 from .schedule import DeltaSchedule, _check_bool, check_state, STATE_VERSION
 
 ADVANCE = ("epochs", "adaptive")
@@ -472,11 +472,11 @@ class BandCurriculum:
         """
         epoch = self._check_epoch(epoch)
         batch_size = check_count(batch_size, "batch_size")
-        q_pool = _check_q(q_pool, "q_pool", allow_empty=batch_size == 0)
+        q_pool = check_q(q_pool, "q_pool", allow_empty=batch_size == 0)
         stage = self.stage_at(epoch)
         idx, info = stratified_sample(
             q_pool, batch_size, edges=self.edges_at(epoch), mix=self.stages[stage],
-            seed=derive_seed(self.seed, self.n_calls), within=self.within,
+            seed=call_seed(self.seed, self.n_calls), within=self.within,
             weight_power=self.weight_power, backend=self.backend)
         self.current_epoch = epoch
         self._enter(stage, epoch)

@@ -15,10 +15,10 @@ from collections import deque
 
 import numpy as np
 
-from ._tensors import pool_io
+from .tensors import pool_io
 from ._validation import as_float_array, check_backend, check_choice, check_count, check_seed
 from .diagnostics import DiagnosticConfig, DiagnosticMonitor, unique_export_path
-from .rng import derive_seed
+from .rng import call_seed, derive_seed
 from .state import write_document
 
 STATE_VERSION = 1
@@ -99,7 +99,7 @@ class IntegratedSampler:
         if self.strategy is SamplingStrategy.UNIFORM:
             from .sampling import uniform_indices
             idx = uniform_indices(q_pool.size, batch_size,
-                                  seed=derive_seed(derive_seed(self.seed, 1), call),
+                                  seed=call_seed(self.seed, call, part=1),
                                   backend=self.backend)
             batch_x, info["indices"] = x_pool[idx], idx
         elif self.strategy is SamplingStrategy.IMPORTANCE:
@@ -109,7 +109,7 @@ class IntegratedSampler:
         elif self.strategy is SamplingStrategy.ACTIVE:
             self._adapt(epoch)
             batch_x, info["leaf_indices"] = self.active_sampler.sample(
-                batch_size, seed=derive_seed(derive_seed(self.seed, 2), call),
+                batch_size, seed=call_seed(self.seed, call, part=2),
                 weighting=self.weighting, return_leaf=True)
             info["active_stats"] = self.active_sampler.get_statistics()
         else:

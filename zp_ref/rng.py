@@ -24,13 +24,18 @@ from .kernels.counter_rng import (GAMMA, MIX1, MIX2, ONE, SHIFT11, SHIFT27, SHIF
                                  SHIFT31, TWO_POW_M53, mix64, raw64_at, stream_key,
                                  uniform_at)
 
-#: Stream numbers reserved by zp_ref (documented in docs/sampling.md).
+#: Every stream number zp_ref and its apps, benchmarks, notebooks and docs use
+#: (documented in docs/sampling.md). 0..15: the library's draws; >= 16: callers' data.
 STREAMS = {
     "importance": 0,      # sample_indices with replacement
     "without_replacement": 1,  # Efraimidis-Spirakis keys
     "uniform": 2,         # uniform_indices
     "shuffle": 3,         # hybrid batch shuffle
     "leaf_point": 5,      # coordinates of points drawn inside refinement leaves
+    "pool": 16,           # callers' pools: bench Q pools, the study's training pool, examples
+    "model_init": 17,     # initial parameters of the study's and notebooks' models
+    "test_set": 18,       # the study's test points and true pole points
+    "chunked_pool": 20,   # pools written in chunks (the dask benchmark and docs/scale.md)
     "derive": 2**63,      # derive_seed
 }
 
@@ -113,7 +118,16 @@ def uniforms(seed, stream, n, *, start=0, backend="auto") -> np.ndarray:
 
 
 def derive_seed(seed: int, index: int) -> int:
-    """Seed of the ``index``-th call of a stateful sampler: raw64(seed, 2**63, index)."""
+    """The ``index``-th seed derived from ``seed``: raw64(seed, 2**63, index)."""
     seed = check_seed(seed)
     index = check_seed(index, "index")
     return int(raw64_numpy(key_of(seed, STREAMS["derive"]), np.uint64(index)))
+
+
+def call_seed(seed: int, call: int, part: int | None = None) -> int:
+    """Seed of call ``call`` (0, 1, ...) of a stateful sampler: ``derive_seed(seed, call)``;
+    for one ``part`` of a sampler that draws from several (IntegratedSampler's uniform
+    part 1 and tree part 2), ``derive_seed(derive_seed(seed, part), call)``."""
+    if part is not None:
+        seed = derive_seed(seed, part)
+    return derive_seed(seed, call)

@@ -11,13 +11,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ._tensors import pool_io, tensor_io
+from .tensors import pool_io, tensor_io
 from ._validation import as_float_array, check_count, check_real, check_seed
 from .backends import resolve_backend
 from .kernels import threads_for
 from .kernels.common import PREFIX_BLOCK
 from .kernels.cpu_sampling import check_weight_sums
-from .rng import STREAMS, check_draw_count, derive_seed, key_of, uniforms
+from .rng import STREAMS, call_seed, check_draw_count, key_of, uniforms
 
 
 # --- the oracle -----------------------------------------------------------------------
@@ -282,7 +282,7 @@ class ImportanceSampler:
 
     def next_seed(self) -> int:
         """The seed the next batch will use."""
-        return derive_seed(self.seed, self.calls)
+        return call_seed(self.seed, self.calls)
 
     @pool_io
     def sample_batch(self, x_pool, q_pool, batch_size):

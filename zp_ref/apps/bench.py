@@ -29,8 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-#: Stream of zp_ref.rng used to build benchmark inputs (>= 16: not a library stream).
-BENCH_STREAM = 16
+from ..rng import STREAMS
+
+#: Stream of zp_ref.rng used to build benchmark inputs (``STREAMS["pool"]``).
+BENCH_STREAM = STREAMS["pool"]
 SCHEMA = "zp_ref.bench/1"
 
 

@@ -162,7 +162,7 @@ def _region_rows(centres, half, q_centre) -> tuple:
 
 # ------------------------------------------------------------------ bench and study
 def _prepare_bench(args):
-    from .. import bench
+    from . import bench
     if args.json is not None:
         bench.check_json_path(args.json)
     return lambda: print(bench.bench_command(args)) or 0
@@ -170,7 +170,7 @@ def _prepare_bench(args):
 
 def _study_main(argv) -> int:
     try:
-        from ..study import study_command
+        from .study import study_command
     except ImportError as exc:
         raise UsageError(f"the study needs PyTorch: pip install 'zp_ref[torch]' ({exc})")
     print(study_command(argv))

@@ -43,9 +43,9 @@ def build_pool(problem, sampler, size: int, seed: int):
     equally likely (so density follows refinement depth): (x (size, d), q (size,))."""
     import numpy as np
 
-    from ..rng import derive_seed
-    x_far = sampler.sample(size // 2, seed=derive_seed(seed, 0), weighting="volume")
-    x_near = sampler.sample(size - size // 2, seed=derive_seed(seed, 1), weighting="leaf")
+    from ..rng import call_seed
+    x_far = sampler.sample(size // 2, seed=call_seed(seed, 0), weighting="volume")
+    x_near = sampler.sample(size - size // 2, seed=call_seed(seed, 1), weighting="leaf")
     x = np.concatenate([x_far, x_near])
     return x, problem.q(x)
 

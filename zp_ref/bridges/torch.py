@@ -22,11 +22,12 @@ try:
     import torch
     from torch.utils.data import Sampler
 except ImportError as exc:  # pragma: no cover - exercised only without torch
-    raise ImportError("zp_ref.torch_bridge needs PyTorch; install it with "
+    raise ImportError("zp_ref.bridges.torch needs PyTorch; install it with "
                       "`pip install zp_ref[torch]` (or `pip install torch`)") from exc
 
-from ._validation import as_float_array, check_backend, check_count, check_real, check_seed
-from .rng import derive_seed
+from ..checks import as_float_array, check_backend, check_count, check_q, check_real, check_seed
+from ..rng import call_seed
+from ..tensors import to_numpy as host_array
 
 __all__ = ["as_tensor", "to_numpy", "evaluate_q_fn", "ImportanceWeightedSampler",
            "HybridBatchSampler", "CurriculumBatchSampler", "EpochLoader"]
@@ -72,18 +73,14 @@ def to_numpy(t) -> np.ndarray:
 
 def _q_array(q, name: str, size: int | None = None) -> np.ndarray:
     """q (tensor or array) as float64 (N,); N == size when given."""
-    if isinstance(q, torch.Tensor):
-        if q.is_complex() or q.dtype == torch.bool:
-            raise TypeError(f"{name} must hold real numbers, got torch dtype {q.dtype}")
-        q = q.detach().to("cpu", torch.float64).numpy()
-    q = as_float_array(q, name)
+    q = as_float_array(host_array(q), name)
     if size is not None and q.size != size:
         raise ValueError(f"{name} must have one value per pool entry ({size}), got {q.size}")
     return q
 
 
 def _indices_array(indices, size: int) -> np.ndarray:
-    idx = to_numpy(indices) if isinstance(indices, torch.Tensor) else np.asarray(indices)
+    idx = np.asarray(host_array(indices))
     if idx.dtype.kind not in "iu":
         raise TypeError(f"indices must be integers, got dtype {idx.dtype}")
     if idx.size and (idx.min() < 0 or idx.max() >= size):
@@ -100,7 +97,7 @@ def _like(values: np.ndarray, indices):
 
 
 def _config(config):
-    from .sampling import ImportanceSamplerConfig
+    from ..sampling import ImportanceSamplerConfig
     if config is None:
         return ImportanceSamplerConfig()
     if not isinstance(config, ImportanceSamplerConfig):
@@ -256,7 +253,7 @@ class _PoolWeights(_PoolQ):
         self._epoch_weights = self._weights
 
     def _compute(self, q) -> np.ndarray:
-        from .weighting import importance_weights
+        from ..weighting import importance_weights
         return importance_weights(q, **self.config.weight_kwargs(), backend=self.backend)
 
     @property
@@ -326,9 +323,9 @@ class ImportanceWeightedSampler(_PoolWeights, Sampler):
 
     def global_indices(self) -> np.ndarray:
         """The epoch's draw over all ranks, int64 (total_size,)."""
-        from .sampling import sample_indices
+        from ..sampling import sample_indices
         return sample_indices(self._weights, self.total_size,
-                              seed=derive_seed(self.seed, self.epoch), backend=self.backend)
+                              seed=call_seed(self.seed, self.epoch), backend=self.backend)
 
     def indices(self) -> np.ndarray:
         """This rank's indices of the current epoch, int64 (len(self),); sets
@@ -370,7 +367,7 @@ class ImportanceWeightedSampler(_PoolWeights, Sampler):
     @classmethod
     def from_state_dict(cls, state, *, num_replicas=None, rank=None,
                         drop_last=False) -> "ImportanceWeightedSampler":
-        from .sampling import ImportanceSamplerConfig
+        from ..sampling import ImportanceSamplerConfig
         keys = {"config", "seed", "epoch", "num_samples", "backend", "q_pool"}
         if not isinstance(state, dict) or set(state) != keys:
             got = sorted(state) if isinstance(state, dict) else type(state).__name__
@@ -424,8 +421,8 @@ class HybridBatchSampler(_PoolWeights, Sampler):
         the last positive weight, uniform draw j = ``floor(u(s, 2, j) * N)``, order
         ``argsort(u(s, 3, 0..B-1), stable)`` applied to importance-then-uniform).
         """
-        from .rng import STREAMS, uniforms
-        from .sampling import prefix_sums, uniform_indices
+        from ..rng import STREAMS, uniforms
+        from ..sampling import prefix_sums, uniform_indices
         w = self._weights
         c = prefix_sums(w)
         last_positive = np.flatnonzero(w)[-1]
@@ -433,7 +430,7 @@ class HybridBatchSampler(_PoolWeights, Sampler):
         first = self.epoch * self.total_size
         out = []
         for b in range(self.total_size):
-            s = derive_seed(self.seed, first + b)
+            s = call_seed(self.seed, first + b)
             u = uniforms(s, STREAMS["importance"], n_imp, backend="numpy")
             imp = np.minimum(np.searchsorted(c, u * c[-1], side="right"), last_positive)
             uni = uniform_indices(w.size, self.batch_size - n_imp, seed=s, backend="numpy")
@@ -478,8 +475,7 @@ class CurriculumBatchSampler(_PoolQ, Sampler):
     def __init__(self, q_pool=None, batch_size=None, num_batches=None, *, curriculum=None,
                  seed=None, x_pool=None, q_fn=None, refresh_every=1, q_batch_size=65536,
                  num_replicas=None, rank=None, drop_last=False):
-        from .curriculum import BandCurriculum
-        from .bands import _check_q
+        from ..curriculum import BandCurriculum
         batch_size = check_count(batch_size, "batch_size", minimum=1)
         num_batches = check_count(num_batches, "num_batches", minimum=1)
         if curriculum is None:
@@ -490,7 +486,7 @@ class CurriculumBatchSampler(_PoolQ, Sampler):
         elif seed is not None:
             raise ValueError(f"seed={seed!r} is only used when curriculum is None; the given "
                              f"curriculum draws with its own seed ({curriculum.seed})")
-        q = _check_q(self._init_q(q_pool, x_pool, q_fn, refresh_every, q_batch_size),
+        q = check_q(self._init_q(q_pool, x_pool, q_fn, refresh_every, q_batch_size),
                      "q_pool" if q_fn is None else "q_fn output")
         self._init_shards(num_replicas, rank, drop_last, num_batches, "num_batches")
         self.curriculum, self._q = curriculum, q
@@ -520,9 +516,8 @@ class CurriculumBatchSampler(_PoolQ, Sampler):
     def update_q(self, q) -> None:
         """Replace the pool's Q values (tensor or array, (N,) or (N, 1), same N), used
         from the next draw (this epoch's if it is not made yet)."""
-        from .bands import _check_q
         q = _q_array(_squeeze_column(q), "q", self.pool_size)
-        self._q = _check_q(q, "q")
+        self._q = check_q(q, "q")
 
     def update(self, coverage=None, loss=None) -> dict:
         """``curriculum.update(epoch, coverage, loss)`` for the current epoch."""

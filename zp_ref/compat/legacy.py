@@ -29,7 +29,7 @@ from .. import diagnostics as _diagnostics
 from .. import integrated as _integrated
 from .. import sampling as _sampling
 from .. import refinement as _refinement
-from ..rng import derive_seed
+from ..rng import call_seed
 from ..schedule import DeltaSchedule
 
 __all__ = ["SamplingStrategy", "ImportanceSamplerConfig", "ImportanceSampler",
@@ -360,7 +360,7 @@ class IntegratedSampler:
         grid = self.active_sampler.get_current_grid()
         call = self._core.n_calls
         idx = uniform_indices(len(grid), batch_size,
-                              seed=derive_seed(derive_seed(self._core.seed, 2), call))
+                              seed=call_seed(self._core.seed, call, part=2))
         self._core.n_calls += 1
         return grid[torch.as_tensor(idx)], {
             "strategy": self.strategy.value, "call": call, "indices": None,
