@@ -4,7 +4,8 @@ functions count as much as those at the top of a module):
 - kernels are leaves: ``zp_ref/kernels/`` imports only numpy, numba, the standard
   library and ``zp_ref.kernels.*``;
 - no import cycle among zp_ref's modules;
-- only apps import apps (``zp_ref.apps.*``);
+- only apps import apps (``zp_ref.apps.*``), and every module imports only its layer or
+  lower ones (kernels < core < refinement, integrated < bridges, compat < apps);
 - bridges (torch, dask) import only the public API: public modules of zp_ref and names
   without a leading underscore;
 - no module of zp_ref/ is over 600 lines.
@@ -152,6 +153,33 @@ def test_no_import_cycles():
 def test_only_apps_import_apps():
     bad = [f"{name} imports {target}" for name in MODULES if not name.startswith("zp_ref.apps")
            for target in internal_edges(name) if target.startswith("zp_ref.apps")]
+    assert bad == []
+
+
+#: Layers of docs/index.md's map, bottom up; a module imports only its own layer or
+#: lower ones. IntegratedSampler drives an ActiveSampler, so integrated sits with
+#: refinement; the torch_bridge / dask_bridge aliases sit with the bridges.
+LAYERS = ("kernels", "core", "refinement", "bridges, compat", "apps")
+
+
+def layer_of(name: str) -> int:
+    if name.startswith("zp_ref.kernels"):
+        return 0
+    if name.startswith("zp_ref.apps"):
+        return 4
+    if name.startswith(("zp_ref.bridges", "zp_ref.compat")) or name in BRIDGES:
+        return 3
+    if name.startswith("zp_ref.refinement") or name == "zp_ref.integrated":
+        return 2
+    return 1
+
+
+def test_layers_import_only_downwards():
+    assert [layer_of(n) for n in ("zp_ref.kernels.common", "zp_ref.rng", "zp_ref.integrated",
+                                  "zp_ref.bridges.torch", "zp_ref.apps.cli")] == [0, 1, 2, 3, 4]
+    bad = [f"{name} ({LAYERS[layer_of(name)]}) imports {target} ({LAYERS[layer_of(target)]})"
+           for name in MODULES for target in internal_edges(name)
+           if layer_of(target) > layer_of(name)]
     assert bad == []
 
 

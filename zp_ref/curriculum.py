@@ -20,7 +20,8 @@ from ._validation import (as_float_array, check_backend, check_choice, check_cou
 from .tensors import tensor_io
 from .bands import DEFAULT_EDGES, WITHIN, check_q, check_edges, check_mix, stratified_sample
 from .rng import call_seed
-from .schedule import DeltaSchedule, _check_bool, check_state, STATE_VERSION
+from .schedule import DeltaSchedule, _check_bool
+from .state import STATE_VERSION, check_state, config_fields
 
 ADVANCE = ("epochs", "adaptive")
 
@@ -301,12 +302,8 @@ class CurriculumScheduler:
     @classmethod
     def from_state_dict(cls, state) -> "CurriculumScheduler":
         state = check_state(state, cls.__name__, cls._STATE_KEYS)
-        if not isinstance(state["config"], dict):
-            raise TypeError(f"{cls.__name__} state: config must be a dict")
-        names = {f.name for f in dataclasses.fields(CurriculumConfig)}
-        if set(state["config"]) != names:
-            raise ValueError(f"{cls.__name__} state: config keys {sorted(state['config'])} "
-                             f"differ from {sorted(names)}")
+        config_fields(state["config"], cls.__name__,
+                      [f.name for f in dataclasses.fields(CurriculumConfig)])
         obj = cls(CurriculumConfig(**state["config"]), state["pole_locations"])
         obj.current_stage = state["current_stage"]
         obj.current_epoch = state["current_epoch"]

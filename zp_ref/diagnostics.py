@@ -20,14 +20,14 @@ import numpy as np
 
 from .tensors import tensor_io
 from ._validation import as_float_array, check_count, check_real
-from .state import read_document, write_document
+from .state import (STATE_VERSION, check_state, config_fields, read_document,
+                    write_document)
 from .diagnostic_statistics import (TAG_NAMES, gradient_statistics, q_statistics,  # noqa: F401
                                     tag_counts, weight_statistics)
 
 logger = logging.getLogger(__name__)
 
 EXPORT_SCHEMA = "zp_ref.diagnostics/1"
-STATE_VERSION = 1
 METRIC_KEYS = ("lambda_rej", "coverage_train", "coverage_eval", "coverage_eval_tau",
                "loss_train", "loss_eval")
 Q_KEYS = ("q_min", "q_mean", "q_std", "near_pole_ratio", "far_ratio")
@@ -534,19 +534,9 @@ def _parse_totals(totals, tables) -> dict:
 
 def _parse_state(state):
     """Validate a monitor state; returns (config, tables, snapshots, totals)."""
-    if not isinstance(state, dict):
-        raise TypeError(f"state must be a dict, got {type(state).__name__}")
-    if state.get("version") != STATE_VERSION:
-        raise ValueError(f"DiagnosticMonitor state has version {state.get('version')!r}; "
-                         f"this zp_ref reads version {STATE_VERSION}")
-    if set(state) != set(_STATE_KEYS):
-        raise ValueError(f"DiagnosticMonitor state must hold exactly {list(_STATE_KEYS)}, got "
-                         f"{sorted(map(str, state))}")
-    fields = {f.name for f in dataclasses.fields(DiagnosticConfig)}
-    if not isinstance(state["config"], dict) or set(state["config"]) != fields:
-        raise ValueError(f"state['config'] must be a dict with exactly the fields "
-                         f"{sorted(fields)}")
-    config = DiagnosticConfig(**state["config"])
+    check_state(state, "DiagnosticMonitor", _STATE_KEYS)
+    names = [f.name for f in dataclasses.fields(DiagnosticConfig)]
+    config = DiagnosticConfig(**config_fields(state["config"], "DiagnosticMonitor", names))
     n = config.max_history_length
     widths = {"counts": len(config.band_edges) + 1, "reals": len(config.gradient_percentiles)}
     tables = {name: _parse_table(name, state[name], n, widths) for name in _COLUMN_KINDS}

@@ -19,9 +19,8 @@ from .tensors import pool_io
 from ._validation import as_float_array, check_backend, check_choice, check_count, check_seed
 from .diagnostics import DiagnosticConfig, DiagnosticMonitor, unique_export_path
 from .rng import call_seed, derive_seed
-from .state import write_document
+from .state import STATE_VERSION, check_state, write_document
 
-STATE_VERSION = 1
 SAMPLING_HISTORY_SCHEMA = "zp_ref.sampling_history/1"
 ACTIVE_WEIGHTINGS = ("volume", "leaf", "importance")
 
@@ -191,14 +190,9 @@ class IntegratedSampler:
         Polynomial/Rational q is part of the state."""
         from .refinement import ActiveSampler
         from .sampling import ImportanceSampler
-        keys = {"version", "strategy", "seed", "weighting", "backend", "n_calls",
-                "last_adapt_epoch", "importance", "active", "monitor", "sampling_history"}
-        if not isinstance(state, dict):
-            raise TypeError(f"IntegratedSampler state must be a dict, got {type(state).__name__}")
-        if state.get("version") != STATE_VERSION or set(state) != keys:
-            raise ValueError(f"IntegratedSampler state must be version {STATE_VERSION} with keys "
-                             f"{sorted(keys)}, got version {state.get('version')!r} and keys "
-                             f"{sorted(state)}")
+        check_state(state, "IntegratedSampler", (
+            "strategy", "seed", "weighting", "backend", "n_calls", "last_adapt_epoch",
+            "importance", "active", "monitor", "sampling_history"))
         strategy = _strategy(state["strategy"])
         active = state["active"]
         if active is not None and not isinstance(active, dict):

@@ -14,7 +14,7 @@ epoch's global draw: rank r yields ``global[r::num_replicas]`` (see docs/torch.m
 """
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, fields
 
 import numpy as np
 
@@ -27,6 +27,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
 
 from ..checks import as_float_array, check_backend, check_count, check_q, check_real, check_seed
 from ..rng import call_seed
+from ..state import STATE_VERSION, check_state, config_fields
 from ..tensors import to_numpy as host_array
 
 __all__ = ["as_tensor", "to_numpy", "evaluate_q_fn", "ImportanceWeightedSampler",
@@ -349,7 +350,8 @@ class ImportanceWeightedSampler(_PoolWeights, Sampler):
     def state_dict(self) -> dict:
         """Config, seed, epoch, size, backend and the current Q values (not ``q_fn``
         nor the sharding, which belong to the run that loads it)."""
-        return {"config": asdict(self.config), "seed": self.seed, "epoch": self.epoch,
+        return {"version": STATE_VERSION, "config": asdict(self.config), "seed": self.seed,
+                "epoch": self.epoch,
                 "num_samples": self.num_samples, "backend": self.backend,
                 "q_pool": self._q.copy()}
 
@@ -367,16 +369,16 @@ class ImportanceWeightedSampler(_PoolWeights, Sampler):
     @classmethod
     def from_state_dict(cls, state, *, num_replicas=None, rank=None,
                         drop_last=False) -> "ImportanceWeightedSampler":
-        from ..sampling import ImportanceSamplerConfig
-        keys = {"config", "seed", "epoch", "num_samples", "backend", "q_pool"}
-        if not isinstance(state, dict) or set(state) != keys:
-            got = sorted(state) if isinstance(state, dict) else type(state).__name__
-            raise ValueError(f"state must be a dict with keys {sorted(keys)}, got {got}")
-        if not isinstance(state["config"], dict):
-            raise TypeError(f"state['config'] must be a dict, got "
-                            f"{type(state['config']).__name__}")
+        from ..sampling import REMOVED_FIELDS, ImportanceSamplerConfig
+        if isinstance(state, dict) and "version" not in state:
+            state = {**state, "version": STATE_VERSION}   # written before states had one
+        check_state(state, cls.__name__, ("config", "seed", "epoch", "num_samples", "backend",
+                                          "q_pool"))
+        config = config_fields(state["config"], cls.__name__,
+                               [f.name for f in fields(ImportanceSamplerConfig)],
+                               removed=REMOVED_FIELDS)
         obj = cls(state["q_pool"], state["num_samples"],
-                  config=ImportanceSamplerConfig(**state["config"]), seed=state["seed"],
+                  config=ImportanceSamplerConfig(**config), seed=state["seed"],
                   backend=state["backend"], num_replicas=num_replicas, rank=rank,
                   drop_last=drop_last)
         obj.set_epoch(state["epoch"])

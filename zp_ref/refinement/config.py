@@ -13,18 +13,21 @@ CRITERIA = ("abs", "sign", "abs_or_sign", "interval")
 WEIGHTINGS = ("volume", "leaf", "importance")
 #: max_grid_points must stay below this (point ids are int32).
 MAX_GRID_POINTS = 2 ** 31
+#: The anchor's fields that had no effect here (the tree always halves every axis):
+#: gone from the config; states that still hold them load (the values are dropped) and
+#: :mod:`zp_ref.compat.legacy` accepts them.
+REMOVED_FIELDS = ("refinement_ratio", "min_points_per_region")
 
 
 @dataclass(frozen=True)
 class ActiveSamplerConfig:
-    """Configuration of :class:`ActiveSampler` (the anchor's fields plus ``criterion``).
+    """Configuration of :class:`ActiveSampler` (the anchor's fields that take effect,
+    plus ``criterion``).
 
     initial_grid_size: cells per axis at level 0 (an int, or one int per axis).
     grid_bounds: one (lo, hi) for every axis, or one pair per axis.
     refinement_threshold: |Q| below which ``abs`` flags a cell (also "near pole" in stats).
     max_refinement_level: deepest level a cell may reach (0 = no splitting).
-    refinement_ratio, min_points_per_region: accepted and validated for compatibility
-        with the anchor; the tree always halves every axis (see docs/refinement.md).
     adapt_frequency: epochs between refinements for callers (:meth:`ActiveSampler.should_adapt`).
     max_grid_points: cap on the number of evaluated points (< 2**31).
     criterion: "abs", "sign", "abs_or_sign" (default) or "interval".
@@ -36,9 +39,7 @@ class ActiveSamplerConfig:
     grid_bounds: object = (-3.0, 3.0)
     refinement_threshold: float = 0.1
     max_refinement_level: int = 5
-    refinement_ratio: int = 3
     adapt_frequency: int = 10
-    min_points_per_region: int = 5
     max_grid_points: int = 10000
     criterion: str = "abs_or_sign"
 
@@ -47,9 +48,7 @@ class ActiveSamplerConfig:
         per_axis_bounds(self.grid_bounds, None)
         check_real(self.refinement_threshold, "refinement_threshold", low=0.0, low_open=True)
         check_count(self.max_refinement_level, "max_refinement_level")
-        check_count(self.refinement_ratio, "refinement_ratio", minimum=1)
         check_count(self.adapt_frequency, "adapt_frequency", minimum=1)
-        check_count(self.min_points_per_region, "min_points_per_region")
         if check_count(self.max_grid_points, "max_grid_points", minimum=1) >= MAX_GRID_POINTS:
             raise ValueError(f"max_grid_points must be < 2**31, got {self.max_grid_points}")
         check_choice(self.criterion, "criterion", CRITERIA)

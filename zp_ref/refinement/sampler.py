@@ -20,12 +20,13 @@ from .._validation import as_float_array, check_choice, check_count, check_seed
 from ..backends import resolve_backend
 from ..kernels.common import CRIT_INTERVAL
 from ..rational import Polynomial, Rational
-from .config import WEIGHTINGS, ActiveSamplerConfig
+from ..state import STATE_VERSION, check_is_state_dict, check_state, config_fields
+from ..tensors import tensor_io
+from .config import REMOVED_FIELDS, WEIGHTINGS, ActiveSamplerConfig
 from .engine import Engine, PendingRound, QSpec, call_q, select_under_cap
 from .oracle import enclosure
 from .tree import Lattice, cell_values, initial_tree, sign_change, tree_from_state
 
-STATE_VERSION = 1
 
 
 class EnclosureOverflowWarning(RuntimeWarning):
@@ -222,12 +223,14 @@ class ActiveSampler:
             out[tree.flag[ids]] = ~(np.isfinite(a0) & np.isfinite(R) & np.isfinite(E))
         return out
 
+    @tensor_io(q_args=("q_values",), returns=None)
     def refine_grid(self, q_values) -> "ActiveSampler":
         """Anchor-compatible round: ``q_values`` (N,) are Q at :meth:`get_current_grid`
         (the same order, pending points included); they replace the stored values, every
         leaf is re-tested and flagged leaves are split once (:meth:`ask`). New points are
         evaluated with q (and told) when the sampler has one; otherwise the round stays
-        pending and its points get their values from the next call (or :meth:`tell`)."""
+        pending and its points get their values from the next call (or :meth:`tell`).
+        ``q_values`` may be a tensor ((N,) or (N, 1), any device), read as float64."""
         with self._exclusive("refine_grid()"):
             return self._refine_grid(q_values)
 
@@ -412,8 +415,7 @@ class ActiveSampler:
     def from_state_dict(cls, state, *, q=None, backend=None) -> "ActiveSampler":
         """Build a sampler from a :meth:`state_dict`; pass ``q`` when the state was made
         with a callable (otherwise the sampler loads without one, refine_grid only)."""
-        if not isinstance(state, dict):
-            raise TypeError(f"state must be a dict from state_dict(), got {type(state).__name__}")
+        check_is_state_dict(state, "ActiveSampler")
         obj = cls.__new__(cls)
         obj._backend_request = state.get("backend", "auto") if backend is None else backend
         obj._qspec = QSpec(q, int(state.get("input_dim", 1))) if q is not None else None
@@ -430,19 +432,11 @@ def _mean_abs(values: np.ndarray) -> float:
 
 def _parse_state(state, current_qspec):
     """Validate a state dict; returns the pieces of a sampler without touching one."""
-    if not isinstance(state, dict):
-        raise TypeError(f"state must be a dict from state_dict(), got {type(state).__name__}")
-    required = ("version", "config", "input_dim", "q", "point_keys", "point_values",
-                "leaf_lo", "leaf_level", "n_evaluations", "history")
-    missing = [k for k in required if k not in state]
-    if missing:
-        raise ValueError(f"state is missing {missing}")
-    if state["version"] != STATE_VERSION:
-        raise ValueError(f"state version must be {STATE_VERSION}, got {state['version']!r}")
-    cfg = state["config"]
-    names = {f.name for f in fields(ActiveSamplerConfig)}
-    if not isinstance(cfg, dict) or set(cfg) != names:
-        raise ValueError(f"state['config'] must have exactly the fields {sorted(names)}")
+    check_state(state, "ActiveSampler", (
+        "config", "input_dim", "q", "point_keys", "point_values", "leaf_lo", "leaf_level",
+        "n_evaluations", "history"), optional=("backend",))
+    cfg = config_fields(state["config"], "ActiveSampler",
+                        [f.name for f in fields(ActiveSamplerConfig)], removed=REMOVED_FIELDS)
     config = ActiveSamplerConfig(**{k: (tuple(tuple(p) if isinstance(p, list) else p for p in v)
                                         if isinstance(v, list) else v) for k, v in cfg.items()})
     d = check_count(state["input_dim"], "input_dim", minimum=1)
