@@ -755,3 +755,19 @@ def test_study_config_variants_are_validated_and_used():
     for b, idx in enumerate(got):
         np.testing.assert_array_equal(
             idx, hybrid_indices(importance_weights(q), 10, ratio=0.3, seed=derive_seed(4, b))[0])
+
+
+def test_q_pool_column_is_read_as_the_vector(q_pool):
+    """q_pool of shape (N, 1) (a model's Q head, as the docstring allows) gives the draws
+    of the (N,) vector; one tensor conversion path (zp_ref.tensors) for q_pool and update_q."""
+    col = torch.as_tensor(np.asarray(q_pool)).reshape(-1, 1).requires_grad_()
+    a = ImportanceWeightedSampler(col, 40, seed=2)
+    b = ImportanceWeightedSampler(q_pool, 40, seed=2)
+    assert list(a) == list(b)
+    a.update_q(col * 2.0)
+    b.update_q(np.asarray(q_pool) * 2.0)
+    a.set_epoch(1)
+    b.set_epoch(1)
+    assert list(a) == list(b)
+    with pytest.raises(ValueError, match="q_pool must be"):
+        ImportanceWeightedSampler(np.ones((5, 2)), 3)

@@ -28,6 +28,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
 from ..checks import as_float_array, check_backend, check_count, check_q, check_real, check_seed
 from ..rng import call_seed
 from ..state import STATE_VERSION, check_state, config_fields
+from ..tensors import float_like, squeeze_q
 from ..tensors import to_numpy as host_array
 
 __all__ = ["as_tensor", "to_numpy", "evaluate_q_fn", "ImportanceWeightedSampler",
@@ -73,8 +74,8 @@ def to_numpy(t) -> np.ndarray:
 
 
 def _q_array(q, name: str, size: int | None = None) -> np.ndarray:
-    """q (tensor or array) as float64 (N,); N == size when given."""
-    q = as_float_array(host_array(q), name)
+    """q (tensor or array, (N,) or (N, 1)) as float64 (N,); N == size when given."""
+    q = as_float_array(host_array(squeeze_q(q, name)), name)
     if size is not None and q.size != size:
         raise ValueError(f"{name} must have one value per pool entry ({size}), got {q.size}")
     return q
@@ -92,9 +93,7 @@ def _indices_array(indices, size: int) -> np.ndarray:
 
 def _like(values: np.ndarray, indices):
     """``values`` as a float64 tensor on the device of ``indices`` when that is a tensor."""
-    if isinstance(indices, torch.Tensor):
-        return torch.from_numpy(values).to(indices.device)
-    return values
+    return float_like(values, indices) if isinstance(indices, torch.Tensor) else values
 
 
 def _config(config):
@@ -273,17 +272,9 @@ class _PoolWeights(_PoolQ):
     def update_q(self, q) -> None:
         """Replace the pool's Q values (tensor or array, (N,) or (N, 1), same N), e.g. the
         model's own Q head; the weights change from the next draw."""
-        q = _q_array(_squeeze_column(q), "q", self.pool_size)
+        q = _q_array(q, "q", self.pool_size)
         weights = self._compute(q)     # validates (NaN refused) before anything changes
         self._q, self._weights = q, weights
-
-
-def _squeeze_column(q):
-    """(N, 1) -> (N,) for a tensor or array; anything else unchanged."""
-    shape = getattr(q, "shape", None)
-    if shape is not None and len(shape) == 2 and shape[1] == 1:
-        return q.reshape(shape[0])
-    return q
 
 
 # ------------------------------------------------------------------ samplers
@@ -518,7 +509,7 @@ class CurriculumBatchSampler(_PoolQ, Sampler):
     def update_q(self, q) -> None:
         """Replace the pool's Q values (tensor or array, (N,) or (N, 1), same N), used
         from the next draw (this epoch's if it is not made yet)."""
-        q = _q_array(_squeeze_column(q), "q", self.pool_size)
+        q = _q_array(q, "q", self.pool_size)
         self._q = check_q(q, "q")
 
     def update(self, coverage=None, loss=None) -> dict:
