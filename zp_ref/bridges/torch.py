@@ -1,6 +1,7 @@
 """PyTorch adapter: zero-copy tensors and zp_ref draws as DataLoader samplers.
 
-Only this module (and :mod:`zp_ref.apps.study`) imports torch; ``import zp_ref`` does not.
+Only this module, the training study (:mod:`zp_ref.apps.study`) and
+:mod:`zp_ref.compat.legacy` import torch; ``import zp_ref`` does not.
 Samplers follow ``DistributedSampler``: ``set_epoch(e)`` selects epoch e's draw, which is
 a pure function of (seed, epoch, the pool's Q, and for the curriculum its state when the
 epoch's draw is fixed); iterating the same epoch again replays it. The draw is made in
