@@ -2,10 +2,16 @@
 :mod:`zp_ref.kernels.gpu_refinement` (imported only for backend="cuda").
 
 The tree lives on the device between rounds; ``host_tree()`` copies it back when the
-host needs it. ``open_round`` runs the round's kernels (flag and scan the splittable
-leaves, compact them, claim face points, emit the children) and reads back the point
-count; only a binding ``max_grid_points`` cap, a callable Q (its points go to the host
-and its values come back) or a host-side view moves arrays across. Every launch uses
+host needs it. A round of a polynomial Q is two host synchronisations, each a copy of
+two int64 counts: ``open_round`` flags and scans the splittable leaves and reads
+(points, candidates) back, then compacts them, claims face points, emits the children
+and reads the new point count; evaluation and the new cells' flags follow without a
+read. Tree arrays and the point table grow by capacity doubling, copied on the device.
+Only a binding ``max_grid_points`` cap (the urgency order runs on the host, over a copy
+of the tree), a callable Q (its new points go to the host once per round, its values
+come back) or a host-side view moves arrays across. Every device-to-host copy goes
+through :meth:`CudaEngine._to_host`, which counts it in ``sync_count`` (the regression
+guard of tests/test_gpu_refinement.py). Every launch uses
 :mod:`zp_ref.kernels.gpu_launch`'s policy.
 """
 from __future__ import annotations
@@ -45,6 +51,8 @@ class CudaEngine:
                              f"with at most {MAX_TAYLOR} Taylor coefficients; this one has "
                              f"{self.interval.size} (use backend='cpu')")
         self._buffers = {}
+        #: Device-to-host copies (each one a host synchronisation) since construction.
+        self.sync_count = 0
         self._constants(lat, qspec)
         self._host = tree
         self._upload(tree)
@@ -72,6 +80,12 @@ class CudaEngine:
         return buf[:max(size, 1)]
 
     # -- host <-> device
+    def _to_host(self, d_arr) -> np.ndarray:
+        """``d_arr`` copied to the host: the engine's only device-to-host path, counted
+        in ``sync_count`` (the copy waits for every kernel queued before it)."""
+        self.sync_count += 1
+        return d_arr.copy_to_host()
+
     def _upload(self, tree: Tree) -> None:
         self.n, self.n_points = tree.n, tree.n_points
         self.d_nodes = {}
@@ -110,11 +124,11 @@ class CudaEngine:
             tree.reserve(self.n, self.n_points)
             tree.n, tree.n_points = self.n, self.n_points
             for name in _NODE_FIELDS:
-                host = self.d_nodes[name][:self.n].copy_to_host()
+                host = self._to_host(self.d_nodes[name][:self.n])
                 getattr(tree, name)[:self.n] = host.astype(np.bool_) if host.dtype == np.uint8 \
                     else host
-            tree.key[:self.n_points] = self.d_key[:self.n_points].copy_to_host()
-            tree.value[:self.n_points] = self.d_value[:self.n_points].copy_to_host()
+            tree.key[:self.n_points] = self._to_host(self.d_key[:self.n_points])
+            tree.value[:self.n_points] = self._to_host(self.d_value[:self.n_points])
             tree.n_leaves = self.n_leaves
             self._host, self._host_stale = tree, False
         return self._host
@@ -200,7 +214,7 @@ class CudaEngine:
 
     def _read_counts(self) -> int:
         """Read (points, splittable leaves) back from the device."""
-        n_points, n_cand = (int(v) for v in self.d_counts.copy_to_host())
+        n_points, n_cand = (int(v) for v in self._to_host(self.d_counts))
         self.n_points, self._next_candidates = n_points, n_cand
         return n_cand
 
@@ -250,7 +264,7 @@ class CudaEngine:
             d_tab["child_corner_pos"])
         _set_point_count[1, 1](new_faces, p0, n_sel * nc, self.d_counts)
         self.n = c0 + n_sel * nc
-        self.n_points = int(self.d_counts.copy_to_host()[0])
+        self.n_points = int(self._to_host(self.d_counts)[0])
         n_new = self.n_points - p0
         _fill[one_per_item_shape(n_new)](self.d_value[p0:self.n_points], n_new, np.nan)
         self.n_leaves += n_sel * (nc - 1)
@@ -263,7 +277,7 @@ class CudaEngine:
             self._upload(self._host_before(pending.c0, pending.p0, pending.sel))
 
     def point_coords(self, p0: int, p1: int) -> np.ndarray:
-        keys = self.d_key[p0:p1].copy_to_host()
+        keys = self._to_host(self.d_key[p0:p1])
         return self.lat.coords(self.lat.decode(keys))
 
     def _host_before(self, c0: int, p0: int, d_sel) -> Tree:
@@ -271,7 +285,7 @@ class CudaEngine:
         self.n_points = p0
         tree = self.host_tree()
         tree.n, tree.n_points = c0, p0
-        tree.alive[d_sel.copy_to_host()] = True
+        tree.alive[self._to_host(d_sel)] = True
         tree.n_leaves = int(tree.alive[:c0].sum())
         self.n = c0
         return tree
