@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from zp_ref import problems
+from zp_ref.kernels.common import cuda_simulated
 from zp_ref.refinement import ActiveSampler, ActiveSamplerConfig
 
 #: Device-to-host copies of one round of a polynomial Q that splits something: the
@@ -110,3 +111,20 @@ def test_capped_rounds_fall_back_to_the_host_urgency_order_and_match_the_oracle(
     assert any(h["capped"] for h in ref.refinement_history)
     same_leaves(s, ref)
     assert s.get_current_grid().shape[0] <= 150
+
+
+@pytest.mark.skipif(not cuda_simulated(), reason="inspects the CUDA simulator's launches")
+def test_no_round_kernel_gets_a_host_array(monkeypatch):
+    """A host ndarray passed to a kernel is copied there and back at every launch (a
+    hidden synchronisation that sync_count would miss): a polynomial round passes none."""
+    from numba.cuda.simulator import kernel as sim_kernel
+    s = sampler("circle_2d", "cuda", initial_grid_size=1, max_refinement_level=3)
+    host_args = []
+    wrap = sim_kernel.wrap_arg
+
+    def recording_wrap_arg(arg, *a, **kw):
+        host_args.append(getattr(arg, "shape", None))
+        return wrap(arg, *a, **kw)
+    monkeypatch.setattr(sim_kernel, "wrap_arg", recording_wrap_arg)
+    s.refine()
+    assert len(s.refinement_history) == 4 and host_args == []
