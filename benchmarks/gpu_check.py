@@ -402,14 +402,17 @@ def step_tree_syncs(rec: Recorder):
 
 
 def _tree_at(rec: Recorder, level: int, cpu_runs: int):
-    """cuda (one warm run after the compile, then timed) against the median of
-    ``cpu_runs`` cpu runs at ``level``; leaves identical; syncs per round."""
+    """cuda against the median of ``cpu_runs`` cpu runs at ``level`` (each backend
+    compiled first on a level-2 tree on a GPU: a step is a fresh process); leaves identical;
+    the cuda run's host syncs and rounds."""
     if not _importable_cuda_refinement(rec):
         return
     grid, cap = SIZES["tree_grid"], SIZES["tree_cap"]
     built = {}
     for backend, runs in (("cuda", 1 if SIM else 2), ("cpu", cpu_runs)):
         stats = {}
+        if not SIM:         # the simulator compiles nothing
+            _tree(backend, 2, grid, cap)
 
         def build(backend=backend, stats=stats):
             s = _tree(backend, level, grid, cap)
