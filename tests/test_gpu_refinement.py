@@ -103,14 +103,31 @@ def test_a_callable_q_is_called_once_per_splitting_round_with_all_its_points():
     same_leaves(s, sampler("circle_2d", "numpy", **kw).refine())
 
 
-def test_capped_rounds_fall_back_to_the_host_urgency_order_and_match_the_oracle():
-    kw = dict(initial_grid_size=2, max_refinement_level=4, criterion="sign",
-              max_grid_points=150)
-    s = sampler("bivariate_deg6_2d", "cuda", **kw).refine()
+def test_capped_rounds_select_on_the_device_as_the_oracle_with_one_more_count_read():
+    kw = dict(initial_grid_size=2, max_refinement_level=3, criterion="sign",
+              max_grid_points=400)
+    s = sampler("bivariate_deg6_2d", "cuda", **kw)
+    counts, history = syncs_per_round(s)
     ref = sampler("bivariate_deg6_2d", "numpy", **kw).refine()
-    assert any(h["capped"] for h in ref.refinement_history)
+    assert [(h["capped"], h["n_refined"]) for h in ref.refinement_history] == [
+        (False, 4), (False, 16), (True, 38), (True, 0)]         # 8 of 46 deferred, then none fit
     same_leaves(s, ref)
-    assert s.get_current_grid().shape[0] <= 150
+    # a capped round reads the prefix length too; no copy of the tree
+    assert counts == [2, 2, 3, 2]
+    assert s.get_current_grid().shape[0] <= 400
+
+
+def test_capped_selection_by_radix_sort_matches_the_oracle(monkeypatch):
+    """Above gpu_cap.RANK_MAX candidates the urgency order is a radix sort (forced here)."""
+    from zp_ref.kernels import gpu_cap
+    monkeypatch.setattr(gpu_cap, "RANK_MAX", 0)
+    kw = dict(initial_grid_size=2, max_refinement_level=3, criterion="sign",
+              max_grid_points=300)
+    s = sampler("bivariate_deg6_2d", "cuda", **kw).refine(max_rounds=3)
+    ref = sampler("bivariate_deg6_2d", "numpy", **kw).refine(max_rounds=3)
+    assert [(h["capped"], h["n_candidates"], h["n_refined"])
+            for h in ref.refinement_history][-1] == (True, 46, 22)
+    same_leaves(s, ref)
 
 
 @pytest.mark.skipif(not cuda_simulated(), reason="inspects the CUDA simulator's launches")
