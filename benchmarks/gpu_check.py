@@ -49,11 +49,11 @@ SIZES = {
     "gpu": dict(n_weights=10**7, n_draws=10**6, n_without=10**5, torch_n=2**24,
                 torch_draws=10**7, big_n=10**8, big_draws=10**7, repeats=5,
                 tree_grid=16, tree_parity_level=9, tree_level=12, tree_deep_level=14,
-                tree_cpu_runs=3, tree_cap=10**8),
+                tree_cpu_runs=3, tree_cap=10**8, tree_binding_cap=10**6),
     "sim": dict(n_weights=2000, n_draws=200, n_without=50, torch_n=512, torch_draws=100,
                 big_n=2500, big_draws=100, repeats=1,
                 tree_grid=2, tree_parity_level=2, tree_level=2, tree_deep_level=3,
-                tree_cpu_runs=1, tree_cap=10**4),
+                tree_cpu_runs=1, tree_cap=10**4, tree_binding_cap=60),
 }["sim" if SIM else "gpu"]
 
 #: (step, time budget in seconds) in the order they run.
@@ -441,6 +441,27 @@ def _tree_at(rec: Recorder, level: int, cpu_runs: int):
 
 def step_tree(rec: Recorder):
     _tree_at(rec, SIZES["tree_level"], cpu_runs=SIZES["tree_cpu_runs"])
+    _capped_tree(rec, SIZES["tree_level"], SIZES["tree_binding_cap"])
+
+
+def _capped_tree(rec: Recorder, level: int, cap: int):
+    """The tree under a binding ``max_grid_points`` (the urgency order and prefix on the
+    device: a radix sort above gpu_cap.RANK_MAX candidates): one timed run per backend,
+    leaves identical, the cuda run's host syncs."""
+    grid, built, name = SIZES["tree_grid"], {}, f"tree_2d_deg6_level{level}_cap{num(cap)}"
+    for backend in ("cuda", "cpu"):
+        def timed(backend=backend):
+            t = time_device(lambda: built.__setitem__(backend, _tree(backend, level, grid, cap)),
+                            repeats=1, warmup=0)
+            s = built[backend]
+            extra = {"capped_rounds": sum(h["capped"] for h in s.refinement_history)}
+            if backend == "cuda":
+                extra.update(host_syncs=s._engine.sync_count, rounds=len(s.refinement_history))
+            return {**t, **extra}
+        rec.timing(f"{name}_{backend}", timed)
+    if "cuda" in built and "cpu" in built:
+        rec.check(f"{name}_leaves_cuda_vs_cpu",
+                  lambda: _same_leaves(built["cuda"], built["cpu"]))
 
 
 def step_tree_deep(rec: Recorder):

@@ -38,6 +38,7 @@ def test_gpu_check_sim_mode_writes_a_complete_report(tmp_path):
                        "draws_100_from_512_vs_cpu", "draws_100_from_2500_vs_cpu",
                        "tree_2d_syncs_per_round_level2_at_most_2",
                        "tree_2d_leaves_level2_cuda_vs_cpu", "tree_2d_leaves_level3_cuda_vs_cpu",
+                       "tree_2d_deg6_level2_cap60_leaves_cuda_vs_cpu",
                        "pytest_gpu_kernels"}
     assert expected_parity <= set(report["parity"]), sorted(report["parity"])
     assert all(report["parity"].values()) and report["all_parity_true"] is True
@@ -55,6 +56,8 @@ def test_gpu_check_sim_mode_writes_a_complete_report(tmp_path):
         assert cuda_t["n_leaves"] == cpu_t["n_leaves"] > 0
         assert cuda_t["host_syncs"] == 2 * (cuda_t["rounds"] - 1) + 1, cuda_t
         assert cuda_t["cpu_median_over_cuda"] == cpu_t["median"] / cuda_t["median"]
+    capped = report["timings"]["tree_2d_deg6_level2_cap60_cuda"]
+    assert capped["capped_rounds"] == 2 and capped["host_syncs"] == 2 + 3 + 2, capped
     assert "parity" in res.stdout and "wrote" in res.stdout
 
 
