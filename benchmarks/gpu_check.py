@@ -49,17 +49,19 @@ SIZES = {
     "gpu": dict(n_weights=10**7, n_draws=10**6, n_without=10**5, torch_n=2**24,
                 torch_draws=10**7, big_n=10**8, big_draws=10**7, repeats=5,
                 tree_grid=16, tree_parity_level=9, tree_level=12, tree_deep_level=14,
-                tree_cpu_runs=3, tree_cap=10**8, tree_binding_cap=10**6),
+                tree_cpu_runs=3, tree_deep_cpu_runs=1, tree_cap=10**8,
+                tree_binding_cap=10**6),
     "sim": dict(n_weights=2000, n_draws=200, n_without=50, torch_n=512, torch_draws=100,
                 big_n=2500, big_draws=100, repeats=1,
                 tree_grid=2, tree_parity_level=2, tree_level=2, tree_deep_level=3,
-                tree_cpu_runs=1, tree_cap=10**4, tree_binding_cap=60),
+                tree_cpu_runs=1, tree_deep_cpu_runs=1, tree_cap=10**4,
+                tree_binding_cap=60),
 }["sim" if SIM else "gpu"]
 
 #: (step, time budget in seconds) in the order they run.
 STEPS = [("device", 45), ("parity_weights", 60), ("parity_sampling", 90),
          ("timing_weights", 40), ("timing_sampling", 70), ("timing_big", 60),
-         ("tree_syncs", 40), ("tree", 60), ("tree_deep", 90), ("tests", 150)]
+         ("tree_syncs", 40), ("tree", 90), ("tree_deep", 100), ("tests", 150)]
 
 
 # ------------------------------------------------------------------ child-side helpers
@@ -465,7 +467,7 @@ def _capped_tree(rec: Recorder, level: int, cap: int):
 
 
 def step_tree_deep(rec: Recorder):
-    _tree_at(rec, SIZES["tree_deep_level"], cpu_runs=SIZES["tree_cpu_runs"])
+    _tree_at(rec, SIZES["tree_deep_level"], cpu_runs=SIZES["tree_deep_cpu_runs"])
 
 
 def _pytest(rec: Recorder, name, args, timeout):
