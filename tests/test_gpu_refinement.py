@@ -145,3 +145,22 @@ def test_no_round_kernel_gets_a_host_array(monkeypatch):
     monkeypatch.setattr(sim_kernel, "wrap_arg", recording_wrap_arg)
     s.refine()
     assert len(s.refinement_history) == 4 and host_args == []
+
+
+def test_a_failing_callable_in_a_capped_round_leaves_the_tree_as_before():
+    pr = problems.get("bivariate_deg6_2d")
+    calls = []
+
+    def q(x):
+        calls.append(x.shape[0])
+        if len(calls) == 4:                            # the first capped round's call
+            raise RuntimeError("q failed")
+        return pr.q(x)
+    kw = dict(initial_grid_size=2, max_refinement_level=3, criterion="sign",
+              max_grid_points=400)
+    s = sampler("bivariate_deg6_2d", "cuda", q=q, **kw)
+    with pytest.raises(RuntimeError, match="q failed"):
+        s.refine()
+    same_leaves(s, sampler("bivariate_deg6_2d", "numpy", **kw).refine(max_rounds=2))
+    s.refine()
+    same_leaves(s, sampler("bivariate_deg6_2d", "numpy", **kw).refine())
