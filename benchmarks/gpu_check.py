@@ -366,6 +366,7 @@ def _tree(backend, level, grid, cap, *, run=True):
 
 
 def _same_leaves(a, b) -> bool:
+    """The two samplers' leaves are identical."""
     la, lb = a.leaves(), b.leaves()
     return la.keys() == lb.keys() and all(np.array_equal(la[k], lb[k], equal_nan=True)
                                           for k in la)
@@ -408,10 +409,7 @@ def _tree_at(rec: Recorder, level: int, cpu_runs: int):
     ``refine()`` timed, the host views (statistics, leaves) not; each backend compiled
     first on a level-2 tree on a GPU (a step is a fresh process). Leaves identical; the
     cuda run's host syncs and rounds."""
-    if not _importable_cuda_refinement(rec):
-        return
-    grid, cap = SIZES["tree_grid"], SIZES["tree_cap"]
-    built = {}
+    grid, cap, built = SIZES["tree_grid"], SIZES["tree_cap"], {}
     for backend, runs in (("cuda", 1 if SIM else 2), ("cpu", cpu_runs)):
         stats = {}
         if not SIM:         # the simulator compiles nothing
@@ -430,8 +428,7 @@ def _tree_at(rec: Recorder, level: int, cpu_runs: int):
             return {**t, **stats, "n_leaves": info["n_leaves"],
                     "n_evaluations": info["n_evaluations"]}
         rec.timing(f"tree_2d_deg6_level{level}_{backend}", timed)
-    t = rec.data["timings"]
-    key = f"tree_2d_deg6_level{level}"
+    t, key = rec.data["timings"], f"tree_2d_deg6_level{level}"
     if f"{key}_cuda" in t and f"{key}_cpu" in t:
         t[f"{key}_cuda"]["cpu_median_over_cuda"] = (t[f"{key}_cpu"]["median"]
                                                     / t[f"{key}_cuda"]["median"])
@@ -442,8 +439,9 @@ def _tree_at(rec: Recorder, level: int, cpu_runs: int):
 
 
 def step_tree(rec: Recorder):
-    _tree_at(rec, SIZES["tree_level"], cpu_runs=SIZES["tree_cpu_runs"])
-    _capped_tree(rec, SIZES["tree_level"], SIZES["tree_binding_cap"])
+    if _importable_cuda_refinement(rec):
+        _tree_at(rec, SIZES["tree_level"], cpu_runs=SIZES["tree_cpu_runs"])
+        _capped_tree(rec, SIZES["tree_level"], SIZES["tree_binding_cap"])
 
 
 def _capped_tree(rec: Recorder, level: int, cap: int):
@@ -467,7 +465,8 @@ def _capped_tree(rec: Recorder, level: int, cap: int):
 
 
 def step_tree_deep(rec: Recorder):
-    _tree_at(rec, SIZES["tree_deep_level"], cpu_runs=SIZES["tree_deep_cpu_runs"])
+    if _importable_cuda_refinement(rec):
+        _tree_at(rec, SIZES["tree_deep_level"], cpu_runs=SIZES["tree_deep_cpu_runs"])
 
 
 def _pytest(rec: Recorder, name, args, timeout):
