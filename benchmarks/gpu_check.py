@@ -13,8 +13,10 @@ rewritten after every step and holds::
 Steps: device; parity of weights / uniforms (10**7) and draws (10**6 from 10**7, a
 1e12 dynamic range, without replacement) against the cpu backend; the weight kernel
 in GB/s against a device-to-device copy; 10**7 draws from 2**24 weights against
-torch.multinomial on the same GPU; 10**7 draws from 10**8 weights; a 2-D refinement
-tree of about 10**6 leaves (cuda vs cpu leaves, and times); the CUDA tests (pytest).
+torch.multinomial on the same GPU; 10**7 draws from 10**8 weights; the cuda refinement
+engine's host synchronisations per round (level-9 tree, round by round); the 2-D tree
+at levels 12 (about 1.35e6 leaves) and 14, cuda against the median of cpu runs, leaves
+identical; the CUDA tests (pytest).
 With ZP_GPU_CHECK_SIM=1 the same steps run at tiny sizes under the CUDA simulator.
 Timings: median of several runs after a warm-up, min and max, seconds.
 """
@@ -46,16 +48,20 @@ TESTS_RESERVE = 20.0 if SIM else 70.0
 SIZES = {
     "gpu": dict(n_weights=10**7, n_draws=10**6, n_without=10**5, torch_n=2**24,
                 torch_draws=10**7, big_n=10**8, big_draws=10**7, repeats=5,
-                tree_grid=16, tree_parity_level=9, tree_level=12, tree_cap=10**8),
+                tree_grid=16, tree_parity_level=9, tree_level=12, tree_deep_level=14,
+                tree_cpu_runs=3, tree_deep_cpu_runs=1, tree_cap=10**8,
+                tree_binding_cap=10**6),
     "sim": dict(n_weights=2000, n_draws=200, n_without=50, torch_n=512, torch_draws=100,
                 big_n=2500, big_draws=100, repeats=1,
-                tree_grid=2, tree_parity_level=2, tree_level=2, tree_cap=10**4),
+                tree_grid=2, tree_parity_level=2, tree_level=2, tree_deep_level=3,
+                tree_cpu_runs=1, tree_deep_cpu_runs=1, tree_cap=10**4,
+                tree_binding_cap=60),
 }["sim" if SIM else "gpu"]
 
 #: (step, time budget in seconds) in the order they run.
 STEPS = [("device", 45), ("parity_weights", 60), ("parity_sampling", 90),
          ("timing_weights", 40), ("timing_sampling", 70), ("timing_big", 60),
-         ("tree", 90), ("tests", 150)]
+         ("tree_syncs", 40), ("tree", 90), ("tree_deep", 100), ("tests", 150)]
 
 
 # ------------------------------------------------------------------ child-side helpers
@@ -345,50 +351,122 @@ def step_timing_big(rec: Recorder):
         rec.put("info", "torch_multinomial_1e8", f"refused: {str(exc).splitlines()[0]}")
 
 
-def _tree(backend, level, grid, cap):
+def _tree(backend, level, grid, cap, *, run=True):
     """The 2-D tree of benchmarks/bench_refinement.py: the zero curves of the degree-6
-    catalogue polynomial, ``criterion="sign"`` (level 12: about 1.35e6 leaves)."""
+    catalogue polynomial, ``criterion="sign"`` (level 12: about 1.35e6 leaves), refined
+    unless ``run`` is False."""
     from zp_ref import problems
     from zp_ref.refinement import ActiveSampler, ActiveSamplerConfig
     prob = problems.get("bivariate_deg6_2d")
     config = ActiveSamplerConfig(initial_grid_size=grid, grid_bounds=prob.bounds,
                                  max_refinement_level=level, max_grid_points=cap,
                                  criterion="sign")
-    return ActiveSampler(config, q=prob.q, input_dim=2, backend=backend).refine()
+    s = ActiveSampler(config, q=prob.q, input_dim=2, backend=backend)
+    return s.refine() if run else s
+
+
+def _same_leaves(a, b) -> bool:
+    """The two samplers' leaves are identical."""
+    la, lb = a.leaves(), b.leaves()
+    return la.keys() == lb.keys() and all(np.array_equal(la[k], lb[k], equal_nan=True)
+                                          for k in la)
+
+
+def _importable_cuda_refinement(rec: Recorder) -> bool:
+    try:
+        import zp_ref.refinement.cuda  # noqa: F401
+    except ImportError as exc:
+        rec.put("skipped", "tree", f"refinement on cuda not importable: {exc!r}")
+        return False
+    return True
+
+
+def step_tree_syncs(rec: Recorder):
+    """Host synchronisations (device-to-host copies) of each round of the cuda engine,
+    round by round, on the parity-level tree; its leaves against the cpu backend's
+    (this also compiles the kernels the timed steps use)."""
+    if not _importable_cuda_refinement(rec):
+        return
+    level, grid, cap = SIZES["tree_parity_level"], SIZES["tree_grid"], SIZES["tree_cap"]
+    s = _tree("cuda", level, grid, cap, run=False)
+    per_round = []
+    while True:
+        before = s._engine.sync_count
+        s.refine(max_rounds=1)
+        per_round.append(s._engine.sync_count - before)
+        if s.refinement_history[-1]["n_refined"] == 0:
+            break
+    rec.put("info", "tree_syncs_per_round", {
+        "level": level, "n_leaves": int(s.get_statistics()["n_leaves"]),
+        "per_round": per_round, "max": max(per_round)})
+    rec.check(f"tree_2d_syncs_per_round_level{level}_at_most_2", lambda: max(per_round) <= 2)
+    rec.check(f"tree_2d_leaves_level{level}_cuda_vs_cpu",
+              lambda: _same_leaves(s, _tree("cpu", level, grid, cap)))
+
+
+def _tree_at(rec: Recorder, level: int, cpu_runs: int):
+    """cuda against the median of ``cpu_runs`` cpu runs at ``level``: construction and
+    ``refine()`` timed, the host views (statistics, leaves) not; each backend compiled
+    first on a level-2 tree on a GPU (a step is a fresh process). Leaves identical; the
+    cuda run's host syncs and rounds."""
+    grid, cap, built = SIZES["tree_grid"], SIZES["tree_cap"], {}
+    for backend, runs in (("cuda", 1 if SIM else 2), ("cpu", cpu_runs)):
+        stats = {}
+        if not SIM:         # the simulator compiles nothing
+            _tree(backend, 2, grid, cap)
+
+        def build(backend=backend, stats=stats):
+            s = _tree(backend, level, grid, cap)     # construction + refine(): the timed part
+            built[backend] = s
+            if backend == "cuda":
+                stats["host_syncs"] = s._engine.sync_count
+                stats["rounds"] = len(s.refinement_history)
+
+        def timed(build=build, stats=stats, runs=runs, backend=backend):
+            t = time_device(build, repeats=runs, warmup=0)
+            info = built[backend].get_statistics()     # host views: not timed
+            return {**t, **stats, "n_leaves": info["n_leaves"],
+                    "n_evaluations": info["n_evaluations"]}
+        rec.timing(f"tree_2d_deg6_level{level}_{backend}", timed)
+    t, key = rec.data["timings"], f"tree_2d_deg6_level{level}"
+    if f"{key}_cuda" in t and f"{key}_cpu" in t:
+        t[f"{key}_cuda"]["cpu_median_over_cuda"] = (t[f"{key}_cpu"]["median"]
+                                                    / t[f"{key}_cuda"]["median"])
+        rec.save()
+    if "cuda" in built and "cpu" in built:
+        rec.check(f"tree_2d_leaves_level{level}_cuda_vs_cpu",
+                  lambda: _same_leaves(built["cuda"], built["cpu"]))
 
 
 def step_tree(rec: Recorder):
-    import numpy as np
-    try:
-        import zp_ref.refinement.cuda  # noqa: F401
-        from zp_ref.refinement import ActiveSampler  # noqa: F401
-    except ImportError as exc:
-        rec.put("skipped", "tree", f"refinement on cuda not importable: {exc!r}")
-        return
-    grid, cap = SIZES["tree_grid"], SIZES["tree_cap"]
+    if _importable_cuda_refinement(rec):
+        _tree_at(rec, SIZES["tree_level"], cpu_runs=SIZES["tree_cpu_runs"])
+        _capped_tree(rec, SIZES["tree_level"], SIZES["tree_binding_cap"])
 
-    def same_leaves():
-        a = _tree("cuda", SIZES["tree_parity_level"], grid, cap).leaves()
-        c = _tree("cpu", SIZES["tree_parity_level"], grid, cap).leaves()
-        rec.put("info", "tree_parity_leaves", int(c["level"].size))
-        return all(np.array_equal(a[k], c[k]) for k in ("lo", "hi", "level", "flagged"))
-    rec.check(f"tree_2d_leaves_level{SIZES['tree_parity_level']}_cuda_vs_cpu", same_leaves)
-    level = SIZES["tree_level"]
-    for backend in ("cuda", "cpu"):    # compiled by the parity check: no warm-up
-        stats = {}
 
-        def build(backend=backend, stats=stats):
-            stats.update(_tree(backend, level, grid, cap).get_statistics())
+def _capped_tree(rec: Recorder, level: int, cap: int):
+    """The tree under a binding ``max_grid_points`` (the urgency order and prefix on the
+    device: a radix sort above gpu_cap.RANK_MAX candidates): one timed run per backend,
+    leaves identical, the cuda run's host syncs."""
+    grid, built, name = SIZES["tree_grid"], {}, f"tree_2d_deg6_level{level}_cap{num(cap)}"
+    for backend in ("cuda", "cpu"):
+        def timed(backend=backend):
+            t = time_device(lambda: built.__setitem__(backend, _tree(backend, level, grid, cap)),
+                            repeats=1, warmup=0)
+            s = built[backend]
+            extra = {"capped_rounds": sum(h["capped"] for h in s.refinement_history)}
+            if backend == "cuda":
+                extra.update(host_syncs=s._engine.sync_count, rounds=len(s.refinement_history))
+            return {**t, **extra}
+        rec.timing(f"{name}_{backend}", timed)
+    if "cuda" in built and "cpu" in built:
+        rec.check(f"{name}_leaves_cuda_vs_cpu",
+                  lambda: _same_leaves(built["cuda"], built["cpu"]))
 
-        def timed(build=build, stats=stats):
-            t = time_device(build, repeats=1 if SIM else 2, warmup=0)
-            return {**t, "n_leaves": stats["n_leaves"], "n_evaluations": stats["n_evaluations"]}
-        rec.timing(f"tree_2d_deg6_level{level}_{backend}", timed)
-    t = rec.data["timings"]
-    key = f"tree_2d_deg6_level{level}"
-    if f"{key}_cuda" in t and f"{key}_cpu" in t:
-        t[f"{key}_cuda"]["cpu_over_cuda"] = t[f"{key}_cpu"]["median"] / t[f"{key}_cuda"]["median"]
-        rec.save()
+
+def step_tree_deep(rec: Recorder):
+    if _importable_cuda_refinement(rec):
+        _tree_at(rec, SIZES["tree_deep_level"], cpu_runs=SIZES["tree_deep_cpu_runs"])
 
 
 def _pytest(rec: Recorder, name, args, timeout):
@@ -498,10 +576,15 @@ def summary(report: dict) -> str:
     for k, v in report["timings"].items():
         extra = ", ".join(f"{e}={v[e]:.4g}" for e in ("GB_per_s", "fraction_of_copy_bandwidth",
                                                         "draws_per_s", "ours_speedup",
-                                                        "cpu_over_cuda", "n_leaves")
+                                                        "cpu_median_over_cuda", "n_leaves",
+                                                        "host_syncs", "rounds")
                           if isinstance(v.get(e), (int, float)))
         lines.append(f"timing {k}: median {v['median'] * 1e3:.3f} ms "
                      f"[{v['min'] * 1e3:.3f}, {v['max'] * 1e3:.3f}] {extra}")
+    syncs = report["info"].get("tree_syncs_per_round")
+    if syncs:
+        lines.append(f"host syncs per round (level {syncs['level']}): max {syncs['max']}, "
+                     f"{syncs['per_round']}")
     lines += [f"skipped {k}: {v}" for k, v in report["skipped"].items()]
     lines += [f"error {k}: {v.strip().splitlines()[-1]}" for k, v in report["errors"].items()]
     return "\n".join(lines)

@@ -32,10 +32,13 @@ def test_gpu_check_sim_mode_writes_a_complete_report(tmp_path):
     assert all(s["status"] == "ok" for s in report["steps"].values()), report["steps"]
     assert list(report["steps"]) == ["device", "parity_weights", "parity_sampling",
                                      "timing_weights", "timing_sampling", "timing_big",
-                                     "tree", "tests"]
+                                     "tree_syncs", "tree", "tree_deep", "tests"]
     expected_parity = {"weights_golden", "uniforms_2000", "draws_200_from_2000_vs_numpy_oracle",
                        "draws_200_from_2000_dynamic_range_1e12_zeros",
                        "draws_100_from_512_vs_cpu", "draws_100_from_2500_vs_cpu",
+                       "tree_2d_syncs_per_round_level2_at_most_2",
+                       "tree_2d_leaves_level2_cuda_vs_cpu", "tree_2d_leaves_level3_cuda_vs_cpu",
+                       "tree_2d_deg6_level2_cap60_leaves_cuda_vs_cpu",
                        "pytest_gpu_kernels"}
     assert expected_parity <= set(report["parity"]), sorted(report["parity"])
     assert all(report["parity"].values()) and report["all_parity_true"] is True
@@ -45,6 +48,16 @@ def test_gpu_check_sim_mode_writes_a_complete_report(tmp_path):
         t = report["timings"][name]
         assert 0 < t["min"] <= t["median"] <= t["max"], (name, t)
     assert "GB_per_s" in report["timings"]["weights_kernel_2000_p2_unnormalised"]
+    syncs = report["info"]["tree_syncs_per_round"]
+    assert syncs["per_round"][-1] == 1 and set(syncs["per_round"][:-1]) == {2}, syncs
+    for level in (2, 3):
+        cuda_t = report["timings"][f"tree_2d_deg6_level{level}_cuda"]
+        cpu_t = report["timings"][f"tree_2d_deg6_level{level}_cpu"]
+        assert cuda_t["n_leaves"] == cpu_t["n_leaves"] > 0
+        assert cuda_t["host_syncs"] == 2 * (cuda_t["rounds"] - 1) + 1, cuda_t
+        assert cuda_t["cpu_median_over_cuda"] == cpu_t["median"] / cuda_t["median"]
+    capped = report["timings"]["tree_2d_deg6_level2_cap60_cuda"]
+    assert capped["capped_rounds"] == 2 and capped["host_syncs"] == 2 + 3 + 2, capped
     assert "parity" in res.stdout and "wrote" in res.stdout
 
 

@@ -2,10 +2,17 @@
 :mod:`zp_ref.kernels.gpu_refinement` (imported only for backend="cuda").
 
 The tree lives on the device between rounds; ``host_tree()`` copies it back when the
-host needs it. ``open_round`` runs the round's kernels (flag and scan the splittable
-leaves, compact them, claim face points, emit the children) and reads back the point
-count; only a binding ``max_grid_points`` cap, a callable Q (its points go to the host
-and its values come back) or a host-side view moves arrays across. Every launch uses
+host needs it. A round of a polynomial Q is two host synchronisations, each a copy of
+two int64 counts: ``open_round`` flags and scans the splittable leaves and reads
+(points, candidates) back, then compacts them, claims face points, emits the children
+and reads the new point count; evaluation and the new cells' flags follow without a
+read. Tree arrays and the point table grow by capacity doubling, copied on the device.
+When ``max_grid_points`` may bind, the oracle's urgency order and prefix run on the
+device too (:mod:`zp_ref.kernels.gpu_cap`) and one more count (the prefix length) is
+read. Only a callable Q (its new points go to the host once per round, its values come
+back) or a host-side view moves arrays across. Every device-to-host copy goes
+through :meth:`CudaEngine._to_host`, which counts it in ``sync_count`` (the regression
+guard of tests/test_gpu_refinement.py). Every launch uses
 :mod:`zp_ref.kernels.gpu_launch`'s policy.
 """
 from __future__ import annotations
@@ -13,7 +20,10 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
+from ..kernels import gpu_cap
 from ..kernels.common import CRIT_INTERVAL
+from ..kernels.gpu_cap import (_bit_is_zero, _charges, _count_fitting, _face_ranks, _gather,
+                               _iota, _rank_by_count, _split_scatter, _urgency_fields)
 from ..kernels.gpu_launch import one_per_item_shape
 from ..kernels.gpu_poly import MAX_AXIS_DEGREE, check_supported
 from ..kernels.gpu_refinement import (EMPTY, MAX_TAYLOR, _candidate_flags, _cell_flags, _compact,
@@ -45,6 +55,8 @@ class CudaEngine:
                              f"with at most {MAX_TAYLOR} Taylor coefficients; this one has "
                              f"{self.interval.size} (use backend='cpu')")
         self._buffers = {}
+        #: Device-to-host copies (each one a host synchronisation) since construction.
+        self.sync_count = 0
         self._constants(lat, qspec)
         self._host = tree
         self._upload(tree)
@@ -72,6 +84,12 @@ class CudaEngine:
         return buf[:max(size, 1)]
 
     # -- host <-> device
+    def _to_host(self, d_arr) -> np.ndarray:
+        """``d_arr`` copied to the host: the engine's only device-to-host path, counted
+        in ``sync_count`` (the copy waits for every kernel queued before it)."""
+        self.sync_count += 1
+        return d_arr.copy_to_host()
+
     def _upload(self, tree: Tree) -> None:
         self.n, self.n_points = tree.n, tree.n_points
         self.d_nodes = {}
@@ -110,11 +128,11 @@ class CudaEngine:
             tree.reserve(self.n, self.n_points)
             tree.n, tree.n_points = self.n, self.n_points
             for name in _NODE_FIELDS:
-                host = self.d_nodes[name][:self.n].copy_to_host()
+                host = self._to_host(self.d_nodes[name][:self.n])
                 getattr(tree, name)[:self.n] = host.astype(np.bool_) if host.dtype == np.uint8 \
                     else host
-            tree.key[:self.n_points] = self.d_key[:self.n_points].copy_to_host()
-            tree.value[:self.n_points] = self.d_value[:self.n_points].copy_to_host()
+            tree.key[:self.n_points] = self._to_host(self.d_key[:self.n_points])
+            tree.value[:self.n_points] = self._to_host(self.d_value[:self.n_points])
             tree.n_leaves = self.n_leaves
             self._host, self._host_stale = tree, False
         return self._host
@@ -200,11 +218,13 @@ class CudaEngine:
 
     def _read_counts(self) -> int:
         """Read (points, splittable leaves) back from the device."""
-        n_points, n_cand = (int(v) for v in self.d_counts.copy_to_host())
+        n_points, n_cand = (int(v) for v in self._to_host(self.d_counts))
         self.n_points, self._next_candidates = n_points, n_cand
         return n_cand
 
     def open_round(self, select) -> PendingRound:
+        """Flag, count, compact, (cap: select on the device, as ``select_under_cap``;
+        ``select`` is not called), split; two count reads, three when the cap may bind."""
         lat, nd, tab = self.lat, self.d_nodes, self.lat.tables
         nc, n_face = 2 ** lat.d, tab["face_pos"].size
         n = self.n
@@ -213,16 +233,12 @@ class CudaEngine:
             self._read_counts()
         n_cand = self._next_candidates
         n_sel, capped = n_cand, False
-        if n_cand and self.n_points + n_cand * (3 ** lat.d - 1) > lat.max_points:
-            tree = self.host_tree()
-            cand = np.flatnonzero(tree.alive[:n] & tree.flag[:n] & ~tree.exhausted[:n]
-                                  & (tree.level[:n] < lat.L))
-            sel_host, capped = select(cand)
-            n_sel = sel_host.size
-            d_sel = cuda.to_device(np.ascontiguousarray(sel_host, np.int64)) if n_sel else None
-        elif n_cand:
+        if n_cand:
             d_sel = self._buffer("sel", n_cand)
             _compact[one_per_item_shape(n)](n, self.d_cflag, self.d_coffsets, d_sel)
+        if n_cand and self.n_points + n_cand * (3 ** lat.d - 1) > lat.max_points:
+            d_sel, n_sel = self._select_under_cap(d_sel, n_cand)
+            capped = n_sel < n_cand
         if n_sel == 0:
             return PendingRound(n, 0, self.n_points, 0, None, round_info(
                 n_cand, 0, capped, 0, self.n_points, self.n_leaves))
@@ -250,7 +266,7 @@ class CudaEngine:
             d_tab["child_corner_pos"])
         _set_point_count[1, 1](new_faces, p0, n_sel * nc, self.d_counts)
         self.n = c0 + n_sel * nc
-        self.n_points = int(self.d_counts.copy_to_host()[0])
+        self.n_points = int(self._to_host(self.d_counts)[0])
         n_new = self.n_points - p0
         _fill[one_per_item_shape(n_new)](self.d_value[p0:self.n_points], n_new, np.nan)
         self.n_leaves += n_sel * (nc - 1)
@@ -258,12 +274,68 @@ class CudaEngine:
         return PendingRound(c0, n_sel * nc, p0, n_new, d_sel, round_info(
             n_cand, n_sel, capped, n_new, self.n_points, self.n_leaves))
 
+    def _select_under_cap(self, d_cand, n: int) -> tuple:
+        """The oracle's ``select_under_cap`` on the device (kernels of
+        :mod:`zp_ref.kernels.gpu_cap`): the candidates ``d_cand`` (n,) in urgency order and
+        the length of the prefix that fits; one read (that length)."""
+        lat, nd, tab = self.lat, self.d_nodes, self.lat.tables
+        buf, shape = self._buffer, one_per_item_shape(n)
+        sign_bit, lvl, key = buf("u_sign", n), buf("u_level", n), buf("u_key", n)
+        min_abs = buf("u_min_abs", n, np.float64)
+        _urgency_fields[shape](n, d_cand, nd["corner"], nd["centre"], self.d_value, nd["lo"],
+                               nd["level"], self.c_geom[0], sign_bit, min_abs, lvl, key)
+        order = self._urgency_order(n, sign_bit, min_abs, lvl, key)
+        n_face, nc = tab["face_pos"].size, 2 ** lat.d
+        charge, before = buf("u_charge", n), buf("u_before", n)
+        if n_face:
+            n_sf = n * n_face
+            cap = 1 << max(4, int(2 * n_sf - 1).bit_length())
+            rkeys, rank = buf("u_rkeys", cap), buf("u_rank", cap)
+            _fill[one_per_item_shape(cap)](rkeys, cap, EMPTY)
+            _fill[one_per_item_shape(cap)](rank, cap, n)
+            fresh, rslot = buf("u_fresh", n_sf), buf("u_rslot", n_sf)
+            _face_ranks[one_per_item_shape(n_sf)](
+                n, order, d_cand, nd["lo"], nd["level"], self.c_geom[0], lat.L,
+                self.c_tab["offsets"], self.c_tab["face_pos"], self.d_tkeys, self.shift, rkeys,
+                31 - (cap.bit_length() - 1), rank, fresh, rslot)
+            _charges[shape](n, n_face, nc, fresh, rslot, rank, charge)
+        else:
+            _fill[shape](charge, n, nc)
+        exclusive_scan(charge, n, before, buf)
+        fits = buf("u_fits", 1)
+        _fill[1, 1](fits, 1, 0)
+        _count_fitting[shape](n, charge, before, lat.max_points - self.n_points, fits)
+        sel = buf("u_sel", n)
+        _gather[shape](n, order, d_cand, sel)
+        return sel, int(self._to_host(fits)[0])
+
+    def _urgency_order(self, n: int, sign_bit, min_abs, lvl, key):
+        """Candidate positions (n,) most urgent first: ranked by counting up to
+        ``gpu_cap.RANK_MAX`` candidates, else radix-sorted one bit per pass."""
+        buf, shape = self._buffer, one_per_item_shape(n)
+        order, spare = buf("u_order", n), buf("u_spare", n)
+        if n <= gpu_cap.RANK_MAX:
+            _rank_by_count[shape](n, sign_bit, min_abs, lvl, key, order)
+            return order
+        _iota[shape](order, n)
+        flag, pos = buf("u_flag", n), buf("u_pos", n)
+        max_key = int(self.lat.strides[0]) * (int(self.lat.M[0]) + 1)
+        # least significant first: key, level, min |Q| (63 bits of a float >= 0), sign
+        for field, bits in ((key, max_key.bit_length()), (lvl, int(self.lat.L).bit_length()),
+                            (min_abs.view(np.int64), 63), (sign_bit, 1)):
+            for b in range(bits):
+                _bit_is_zero[shape](n, order, field, b, flag)
+                exclusive_scan(flag, n, pos, buf)
+                _split_scatter[shape](n, order, flag, pos, spare)
+                order, spare = spare, order
+        return order
+
     def undo_round(self, pending: PendingRound) -> None:
         if pending.n_children:
             self._upload(self._host_before(pending.c0, pending.p0, pending.sel))
 
     def point_coords(self, p0: int, p1: int) -> np.ndarray:
-        keys = self.d_key[p0:p1].copy_to_host()
+        keys = self._to_host(self.d_key[p0:p1])
         return self.lat.coords(self.lat.decode(keys))
 
     def _host_before(self, c0: int, p0: int, d_sel) -> Tree:
@@ -271,7 +343,7 @@ class CudaEngine:
         self.n_points = p0
         tree = self.host_tree()
         tree.n, tree.n_points = c0, p0
-        tree.alive[d_sel.copy_to_host()] = True
+        tree.alive[self._to_host(d_sel)] = True
         tree.n_leaves = int(tree.alive[:c0].sum())
         self.n = c0
         return tree
