@@ -54,20 +54,23 @@ def importance_weight(q, p, mode, min_q_abs, max_weight, inv_temperature):
 
 
 @njit(cache=True, inline="always")
-def fill_weights(q, out, lo, hi, p, mode, min_q_abs, max_weight, inv_temperature):
-    """out[lo:hi] = weights; one loop per specialisation so each one vectorises."""
+def fill_weights(q, lo, hi, out, at, p, mode, min_q_abs, max_weight, inv_temperature):
+    """out[at:at + hi - lo] = weights of q[lo:hi]; one loop per specialisation so each
+    one vectorises."""
+    shift = at - lo
     if inv_temperature == 1.0 and mode == POWER_TWO:
         for i in range(lo, hi):
-            out[i] = importance_weight(q[i], 2.0, POWER_TWO, min_q_abs, max_weight, 1.0)
+            out[i + shift] = importance_weight(q[i], 2.0, POWER_TWO, min_q_abs, max_weight, 1.0)
     elif inv_temperature == 1.0 and mode == POWER_ONE:
         for i in range(lo, hi):
-            out[i] = importance_weight(q[i], 1.0, POWER_ONE, min_q_abs, max_weight, 1.0)
+            out[i + shift] = importance_weight(q[i], 1.0, POWER_ONE, min_q_abs, max_weight, 1.0)
     elif inv_temperature == 1.0 and mode == POWER_HALF:
         for i in range(lo, hi):
-            out[i] = importance_weight(q[i], 0.5, POWER_HALF, min_q_abs, max_weight, 1.0)
+            out[i + shift] = importance_weight(q[i], 0.5, POWER_HALF, min_q_abs, max_weight, 1.0)
     else:
         for i in range(lo, hi):
-            out[i] = importance_weight(q[i], p, mode, min_q_abs, max_weight, inv_temperature)
+            out[i + shift] = importance_weight(q[i], p, mode, min_q_abs, max_weight,
+                                               inv_temperature)
 
 
 @njit(cache=True, inline="always")
@@ -106,7 +109,7 @@ def weights_and_chunk_sums(q, p, mode, min_q_abs, max_weight, inv_temperature, o
         s = 0.0
         for lo in range(c * SUM_CHUNK, hi, SUB_CHUNK):
             end = min(hi, lo + SUB_CHUNK)
-            fill_weights(q, out, lo, end, p, mode, min_q_abs, max_weight, inv_temperature)
+            fill_weights(q, lo, end, out, lo, p, mode, min_q_abs, max_weight, inv_temperature)
             s += lane_sum(out, lo, end)
         sums[c] = s
 
