@@ -5,6 +5,9 @@
 backend. The cpu and cuda kernels compute the block totals of the weights in one
 read-only pass over q, then recompute the weights only inside the blocks that draws
 land in: no (N,) array is written. The oracle is that composition itself.
+
+(The module is not named ``sample_from_q``: importing it would then replace the
+function ``zp_ref.sample_from_q`` by the module.)
 """
 from __future__ import annotations
 
@@ -35,9 +38,10 @@ def sample_from_q(q, n, *, seed, weight_power=2.0, min_q_abs=1e-6, max_weight=10
     q: (N,) real (``+-inf``: weight 0; NaN: see ``nan_policy`` of
     ``importance_weights``). Returns int64 (n,).
 
-    With replacement the cpu and cuda backends never store the weights (extra memory:
-    ~8 bytes per PREFIX_BLOCK entries plus 16 bytes per draw); ``replace=False`` needs
-    a key per entry, so it computes the weights first.
+    With replacement the cpu and cuda backends never store the weights: besides the
+    output, the extra memory is 24 bytes per block of PREFIX_BLOCK entries and 12
+    bytes per draw. ``replace=False`` needs a key per entry, so it computes the
+    weights first (8 bytes per entry).
     """
     p, min_q_abs, max_weight, temperature = check_weight_config(
         weight_power, min_q_abs, max_weight, temperature)
