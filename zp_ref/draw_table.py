@@ -43,7 +43,7 @@ class DrawTable:
             self._init_cuda(w)
 
     def _init_cpu(self, w):
-        from .kernels.cpu_draw_table import build_local_prefix_sums
+        from .kernels.cpu_draw_table import build_local_prefix_sums, last_positive
         from .kernels.cpu_sample_from_q import parts_for
         from .kernels.cpu_sampling import PREFIX_BLOCK, checked_block_ends, guide_table
         with threads_for(w.size):
@@ -54,7 +54,7 @@ class DrawTable:
         self._offsets = np.concatenate(([0.0], self._ends[:-1]))
         self._guide = guide_table(self._ends)
         self.total = float(self._ends[-1])
-        self._last_positive = int(np.flatnonzero(w)[-1])
+        self._last_positive = last_positive(w)
 
     def _init_cuda(self, w):
         from numba import cuda

@@ -35,3 +35,12 @@ def resolve_draws_from_table(key, total, n_pool, offsets, local, starts, grouped
                 continue
             resolve_group(key, total, n_pool, offsets, starts, grouped, out, b0,
                           min(_GROUP, nb - b0), local[b0:b0 + _GROUP])
+
+
+@njit(cache=True)
+def last_positive(w):
+    """The last index with w > 0 (-1 when none): a backward scan that stops there."""
+    for i in range(w.size - 1, -1, -1):
+        if w[i] > 0.0:
+            return i
+    return -1
