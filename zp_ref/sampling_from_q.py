@@ -40,8 +40,8 @@ def sample_from_q(q, n, *, seed, weight_power=2.0, min_q_abs=1e-6, max_weight=10
 
     With replacement the cpu and cuda backends never store the weights: besides the
     output, the extra memory is 24 bytes per block of PREFIX_BLOCK entries and 12
-    bytes per draw. ``replace=False`` needs a key per entry, so it computes the
-    weights first (8 bytes per entry).
+    bytes per draw (plus a copy of q on cpu when NaNs are omitted). ``replace=False``
+    needs a key per entry, so it computes the weights first (8 bytes per entry).
     """
     p, min_q_abs, max_weight, temperature = check_weight_config(
         weight_power, min_q_abs, max_weight, temperature)
@@ -68,13 +68,14 @@ def sample_from_q(q, n, *, seed, weight_power=2.0, min_q_abs=1e-6, max_weight=10
 def _sample_from_q_cpu(q, n, key, params, nan_policy):
     from .kernels.cpu_sample_from_q import block_ends_from_q, draws_from_q_cpu
     with threads_for(q.size + n):
-        ends = block_ends_from_q(q, params, False)
-        has_nan = bool(np.isnan(ends[-1]))   # weights are >= 0: a NaN total is a NaN in q
-        if has_nan:
-            _check_nan(q, int(np.isnan(q).sum()), nan_policy)
-            ends = block_ends_from_q(q, params, True)
+        ends = block_ends_from_q(q, params)
+        if np.isnan(ends[-1]):              # weights are >= 0: a NaN total is a NaN in q
+            nan = np.isnan(q)
+            _check_nan(q, int(nan.sum()), nan_policy)
+            q = np.where(nan, np.inf, q)     # omitted: weight 0, as the oracle does
+            ends = block_ends_from_q(q, params)
         check_weight_sums(_NO_BAD_ENTRIES, 0, ends[-1])
-        return draws_from_q_cpu(q, params, has_nan, ends, n, key)
+        return draws_from_q_cpu(q, params, ends, n, key)
 
 
 def _sample_from_q_cuda(q, n, key, params, nan_policy):

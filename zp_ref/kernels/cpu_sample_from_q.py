@@ -2,15 +2,17 @@
 
 The weights ``w_i = importance_weight(q_i)`` (:mod:`.cpu_weights`) are never stored.
 A group of four PREFIX_BLOCK blocks at a time, they are written into a small scratch
-array that stays in L1 (the vectorised ``fill_weights`` loop) and summed there by
-``local_prefix_sums`` of :mod:`.cpu_sampling`. A read-only pass over q keeps only the
-block totals; the draws are then grouped by block (``group_draws``) and every group
-that holds a draw recomputes its weights and resolves its draws (``resolve_group``).
+array that stays in L1 (the vectorised ``fill_weights`` loop) and summed there. A
+read-only pass over q keeps only the block totals; the draws are then grouped by block
+(``group_draws``) and every group that holds a draw recomputes its weights, their
+``local_prefix_sums`` and resolves its draws (``resolve_group``, both of
+:mod:`.cpu_sampling`).
 Same weights, same adds in the same order: the indices of
 ``sample_with_replacement_cpu(importance_weights_cpu(q))``, bit for bit.
 
 ``params`` is the tuple ``(p, power_mode(p), min_q_abs, max_weight, 1 / temperature)``;
-``zero_nan`` gives NaN inputs weight 0 (the slow path, only when q holds a NaN).
+q holds no NaN (the caller maps NaN to inf, weight 0, when it omits them). No NaN
+branch in the kernels: one keeps LLVM from vectorising the weight loop.
 """
 import numpy as np
 from numba import njit, prange
@@ -24,38 +26,54 @@ GROUP_SIZE = _GROUP * PREFIX_BLOCK
 
 
 @njit(cache=True, inline="always")
-def group_prefix_sums(q, b0, nb, params, zero_nan, scratch, local):
-    """local[r] = prefix sums of the weights of block b0 + r, r < count (short blocks
-    padded with +inf); returns count, the blocks in the group."""
+def group_weights(q, b0, params, scratch):
+    """scratch[:size] = the weights of blocks b0 .. b0 + 3 (vectorised); returns size,
+    the entries of the group (< GROUP_SIZE only for the last group)."""
     p, mode, min_q_abs, max_weight, inv_temperature = params
     lo = b0 * PREFIX_BLOCK
     size = min(q.size, lo + GROUP_SIZE) - lo
     fill_weights(q, lo, lo + size, scratch, 0, p, mode, min_q_abs, max_weight, inv_temperature)
-    if zero_nan:
-        for k in range(size):
-            if scratch[k] != scratch[k]:
-                scratch[k] = 0.0
-    return local_prefix_sums(scratch[:size], 0, min(_GROUP, nb - b0), local)
+    return size
+
+
+@njit(cache=True, inline="always")
+def group_block_totals(scratch, size, totals, b0):
+    """totals[b0 + r] = sequential sum of scratch[r * PREFIX_BLOCK:(r + 1) * PREFIX_BLOCK]
+    (cpu_sampling.block_totals' order): four chains side by side for a full group."""
+    B = PREFIX_BLOCK
+    if size == GROUP_SIZE:
+        s0 = s1 = s2 = s3 = 0.0
+        for k in range(B):
+            s0 += scratch[k]
+            s1 += scratch[B + k]
+            s2 += scratch[2 * B + k]
+            s3 += scratch[3 * B + k]
+        totals[b0] = s0
+        totals[b0 + 1] = s1
+        totals[b0 + 2] = s2
+        totals[b0 + 3] = s3
+        return
+    for r in range((size + B - 1) // B):
+        s = 0.0
+        for k in range(r * B, min(size, (r + 1) * B)):
+            s += scratch[k]
+        totals[b0 + r] = s
 
 
 @njit(parallel=True, cache=True)
-def block_totals_from_q(q, params, zero_nan, totals, parts):
-    """totals[b] = sequential sum of the weights of block b (= its last local prefix
-    sum), one read of q; ``parts`` contiguous runs of groups run in parallel."""
-    n, nb = q.size, totals.size
-    n_groups = (nb + _GROUP - 1) // _GROUP
+def block_totals_from_q(q, params, totals, parts):
+    """totals[b] = sequential sum of the weights of block b, one read of q; ``parts``
+    contiguous runs of groups run in parallel."""
+    n_groups = (totals.size + _GROUP - 1) // _GROUP
     for part in prange(parts):
         scratch = np.empty(GROUP_SIZE)
-        local = np.empty((_GROUP, PREFIX_BLOCK))
         for g in range(part * n_groups // parts, (part + 1) * n_groups // parts):
             b0 = g * _GROUP
-            for r in range(group_prefix_sums(q, b0, nb, params, zero_nan, scratch, local)):
-                b = b0 + r
-                totals[b] = local[r, min(n, (b + 1) * PREFIX_BLOCK) - b * PREFIX_BLOCK - 1]
+            group_block_totals(scratch, group_weights(q, b0, params, scratch), totals, b0)
 
 
 @njit(parallel=True, cache=True)
-def resolve_draws_from_q(key, total, q, params, zero_nan, offsets, starts, grouped, out, parts):
+def resolve_draws_from_q(key, total, q, params, offsets, starts, grouped, out, parts):
     """``resolve_draws`` of cpu_sampling with the weights recomputed from q, only in
     the groups of blocks that hold a draw."""
     n, nb = q.size, offsets.size
@@ -67,7 +85,8 @@ def resolve_draws_from_q(key, total, q, params, zero_nan, offsets, starts, group
             b0 = g * _GROUP
             if starts[b0] == starts[min(nb, b0 + _GROUP)]:
                 continue
-            count = group_prefix_sums(q, b0, nb, params, zero_nan, scratch, local)
+            size = group_weights(q, b0, params, scratch)
+            count = local_prefix_sums(scratch[:size], 0, min(_GROUP, nb - b0), local)
             resolve_group(key, total, n, offsets, starts, grouped, out, b0, count, local)
 
 
@@ -86,15 +105,15 @@ def parts_for(n_blocks: int) -> int:
     return max(1, min(64, (n_blocks + _GROUP - 1) // _GROUP))
 
 
-def block_ends_from_q(q, params, zero_nan) -> np.ndarray:
+def block_ends_from_q(q, params) -> np.ndarray:
     """Block ends (float64 (nb,)): np.add.accumulate of the block totals of the
     weights, as cpu_sampling.checked_block_ends computes them from stored weights."""
     totals = np.empty((q.size + PREFIX_BLOCK - 1) // PREFIX_BLOCK)
-    block_totals_from_q(q, params, zero_nan, totals, parts_for(totals.size))
+    block_totals_from_q(q, params, totals, parts_for(totals.size))
     return np.add.accumulate(totals)
 
 
-def draws_from_q_cpu(q, params, zero_nan, ends, n, key) -> np.ndarray:
+def draws_from_q_cpu(q, params, ends, n, key) -> np.ndarray:
     """int64 (n,): the draws of stream ``key`` given the checked block ends."""
     out = np.empty(n, dtype=np.int64)
     if n == 0:
@@ -102,8 +121,7 @@ def draws_from_q_cpu(q, params, zero_nan, ends, n, key) -> np.ndarray:
     nb = ends.size
     offsets = np.concatenate(([0.0], ends[:-1]))
     starts, grouped = group_draws(key, ends, guide_table(ends), n)
-    resolve_draws_from_q(key, ends[-1], q, params, zero_nan, offsets, starts, grouped, out,
-                         parts_for(nb))
+    resolve_draws_from_q(key, ends[-1], q, params, offsets, starts, grouped, out, parts_for(nb))
     corner = grouped[starts[nb]:]
     if corner.size:                       # t rounded up to the total: last positive weight
         out[corner] = last_positive_weight(q, params)
