@@ -2,11 +2,10 @@
 
 ``DrawTable(w).sample(n, seed=s)`` returns ``sample_indices(w, n, seed=s)`` (with
 replacement) on the same backend. The table keeps what every call of
-``sample_indices`` would rebuild: the block ends of the prefix sums, the guide table
-over them, the last positive index and (cpu) the local prefix sums of every block,
-so a call only locates, groups and resolves its draws. Like scipy's
-``DiscreteGuideTable``, it copies what it needs: changing ``w`` afterwards does not
-change its draws.
+``sample_indices`` would rebuild: the block ends of the prefix sums (the pass over
+all N weights), the guide table over them and the last positive index, so a call
+only locates, groups and resolves its draws. Like scipy's ``DiscreteGuideTable``, it
+copies what it needs: changing ``w`` afterwards does not change its draws.
 """
 from __future__ import annotations
 
@@ -23,9 +22,9 @@ class DrawTable:
     """Weighted draws with replacement from the fixed weights ``weights`` ((N,),
     finite, >= 0, positive total; the errors of ``sample_indices``).
 
-    Memory: numpy and cpu keep 8 bytes per entry (N rounded up to a multiple of
-    PREFIX_BLOCK on cpu) plus 20 bytes per block; cuda keeps a device copy of the
-    weights and the block ends.
+    Memory: 8 bytes per entry (numpy: the prefix sums; cpu and cuda: a copy of the
+    weights, on the device for cuda) plus, on cpu, 32 bytes per block of
+    PREFIX_BLOCK entries (block ends, offsets, guide table).
     """
 
     def __init__(self, weights, *, backend="auto"):
@@ -43,14 +42,11 @@ class DrawTable:
             self._init_cuda(w)
 
     def _init_cpu(self, w):
-        from .kernels.cpu_draw_table import build_local_prefix_sums, last_positive
-        from .kernels.cpu_sample_from_q import parts_for
-        from .kernels.cpu_sampling import PREFIX_BLOCK, checked_block_ends, guide_table
+        from .kernels.cpu_draw_table import last_positive
+        from .kernels.cpu_sampling import checked_block_ends, guide_table
         with threads_for(w.size):
             self._ends = checked_block_ends(w)
-            nb = self._ends.size
-            self._local = np.empty((nb, PREFIX_BLOCK))
-            build_local_prefix_sums(w, self._local, parts_for(nb))
+        self._w = w.copy()
         self._offsets = np.concatenate(([0.0], self._ends[:-1]))
         self._guide = guide_table(self._ends)
         self.total = float(self._ends[-1])
@@ -78,15 +74,13 @@ class DrawTable:
         return self._sample_cuda(n, key)
 
     def _sample_cpu(self, n, key):
-        from .kernels.cpu_draw_table import resolve_draws_from_table
-        from .kernels.cpu_sample_from_q import parts_for
-        from .kernels.cpu_sampling import group_draws
+        from .kernels.cpu_sampling import group_draws, resolve_draws
         out = np.empty(n, dtype=np.int64)
         nb = self._ends.size
-        with threads_for(n):
+        with threads_for(self.size + n):
             starts, grouped = group_draws(key, self._ends, self._guide, n)
-            resolve_draws_from_table(key, self.total, self.size, self._offsets, self._local,
-                                     starts, grouped, out, parts_for(nb))
+            resolve_draws(key, self.total, self._w, self._offsets, starts, grouped, out,
+                          min(nb, 64))
         out[grouped[starts[nb]:]] = self._last_positive   # t rounded up to the total
         return out
 
