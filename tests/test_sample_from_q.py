@@ -45,8 +45,8 @@ def q_pool(rng, size, decades=8):
 
 def sizes_for(backend):
     # pools not a multiple of PREFIX_BLOCK, tiny pools, and (cpu/numpy) several groups
-    if backend == "cuda":
-        return [1, 2, 3, 511, 513, 1500]
+    if backend == "cuda":                 # the simulator runs every thread in Python
+        return [1, 3, 513, 1500]
     return [1, 2, 3, 511, 513, 2047, 4 * PREFIX_BLOCK + 1, 20_011]
 
 
@@ -56,7 +56,7 @@ def test_indices_equal_the_two_step_call(rng, backend, config):
     n = 200 if backend == "cuda" else 3000
     for size in sizes_for(backend):
         q = q_pool(rng, size)
-        for seed in (0, 7):
+        for seed in ((0,) if backend == "cuda" else (0, 7)):
             got = sample_from_q(q, n, seed=seed, backend=backend, **config)
             assert got.dtype == np.int64 and got.shape == (n,)
             assert np.array_equal(got, two_step(q, n, seed, backend, **config)), (size, seed)

@@ -39,9 +39,10 @@ def sample_from_q(q, n, *, seed, weight_power=2.0, min_q_abs=1e-6, max_weight=10
     ``importance_weights``). Returns int64 (n,).
 
     With replacement the cpu and cuda backends never store the weights: besides the
-    output, the extra memory is 24 bytes per block of PREFIX_BLOCK entries and 12
-    bytes per draw (plus a copy of q on cpu when NaNs are omitted). ``replace=False``
-    needs a key per entry, so it computes the weights first (8 bytes per entry).
+    output, the extra memory is under 0.2 bytes per entry (block totals, ends, guide
+    table and counts, per PREFIX_BLOCK entries) and 12 bytes per draw (plus a copy of
+    q on cpu when NaNs are omitted). ``replace=False`` needs a key per entry, so it
+    computes the weights first (8 bytes per entry).
     """
     p, min_q_abs, max_weight, temperature = check_weight_config(
         weight_power, min_q_abs, max_weight, temperature)
