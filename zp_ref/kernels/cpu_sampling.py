@@ -38,12 +38,12 @@ def block_totals(w, totals, negatives):
         neg = 0
         if (b + _GROUP) * B <= n:       # four full blocks: four chains side by side
             s0 = s1 = s2 = s3 = 0.0
-            base = b * B
+            src = w[b * B:(b + _GROUP) * B]     # indexed from 0: no negative-index wrap
             for k in range(B):
-                x0 = w[base + k]
-                x1 = w[base + B + k]
-                x2 = w[base + 2 * B + k]
-                x3 = w[base + 3 * B + k]
+                x0 = src[k]
+                x1 = src[B + k]
+                x2 = src[2 * B + k]
+                x3 = src[3 * B + k]
                 neg += (x0 < 0.0) + (x1 < 0.0) + (x2 < 0.0) + (x3 < 0.0)
                 s0 += x0
                 s1 += x1
