@@ -100,7 +100,8 @@ def run(quick: bool = False) -> list:
             target = TARGETS.get((key, peer))
             if key in ("repeated", "weights", "weights_out") and target is None:
                 continue
-            if key in ("default", "out", "sample_from_q") and peer in ("np_sum", "scipy_guide_rvs"):
+            if key in ("default", "out", "sample_from_q") \
+                    and peer in ("np_sum", "scipy_guide_rvs"):
                 continue
             if peer_fn is None:
                 rows.append(ratio_row("peers", names[key], t_ours, label, None, target,
@@ -154,10 +155,12 @@ def _peers(q, w) -> dict:
     else:
         built = DiscreteGuideTable(w, random_state=np.random.default_rng(1))
         peers.update({
-            "scipy_guide": ("scipy DiscreteGuideTable (setup + draws)", lambda: DiscreteGuideTable(
-                w, random_state=np.random.default_rng(1)).rvs(N_DRAWS)),
-            "scipy_alias": ("scipy DiscreteAliasUrn (setup + draws)", lambda: DiscreteAliasUrn(
-                w, random_state=np.random.default_rng(1)).rvs(N_DRAWS)),
+            "scipy_guide": ("scipy DiscreteGuideTable (setup + draws)",
+                            lambda: DiscreteGuideTable(
+                                w, random_state=np.random.default_rng(1)).rvs(N_DRAWS)),
+            "scipy_alias": ("scipy DiscreteAliasUrn (setup + draws)",
+                            lambda: DiscreteAliasUrn(
+                                w, random_state=np.random.default_rng(1)).rvs(N_DRAWS)),
             "scipy_guide_rvs": ("scipy DiscreteGuideTable.rvs alone",
                                 lambda: built.rvs(N_DRAWS))})
     peers["np_sum"] = ("np.sum(q) (memory-bound floor)", lambda: np.sum(q))

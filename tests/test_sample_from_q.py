@@ -51,7 +51,8 @@ def sizes_for(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()) or "default")
+@pytest.mark.parametrize("config", CONFIGS,
+                         ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()) or "default")
 def test_indices_equal_the_two_step_call(rng, backend, config):
     n = 200 if backend == "cuda" else 3000
     for size in sizes_for(backend):

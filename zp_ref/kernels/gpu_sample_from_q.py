@@ -14,8 +14,8 @@ import numpy as np
 from numba import cuda
 
 from .gpu_rng import device_shape, grid_stride_shape
-from .gpu_sampling import (PREFIX_BLOCK, RESOLVE_THREADS, block_prefix_sums, group_draws_device,
-                           resolve_block_draws, sequential_scan)
+from .gpu_sampling import (PREFIX_BLOCK, RESOLVE_THREADS, block_prefix_sums,
+                           group_draws_device, resolve_block_draws, sequential_scan)
 from .gpu_weights import weight_or_zero
 
 
