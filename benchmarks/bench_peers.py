@@ -12,7 +12,9 @@ Peers, each timed as a user would run it: NumPy weights + ``Generator.choice``; 
 weights + cumsum + searchsorted; PyTorch CPU weights + ``torch.multinomial``; scipy's
 UNU.RAN ``DiscreteGuideTable`` and ``DiscreteAliasUrn`` (setup + draws, on precomputed
 weights: their weight pass is not counted); ``DiscreteGuideTable.rvs`` alone on a
-built table; ``np.sum(q)``, the memory-bound floor of a pass over q.
+built table; ``np.sum(q)``, the memory-bound floor of a pass over q; and, for the
+allocating weight pass, ``np.empty_like(q)`` filled by a parallel loop: the floor of
+producing a fresh (N,) array (the kernel faults in and zeroes its pages).
 
 Every row carries its target, the load average when it ran and a note when the machine
 was busy (load > 1). ``--quick`` runs the same cases with fewer repeats. The first
@@ -30,6 +32,7 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+from numba import njit, prange
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout
 
@@ -47,6 +50,13 @@ TARGETS = {("default", "numpy_choice"): 40.0, ("default", "torch"): 18.0,
            ("sample_from_q", "torch"): 25.0, ("sample_from_q", "scipy_guide"): 15.0,
            ("repeated", "scipy_guide_rvs"): 4.0, ("weights", "np_sum"): 1 / 2.5,
            ("weights_out", "np_sum"): 1 / 2.0}
+
+
+@njit(parallel=True, cache=True)
+def fill_parallel(out, value):
+    """out[:] = value on all threads: the floor of writing a fresh array."""
+    for i in prange(out.size):
+        out[i] = value
 
 
 def peak_extra_bytes(fn) -> int:
@@ -98,10 +108,11 @@ def run(quick: bool = False) -> list:
         peak = peak_extra_bytes(fn)
         for peer, (label, peer_fn) in peers.items():
             target = TARGETS.get((key, peer))
-            if key in ("repeated", "weights", "weights_out") and target is None:
+            if key in ("repeated", "weights", "weights_out") and target is None \
+                    and (key, peer) != ("weights", "fresh_fill"):
                 continue
             if key in ("default", "out", "sample_from_q") \
-                    and peer in ("np_sum", "scipy_guide_rvs"):
+                    and peer in ("np_sum", "scipy_guide_rvs", "fresh_fill"):
                 continue
             if peer_fn is None:
                 rows.append(ratio_row("peers", names[key], t_ours, label, None, target,
@@ -164,6 +175,9 @@ def _peers(q, w) -> dict:
             "scipy_guide_rvs": ("scipy DiscreteGuideTable.rvs alone",
                                 lambda: built.rvs(N_DRAWS))})
     peers["np_sum"] = ("np.sum(q) (memory-bound floor)", lambda: np.sum(q))
+    fill_parallel(np.empty(1), 1.0)                          # compile outside the timing
+    peers["fresh_fill"] = ("np.empty_like(q) + parallel fill (fresh-page floor)",
+                           lambda: fill_parallel(np.empty_like(q), 1.0))
     return peers
 
 
