@@ -1,5 +1,8 @@
 """sample_from_q: the indices of sample_indices(importance_weights(q, normalize=False))
 on every backend, the same errors, and no (N,) array of weights."""
+import os
+import subprocess
+import sys
 import tracemalloc
 import warnings
 
@@ -195,3 +198,19 @@ def test_cpu_path_stores_no_array_of_weights():
         tracemalloc.stop()
     assert peaks[1] >= q.nbytes                          # the two-step call does store them
     assert peaks[0] < q.nbytes // 16, peaks
+
+
+def test_same_indices_with_one_or_two_numba_threads():
+    # 400,000 entries: above kernels.PARALLEL_MIN_WORK, so the parallel kernels split
+    code = ("import numpy as np; from zp_ref import sample_from_q, DrawTable;"
+            "q = np.random.default_rng(1).standard_normal(400_000);"
+            "a = sample_from_q(q, 200_000, seed=3, backend='cpu');"
+            "b = DrawTable(np.abs(q), backend='cpu').sample(200_000, seed=4);"
+            "print(np.bitwise_xor.reduce(a * np.arange(a.size)),"
+            "      np.bitwise_xor.reduce(b * np.arange(b.size)))")
+    outs = []
+    for threads in ("1", "2"):
+        env = {**os.environ, "NUMBA_NUM_THREADS": threads}
+        outs.append(subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                                   capture_output=True, text=True).stdout)
+    assert outs[0] == outs[1] and outs[0].strip()
