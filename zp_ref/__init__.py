@@ -16,6 +16,7 @@ _EXPORTS = {
     "ema_update": "weighting", "sampling_weights": "weighting",
     "sample_indices": "sampling", "uniform_indices": "sampling",
     "hybrid_indices": "sampling", "prefix_sums": "sampling", "kish_ess": "sampling",
+    "sample_from_q": "sampling_from_q", "DrawTable": "draw_table",
     "ImportanceSampler": "sampling", "ImportanceSamplerConfig": "sampling",
     "DEFAULT_EDGES": "bands", "band_of": "bands", "band_counts": "bands",
     "stratified_sample": "bands", "largest_remainder": "bands",

@@ -46,11 +46,15 @@ def prefix_sums(w: np.ndarray) -> np.ndarray:
 
 
 def _with_replacement_numpy(w, n, seed):
-    C = prefix_sums(w)
+    return draws_from_prefix_sums(prefix_sums(w), int(np.flatnonzero(w)[-1]), n, seed)
+
+
+def draws_from_prefix_sums(C, last_positive, n, seed):
+    """The oracle's draws given C = prefix_sums(w) and the last index with w > 0."""
     t = uniforms(seed, STREAMS["importance"], n, backend="numpy") * C[-1]
     idx = np.searchsorted(C, t, side="right")
     # u < 1, but u * C[-1] can round up to C[-1]: such a draw takes the last positive weight
-    return np.minimum(idx, np.flatnonzero(w)[-1]).astype(np.int64)
+    return np.minimum(idx, last_positive).astype(np.int64)
 
 
 def without_replacement_keys_numpy(w_positive, u):

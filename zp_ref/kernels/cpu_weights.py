@@ -54,35 +54,41 @@ def importance_weight(q, p, mode, min_q_abs, max_weight, inv_temperature):
 
 
 @njit(cache=True, inline="always")
-def fill_weights(q, out, lo, hi, p, mode, min_q_abs, max_weight, inv_temperature):
-    """out[lo:hi] = weights; one loop per specialisation so each one vectorises."""
+def fill_weights(q, lo, hi, out, at, p, mode, min_q_abs, max_weight, inv_temperature):
+    """out[at:at + hi - lo] = weights of q[lo:hi]; one loop per specialisation so each
+    one vectorises. The loops index views from 0: with an index LLVM cannot prove
+    non-negative, Numba's negative-index wraparound turns the vector loads and stores
+    into gathers and scatters (4-5x slower)."""
+    src = q[lo:hi]
+    dst = out[at:at + hi - lo]
     if inv_temperature == 1.0 and mode == POWER_TWO:
-        for i in range(lo, hi):
-            out[i] = importance_weight(q[i], 2.0, POWER_TWO, min_q_abs, max_weight, 1.0)
+        for k in range(src.size):
+            dst[k] = importance_weight(src[k], 2.0, POWER_TWO, min_q_abs, max_weight, 1.0)
     elif inv_temperature == 1.0 and mode == POWER_ONE:
-        for i in range(lo, hi):
-            out[i] = importance_weight(q[i], 1.0, POWER_ONE, min_q_abs, max_weight, 1.0)
+        for k in range(src.size):
+            dst[k] = importance_weight(src[k], 1.0, POWER_ONE, min_q_abs, max_weight, 1.0)
     elif inv_temperature == 1.0 and mode == POWER_HALF:
-        for i in range(lo, hi):
-            out[i] = importance_weight(q[i], 0.5, POWER_HALF, min_q_abs, max_weight, 1.0)
+        for k in range(src.size):
+            dst[k] = importance_weight(src[k], 0.5, POWER_HALF, min_q_abs, max_weight, 1.0)
     else:
-        for i in range(lo, hi):
-            out[i] = importance_weight(q[i], p, mode, min_q_abs, max_weight, inv_temperature)
+        for k in range(src.size):
+            dst[k] = importance_weight(src[k], p, mode, min_q_abs, max_weight, inv_temperature)
 
 
 @njit(cache=True, inline="always")
 def lane_sum(w, lo, hi):
     """Sum of w[lo:hi] in four interleaved lanes: (s0 + s1) + (s2 + s3)."""
+    v = w[lo:hi]
     s0 = s1 = s2 = s3 = 0.0
-    i = lo
-    while i + 4 <= hi:
-        s0 += w[i]
-        s1 += w[i + 1]
-        s2 += w[i + 2]
-        s3 += w[i + 3]
+    i = 0
+    while i + 4 <= v.size:
+        s0 += v[i]
+        s1 += v[i + 1]
+        s2 += v[i + 2]
+        s3 += v[i + 3]
         i += 4
-    while i < hi:
-        s0 += w[i]
+    while i < v.size:
+        s0 += v[i]
         i += 1
     return (s0 + s1) + (s2 + s3)
 
@@ -106,7 +112,7 @@ def weights_and_chunk_sums(q, p, mode, min_q_abs, max_weight, inv_temperature, o
         s = 0.0
         for lo in range(c * SUM_CHUNK, hi, SUB_CHUNK):
             end = min(hi, lo + SUB_CHUNK)
-            fill_weights(q, out, lo, end, p, mode, min_q_abs, max_weight, inv_temperature)
+            fill_weights(q, lo, end, out, lo, p, mode, min_q_abs, max_weight, inv_temperature)
             s += lane_sum(out, lo, end)
         sums[c] = s
 

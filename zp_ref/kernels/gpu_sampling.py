@@ -301,6 +301,27 @@ def count_at_most(base, local, t):
     return pos + (1 if base + local[0, pos] <= t else 0)
 
 
+@cuda.jit(device=True)
+def block_prefix_sums(local, size):
+    """local[0, :size] = its running sums (one thread), +inf after them: a short last
+    block never matches past its end. (No cuda.* here: the simulator swaps that name
+    per module, so device functions shared across modules must not use it.)"""
+    running_sum_inplace(local, 0, 0.0, size)
+    for i in range(size, PREFIX_BLOCK):
+        local[0, i] = np.inf
+
+
+@cuda.jit(device=True)
+def resolve_block_draws(key, total, ends, starts, grouped, out, local, b, size, first, stride):
+    """Draws starts[b] + first, + stride, ... of block b, given its prefix sums in
+    local[0]: out[j] = first i with offsets[b] + local[i] > t_j."""
+    base = 0.0 if b == 0 else ends[b - 1]
+    for a in range(starts[b] + first, starts[b + 1], stride):
+        j = grouped[a]
+        tj = uniform_at(key, np.uint64(j)) * total
+        out[j] = b * PREFIX_BLOCK + min(size - 1, count_at_most(base, local, tj))
+
+
 @cuda.jit(cache=True)
 def resolve_draws(key, total, w, ends, starts, grouped, last_positive, out):
     """CUDA block b resolves the draws of PREFIX_BLOCK block b: out[j] = first i with
@@ -323,15 +344,10 @@ def resolve_draws(key, total, w, ends, starts, grouped, last_positive, out):
         local[0, i] = w[lo + i] if i < size else 0.0
     cuda.syncthreads()
     if t == 0:
-        running_sum_inplace(local, 0, 0.0, size)
-        for i in range(size, PREFIX_BLOCK):
-            local[0, i] = np.inf            # a short last block never matches past its end
+        block_prefix_sums(local, size)
     cuda.syncthreads()
-    base = 0.0 if b == 0 else ends[b - 1]
-    for a in range(a0 + t, a1, cuda.blockDim.x):
-        j = grouped[a]
-        tj = uniform_at(key, np.uint64(j)) * total
-        out[j] = lo + min(size - 1, count_at_most(base, local, tj))
+    resolve_block_draws(key, total, ends, starts, grouped, out, local, b, size, t,
+                        cuda.blockDim.x)
 
 
 def sample_with_replacement_device(w_dev, n: int, key, out_dev=None, w_host=None):
@@ -344,8 +360,18 @@ def sample_with_replacement_device(w_dev, n: int, key, out_dev=None, w_host=None
     out = cuda.device_array(n, dtype=np.int64) if out_dev is None else as_device(out_dev, "out_dev")
     if n == 0:
         return out
-    nb = ends.size
     key = np.uint64(key)
+    starts, grouped = group_draws_device(key, total, ends, n)
+    resolve_draws[ends.size + 1, RESOLVE_THREADS](key, total, w_dev, ends, starts, grouped,
+                                                  np.int64(last_positive), out)
+    return out
+
+
+def group_draws_device(key, total, ends, n: int) -> tuple:
+    """The n (>= 1) draws of stream ``key`` grouped by block on the device: (starts
+    int64 (nb + 2,), grouped int64 (n,)); grouped[starts[b]:starts[b + 1]] are the
+    draws of block b, block nb holds those whose target rounded up to the total."""
+    nb = ends.size
     guide = cuda.device_array(nb, dtype=np.int64)
     guide_table[grid_stride_shape(nb)](ends, total, guide)
     blocks = cuda.device_array(n, dtype=np.int32)
@@ -357,9 +383,7 @@ def sample_with_replacement_device(w_dev, n: int, key, out_dev=None, w_host=None
     fill.copy_to_device(starts)
     grouped = cuda.device_array(n, dtype=np.int64)
     scatter_draws[grid_stride_shape(n)](blocks, fill, grouped)
-    resolve_draws[nb + 1, RESOLVE_THREADS](key, total, w_dev, ends, starts, grouped,
-                                           np.int64(last_positive), out)
-    return out
+    return starts, grouped
 
 
 def sample_with_replacement_gpu(w: np.ndarray, n: int, key) -> np.ndarray:

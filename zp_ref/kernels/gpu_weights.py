@@ -63,6 +63,14 @@ def importance_weight(q, p, mode, min_q_abs, max_weight, inv_temperature):
     return w
 
 
+@cuda.jit(device=True, inline=True)
+def weight_or_zero(x, p, mode, min_q_abs, max_weight, inv_temperature):
+    """importance_weight of x; 0 for a NaN x."""
+    if x != x:
+        return 0.0
+    return importance_weight(x, p, mode, min_q_abs, max_weight, inv_temperature)
+
+
 @cuda.jit(cache=True)
 def weights_and_block_sums(q, p, mode, min_q_abs, max_weight, inv_temperature, out,
                            block_sums, block_nans):
@@ -76,10 +84,8 @@ def weights_and_block_sums(q, p, mode, min_q_abs, max_weight, inv_temperature, o
     for i in range(cuda.grid(1), q.size, cuda.gridsize(1)):
         x = q[i]
         if x != x:
-            w = 0.0
             n_nan += 1
-        else:
-            w = importance_weight(x, p, mode, min_q_abs, max_weight, inv_temperature)
+        w = weight_or_zero(x, p, mode, min_q_abs, max_weight, inv_temperature)
         out[i] = w
         s += w
     reduce_in_block(sums, nans, t, s, n_nan)
