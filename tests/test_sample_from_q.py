@@ -214,3 +214,22 @@ def test_same_indices_with_one_or_two_numba_threads():
         outs.append(subprocess.run([sys.executable, "-c", code], env=env, check=True,
                                    capture_output=True, text=True).stdout)
     assert outs[0] == outs[1] and outs[0].strip()
+
+
+def test_a_tensor_q_column_gives_the_same_indices_as_a_tensor():
+    """Tensor in, tensor out: a torch (N, 1) Q head that requires grad gives the int64
+    tensor of the NumPy call's indices."""
+    torch = pytest.importorskip("torch")
+    head = torch.linspace(-1.0, 1.0, 1001, dtype=torch.float32)[:, None].requires_grad_()
+    got = sample_from_q(head, 300, seed=5)
+    assert isinstance(got, torch.Tensor) and got.dtype == torch.int64
+    q = head.detach().numpy()[:, 0].astype(np.float64)        # float32 values, widened
+    np.testing.assert_array_equal(got.numpy(), sample_from_q(q, 300, seed=5))
+
+
+def test_more_draws_than_any_array_can_hold_are_refused_like_sample_indices():
+    """n above the draw-count bound is refused with the same ValueError on every backend."""
+    from zp_ref.rng import MAX_DRAWS
+    for backend in ("numpy", "cpu"):
+        with pytest.raises(ValueError, match="n"):
+            sample_from_q(np.ones(10), MAX_DRAWS + 1, seed=0, backend=backend)

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import as_float_array, check_choice, check_count, check_seed
+from ._validation import as_float_array, check_choice, check_seed
 from .backends import resolve_backend
 from .kernels import threads_for
 from .kernels.cpu_sampling import check_weight_sums
 from .kernels.cpu_weights import power_mode
-from .rng import STREAMS, key_of
+from .rng import STREAMS, check_draw_count, key_of
 from .sampling import sample_indices
+from .tensors import tensor_io
 from .weighting import NAN_POLICIES, _check_nan, check_weight_config, importance_weights
 
 #: Weights computed from q are finite and >= 0: only their total can fail the checks
@@ -27,6 +28,7 @@ from .weighting import NAN_POLICIES, _check_nan, check_weight_config, importance
 _NO_BAD_ENTRIES = np.empty(0)
 
 
+@tensor_io(q_args=("q",), returns="index")
 def sample_from_q(q, n, *, seed, weight_power=2.0, min_q_abs=1e-6, max_weight=100.0,
                   temperature=1.0, replace=True, nan_policy="raise",
                   backend="auto") -> np.ndarray:
@@ -35,8 +37,9 @@ def sample_from_q(q, n, *, seed, weight_power=2.0, min_q_abs=1e-6, max_weight=10
 
     Exactly ``sample_indices(importance_weights(q, normalize=False, ...), n,
     seed=seed, replace=replace)`` on the same backend, with the same errors.
-    q: (N,) real (``+-inf``: weight 0; NaN: see ``nan_policy`` of
-    ``importance_weights``). Returns int64 (n,).
+    q: (N,) or (N, 1) real, NumPy or a torch tensor (``+-inf``: weight 0; NaN: see
+    ``nan_policy`` of ``importance_weights``). Returns int64 (n,), a tensor on q's
+    device for a tensor q.
 
     With replacement the cpu and cuda backends never store the weights: besides the
     output, the extra memory is under 0.2 bytes per entry (block totals, ends, guide
@@ -50,7 +53,7 @@ def sample_from_q(q, n, *, seed, weight_power=2.0, min_q_abs=1e-6, max_weight=10
                   temperature=temperature)
     check_choice(nan_policy, "nan_policy", NAN_POLICIES)
     q = as_float_array(q, "q")
-    n = check_count(n, "n")
+    n = check_draw_count(n, "n")
     seed = check_seed(seed)
     if not isinstance(replace, (bool, np.bool_)):
         raise TypeError(f"replace must be True or False, got {replace!r}")
