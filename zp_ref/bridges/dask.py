@@ -32,16 +32,23 @@ try:
     import dask
     import dask.array as da
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError("zp_ref.dask_bridge needs dask: install the extra with "
+    raise ImportError("zp_ref.bridges.dask needs dask: install the extra with "
                       "`pip install zp_ref[dask]` (dask[array] and distributed)") from exc
 
-from ._validation import check_backend, check_choice, check_count, check_seed
-from .bands import DEFAULT_EDGES, allocate_draws, check_edges, check_stratified_args
-from .kernels.cpu_sampling import PREFIX_BLOCK
-from .rng import STREAMS, check_draw_count, derive_seed, uniforms
-from .weighting import NAN_POLICIES, check_weight_config
+from .._validation import check_backend, check_choice, check_count, check_seed
+from ..bands import DEFAULT_EDGES, allocate_draws, check_edges, check_stratified_args
+from ..kernels.cpu_sampling import PREFIX_BLOCK
+from ..rng import STREAMS, check_draw_count, derive_seed, uniforms
+from ..weighting import NAN_POLICIES, check_weight_config
+
+__all__ = ["importance_weights", "sample_indices", "band_of", "stratified_sample",
+           "pool_from_npy"]
 
 B = PREFIX_BLOCK
+#: Attribute of an unnormalised weights array from :func:`importance_weights` holding
+#: the per-chunk statistics of its eager pass (block totals, validation counts), so that
+#: :func:`sample_indices` on it needs one pass over the pool, not two.
+_DRAW_STATS = "_zp_draw_stats"
 #: Rows of PREFIX_BLOCK entries cumulated at once (bounds a chunk pass's temporaries).
 _ROWS_PER_BATCH = 4096
 
@@ -86,8 +93,8 @@ def _as_float(chunk) -> np.ndarray:
 def _chunk_weights(q, config, backend):
     """(unnormalised weights, NaN count, first NaN position or -1) of one chunk; NaN
     gets weight 0, as in the in-memory path."""
-    from .backends import resolve_backend
-    from .weighting import importance_weights as weights_in_memory
+    from ..backends import resolve_backend
+    from ..weighting import importance_weights as weights_in_memory
     q = _as_float(q)
     if q.size == 0:
         return np.empty(0), 0, -1
@@ -105,10 +112,12 @@ def _chunk_weights(q, config, backend):
     return w, n_nan, first_nan
 
 
-def _weights_stats(q, config, backend):
-    """(np.sum of the chunk's weights, NaN count, first NaN position or -1)."""
+def _weights_stats(q, config, backend, start):
+    """(np.sum of the chunk's weights, NaN count, first NaN position or -1, and, when
+    ``start`` is given, what pass 1 of :func:`sample_indices` needs of these weights)."""
     w, n_nan, first_nan = _chunk_weights(q, config, backend)
-    return float(np.sum(w)), n_nan, first_nan
+    draw_stats = None if start is None else _weights_chunk_stats(w, start, True)
+    return float(np.sum(w)), n_nan, first_nan, draw_stats
 
 
 def _weights_block(q, config, backend, total):
@@ -138,7 +147,8 @@ def importance_weights(q, *, weight_power=2.0, min_q_abs=1e-6, max_weight=100.0,
     check_backend(backend)
     q = _check_pool(q, "q", hint="zp_ref.importance_weights")
     starts = _chunk_starts(q)
-    stats = _map_chunks(_weights_stats, q, [(config, backend)] * q.numblocks[0])
+    stats = _map_chunks(_weights_stats, q, [(config, backend, None if normalize else int(s))
+                                            for s in starts[:-1]])
     n_nan = sum(s[1] for s in stats.values())
     if n_nan:
         first = min(int(starts[c]) + s[2] for c, s in stats.items() if s[1])
@@ -157,8 +167,11 @@ def importance_weights(q, *, weight_power=2.0, min_q_abs=1e-6, max_weight=100.0,
         raise ValueError(f"the sum of the {q.shape[0]} weights overflows float64 ({total}): "
                          f"lower max_weight (each weight is at most "
                          f"max_weight ** (1 / temperature))")
-    return q.map_blocks(_weights_block, config, backend, total if normalize else None,
-                        dtype=np.float64)
+    w = q.map_blocks(_weights_block, config, backend, total if normalize else None,
+                     dtype=np.float64)
+    if not normalize:      # sample_indices(w) reuses this pass instead of its first one
+        setattr(w, _DRAW_STATS, {c: s[3] for c, s in stats.items()})
+    return w
 
 
 # ------------------------------------------------------------------ blockwise prefix sums
@@ -193,14 +206,19 @@ def _pieces(wm, members, start, r0):
             "tail": wm[tail:].copy(), "tail_idx": idx(tail, m)}
 
 
-def _resolve_rows(wm, r0, rows, row_offsets, t):
-    """Member positions of the draws with targets t, all inside the whole blocks
-    ``rows`` (numbered from the chunk's first whole block): the first position with
-    ``row_offsets[row] + local prefix sum > t``."""
+def _resolve_rows(wm, r0, seg_ends, seg_offsets, t):
+    """Member positions of the draws with targets t, all inside the chunk's whole blocks
+    (``seg_ends`` / ``seg_offsets``: their ends and offsets, from the client): the
+    block of each draw is the first with ``seg_ends > t``; inside it, the first position
+    with ``seg_offsets[block] + local prefix sum > t``. Only the blocks holding draws
+    are cumulated."""
     head = _head_length(r0, wm.size)
     whole = wm[head:head + (wm.size - head) // B * B].reshape(-1, B)
+    hit = np.zeros(whole.shape[0], dtype=bool)
+    hit[np.searchsorted(seg_ends, t, side="right")] = True
+    rows = np.flatnonzero(hit)
     C = np.cumsum(whole if rows.size == whole.shape[0] else whole[rows], axis=1)
-    C += row_offsets[:, None]                  # = offsets[:, None] + local, as the oracle
+    C += seg_offsets[rows, None]               # = offsets[:, None] + local, as the oracle
     order = np.argsort(t)                      # sorted targets: cache-friendly searches
     p = np.empty(t.size, dtype=np.int64)
     p[order] = np.searchsorted(C.ravel(), t[order], side="right")
@@ -243,7 +261,8 @@ class _Blocks:
 
     def plan(self, t, last_nonzero):
         """Resolve what the client can: returns (out int64 with -1 where a chunk must
-        answer, requests {chunk: (rows, row_offsets, t, draw numbers)}).
+        answer, requests {chunk: (ends and offsets of its whole blocks, t, draw
+        numbers)}).
 
         Draw j takes the first block k with ends[k] > t_j: its segment first (a search
         over the few segment ends), then the block inside the segment."""
@@ -262,9 +281,8 @@ class _Blocks:
                 out[draws] = idx[np.searchsorted(self.offsets[k0] + local, t[draws],
                                                  side="right")]
                 continue
-            # the whole blocks of chunk c: one segment, numbered from k0 in the chunk
-            blocks = np.unique(k0 + np.searchsorted(self.ends[k0:k1], t[draws], side="right"))
-            requests[c] = (blocks - k0, self.offsets[blocks], t[draws], draws)
+            # the whole blocks k0..k1-1 of chunk c: the chunk finds each draw's block
+            requests[c] = (self.ends[k0:k1], self.offsets[k0:k1], t[draws], draws)
         return out, requests
 
 
@@ -313,14 +331,14 @@ def _weights_chunk_stats(w, start, with_pieces):
     return stats
 
 
-def _weights_chunk_draws(w, start, rows, row_offsets, t):
+def _weights_chunk_draws(w, start, seg_ends, seg_offsets, t):
     w = _as_float(w)
-    return start + _resolve_rows(w, start, rows, row_offsets, t)
+    return start + _resolve_rows(w, start, seg_ends, seg_offsets, t)
 
 
 def _top_keys(w, start, n, seed):
     """The chunk's n largest keys log(w_i) - log(-log(u_i)) (ties to the lower index)."""
-    from .sampling import without_replacement_keys_numpy
+    from ..sampling import without_replacement_keys_numpy
     w = _as_float(w)
     positive = np.flatnonzero(w > 0)
     u = uniforms(seed, STREAMS["without_replacement"], w.size, start=start,
@@ -352,8 +370,10 @@ def sample_indices(weights, n, *, seed, replace=True) -> np.ndarray:
         raise TypeError(f"replace must be True or False, got {replace!r}")
     starts = _chunk_starts(w)
     n_chunks = w.numblocks[0]
-    stats = _map_chunks(_weights_chunk_stats, w,
-                        [(int(starts[c]), bool(replace)) for c in range(n_chunks)])
+    stats = getattr(w, _DRAW_STATS, None)
+    if stats is None:
+        stats = _map_chunks(_weights_chunk_stats, w,
+                            [(int(starts[c]), bool(replace)) for c in range(n_chunks)])
     _check_weight_stats(stats, starts)
     if not replace:
         total = 0.0
@@ -409,8 +429,8 @@ def _check_weight_stats(stats, starts):
 # ------------------------------------------------------------------ bands
 def _band_block(q, edges, backend, block_info=None):
     """Band ids of one chunk; NaN raises naming its global index."""
-    from .backends import resolve_backend
-    from .bands import band_of as band_of_in_memory
+    from ..backends import resolve_backend
+    from ..bands import band_of as band_of_in_memory
     q = _as_float(q)
     nan = np.isnan(q)
     if nan.any():
@@ -431,13 +451,13 @@ def band_of(q, edges=DEFAULT_EDGES, *, backend="auto") -> "da.Array":
 
 def _band_view(q, edges, weight_config, backend):
     """(bands, weights or None) of one NaN-free chunk."""
-    from .backends import resolve_backend
-    from .bands import band_of as band_of_in_memory
+    from ..backends import resolve_backend
+    from ..bands import band_of as band_of_in_memory
     q = _as_float(q)
     bands = band_of_in_memory(q, edges, backend=resolve_backend(backend, q.size))
     if weight_config is None or q.size == 0:
         return bands, None
-    from .weighting import importance_weights as weights_in_memory
+    from ..weighting import importance_weights as weights_in_memory
     p, min_q_abs, max_weight = weight_config
     return bands, weights_in_memory(q, weight_power=p, min_q_abs=min_q_abs,
                                     max_weight=max_weight, normalize=False,
@@ -458,7 +478,7 @@ def _band_stats(q, edges, weight_config, backend):
 
 def _members(bands, n_bands):
     """Chunk positions of the members of every band, ascending: a list of int64 arrays."""
-    from .kernels.cpu_bands import group_by_band
+    from ..kernels.cpu_bands import group_by_band
     order, starts = group_by_band(bands, n_bands)
     return [order[starts[b]:starts[b + 1]] for b in range(n_bands)]
 
@@ -477,13 +497,13 @@ def _band_pieces(q, start, edges, weight_config, backend, r0_by_band):
 
 
 def _band_draws(q, start, edges, weight_config, backend, weighted, uniform):
-    """Global indices of the draws this chunk resolves: weighted {b: (r0, rows,
-    row_offsets, t)}, uniform {b: member ranks local to the chunk}."""
+    """Global indices of the draws this chunk resolves: weighted {b: (r0, seg_ends,
+    seg_offsets, t)}, uniform {b: member ranks local to the chunk}."""
     bands, w = _band_view(q, edges, weight_config, backend)
     members = _members(bands, edges.size + 1)
     out = {}
-    for b, (r0, rows, row_offsets, t) in weighted.items():
-        out[b] = start + members[b][_resolve_rows(w[members[b]], r0, rows, row_offsets, t)]
+    for b, (r0, seg_ends, seg_offsets, t) in weighted.items():
+        out[b] = start + members[b][_resolve_rows(w[members[b]], r0, seg_ends, seg_offsets, t)]
     for b, ranks in uniform.items():
         out[b] = start + members[b][ranks]
     return out
@@ -493,7 +513,7 @@ def _plan_weighted_bands(q, starts, rank0, per_chunk, members, alloc, live, seed
                          weight_config, backend):
     """Pass 2 of ``within="importance"``: block totals of every live band's member
     sequence, then the targets. Returns (draws {b: int64 with -1 where a chunk answers},
-    weighted [{b: (r0, rows, row_offsets, t, draw numbers)} per chunk], uniform = [{}])."""
+    weighted [{b: (r0, seg_ends, seg_offsets, t, draw numbers)} per chunk], uniform = [{}])."""
     n_chunks = len(starts) - 1
     wanted = [{b: int(rank0[c, b]) for b in live if per_chunk[c, b]} or None
               for c in range(n_chunks)]
@@ -508,8 +528,8 @@ def _plan_weighted_bands(q, starts, rank0, per_chunk, members, alloc, live, seed
         t = uniforms(derive_seed(seed, b), STREAMS["importance"], int(alloc[b]),
                      backend="numpy") * blocks.total
         draws[b], requests = blocks.plan(t, last_nonzero)
-        for c, (rows, row_offsets, tc, numbers) in requests.items():
-            weighted[c][b] = (int(rank0[c, b]), rows, row_offsets, tc, numbers)
+        for c, (seg_ends, seg_offsets, tc, numbers) in requests.items():
+            weighted[c][b] = (int(rank0[c, b]), seg_ends, seg_offsets, tc, numbers)
     return draws, weighted, [dict() for _ in range(n_chunks)]
 
 
@@ -517,7 +537,7 @@ def _plan_uniform_bands(rank0, members, alloc, live, seed):
     """``within="uniform"``: member ranks ``uniform_indices(members, alloc, seed_b)``,
     sent to the chunks holding them. Returns (draws, weighted = [{}], uniform
     [{b: (ranks local to the chunk, draw numbers)} per chunk])."""
-    from .sampling import uniform_indices
+    from ..sampling import uniform_indices
     n_chunks = rank0.shape[0] - 1
     draws, uniform = {}, [dict() for _ in range(n_chunks)]
     for b in live:
