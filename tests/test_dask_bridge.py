@@ -351,3 +351,32 @@ def test_dask_bridge_alias_reexports_the_public_names():
     for name in db.__all__:
         assert getattr(dask_bridge, name) is getattr(db, name)
     assert not [n for n in vars(dask_bridge) if n.startswith("_") and not n.startswith("__")]
+
+
+def test_draws_from_unnormalised_weights_read_the_pool_once_more():
+    """importance_weights(normalize=False) reads every chunk once (its eager pass also
+    gathers the block totals); sample_indices on its result then reads only the chunks
+    holding draws, once; on any other weights array it reads every chunk twice. The
+    indices are the in-memory ones either way."""
+    q = uniforms(4, 20, 5000, backend="numpy") * 2.0 - 1.0
+    q[1300:2900] = np.inf                         # the middle chunk: weight 0, no draw
+    bounds = [0, 1300, 2900, 5000]                # chunk ends off the 512 grid
+    reads = []
+
+    def read(lo, hi):
+        reads.append(lo)
+        return q[lo:hi]
+
+    pool = da.concatenate([da.from_delayed(dask.delayed(read, pure=False)(lo, hi),
+                                           shape=(hi - lo,), dtype=np.float64)
+                           for lo, hi in zip(bounds[:-1], bounds[1:])])
+    want = sample_indices(importance_weights(q, normalize=False), 40, seed=2, backend="numpy")
+    with dask.config.set(scheduler="synchronous"):
+        w = db.importance_weights(pool, normalize=False)
+        assert sorted(reads) == [0, 1300, 2900]
+        reads.clear()
+        np.testing.assert_array_equal(db.sample_indices(w, 40, seed=2), want)
+        assert sorted(reads) == [0, 2900]
+        reads.clear()
+        np.testing.assert_array_equal(db.sample_indices(w * 1.0, 40, seed=2), want)
+        assert sorted(reads) == [0, 0, 1300, 2900, 2900]

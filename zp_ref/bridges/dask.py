@@ -21,9 +21,7 @@ to rtol 1e-12.
 """
 from __future__ import annotations
 
-import glob
 import math
-import os
 import warnings
 
 import numpy as np
@@ -35,14 +33,15 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError("zp_ref.bridges.dask needs dask: install the extra with "
                       "`pip install zp_ref[dask]` (dask[array] and distributed)") from exc
 
-from .._validation import check_backend, check_choice, check_count, check_seed
+from .._validation import check_backend, check_choice, check_seed
 from ..bands import DEFAULT_EDGES, allocate_draws, check_edges, check_stratified_args
 from ..kernels.cpu_sampling import PREFIX_BLOCK
 from ..rng import STREAMS, check_draw_count, derive_seed, uniforms
 from ..weighting import NAN_POLICIES, check_weight_config
+from .dask_pools import pool_from_npy, pool_from_zarr, to_zarr
 
 __all__ = ["importance_weights", "sample_indices", "band_of", "stratified_sample",
-           "pool_from_npy"]
+           "pool_from_npy", "pool_from_zarr", "to_zarr"]
 
 B = PREFIX_BLOCK
 #: Attribute of an unnormalised weights array from :func:`importance_weights` holding
@@ -609,63 +608,3 @@ def stratified_sample(q, n, *, edges=DEFAULT_EDGES, mix, seed, within="uniform",
             "mix": m.tolist(), "target": target.tolist(), "achieved": alloc.tolist(),
             "redistributed": (alloc - target).tolist()}
     return idx.astype(np.int64, copy=False), info
-
-
-# ------------------------------------------------------------------ pools on disk
-def _npy_header(path: str):
-    """(length, dtype) of a 1-D .npy file, read from its header only."""
-    with open(path, "rb") as f:
-        version = np.lib.format.read_magic(f)
-        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                else np.lib.format.read_array_header_2_0)
-        shape, _, dtype = read(f)
-    if len(shape) != 1:
-        raise ValueError(f"paths: {path} holds an array of shape {shape}; pools are 1-D")
-    if dtype.kind not in "fiu":
-        raise TypeError(f"paths: {path} holds dtype {dtype}; pools hold real numbers")
-    return shape[0], dtype
-
-
-def _read_npy(path: str, lo: int, hi: int):
-    """Entries lo:hi of a .npy file as a read-only memory map (pages load on use)."""
-    return np.load(path, mmap_mode="r")[lo:hi]
-
-
-def pool_from_npy(paths, *, chunk_size=None) -> "da.Array":
-    """A pool stored as 1-D ``.npy`` files, as one lazy dask array (their concatenation).
-
-    paths: a glob pattern (files taken in sorted name order: zero-pad the numbers), a
-    path, or a list of paths (taken in the given order). Only headers are read here;
-    each chunk is a memory map opened by the worker that reads it, so no file is ever
-    loaded whole and the pool never passes through the client. Files must share one
-    real dtype; an empty file contributes no chunk. ``chunk_size``: at most this many
-    entries per chunk (files are split), default one chunk per file.
-    """
-    if isinstance(paths, (str, os.PathLike)):
-        pattern = os.fspath(paths)
-        files = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
-        if not files:
-            raise ValueError(f"paths: no file matches {pattern!r}")
-    elif isinstance(paths, (list, tuple)) and paths:
-        files = [os.fspath(p) for p in paths]
-    else:
-        raise TypeError(f"paths must be a glob pattern, a path or a non-empty list of paths, "
-                        f"got {paths!r}")
-    if chunk_size is not None:
-        chunk_size = check_count(chunk_size, "chunk_size", minimum=1)
-    for f in files:
-        if not os.path.isfile(f):
-            raise ValueError(f"paths: {f!r} is not a file")
-    headers = [_npy_header(f) for f in files]
-    dtypes = {str(d) for _, d in headers}
-    if len(dtypes) > 1:
-        raise TypeError(f"paths: the files must share one dtype, got {sorted(dtypes)}")
-    dtype = headers[0][1]
-    parts = []
-    for f, (size, _) in zip(files, headers):
-        step = size if chunk_size is None else chunk_size
-        bounds = list(range(0, size, step)) + [size] if size else [0, 0]
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
-            parts.append(da.from_delayed(dask.delayed(_read_npy, pure=True)(
-                os.path.abspath(f), lo, hi), shape=(hi - lo,), dtype=dtype))
-    return da.concatenate(parts)
