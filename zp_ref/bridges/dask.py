@@ -36,7 +36,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from .._validation import check_backend, check_choice, check_seed
 from ..bands import DEFAULT_EDGES, allocate_draws, check_edges, check_stratified_args
 from ..kernels.cpu_sampling import PREFIX_BLOCK
-from ..rng import STREAMS, check_draw_count, derive_seed, uniforms
+from ..rng import STREAMS, check_draw_count, derive_seed, key_of, uniforms
 from ..weighting import NAN_POLICIES, check_weight_config
 from .dask_pools import pool_from_npy, pool_from_zarr, to_zarr
 
@@ -44,12 +44,12 @@ __all__ = ["importance_weights", "sample_indices", "band_of", "stratified_sample
            "pool_from_npy", "pool_from_zarr", "to_zarr"]
 
 B = PREFIX_BLOCK
+#: Draw targets a chunk regenerates at once (bounds its temporaries to 16 MB).
+_TARGET_BATCH = 1 << 20
 #: Attribute of an unnormalised weights array from :func:`importance_weights` holding
 #: the per-chunk statistics of its eager pass (block totals, validation counts), so that
 #: :func:`sample_indices` on it needs one pass over the pool, not two.
 _DRAW_STATS = "_zp_draw_stats"
-#: Rows of PREFIX_BLOCK entries cumulated at once (bounds a chunk pass's temporaries).
-_ROWS_PER_BATCH = 4096
 
 
 # ------------------------------------------------------------------ validation
@@ -175,12 +175,14 @@ def importance_weights(q, *, weight_power=2.0, min_q_abs=1e-6, max_weight=100.0,
 
 # ------------------------------------------------------------------ blockwise prefix sums
 def _block_totals(x: np.ndarray) -> np.ndarray:
-    """Sequential sums of consecutive blocks of B entries (x.size a multiple of B)."""
-    rows = x.reshape(-1, B)
-    out = np.empty(rows.shape[0])
-    for lo in range(0, rows.shape[0], _ROWS_PER_BATCH):
-        out[lo:lo + _ROWS_PER_BATCH] = np.cumsum(rows[lo:lo + _ROWS_PER_BATCH], axis=1)[:, -1]
-    return out
+    """Sequential sums of consecutive blocks of B entries (x.size a multiple of B), by
+    the in-memory kernel."""
+    from ..kernels.cpu_sampling import block_totals
+    n_blocks = x.size // B
+    totals = np.empty(n_blocks)
+    block_totals(np.ascontiguousarray(x, dtype=np.float64), totals,
+                 np.empty(max(n_blocks, 1), dtype=np.int64))     # negatives: unused here
+    return totals
 
 
 def _head_length(r0: int, m: int) -> int:
@@ -205,23 +207,37 @@ def _pieces(wm, members, start, r0):
             "tail": wm[tail:].copy(), "tail_idx": idx(tail, m)}
 
 
-def _resolve_rows(wm, r0, seg_ends, seg_offsets, t):
-    """Member positions of the draws with targets t, all inside the chunk's whole blocks
-    (``seg_ends`` / ``seg_offsets``: their ends and offsets, from the client): the
-    block of each draw is the first with ``seg_ends > t``; inside it, the first position
-    with ``seg_offsets[block] + local prefix sum > t``. Only the blocks holding draws
-    are cumulated."""
+def _targets_between(seed, n, total, lo, hi):
+    """(draw numbers, targets) of the draws j < n whose targets ``u(seed, 0, j) * total``
+    lie in [lo, hi), regenerated in batches of _TARGET_BATCH."""
+    numbers, targets = [np.empty(0, dtype=np.int64)], [np.empty(0)]
+    for a in range(0, n, _TARGET_BATCH):
+        t = uniforms(seed, STREAMS["importance"], min(_TARGET_BATCH, n - a), start=a)
+        t *= total
+        keep = np.flatnonzero((t >= lo) & (t < hi))
+        numbers.append(keep + a)
+        targets.append(t[keep])
+    return np.concatenate(numbers), np.concatenate(targets)
+
+
+def _resolve_rows(wm, r0, seg_ends, seg_offsets, seed, total, n):
+    """(draw numbers, member positions) of the draws of a batch of n (targets
+    ``u(seed, 0, j) * total``) that fall in the chunk's whole blocks, whose ends and
+    offsets the client sent: block k holds the targets in [seg_ends[k-1], seg_ends[k])
+    (seg_ends[-1] = seg_offsets[0]); the in-memory kernel then builds each block's local
+    prefix sums once and takes the first position with ``offset + local > t``."""
+    from ..kernels.cpu_sampling import resolve_draws
+    numbers, t = _targets_between(seed, n, total, seg_offsets[0], seg_ends[-1])
     head = _head_length(r0, wm.size)
-    whole = wm[head:head + (wm.size - head) // B * B].reshape(-1, B)
-    hit = np.zeros(whole.shape[0], dtype=bool)
-    hit[np.searchsorted(seg_ends, t, side="right")] = True
-    rows = np.flatnonzero(hit)
-    C = np.cumsum(whole if rows.size == whole.shape[0] else whole[rows], axis=1)
-    C += seg_offsets[rows, None]               # = offsets[:, None] + local, as the oracle
-    order = np.argsort(t)                      # sorted targets: cache-friendly searches
-    p = np.empty(t.size, dtype=np.int64)
-    p[order] = np.searchsorted(C.ravel(), t[order], side="right")
-    return head + rows[p // B] * B + p % B
+    n_blocks = seg_offsets.size
+    whole = np.ascontiguousarray(wm[head:head + n_blocks * B], dtype=np.float64)
+    order = np.argsort(t)
+    starts = np.zeros(n_blocks + 1, dtype=np.int64)
+    starts[1:] = np.searchsorted(t[order], seg_ends, side="left")
+    out = np.empty(n, dtype=np.int64)                # indexed by draw number
+    resolve_draws(key_of(seed, STREAMS["importance"]), total, whole, seg_offsets, starts,
+                  numbers[order], out, max(1, min(n_blocks, 64)))
+    return numbers, head + out[numbers]
 
 
 class _Blocks:
@@ -260,11 +276,12 @@ class _Blocks:
 
     def plan(self, t, last_nonzero):
         """Resolve what the client can: returns (out int64 with -1 where a chunk must
-        answer, requests {chunk: (ends and offsets of its whole blocks, t, draw
-        numbers)}).
+        answer, requests {chunk: (ends, offsets) of its whole blocks}).
 
         Draw j takes the first block k with ends[k] > t_j: its segment first (a search
-        over the few segment ends), then the block inside the segment."""
+        over the few segment ends), then the block inside the segment: here for a split
+        block, in the chunk for whole blocks (it regenerates the targets, so only the
+        ends and offsets of its blocks travel)."""
         out = np.full(t.size, -1, dtype=np.int64)
         seg = np.searchsorted(self.ends[self.segments[:, 1] - 1], t, side="right")
         n_seg = self.segments.shape[0]
@@ -280,8 +297,7 @@ class _Blocks:
                 out[draws] = idx[np.searchsorted(self.offsets[k0] + local, t[draws],
                                                  side="right")]
                 continue
-            # the whole blocks k0..k1-1 of chunk c: the chunk finds each draw's block
-            requests[c] = (self.ends[k0:k1], self.offsets[k0:k1], t[draws], draws)
+            requests[c] = (self.ends[k0:k1], self.offsets[k0:k1])
         return out, requests
 
 
@@ -330,9 +346,9 @@ def _weights_chunk_stats(w, start, with_pieces):
     return stats
 
 
-def _weights_chunk_draws(w, start, seg_ends, seg_offsets, t):
-    w = _as_float(w)
-    return start + _resolve_rows(w, start, seg_ends, seg_offsets, t)
+def _weights_chunk_draws(w, start, request):
+    numbers, positions = _resolve_rows(_as_float(w), start, *request)
+    return numbers, start + positions
 
 
 def _top_keys(w, start, n, seed):
@@ -400,10 +416,19 @@ def sample_indices(weights, n, *, seed, replace=True) -> np.ndarray:
     t = uniforms(seed, STREAMS["importance"], n, backend="numpy") * blocks.total
     out, requests = blocks.plan(t, last_nonzero)
     answers = _map_chunks(_weights_chunk_draws, w,
-                          [(int(starts[c]),) + requests[c][:3] if c in requests else None
-                           for c in range(n_chunks)])
-    for c, idx in answers.items():
-        out[requests[c][3]] = idx
+                          [(int(starts[c]), requests[c] + (seed, blocks.total, n))
+                           if c in requests else None for c in range(n_chunks)])
+    for numbers, idx in answers.values():
+        out[numbers] = idx
+    return _check_resolved(out)
+
+
+def _check_resolved(out):
+    """out, once every draw has an index (an internal invariant: -1 marks a draw that
+    no chunk resolved)."""
+    if out.size and out.min() < 0:
+        raise RuntimeError(f"internal error: {int((out < 0).sum())} draw(s) were not "
+                           "resolved by any chunk")
     return out
 
 
@@ -496,13 +521,15 @@ def _band_pieces(q, start, edges, weight_config, backend, r0_by_band):
 
 
 def _band_draws(q, start, edges, weight_config, backend, weighted, uniform):
-    """Global indices of the draws this chunk resolves: weighted {b: (r0, seg_ends,
-    seg_offsets, t)}, uniform {b: member ranks local to the chunk}."""
+    """The draws this chunk resolves: weighted {b: (r0, request)} (request: the
+    arguments of :func:`_resolve_rows` after r0) -> {b: (draw numbers, global indices)};
+    uniform {b: member ranks local to the chunk} -> {b: global indices}."""
     bands, w = _band_view(q, edges, weight_config, backend)
     members = _members(bands, edges.size + 1)
     out = {}
-    for b, (r0, seg_ends, seg_offsets, t) in weighted.items():
-        out[b] = start + members[b][_resolve_rows(w[members[b]], r0, seg_ends, seg_offsets, t)]
+    for b, (r0, *request) in weighted.items():
+        numbers, positions = _resolve_rows(w[members[b]], r0, *request)
+        out[b] = numbers, start + members[b][positions]
     for b, ranks in uniform.items():
         out[b] = start + members[b][ranks]
     return out
@@ -512,7 +539,8 @@ def _plan_weighted_bands(q, starts, rank0, per_chunk, members, alloc, live, seed
                          weight_config, backend):
     """Pass 2 of ``within="importance"``: block totals of every live band's member
     sequence, then the targets. Returns (draws {b: int64 with -1 where a chunk answers},
-    weighted [{b: (r0, seg_ends, seg_offsets, t, draw numbers)} per chunk], uniform = [{}])."""
+    weighted [{b: (r0, seg_ends, seg_offsets, seed of band b, total, draws of band b)}
+    per chunk], uniform = [{}])."""
     n_chunks = len(starts) - 1
     wanted = [{b: int(rank0[c, b]) for b in live if per_chunk[c, b]} or None
               for c in range(n_chunks)]
@@ -527,8 +555,9 @@ def _plan_weighted_bands(q, starts, rank0, per_chunk, members, alloc, live, seed
         t = uniforms(derive_seed(seed, b), STREAMS["importance"], int(alloc[b]),
                      backend="numpy") * blocks.total
         draws[b], requests = blocks.plan(t, last_nonzero)
-        for c, (seg_ends, seg_offsets, tc, numbers) in requests.items():
-            weighted[c][b] = (int(rank0[c, b]), seg_ends, seg_offsets, tc, numbers)
+        batch = (derive_seed(seed, b), blocks.total, int(alloc[b]))
+        for c, request in requests.items():
+            weighted[c][b] = (int(rank0[c, b]),) + request + batch
     return draws, weighted, [dict() for _ in range(n_chunks)]
 
 
@@ -596,13 +625,14 @@ def stratified_sample(q, n, *, edges=DEFAULT_EDGES, mix, seed, within="uniform",
         draws, weighted, uniform = _plan_uniform_bands(rank0, members, alloc, live, seed)
     answers = _map_chunks(_band_draws, q, [
         (int(starts[c]), edges, weight_config, backend,
-         {b: r[:4] for b, r in weighted[c].items()}, {b: r[0] for b, r in uniform[c].items()})
+         weighted[c], {b: r[0] for b, r in uniform[c].items()})
         if weighted[c] or uniform[c] else None for c in range(n_chunks)])
     for c, found in answers.items():
-        for b, idx in found.items():
-            numbers = weighted[c][b][4] if b in weighted[c] else uniform[c][b][1]
+        for b, got in found.items():
+            numbers, idx = got if b in weighted[c] else (uniform[c][b][1], got)
             draws[b][numbers] = idx
-    idx = np.concatenate([draws[b] for b in live]) if live else np.empty(0, dtype=np.int64)
+    idx = np.concatenate([_check_resolved(draws[b]) for b in live]) if live \
+        else np.empty(0, dtype=np.int64)
     info = {"edges": edges.tolist(), "members": members.tolist(),
             "drawable": (drawable if weight_config is not None else members).tolist(),
             "mix": m.tolist(), "target": target.tolist(), "achieved": alloc.tolist(),
