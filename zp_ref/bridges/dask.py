@@ -5,7 +5,9 @@ Every function takes a 1-D ``dask.array.Array`` (pool entries in order; chunks o
 sizes, empty ones included) and runs on whatever scheduler is active: a
 ``distributed.Client`` when one is open, else dask's threads. Pools never travel to
 the client: the passes over the chunks return block totals, counts and the indices
-drawn; the client sends each chunk only the draws that fall in it (docs/scale.md).
+drawn; the client sends each chunk the ends and offsets of its blocks, and the chunk
+regenerates the draw targets from the seed and resolves those falling in it with the
+in-memory kernels (docs/scale.md). Pools on disk: :mod:`zp_ref.bridges.dask_pools`.
 
 Exactness. A weighted draw is defined by the blockwise prefix sums of
 ``zp_ref.sampling.prefix_sums`` (blocks of PREFIX_BLOCK = 512 consecutive entries of
@@ -138,6 +140,9 @@ def importance_weights(q, *, weight_power=2.0, min_q_abs=1e-6, max_weight=100.0,
     pairwise summation), then the chunk totals are added sequentially in chunk order
     from 0.0; weights equal the in-memory ones to rtol 1e-12. The result is recomputed
     from ``q`` whenever it is computed (``persist()`` it to keep it in the workers).
+    With ``normalize=False`` the eager pass also gathers what :func:`sample_indices`
+    needs of these weights (block totals, validation counts), kept on the returned
+    array, so drawing from it reads the pool once more, not twice.
     """
     config = check_weight_config(weight_power, min_q_abs, max_weight, temperature)
     check_choice(nan_policy, "nan_policy", NAN_POLICIES)
@@ -372,11 +377,14 @@ def sample_indices(weights, n, *, seed, replace=True) -> np.ndarray:
     result on the concatenated weights for the same seed.
 
     With replacement, two passes: (1) every chunk returns its block totals and
-    validation counts; the client accumulates the block ends and places the targets
-    ``u(seed, 0, j) * C[-1]``; (2) every chunk holding draws receives only its targets
-    and returns their indices. Without replacement: (1) validation counts; (2) every
-    chunk returns its n largest keys ``log(w_i) - log(-log(u(seed, 1, i)))``; the client
-    merges.
+    validation counts (skipped when ``weights`` is the result of
+    ``importance_weights(q, normalize=False)``, whose eager pass gathered them); the
+    client accumulates the block ends, places the targets ``u(seed, 0, j) * C[-1]`` in
+    chunks and resolves those in blocks split across chunks; (2) every chunk holding
+    draws receives the ends and offsets of its whole blocks, regenerates the targets,
+    keeps those in its range and returns their indices. Without replacement: (1)
+    validation counts; (2) every chunk returns its n largest keys
+    ``log(w_i) - log(-log(u(seed, 1, i)))``; the client merges.
     """
     w = _check_pool(weights, "weights", hint="zp_ref.sample_indices")   # the in-memory order
     n = check_draw_count(n, "n")
@@ -473,19 +481,29 @@ def band_of(q, edges=DEFAULT_EDGES, *, backend="auto") -> "da.Array":
     return q.map_blocks(_band_block, edges, backend, dtype=np.int64)
 
 
-def _band_view(q, edges, weight_config, backend):
-    """(bands, weights or None) of one NaN-free chunk."""
+def _band_ids(q, edges, backend):
     from ..backends import resolve_backend
     from ..bands import band_of as band_of_in_memory
-    q = _as_float(q)
-    bands = band_of_in_memory(q, edges, backend=resolve_backend(backend, q.size))
+    return band_of_in_memory(q, edges, backend=resolve_backend(backend, q.size))
+
+
+def _band_weights(q, weight_config, backend):
+    """Unnormalised weights of one NaN-free chunk, or None (no weights asked)."""
     if weight_config is None or q.size == 0:
-        return bands, None
+        return None
+    from ..backends import resolve_backend
     from ..weighting import importance_weights as weights_in_memory
     p, min_q_abs, max_weight = weight_config
-    return bands, weights_in_memory(q, weight_power=p, min_q_abs=min_q_abs,
-                                    max_weight=max_weight, normalize=False,
-                                    backend=resolve_backend(backend, q.size))
+    return weights_in_memory(q, weight_power=p, min_q_abs=min_q_abs, max_weight=max_weight,
+                             normalize=False, backend=resolve_backend(backend, q.size))
+
+
+def _band_members(q, edges, weight_config, backend):
+    """(chunk positions of every band's members, weights or None) of one NaN-free
+    chunk; the band ids are dropped before the weights are made (a smaller peak)."""
+    q = _as_float(q)
+    members = _members(_band_ids(q, edges, backend), edges.size + 1)
+    return members, _band_weights(q, weight_config, backend)
 
 
 def _band_stats(q, edges, weight_config, backend):
@@ -493,7 +511,8 @@ def _band_stats(q, edges, weight_config, backend):
     nan = np.isnan(_as_float(q))
     if nan.any():
         return {"n_nan": int(nan.sum()), "first_nan": int(np.argmax(nan))}
-    bands, w = _band_view(q, edges, weight_config, backend)
+    q = _as_float(q)
+    bands, w = _band_ids(q, edges, backend), _band_weights(q, weight_config, backend)
     n_bands = edges.size + 1
     members = np.bincount(bands, minlength=n_bands)
     drawable = members if w is None else np.bincount(bands[w > 0], minlength=n_bands)
@@ -509,8 +528,7 @@ def _members(bands, n_bands):
 
 def _band_pieces(q, start, edges, weight_config, backend, r0_by_band):
     """Per band: the pieces of its weighted member sequence and its last nonzero one."""
-    bands, w = _band_view(q, edges, weight_config, backend)
-    members = _members(bands, edges.size + 1)
+    members, w = _band_members(q, edges, weight_config, backend)
     out = {}
     for b, r0 in r0_by_band.items():
         wm = w[members[b]]
@@ -524,8 +542,7 @@ def _band_draws(q, start, edges, weight_config, backend, weighted, uniform):
     """The draws this chunk resolves: weighted {b: (r0, request)} (request: the
     arguments of :func:`_resolve_rows` after r0) -> {b: (draw numbers, global indices)};
     uniform {b: member ranks local to the chunk} -> {b: global indices}."""
-    bands, w = _band_view(q, edges, weight_config, backend)
-    members = _members(bands, edges.size + 1)
+    members, w = _band_members(q, edges, weight_config, backend)
     out = {}
     for b, (r0, *request) in weighted.items():
         numbers, positions = _resolve_rows(w[members[b]], r0, *request)
