@@ -79,10 +79,33 @@ def _counts(dask_scheduler):
     return dict(dask_scheduler.plugins[TaskCounter.name].counts)
 
 
+class TextBar:
+    """tqdm's interface as used here, printing ``name: done/total`` every 5 s."""
+
+    def __init__(self, total, desc, **_):
+        self.total, self.desc, self.n, self._last = total, desc, 0, 0.0
+
+    def refresh(self):
+        if time.perf_counter() - self._last >= 5.0:
+            self._last = time.perf_counter()
+            print(f"{self.desc}: {self.n}/{self.total} tasks", flush=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._last = 0.0
+        self.refresh()
+
+
 def run_step(client, name, total_tasks, fn):
-    """fn() with a tqdm bar of its chunk tasks (polled from the scheduler); returns
-    (result, seconds, {worker: peak RSS MiB}, client peak RSS MiB)."""
-    from tqdm import tqdm
+    """fn() with a progress bar of its chunk tasks (polled from the scheduler; tqdm,
+    or a line every 5 s without it); returns (result, seconds, {worker: peak RSS MiB},
+    client peak RSS MiB)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        tqdm = TextBar
     client.run(peak_rss_mib, True)
     peak_rss_mib(True)
     prefixes = STEP_TASKS.get(name, ())
