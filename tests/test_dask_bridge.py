@@ -72,6 +72,14 @@ def test_importance_weights_nan_policy(client, pool):
         want = importance_weights(q, nan_policy="omit")
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
     assert got[30_000] == got[50_123] == 0.0
+    # unnormalised: the draws reuse the eager pass's block totals, NaN weights are 0
+    with pytest.warns(RuntimeWarning, match="2 NaN"):
+        wd = db.importance_weights(qd, nan_policy="omit", normalize=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        w = importance_weights(q, nan_policy="omit", normalize=False)
+    np.testing.assert_array_equal(db.sample_indices(wd, 50_000, seed=3),
+                                  sample_indices(w, 50_000, seed=3, backend="numpy"))
 
 
 # ------------------------------------------------------------------ draws
