@@ -12,6 +12,7 @@ distributed = pytest.importorskip("distributed")
 
 from zp_ref import dask_bridge  # noqa: E402
 from zp_ref.bridges import dask as db  # noqa: E402
+from zp_ref.bridges import dask_blocks  # noqa: E402
 from zp_ref.bands import band_of, stratified_sample  # noqa: E402
 from zp_ref.sampling import PREFIX_BLOCK  # noqa: E402
 from zp_ref.rng import uniforms  # noqa: E402
@@ -113,8 +114,8 @@ def test_target_rounded_up_to_total_takes_last_nonzero():
     # u * total can round up to the total (u < 1): the oracle then takes the last
     # nonzero weight; exercise that branch of the client's plan directly
     w = np.r_[np.ones(700), np.zeros(400)]
-    blocks = db._Blocks({0: db._pieces(w[:650], None, 0, 0),
-                         1: db._pieces(w[650:], None, 650, 650)}, w.size)
+    blocks = dask_blocks.Blocks({0: dask_blocks.block_pieces(w[:650], None, 0, 0),
+                         1: dask_blocks.block_pieces(w[650:], None, 650, 650)}, w.size)
     out, requests = blocks.plan(np.array([blocks.total, 0.5]), last_nonzero=699)
     assert out[0] == 699 and blocks.total == 700.0
     assert out[1] == -1 and list(requests) == [0]            # draw 1 goes to chunk 0

@@ -7,7 +7,9 @@ sizes, empty ones included) and runs on whatever scheduler is active: a
 the client: the passes over the chunks return block totals, counts and the indices
 drawn; the client sends each chunk the ends and offsets of its blocks, and the chunk
 regenerates the draw targets from the seed and resolves those falling in it with the
-in-memory kernels (docs/scale.md). Pools on disk: :mod:`zp_ref.bridges.dask_pools`.
+in-memory kernels (docs/scale.md). The chunk machinery (pool checks, the map over
+chunks, blockwise prefix sums across chunks) is :mod:`zp_ref.bridges.dask_blocks`; pools
+on disk (``.npy``, zarr) are :mod:`zp_ref.bridges.dask_pools`, re-exported here.
 
 Exactness. A weighted draw is defined by the blockwise prefix sums of
 ``zp_ref.sampling.prefix_sums`` (blocks of PREFIX_BLOCK = 512 consecutive entries of
@@ -29,7 +31,6 @@ import warnings
 import numpy as np
 
 try:
-    import dask
     import dask.array as da
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("zp_ref.bridges.dask needs dask: install the extra with "
@@ -37,57 +38,19 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from .._validation import check_backend, check_choice, check_seed
 from ..bands import DEFAULT_EDGES, allocate_draws, check_edges, check_stratified_args
-from ..kernels.cpu_sampling import PREFIX_BLOCK
-from ..rng import STREAMS, check_draw_count, derive_seed, key_of, uniforms
+from ..rng import STREAMS, check_draw_count, derive_seed, uniforms
 from ..weighting import NAN_POLICIES, check_weight_config
+from .dask_blocks import (Blocks, as_float, block_pieces, check_pool, check_resolved,
+                          check_total, chunk_starts, last_nonzero, map_chunks, resolve_rows)
 from .dask_pools import pool_from_npy, pool_from_zarr, to_zarr
 
 __all__ = ["importance_weights", "sample_indices", "band_of", "stratified_sample",
            "pool_from_npy", "pool_from_zarr", "to_zarr"]
 
-B = PREFIX_BLOCK
-#: Draw targets a chunk regenerates at once (bounds its temporaries to 16 MB).
-_TARGET_BATCH = 1 << 20
 #: Attribute of an unnormalised weights array from :func:`importance_weights` holding
 #: the per-chunk statistics of its eager pass (block totals, validation counts), so that
 #: :func:`sample_indices` on it needs one pass over the pool, not two.
 _DRAW_STATS = "_zp_draw_stats"
-
-
-# ------------------------------------------------------------------ validation
-def _check_pool(a, name: str, *, allow_empty: bool = False, hint: str = "") -> "da.Array":
-    """``a`` as a 1-D dask array of real numbers with known chunk sizes."""
-    if not isinstance(a, da.Array):
-        raise TypeError(f"{name} must be a 1-D dask.array.Array, got {type(a).__name__}"
-                        + (f"; for in-memory arrays use {hint}" if hint else ""))
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D dask array, got shape {a.shape}")
-    if a.dtype.kind not in "fiu":
-        raise TypeError(f"{name} must hold real numbers (float or int), got dtype {a.dtype}")
-    if any(math.isnan(c) for c in a.chunks[0]):
-        raise ValueError(f"{name} has unknown chunk sizes; call {name}.compute_chunk_sizes() "
-                         "first")
-    if a.shape[0] == 0 and not allow_empty:
-        raise ValueError(f"{name} must not be empty, got shape {a.shape}")
-    return a
-
-
-def _chunk_starts(a) -> np.ndarray:
-    """Global index of the first entry of every chunk, int64 (n_chunks + 1,)."""
-    return np.concatenate(([0], np.cumsum(a.chunks[0]))).astype(np.int64)
-
-
-def _map_chunks(func, a, per_chunk_args):
-    """``func(chunk, *args)`` on every chunk given a (non-None) args tuple, computed at
-    once on the active scheduler; returns {chunk number: result}."""
-    chunks = a.to_delayed().ravel()
-    jobs = {c: dask.delayed(func, pure=False)(chunks[c], *args)
-            for c, args in enumerate(per_chunk_args) if args is not None}
-    return dict(zip(jobs, dask.compute(*jobs.values())))
-
-
-def _as_float(chunk) -> np.ndarray:
-    return np.ascontiguousarray(chunk, dtype=np.float64)
 
 
 # ------------------------------------------------------------------ importance weights
@@ -96,7 +59,7 @@ def _chunk_weights(q, config, backend):
     gets weight 0, as in the in-memory path."""
     from ..backends import resolve_backend
     from ..weighting import importance_weights as weights_in_memory
-    q = _as_float(q)
+    q = as_float(q)
     if q.size == 0:
         return np.empty(0), 0, -1
     n_nan, first_nan = 0, -1
@@ -149,9 +112,9 @@ def importance_weights(q, *, weight_power=2.0, min_q_abs=1e-6, max_weight=100.0,
     if not isinstance(normalize, (bool, np.bool_)):
         raise TypeError(f"normalize must be True or False, got {normalize!r}")
     check_backend(backend)
-    q = _check_pool(q, "q", hint="zp_ref.importance_weights")
-    starts = _chunk_starts(q)
-    stats = _map_chunks(_weights_stats, q, [(config, backend, None if normalize else int(s))
+    q = check_pool(q, "q", hint="zp_ref.importance_weights")
+    starts = chunk_starts(q)
+    stats = map_chunks(_weights_stats, q, [(config, backend, None if normalize else int(s))
                                             for s in starts[:-1]])
     n_nan = sum(s[1] for s in stats.values())
     if n_nan:
@@ -178,162 +141,15 @@ def importance_weights(q, *, weight_power=2.0, min_q_abs=1e-6, max_weight=100.0,
     return w
 
 
-# ------------------------------------------------------------------ blockwise prefix sums
-def _block_totals(x: np.ndarray) -> np.ndarray:
-    """Sequential sums of consecutive blocks of B entries (x.size a multiple of B), by
-    the in-memory kernel."""
-    from ..kernels.cpu_sampling import block_totals
-    n_blocks = x.size // B
-    totals = np.empty(n_blocks)
-    block_totals(np.ascontiguousarray(x, dtype=np.float64), totals,
-                 np.empty(max(n_blocks, 1), dtype=np.int64))     # negatives: unused here
-    return totals
-
-
-def _head_length(r0: int, m: int) -> int:
-    """Members before the first block boundary of a run of m members from rank r0."""
-    return min(m, -r0 % B)
-
-
-def _pieces(wm, members, start, r0):
-    """What one chunk returns for a weighted sequence whose members in this chunk have
-    ranks r0 .. r0+len(wm)-1: the sequential totals of its whole blocks, and the raw
-    weights (with global indices) of the partial blocks at both ends."""
-    m = wm.size
-    head = _head_length(r0, m)
-    tail = head + (m - head) // B * B
-
-    def idx(lo, hi):
-        pos = np.arange(lo, hi, dtype=np.int64)
-        return start + (pos if members is None else members[pos])
-
-    return {"r0": r0, "full": _block_totals(wm[head:tail]),
-            "head": wm[:head].copy(), "head_idx": idx(0, head),
-            "tail": wm[tail:].copy(), "tail_idx": idx(tail, m)}
-
-
-def _targets_between(seed, n, total, lo, hi):
-    """(draw numbers, targets) of the draws j < n whose targets ``u(seed, 0, j) * total``
-    lie in [lo, hi), regenerated in batches of _TARGET_BATCH."""
-    numbers, targets = [np.empty(0, dtype=np.int64)], [np.empty(0)]
-    for a in range(0, n, _TARGET_BATCH):
-        t = uniforms(seed, STREAMS["importance"], min(_TARGET_BATCH, n - a), start=a)
-        t *= total
-        keep = np.flatnonzero((t >= lo) & (t < hi))
-        numbers.append(keep + a)
-        targets.append(t[keep])
-    return np.concatenate(numbers), np.concatenate(targets)
-
-
-def _resolve_rows(wm, r0, seg_ends, seg_offsets, seed, total, n):
-    """(draw numbers, member positions) of the draws of a batch of n (targets
-    ``u(seed, 0, j) * total``) that fall in the chunk's whole blocks, whose ends and
-    offsets the client sent: block k holds the targets in [seg_ends[k-1], seg_ends[k])
-    (seg_ends[-1] = seg_offsets[0]); the in-memory kernel then builds each block's local
-    prefix sums once and takes the first position with ``offset + local > t``."""
-    from ..kernels.cpu_sampling import resolve_draws
-    numbers, t = _targets_between(seed, n, total, seg_offsets[0], seg_ends[-1])
-    head = _head_length(r0, wm.size)
-    n_blocks = seg_offsets.size
-    whole = np.ascontiguousarray(wm[head:head + n_blocks * B], dtype=np.float64)
-    order = np.argsort(t)
-    starts = np.zeros(n_blocks + 1, dtype=np.int64)
-    starts[1:] = np.searchsorted(t[order], seg_ends, side="left")
-    out = np.empty(n, dtype=np.int64)                # indexed by draw number
-    resolve_draws(key_of(seed, STREAMS["importance"]), total, whole, seg_offsets, starts,
-                  numbers[order], out, max(1, min(n_blocks, 64)))
-    return numbers, head + out[numbers]
-
-
-class _Blocks:
-    """The block totals of one weighted sequence, assembled on the client from the
-    pieces of its chunks (dict chunk -> pieces, in pool order)."""
-
-    def __init__(self, pieces: dict, n_members: int):
-        n_blocks = -(-n_members // B)
-        totals = np.empty(n_blocks)
-        owner = np.full(n_blocks, -1, dtype=np.int64)    # chunk of a whole block, else -1
-        fragments = {}
-        for c in sorted(pieces):
-            p = pieces[c]
-            k0 = (p["r0"] + p["head"].size) // B
-            if p["head"].size:
-                fragments.setdefault(p["r0"] // B, []).append((p["head"], p["head_idx"]))
-            totals[k0:k0 + p["full"].size] = p["full"]
-            owner[k0:k0 + p["full"].size] = c
-            if p["tail"].size:
-                fragments.setdefault(k0 + p["full"].size, []).append((p["tail"], p["tail_idx"]))
-        self.split = {}                          # block split across chunks -> (local, idx)
-        with np.errstate(over="ignore"):         # an infinite total is refused later
-            for k, parts in fragments.items():
-                local = np.cumsum(np.concatenate([v for v, _ in parts]))     # sequential
-                totals[k] = local[-1]
-                self.split[k] = (local, np.concatenate([i for _, i in parts]))
-            self.ends = np.add.accumulate(totals)                         # sequential
-        self.offsets = np.concatenate(([0.0], self.ends[:-1]))
-        # segments: runs of whole blocks of one chunk, and single split blocks
-        first = np.flatnonzero(np.r_[True, (owner[1:] != owner[:-1]) | (owner[1:] == -1)])
-        self.segments = np.stack((first, np.r_[first[1:], n_blocks], owner[first]), axis=1)
-
-    @property
-    def total(self) -> float:
-        return float(self.ends[-1])
-
-    def plan(self, t, last_nonzero):
-        """Resolve what the client can: returns (out int64 with -1 where a chunk must
-        answer, requests {chunk: (ends, offsets) of its whole blocks}).
-
-        Draw j takes the first block k with ends[k] > t_j: its segment first (a search
-        over the few segment ends), then the block inside the segment: here for a split
-        block, in the chunk for whole blocks (it regenerates the targets, so only the
-        ends and offsets of its blocks travel)."""
-        out = np.full(t.size, -1, dtype=np.int64)
-        seg = np.searchsorted(self.ends[self.segments[:, 1] - 1], t, side="right")
-        n_seg = self.segments.shape[0]
-        order = np.argsort(seg.astype(np.min_scalar_type(n_seg)), kind="stable")  # radix
-        bounds = np.searchsorted(seg[order], np.arange(n_seg + 1))
-        out[order[bounds[n_seg]:]] = last_nonzero       # u * total rounded up to the total
-        requests = {}
-        for s in np.flatnonzero(np.diff(bounds)):
-            draws = order[bounds[s]:bounds[s + 1]]
-            k0, k1, c = (int(v) for v in self.segments[s])
-            if c < 0:                                   # a split block: resolved here
-                local, idx = self.split[k0]
-                out[draws] = idx[np.searchsorted(self.offsets[k0] + local, t[draws],
-                                                 side="right")]
-                continue
-            requests[c] = (self.ends[k0:k1], self.offsets[k0:k1])
-        return out, requests
-
-
-def _check_total(total: float):
-    if not np.isfinite(total):
-        raise ValueError(f"the sum of the weights overflows ({total}); rescale them")
-    if total <= 0.0:
-        raise ValueError("weights sum to 0: at least one weight must be positive")
-
-
 # ------------------------------------------------------------------ sample_indices
-def _last_nonzero(w) -> int:
-    """Position of the last nonzero entry (-1 if none), scanning back in growing steps."""
-    hi, step = w.size, 4096
-    while hi > 0:
-        lo = max(0, hi - step)
-        nz = np.flatnonzero(w[lo:hi])
-        if nz.size:
-            return lo + int(nz[-1])
-        hi, step = lo, 2 * step
-    return -1
-
-
 def _weights_chunk_stats(w, start, with_pieces):
     """Validation counts of one chunk of weights and, when asked, its pieces. Fast path:
     min >= 0 and a finite sum rule out negative and non-finite entries without
     counting them."""
-    w = _as_float(w)
-    pieces = _pieces(w, None, start, start) if with_pieces else None
+    w = as_float(w)
+    pieces = block_pieces(w, None, start, start) if with_pieces else None
     stats = {"n_neg": 0, "n_bad": 0, "n_nonzero": int(np.count_nonzero(w)),
-             "last_nonzero": _last_nonzero(w), "pieces": pieces, "total": 0.0}
+             "last_nonzero": last_nonzero(w), "pieces": pieces, "total": 0.0}
     if w.size == 0:
         return stats
     with np.errstate(over="ignore"):
@@ -352,14 +168,14 @@ def _weights_chunk_stats(w, start, with_pieces):
 
 
 def _weights_chunk_draws(w, start, request):
-    numbers, positions = _resolve_rows(_as_float(w), start, *request)
+    numbers, positions = resolve_rows(as_float(w), start, *request)
     return numbers, start + positions
 
 
 def _top_keys(w, start, n, seed):
     """The chunk's n largest keys log(w_i) - log(-log(u_i)) (ties to the lower index)."""
     from ..sampling import without_replacement_keys_numpy
-    w = _as_float(w)
+    w = as_float(w)
     positive = np.flatnonzero(w > 0)
     u = uniforms(seed, STREAMS["without_replacement"], w.size, start=start,
                  backend="numpy")[positive]
@@ -386,58 +202,49 @@ def sample_indices(weights, n, *, seed, replace=True) -> np.ndarray:
     validation counts; (2) every chunk returns its n largest keys
     ``log(w_i) - log(-log(u(seed, 1, i)))``; the client merges.
     """
-    w = _check_pool(weights, "weights", hint="zp_ref.sample_indices")   # the in-memory order
+    w = check_pool(weights, "weights", hint="zp_ref.sample_indices")   # the in-memory order
     n = check_draw_count(n, "n")
     seed = check_seed(seed)
     if not isinstance(replace, (bool, np.bool_)):
         raise TypeError(f"replace must be True or False, got {replace!r}")
-    starts = _chunk_starts(w)
+    starts = chunk_starts(w)
     n_chunks = w.numblocks[0]
     stats = getattr(w, _DRAW_STATS, None)
     if stats is None:
-        stats = _map_chunks(_weights_chunk_stats, w,
+        stats = map_chunks(_weights_chunk_stats, w,
                             [(int(starts[c]), bool(replace)) for c in range(n_chunks)])
     _check_weight_stats(stats, starts)
     if not replace:
         total = 0.0
         for c in range(n_chunks):
             total += stats[c]["total"]      # Python floats: an overflow gives inf
-        _check_total(total)                 # refused in memory too, though keys need no sum
+        check_total(total)                 # refused in memory too, though keys need no sum
         n_positive = sum(s["n_nonzero"] for s in stats.values())
         if n > n_positive:
             raise ValueError(f"n={n} draws without replacement need at least n positive "
                              f"weights; weights has {n_positive}")
         if n == 0:
             return np.empty(0, dtype=np.int64)
-        tops = _map_chunks(_top_keys, w, [(int(starts[c]), n, seed) if stats[c]["n_nonzero"]
+        tops = map_chunks(_top_keys, w, [(int(starts[c]), n, seed) if stats[c]["n_nonzero"]
                                           else None for c in range(n_chunks)])
         keys = np.concatenate([tops[c][0] for c in sorted(tops)])
         idx = np.concatenate([tops[c][1] for c in sorted(tops)])
         return idx[np.lexsort((idx, -keys))[:n]].astype(np.int64)
-    blocks = _Blocks({c: s["pieces"] for c, s in stats.items() if s["pieces"] is not None},
+    blocks = Blocks({c: s["pieces"] for c, s in stats.items() if s["pieces"] is not None},
                      w.shape[0])
-    _check_total(blocks.total)
+    check_total(blocks.total)
     if n == 0:
         return np.empty(0, dtype=np.int64)
     last_nonzero = max(int(starts[c]) + s["last_nonzero"] for c, s in stats.items()
                        if s["n_nonzero"])
     t = uniforms(seed, STREAMS["importance"], n, backend="numpy") * blocks.total
     out, requests = blocks.plan(t, last_nonzero)
-    answers = _map_chunks(_weights_chunk_draws, w,
+    answers = map_chunks(_weights_chunk_draws, w,
                           [(int(starts[c]), requests[c] + (seed, blocks.total, n))
                            if c in requests else None for c in range(n_chunks)])
     for numbers, idx in answers.values():
         out[numbers] = idx
-    return _check_resolved(out)
-
-
-def _check_resolved(out):
-    """out, once every draw has an index (an internal invariant: -1 marks a draw that
-    no chunk resolved)."""
-    if out.size and out.min() < 0:
-        raise RuntimeError(f"internal error: {int((out < 0).sum())} draw(s) were not "
-                           "resolved by any chunk")
-    return out
+    return check_resolved(out)
 
 
 def _check_weight_stats(stats, starts):
@@ -463,7 +270,7 @@ def _band_block(q, edges, backend, block_info=None):
     """Band ids of one chunk; NaN raises naming its global index."""
     from ..backends import resolve_backend
     from ..bands import band_of as band_of_in_memory
-    q = _as_float(q)
+    q = as_float(q)
     nan = np.isnan(q)
     if nan.any():
         start = block_info[0]["array-location"][0][0] if block_info else 0
@@ -477,7 +284,7 @@ def band_of(q, edges=DEFAULT_EDGES, *, backend="auto") -> "da.Array":
     edges strictly below |q|). A NaN raises ``ValueError`` when the result is computed."""
     edges = check_edges(edges)
     check_backend(backend)
-    q = _check_pool(q, "q", allow_empty=True, hint="zp_ref.band_of")
+    q = check_pool(q, "q", allow_empty=True, hint="zp_ref.band_of")
     return q.map_blocks(_band_block, edges, backend, dtype=np.int64)
 
 
@@ -501,17 +308,17 @@ def _band_weights(q, weight_config, backend):
 def _band_members(q, edges, weight_config, backend):
     """(chunk positions of every band's members, weights or None) of one NaN-free
     chunk; the band ids are dropped before the weights are made (a smaller peak)."""
-    q = _as_float(q)
+    q = as_float(q)
     members = _members(_band_ids(q, edges, backend), edges.size + 1)
     return members, _band_weights(q, weight_config, backend)
 
 
 def _band_stats(q, edges, weight_config, backend):
     """NaN count and first position; members and drawable members per band."""
-    nan = np.isnan(_as_float(q))
+    nan = np.isnan(as_float(q))
     if nan.any():
         return {"n_nan": int(nan.sum()), "first_nan": int(np.argmax(nan))}
-    q = _as_float(q)
+    q = as_float(q)
     bands, w = _band_ids(q, edges, backend), _band_weights(q, weight_config, backend)
     n_bands = edges.size + 1
     members = np.bincount(bands, minlength=n_bands)
@@ -532,20 +339,20 @@ def _band_pieces(q, start, edges, weight_config, backend, r0_by_band):
     out = {}
     for b, r0 in r0_by_band.items():
         wm = w[members[b]]
-        last = _last_nonzero(wm)
-        out[b] = (_pieces(wm, members[b], start, r0),
+        last = last_nonzero(wm)
+        out[b] = (block_pieces(wm, members[b], start, r0),
                   start + int(members[b][last]) if last >= 0 else -1)
     return out
 
 
 def _band_draws(q, start, edges, weight_config, backend, weighted, uniform):
     """The draws this chunk resolves: weighted {b: (r0, request)} (request: the
-    arguments of :func:`_resolve_rows` after r0) -> {b: (draw numbers, global indices)};
+    arguments of :func:`resolve_rows` after r0) -> {b: (draw numbers, global indices)};
     uniform {b: member ranks local to the chunk} -> {b: global indices}."""
     members, w = _band_members(q, edges, weight_config, backend)
     out = {}
     for b, (r0, *request) in weighted.items():
-        numbers, positions = _resolve_rows(w[members[b]], r0, *request)
+        numbers, positions = resolve_rows(w[members[b]], r0, *request)
         out[b] = numbers, start + members[b][positions]
     for b, ranks in uniform.items():
         out[b] = start + members[b][ranks]
@@ -561,13 +368,13 @@ def _plan_weighted_bands(q, starts, rank0, per_chunk, members, alloc, live, seed
     n_chunks = len(starts) - 1
     wanted = [{b: int(rank0[c, b]) for b in live if per_chunk[c, b]} or None
               for c in range(n_chunks)]
-    pieces = _map_chunks(_band_pieces, q, [
+    pieces = map_chunks(_band_pieces, q, [
         None if want is None else (int(starts[c]), edges, weight_config, backend, want)
         for c, want in enumerate(wanted)])
     draws, weighted = {}, [dict() for _ in range(n_chunks)]
     for b in live:
-        blocks = _Blocks({c: p[b][0] for c, p in pieces.items() if b in p}, int(members[b]))
-        _check_total(blocks.total)
+        blocks = Blocks({c: p[b][0] for c, p in pieces.items() if b in p}, int(members[b]))
+        check_total(blocks.total)
         last_nonzero = max(p[b][1] for p in pieces.values() if b in p)
         t = uniforms(derive_seed(seed, b), STREAMS["importance"], int(alloc[b]),
                      backend="numpy") * blocks.total
@@ -611,13 +418,13 @@ def stratified_sample(q, n, *, edges=DEFAULT_EDGES, mix, seed, within="uniform",
     edges, n, mix, seed, within, weight_power, min_q_abs, max_weight = \
         check_stratified_args(edges, n, mix, seed, within, weight_power, min_q_abs, max_weight)
     check_backend(backend)
-    q = _check_pool(q, "q", allow_empty=n == 0, hint="zp_ref.stratified_sample")
+    q = check_pool(q, "q", allow_empty=n == 0, hint="zp_ref.stratified_sample")
     n_bands, n_chunks = edges.size + 1, q.numblocks[0]
-    starts = _chunk_starts(q)
+    starts = chunk_starts(q)
     weight_config = (weight_power, min_q_abs, max_weight) \
         if within == "importance" and n > 0 else None
 
-    stats = _map_chunks(_band_stats, q, [(edges, weight_config, backend)] * n_chunks)
+    stats = map_chunks(_band_stats, q, [(edges, weight_config, backend)] * n_chunks)
     n_nan = sum(s["n_nan"] for s in stats.values())
     if n_nan:
         c = next(c for c in range(n_chunks) if stats[c]["n_nan"])
@@ -640,7 +447,7 @@ def stratified_sample(q, n, *, edges=DEFAULT_EDGES, mix, seed, within="uniform",
                                                         weight_config, backend)
     else:
         draws, weighted, uniform = _plan_uniform_bands(rank0, members, alloc, live, seed)
-    answers = _map_chunks(_band_draws, q, [
+    answers = map_chunks(_band_draws, q, [
         (int(starts[c]), edges, weight_config, backend,
          weighted[c], {b: r[0] for b, r in uniform[c].items()})
         if weighted[c] or uniform[c] else None for c in range(n_chunks)])
@@ -648,7 +455,7 @@ def stratified_sample(q, n, *, edges=DEFAULT_EDGES, mix, seed, within="uniform",
         for b, got in found.items():
             numbers, idx = got if b in weighted[c] else (uniform[c][b][1], got)
             draws[b][numbers] = idx
-    idx = np.concatenate([_check_resolved(draws[b]) for b in live]) if live \
+    idx = np.concatenate([check_resolved(draws[b]) for b in live]) if live \
         else np.empty(0, dtype=np.int64)
     info = {"edges": edges.tolist(), "members": members.tolist(),
             "drawable": (drawable if weight_config is not None else members).tolist(),
