@@ -51,6 +51,7 @@ def map_chunks(func, a, per_chunk_args):
 
 
 def as_float(chunk) -> np.ndarray:
+    """A chunk as contiguous float64 (no copy when it already is)."""
     return np.ascontiguousarray(chunk, dtype=np.float64)
 
 
@@ -58,11 +59,11 @@ def as_float(chunk) -> np.ndarray:
 def block_totals(x: np.ndarray) -> np.ndarray:
     """Sequential sums of consecutive blocks of B entries (x.size a multiple of B), by
     the in-memory kernel."""
-    from ..kernels.cpu_sampling import block_totals
+    from ..kernels.cpu_sampling import block_totals as block_totals_kernel
     n_blocks = x.size // B
     totals = np.empty(n_blocks)
-    block_totals(np.ascontiguousarray(x, dtype=np.float64), totals,
-                 np.empty(max(n_blocks, 1), dtype=np.int64))     # negatives: unused here
+    block_totals_kernel(np.ascontiguousarray(x, dtype=np.float64), totals,
+                        np.empty(max(n_blocks, 1), dtype=np.int64))   # negatives: unused
     return totals
 
 
@@ -104,9 +105,10 @@ def targets_between(seed, n, total, lo, hi):
 def resolve_rows(wm, r0, seg_ends, seg_offsets, seed, total, n):
     """(draw numbers, member positions) of the draws of a batch of n (targets
     ``u(seed, 0, j) * total``) that fall in the chunk's whole blocks, whose ends and
-    offsets the client sent: block k holds the targets in [seg_ends[k-1], seg_ends[k])
-    (seg_ends[-1] = seg_offsets[0]); the in-memory kernel then builds each block's local
-    prefix sums once and takes the first position with ``offset + local > t``."""
+    offsets the client sent: block k holds the targets in [seg_offsets[k], seg_ends[k]);
+    the in-memory kernel then builds each block's local prefix sums once and takes the
+    first position with ``offset + local > t``. Memory: 8 n bytes for the output,
+    indexed by draw number, besides the chunk."""
     from ..kernels.cpu_sampling import resolve_draws
     numbers, t = targets_between(seed, n, total, seg_offsets[0], seg_ends[-1])
     head = head_length(r0, wm.size)
@@ -183,6 +185,7 @@ class Blocks:
 
 
 def check_total(total: float):
+    """The in-memory errors for an overflowing or zero sum of weights."""
     if not np.isfinite(total):
         raise ValueError(f"the sum of the weights overflows ({total}); rescale them")
     if total <= 0.0:
