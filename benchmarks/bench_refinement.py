@@ -25,7 +25,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout
 
-from zp_ref import bench, problems  # noqa: E402
+from zp_ref import problems  # noqa: E402
+from zp_ref.apps import bench  # noqa: E402
 from zp_ref.refinement import ActiveSampler, ActiveSamplerConfig  # noqa: E402
 
 

@@ -1,6 +1,6 @@
 """Weights + weighted draws (N=10**7, B=10**6, p=2): zp_ref's cpu backend against
 NumPy (Generator.choice) and PyTorch CPU (torch.multinomial), and the weight pass
-against np.sum. The benchmark itself lives in zp_ref.bench, so that the installed
+against np.sum. The benchmark itself lives in zp_ref.apps.bench, so that the installed
 ``zp-ref bench`` runs it too.
 
     python benchmarks/bench_sampling.py [--quick] [--json PATH]
@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout
 
-from zp_ref import bench  # noqa: E402
+from zp_ref.apps import bench  # noqa: E402
 
 
 def run(quick: bool = False) -> list:

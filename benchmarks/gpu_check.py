@@ -169,7 +169,7 @@ def step_device(rec: Recorder):
             info["driver_version"] = list(cuda.cudadrv.driver.driver.get_version())
         except Exception as exc:
             info["driver_version"] = repr(exc)
-    from zp_ref.kernels.gpu_rng import device_shape
+    from zp_ref.kernels.gpu_launch import device_shape
     info["launch_shape"] = list(device_shape())     # (threads per block, blocks)
     if SIM:
         info["torch"] = "not probed under the simulator"
@@ -360,7 +360,7 @@ def _tree(backend, level, grid, cap):
 def step_tree(rec: Recorder):
     import numpy as np
     try:
-        import zp_ref.kernels.gpu_refinement  # noqa: F401
+        import zp_ref.refinement.cuda  # noqa: F401
         from zp_ref.refinement import ActiveSampler  # noqa: F401
     except ImportError as exc:
         rec.put("skipped", "tree", f"refinement on cuda not importable: {exc!r}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout
 
-from zp_ref.bench import bench_command  # noqa: E402
+from zp_ref.apps.bench import bench_command  # noqa: E402
 
 if __name__ == "__main__":
     print(bench_command(sys.argv[1:]))

@@ -35,7 +35,7 @@ import numpy as np
 import matplotlib.pyplot as plt
 import zp_ref
 from zp_ref import plots, problems
-from zp_ref.rng import uniforms, derive_seed
+from zp_ref.rng import STREAMS, call_seed, uniforms
 """
 
 # ====================================================================== 01
@@ -62,7 +62,7 @@ problem = problems.get("simple_roots_1d")
 print(problem.name, "-", problem.description)
 (lo, hi), = problem.bounds
 N = 200_000
-x_pool = lo + (hi - lo) * uniforms(0, 16, N)   # a uniform pool (stream 16 is free for callers)
+x_pool = lo + (hi - lo) * uniforms(0, STREAMS["pool"], N)   # a uniform pool (stream 16)
 q_pool = problem.q(x_pool)
 print(f"pool of {N} points: min |Q| = {np.abs(q_pool).min():.2e}, "
       f"median |Q| = {np.median(np.abs(q_pool)):.2e}, max |Q| = {np.abs(q_pool).max():.2e}")
@@ -186,7 +186,7 @@ print(" ratio  share |Q| < 1e-3       plain mean (s.e.)    weighted mean (s.e.) 
 for ratio in (0.0, 0.3, 0.7, 1.0):
     near, plain, weighted, top = [], [], [], 0.0
     for b in range(200):
-        idx, lr = hybrid_indices(w_sub, 512, ratio=ratio, seed=derive_seed(7, b))
+        idx, lr = hybrid_indices(w_sub, 512, ratio=ratio, seed=call_seed(7, b))
         near.append(np.mean(np.abs(q_sub[idx]) < 1e-3))
         plain.append(f[idx].mean())
         weighted.append(np.mean(lr * f[idx]))
@@ -225,7 +225,7 @@ ax.legend();
 ## The stateful ImportanceSampler
 
 `ImportanceSampler` keeps the anchor's API. Its state is (seed, number of batches
-drawn): batch c draws with `derive_seed(seed, c)`, so consecutive batches differ, and a
+drawn): batch c draws with `call_seed(seed, c)`, so consecutive batches differ, and a
 saved state (JSON + `.npz`, no pickle) reproduces the batches that follow.
 """),
     code("""
@@ -258,7 +258,7 @@ taken after a warm-up call.
     code("""
 import time
 
-q_big = uniforms(5, 16, 2_000_000) * 4.0 - 2.0
+q_big = uniforms(5, STREAMS["pool"], 2_000_000) * 4.0 - 2.0
 w_big = importance_weights(q_big)
 timings = {}
 for backend in ("numpy", "cpu"):
@@ -298,8 +298,8 @@ def pool_from_tree(problem, n, seed, **tree_config):
     \"\"\"Half uniform over the box, half drawn leaf-weighted from a refinement tree.\"\"\"
     config = ActiveSamplerConfig(grid_bounds=problem.bounds, **tree_config)
     tree = ActiveSampler(config, q=problem.q, input_dim=problem.dim).refine()
-    x = np.concatenate([tree.sample(n // 2, seed=derive_seed(seed, 0), weighting="volume"),
-                        tree.sample(n - n // 2, seed=derive_seed(seed, 1), weighting="leaf")])
+    x = np.concatenate([tree.sample(n // 2, seed=call_seed(seed, 0), weighting="volume"),
+                        tree.sample(n - n // 2, seed=call_seed(seed, 1), weighting="leaf")])
     return x, problem.q(x)
 
 
@@ -364,7 +364,7 @@ mix = [0.4, 0.3, 0.15, 0.1, 0.05]
 idx, info = stratified_sample(q1, 1000, mix=mix, seed=0, within="importance")
 print("pool from the tree:", {k: info[k] for k in ("members", "target", "achieved", "redistributed")})
 
-x_uniform = -3.0 + 6.0 * uniforms(2, 16, 2000)
+x_uniform = -3.0 + 6.0 * uniforms(2, STREAMS["pool"], 2000)
 q_uniform = p1.q(x_uniform)
 idx, info = stratified_sample(q_uniform, 1000, mix=mix, seed=0, within="importance")
 print("uniform pool:      ", {k: info[k] for k in ("members", "target", "achieved", "redistributed")})
@@ -375,7 +375,7 @@ print("uniform pool:      ", {k: info[k] for k in ("members", "target", "achieve
 The default stages over B0..B4 are: only the far band; half far and half spread over
 the mid bands; every band, the near ones weighted most. With `advance="epochs"` the
 stage at epoch t is `min(t // epochs_per_stage, 2)`. Each call draws with
-`derive_seed(seed, call)`, so the run is reproducible.
+`call_seed(seed, call)`, so the run is reproducible.
 """),
     code("""
 curriculum = BandCurriculum(epochs_per_stage=5, within="importance", seed=1)
@@ -870,7 +870,7 @@ def target(x):
 tree = ActiveSampler(ActiveSamplerConfig(initial_grid_size=64, grid_bounds=(-1.0, 1.0),
                                          max_refinement_level=20, criterion="sign"),
                      q=Q_TRUE).refine()
-x_np = np.concatenate([-1.0 + 2.0 * uniforms(0, 16, 16_000),
+x_np = np.concatenate([-1.0 + 2.0 * uniforms(0, STREAMS["pool"], 16_000),
                        tree.sample(4_000, seed=0, weighting="leaf")[:, 0]])
 q_true = Q_TRUE(x_np)
 keep = np.abs(q_true) >= 1e-6                                    # finite targets only
@@ -891,7 +891,7 @@ band, and the error is the median relative error there.
 class Rational(torch.nn.Module):
     def __init__(self, deg_p=3, deg_q=2, seed=0):
         super().__init__()
-        u = uniforms(seed, 17, deg_p + 1 + deg_q) * 2.0 - 1.0
+        u = uniforms(seed, STREAMS["model_init"], deg_p + 1 + deg_q) * 2.0 - 1.0
         self.p = torch.nn.Parameter(torch.from_numpy(0.1 * u[:deg_p + 1]))
         self.phi = torch.nn.Parameter(torch.from_numpy(0.01 * u[deg_p + 1:]))
 

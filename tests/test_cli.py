@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from zp_ref import __version__
-from zp_ref.cli import main
+from zp_ref.apps.cli import main
 
 SUBCOMMANDS = ("demo", "refine", "bench", "study")
 HAS_TORCH = importlib.util.find_spec("torch") is not None
@@ -41,7 +41,7 @@ def test_subcommand_help(capsys, command):
 
 
 def test_study_without_torch_is_a_one_line_error(capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "zp_ref.study", None)    # import fails as without torch
+    monkeypatch.setitem(sys.modules, "zp_ref.apps.study", None)    # import fails as without torch
     code, out, err = run(capsys, "study", "--quick")
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and "zp_ref[torch]" in err
@@ -198,7 +198,7 @@ def test_refine_truncates_long_tables(capsys, tmp_path):
 # ------------------------------------------------------------------ bench wiring
 def test_bench_prints_table_and_writes_json(capsys, tmp_path, monkeypatch):
     """The real harness and table on a tiny pool (the full sizes run in the bench tests)."""
-    from zp_ref import bench
+    from zp_ref.apps import bench
     real = bench.sampling_benchmarks
     monkeypatch.setattr(bench, "sampling_benchmarks",
                         lambda quick: real(quick, n_pool=20_000, n_draws=2_000, repeats=1))
@@ -275,7 +275,7 @@ def test_unwritable_out_is_refused_before_any_work(capsys, tmp_path, monkeypatch
 
 
 def test_bench_bad_json_path_is_refused_before_the_suite(capsys, tmp_path, monkeypatch):
-    from zp_ref import bench
+    from zp_ref.apps import bench
 
     def no_suite(*args, **kwargs):
         raise AssertionError("the suite ran before --json was checked")
@@ -290,11 +290,11 @@ def test_bench_bad_json_path_is_refused_before_the_suite(capsys, tmp_path, monke
 
 
 def test_memory_error_during_a_command_is_one_line(capsys, tmp_path, monkeypatch):
-    from zp_ref import cli
+    from zp_ref.apps import demo
 
     def exhausted(*args, **kwargs):
         raise MemoryError
-    monkeypatch.setattr(cli, "_build_pool", exhausted)
+    monkeypatch.setattr(demo, "build_pool", exhausted)
     code, out, err = run(capsys, *DEMO_TINY, "--out", str(tmp_path), "--no-progress")
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("zp-ref demo: error: out of memory")
@@ -342,7 +342,7 @@ def test_demo_out_must_be_a_folder(capsys, tmp_path):
 
 def test_console_entry_point_bad_argument_has_no_traceback():
     """Through a real process: status 2, one line on stderr."""
-    proc = subprocess.run([sys.executable, "-m", "zp_ref.cli", "refine", "--coeffs", "1,2",
+    proc = subprocess.run([sys.executable, "-m", "zp_ref.apps.cli", "refine", "--coeffs", "1,2",
                            "--bounds", "3,1"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "grid_bounds" in proc.stderr

@@ -249,3 +249,35 @@ def test_caches_fold_new_pools_so_memory_stays_bounded():
     assert len(cache) == 100 and cache[f"{192.0:.6f}"] == 0.0
     w = s.weight_cache
     assert sum(w[f"{10.0 * 19 + i:.6f}"] for i in range(5)) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_legacy_configs_accept_the_anchors_fields_without_effect():
+    """``resample_ratio``, ``refinement_ratio`` and ``min_points_per_region`` left the
+    core configs (they had no effect); the legacy configs accept and check them, and the
+    samplers built from them draw exactly what the core's default-equivalent configs draw."""
+    cfg = legacy.ImportanceSamplerConfig(resample_ratio=0.25, weight_power=1.5)
+    assert isinstance(cfg, zp_ref.ImportanceSamplerConfig) and cfg.resample_ratio == 0.25
+    with pytest.raises(ValueError, match="resample_ratio"):
+        legacy.ImportanceSamplerConfig(resample_ratio=1.5)
+    x = np.linspace(-2.0, 2.0, 400)
+    q = x - 0.3
+    mine = legacy.ImportanceSampler(cfg, seed=5)._core.sample_batch(x, q, 32)[1]
+    core = zp_ref.ImportanceSampler(zp_ref.ImportanceSamplerConfig(weight_power=1.5),
+                                    seed=5).sample_batch(x, q, 32)[1]
+    assert np.array_equal(mine, core)
+    assert legacy.ImportanceSampler().config.resample_ratio == 0.5     # the anchor's default
+
+    acfg = legacy.ActiveSamplerConfig(initial_grid_size=8, refinement_ratio=4,
+                                      min_points_per_region=0)
+    assert (acfg.refinement_ratio, acfg.min_points_per_region) == (4, 0)
+    for field, bad in (("refinement_ratio", 0), ("min_points_per_region", -1)):
+        with pytest.raises(ValueError, match=field):
+            legacy.ActiveSamplerConfig(**{field: bad})
+    poly = zp_ref.Polynomial([-0.1, 1.0])
+    a = zp_ref.ActiveSampler(acfg, q=poly, backend="numpy")
+    b = zp_ref.ActiveSampler(zp_ref.ActiveSamplerConfig(initial_grid_size=8), q=poly,
+                             backend="numpy")
+    for s in (a, b):
+        s.refine()
+    assert np.array_equal(a.get_current_grid(), b.get_current_grid())
+    assert legacy.ActiveSampler().config.refinement_ratio == 3           # the anchor's default

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import zp_ref  # noqa: E402
-from zp_ref._tensors import squeeze_q  # noqa: E402
+from zp_ref.tensors import squeeze_q  # noqa: E402
 
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 MIX = [0.1, 0.2, 0.3, 0.2, 0.2]
@@ -179,3 +179,32 @@ def test_cuda_tensors_come_back_on_their_device():
     np.testing.assert_array_equal(idx.cpu().numpy(), want)
     assert zp_ref.band_of(q).device == q.device
     assert zp_ref.sampling_weights(zp_ref.singularity_prob(q, 0.01)).device == q.device
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_hybrid_indices_of_tensor_weights_return_index_and_ratio_tensors(dtype):
+    """hybrid_indices(tensor) is (int64 tensor, tensor of the weights' dtype) holding the
+    NumPy call's indices and likelihood ratios (of the float64 weights)."""
+    _, q = pool()
+    w = zp_ref.importance_weights(q).to(dtype)
+    idx, lr = zp_ref.hybrid_indices(w, 64, ratio=0.6, seed=4)
+    want_idx, want_lr = zp_ref.hybrid_indices(w.double().numpy(), 64, ratio=0.6, seed=4)
+    assert idx.dtype == torch.int64 and lr.dtype == dtype
+    assert np.array_equal(idx.numpy(), want_idx)
+    assert np.array_equal(lr.numpy(), want_lr.astype(torch.empty(0, dtype=dtype).numpy().dtype))
+
+
+def test_refine_grid_accepts_a_q_head_tensor():
+    """ActiveSampler.refine_grid takes a tensor Q ((N, 1), requires_grad) and builds the
+    same tree as with the float64 NumPy values."""
+    from zp_ref.refinement import ActiveSampler, ActiveSamplerConfig
+    cfg = ActiveSamplerConfig(initial_grid_size=16, grid_bounds=(-2.0, 2.0),
+                              refinement_threshold=0.05)
+    a, b = ActiveSampler(cfg, backend="numpy"), ActiveSampler(cfg, backend="numpy")
+    for _ in range(3):
+        x = a.get_current_grid()[:, 0]
+        q = (x - 0.3) * (x + 1.1)
+        a.refine_grid(head(torch.from_numpy(q)))
+        b.refine_grid(q)
+    assert np.array_equal(a.get_current_grid(), b.get_current_grid())
+    assert a.get_current_grid().shape[0] > 16

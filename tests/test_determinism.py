@@ -27,7 +27,7 @@ PROGRAM = textwrap.dedent('''
     from zp_ref.refinement import ActiveSampler, ActiveSamplerConfig
     from zp_ref import problems
 
-    N, B = 2**18 + 3, 2**17 + 5       # above kernels.PARALLEL_MIN_WORK: both threads work
+    N, B = 2**19 + 3, 2**18 + 5       # above kernels.PARALLEL_MIN_WORK: both threads work
 
     def h(*arrays):
         d = hashlib.sha256()
@@ -142,7 +142,7 @@ def test_this_process_matches_fresh_processes(runs):
 
 def test_inputs_are_large_enough_to_run_in_parallel():
     from zp_ref.kernels import PARALLEL_MIN_WORK
-    assert 2**17 + 5 >= PARALLEL_MIN_WORK
+    assert 2**18 + 5 >= PARALLEL_MIN_WORK
 
 
 def test_program_hashes_every_output_it_names(runs):

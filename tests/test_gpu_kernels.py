@@ -209,3 +209,22 @@ def test_device_entry_points_refuse_bad_arguments():
             fn(cuda.device_array(0), 1, key_of(0, KEY0))
         with pytest.raises(ValueError, match="n must be an integer >= 0, got -1"):
             fn(cuda.to_device(w), -1, key_of(0, KEY0))
+
+
+def test_prefix_total_on_cuda_sums_on_the_device(rng, monkeypatch):
+    """prefix_total(backend="cuda") runs the device kernels (not the CPU's) and gives the
+    oracle's bits; bad weights raise the cpu path's errors."""
+    from zp_ref.sampling import prefix_sums, prefix_total
+    w = rng.random(3 * gpu_sampling.PREFIX_BLOCK + 5) * 10.0 ** rng.uniform(-6, 6)
+    calls = []
+    real = gpu_sampling.prefix_ends_device
+    monkeypatch.setattr(gpu_sampling, "prefix_ends_device",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert prefix_total(w, backend="cuda") == prefix_sums(w)[-1]
+    assert calls == [1]
+    bad = np.array([1.0, -2.0, 3.0])
+    with pytest.raises(ValueError) as cpu_error:
+        prefix_total(bad, backend="cpu")
+    with pytest.raises(ValueError) as dev_error:
+        prefix_total(bad, backend="cuda")
+    assert str(dev_error.value) == str(cpu_error.value)

@@ -165,7 +165,7 @@ def test_cap_is_respected_and_urgency_order_holds():
     while True:
         before = s.leaves()
         cand = np.flatnonzero(before["flagged"] & (before["level"] < 6))
-        info = s._round()
+        info = s.refine(max_rounds=1).refinement_history[-1]
         assert info["n_points"] <= 900 and s.get_current_grid().shape[0] <= 900
         if info["capped"]:
             break

@@ -326,10 +326,29 @@ def test_hybrid_sample_uses_the_importance_batch_ratio():
 @pytest.mark.parametrize("field, value, exc", [
     ("weight_power", -2.0, ValueError), ("importance_batch_ratio", 1.5, ValueError),
     ("resample_frequency", 0, ValueError), ("resample_frequency", 2.5, TypeError),
-    ("temperature", np.inf, ValueError), ("resample_ratio", "half", TypeError)])
+    ("temperature", np.inf, ValueError)])
 def test_bad_sampler_config_names_the_field(field, value, exc):
     with pytest.raises(exc, match=field):
         ImportanceSamplerConfig(**{field: value})
+
+
+def test_resample_ratio_is_gone_from_the_core_config_and_old_states_still_load():
+    """``resample_ratio`` had no effect: the core config refuses it (it lives only in
+    zp_ref.compat.legacy); a state written with it and without a version field (the
+    format before the state protocol) loads, the value dropped, and draws identically."""
+    with pytest.raises(TypeError, match="resample_ratio"):
+        ImportanceSamplerConfig(resample_ratio=0.5)
+    x, q = pool()
+    s = ImportanceSampler(seed=3)
+    s.sample_batch(x, q, 10)
+    state = s.state_dict()
+    assert state["version"] == 1
+    old = {k: v for k, v in state.items() if k != "version"}
+    old["config"] = {**state["config"], "resample_ratio": 0.25}
+    back = ImportanceSampler.from_state_dict(old)
+    assert back.state_dict().keys() == state.keys()
+    assert back.config == s.config
+    assert np.array_equal(back.sample_batch(x, q, 10)[1], s.sample_batch(x, q, 10)[1])
 
 
 def test_bad_state_is_refused_and_leaves_the_sampler_unchanged():

@@ -690,3 +690,40 @@ def test_no_pickle_anywhere_in_the_package():
                     isinstance(node.func.value, ast.Name) and node.func.value.id == "torch":
                 offences.append(f"{f.name}:{node.lineno} torch.{node.func.attr} pickles")
     assert offences == []
+
+
+def test_one_state_protocol_for_every_class():
+    """Every state class writes ``version`` == state.STATE_VERSION and refuses another
+    version, a non-dict and an unexpected key with the one error text of check_state."""
+    from zp_ref.refinement import ActiveSampler
+    objs = [zp_ref.ImportanceSampler(seed=1), zp_ref.CurriculumScheduler(),
+            zp_ref.BandCurriculum(), zp_ref.DeltaSchedule(), DiagnosticMonitor(),
+            zp_ref.IntegratedSampler("uniform"),
+            ActiveSampler(q=zp_ref.Polynomial([-0.1, 1.0]), backend="numpy")]
+    for obj in objs:
+        owner = type(obj).__name__
+        state = obj.state_dict()
+        assert state["version"] == st.STATE_VERSION, owner
+        with pytest.raises(ValueError, match=f"^{owner} state has version 2; this zp_ref "
+                                             f"reads version 1$"):
+            obj.load_state_dict({**state, "version": 2})
+        with pytest.raises(ValueError, match=rf"^{owner} state: missing keys \[\], "
+                                             rf"unexpected keys \['surplus'\]$"):
+            obj.load_state_dict({**state, "surplus": 1})
+        with pytest.raises(TypeError, match=f"^{owner} state must be a dict"):
+            type(obj).from_state_dict([1])
+
+
+def test_active_sampler_state_with_the_removed_config_fields_loads():
+    """States written while ActiveSamplerConfig had refinement_ratio and
+    min_points_per_region (no effect) load with them dropped, to the same tree."""
+    from zp_ref.refinement import ActiveSampler
+    s = ActiveSampler(zp_ref.ActiveSamplerConfig(initial_grid_size=8),
+                      q=zp_ref.Polynomial([-0.1, 1.0]), backend="numpy")
+    s.refine()
+    state = s.state_dict()
+    old = {**state, "config": {**state["config"], "refinement_ratio": 3,
+                               "min_points_per_region": 5}}
+    back = ActiveSampler.from_state_dict(old)
+    assert back.config == s.config
+    assert np.array_equal(back.get_current_grid(), s.get_current_grid())

@@ -1,4 +1,4 @@
-"""The PyTorch bridge (zp_ref.torch_bridge) and the training study (zp_ref.study)."""
+"""The PyTorch bridge (zp_ref.torch_bridge) and the training study (zp_ref.apps.study)."""
 import dataclasses
 import json
 import subprocess
@@ -664,7 +664,7 @@ def test_missing_torch_gives_a_clear_import_error():
 
 # ------------------------------------------------------------------ the study
 def test_rational_model_form():
-    from zp_ref.study import RationalModel
+    from zp_ref.apps.study import RationalModel
     m = RationalModel(2, 3, 2, seed=4)
     x = torch.tensor([[0.0, 0.0], [0.5, -0.25], [1.0, 1.0]], dtype=torch.float64)
     q = m.q(x)
@@ -676,7 +676,7 @@ def test_rational_model_form():
 
 
 def test_study_test_set_is_stratified():
-    from zp_ref.study import BANDS, StudyConfig, targets, test_set
+    from zp_ref.apps.study import BANDS, StudyConfig, targets, test_set
     cfg = StudyConfig(test_per_band=20, test_uniform=50)
     for target in targets().values():
         test = test_set(target, cfg)
@@ -689,7 +689,7 @@ def test_study_test_set_is_stratified():
 
 
 def test_study_quick_smoke(tmp_path):
-    from zp_ref.study import BANDS, METHODS, StudyConfig, run_study, study_command
+    from zp_ref.apps.study import BANDS, METHODS, StudyConfig, run_study, study_command
     tiny = dataclasses.replace(StudyConfig.quick(), pool_size=512, batch_size=32, epochs=3,
                                steps_per_epoch=4, test_per_band=16, test_uniform=64,
                                active_levels=(10, 4))
@@ -724,7 +724,7 @@ def test_study_quick_smoke(tmp_path):
 def test_study_model_q_arm_draws_from_the_models_q_each_epoch():
     """importance_model_q: epoch e's draws are sample_indices of the weights of the
     model's Q on the pool at the start of epoch e (not the true Q)."""
-    from zp_ref.study import RationalModel, StudyConfig, _batches
+    from zp_ref.apps.study import RationalModel, StudyConfig, _batches
     cfg = dataclasses.replace(StudyConfig.quick(), batch_size=8, steps_per_epoch=3, epochs=2)
     x = torch.linspace(-1.0, 1.0, 400, dtype=torch.float64)[:, None]
     model = RationalModel(1, 3, 3, seed=1)
@@ -743,7 +743,7 @@ def test_study_model_q_arm_draws_from_the_models_q_each_epoch():
 
 
 def test_study_config_variants_are_validated_and_used():
-    from zp_ref.study import StudyConfig, _batches
+    from zp_ref.apps.study import StudyConfig, _batches
     for bad, err in [({"hybrid_ratio": 1.5}, ValueError), ({"hybrid_ratio": "0.3"}, TypeError),
                      ({"curriculum_within": "edge"}, ValueError)]:
         with pytest.raises(err, match=next(iter(bad))):
@@ -755,3 +755,19 @@ def test_study_config_variants_are_validated_and_used():
     for b, idx in enumerate(got):
         np.testing.assert_array_equal(
             idx, hybrid_indices(importance_weights(q), 10, ratio=0.3, seed=derive_seed(4, b))[0])
+
+
+def test_q_pool_column_is_read_as_the_vector(q_pool):
+    """q_pool of shape (N, 1) (a model's Q head, as the docstring allows) gives the draws
+    of the (N,) vector; one tensor conversion path (zp_ref.tensors) for q_pool and update_q."""
+    col = torch.as_tensor(np.asarray(q_pool)).reshape(-1, 1).requires_grad_()
+    a = ImportanceWeightedSampler(col, 40, seed=2)
+    b = ImportanceWeightedSampler(q_pool, 40, seed=2)
+    assert list(a) == list(b)
+    a.update_q(col * 2.0)
+    b.update_q(np.asarray(q_pool) * 2.0)
+    a.set_epoch(1)
+    b.set_epoch(1)
+    assert list(a) == list(b)
+    with pytest.raises(ValueError, match="q_pool must be"):
+        ImportanceWeightedSampler(np.ones((5, 2)), 3)

@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 #: public name -> defining module (imported on first use, so ``import zp_ref`` is
 #: fast and never pulls in matplotlib, torch or dask).
 _EXPORTS = {
-    "u": "rng", "uniforms": "rng", "derive_seed": "rng",
+    "u": "rng", "uniforms": "rng", "derive_seed": "rng", "call_seed": "rng",
     "importance_weights": "weighting", "singularity_prob": "weighting",
     "ema_update": "weighting", "sampling_weights": "weighting",
     "sample_indices": "sampling", "uniform_indices": "sampling",

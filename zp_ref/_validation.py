@@ -7,6 +7,8 @@ import numbers
 
 import numpy as np
 
+from .kernels.checks import check_count  # noqa: F401  (shared with the kernels)
+
 BACKENDS = ("auto", "numpy", "cpu", "cuda")
 
 
@@ -19,17 +21,6 @@ def check_seed(seed, name: str = "seed") -> int:
     if not 0 <= seed < 2**64:
         raise ValueError(f"{name} must be in [0, 2**64), got {seed}")
     return seed
-
-
-def check_count(n, name: str, *, minimum: int = 0) -> int:
-    """An integer count >= minimum (floats and bools are refused)."""
-    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (numbers.Integral, np.integer)):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {n!r} of type "
-                        f"{type(n).__name__}")
-    n = int(n)
-    if n < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {n}")
-    return n
 
 
 def check_real(x, name: str, *, low=None, high=None, low_open=False, high_open=False,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 
 from ._validation import check_backend
 
@@ -13,7 +12,9 @@ AUTO_CUDA_MIN_SIZE = 1 << 20
 
 
 def cuda_simulated() -> bool:
-    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1"
+    """True when numba.cuda runs under its simulator (NUMBA_ENABLE_CUDASIM=1)."""
+    from .kernels.common import cuda_simulated as simulated
+    return simulated()
 
 
 @functools.lru_cache(maxsize=1)

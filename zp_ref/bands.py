@@ -19,7 +19,7 @@ from fractions import Fraction
 import numpy as np
 
 from .kernels import threads_for
-from ._tensors import tensor_io
+from .tensors import tensor_io
 from ._validation import as_float_array, check_choice, check_count, check_real, check_seed
 from .backends import resolve_backend
 from .rng import derive_seed
@@ -60,7 +60,7 @@ def check_mix(mix, n_bands: int, name: str = "mix") -> np.ndarray:
     return m if total == 1.0 else m / total
 
 
-def _check_q(q, name: str = "q", *, allow_empty: bool = True) -> np.ndarray:
+def check_q(q, name: str = "q", *, allow_empty: bool = True) -> np.ndarray:
     """q as float64 (N,); NaN refused (naming the count and first index), +-inf allowed."""
     q = as_float_array(q, name, allow_empty=allow_empty)
     nan = np.isnan(q)
@@ -96,7 +96,7 @@ def band_of(q, edges=DEFAULT_EDGES, *, backend="auto") -> np.ndarray:
     q: (N,) real, NaN refused, ``+-inf`` in the last band. edges: (K,) increasing.
     """
     edges = check_edges(edges)
-    q = _check_q(q)
+    q = check_q(q)
     return _band_ids(q, edges, resolve_backend(backend, q.size))
 
 
@@ -104,7 +104,7 @@ def band_of(q, edges=DEFAULT_EDGES, *, backend="auto") -> np.ndarray:
 def band_counts(q, edges=DEFAULT_EDGES, *, backend="auto") -> np.ndarray:
     """Members per band: int64 (K+1,), ``bincount(band_of(q, edges), minlength=K+1)``."""
     edges = check_edges(edges)
-    q = _check_q(q)
+    q = check_q(q)
     backend = resolve_backend(backend, q.size)
     if backend == "numpy" or q.size == 0:
         return np.bincount(_band_of_numpy(q, edges), minlength=edges.size + 1).astype(np.int64)
@@ -219,7 +219,7 @@ def stratified_sample(q, n, *, edges=DEFAULT_EDGES, mix, seed, within="uniform",
     """
     edges, n, mix, seed, within, weight_power, min_q_abs, max_weight = \
         check_stratified_args(edges, n, mix, seed, within, weight_power, min_q_abs, max_weight)
-    q = _check_q(q, allow_empty=n == 0)
+    q = check_q(q, allow_empty=n == 0)
     backend = resolve_backend(backend, q.size)
     n_bands = edges.size + 1
 

@@ -17,10 +17,11 @@ import numpy as np
 
 from ._validation import (as_float_array, check_backend, check_choice, check_count,
                           check_real, check_seed)
-from ._tensors import tensor_io
-from .bands import DEFAULT_EDGES, WITHIN, _check_q, check_edges, check_mix, stratified_sample
-from .rng import derive_seed
-from .schedule import DeltaSchedule, _check_bool, check_state, STATE_VERSION
+from .tensors import tensor_io
+from .bands import DEFAULT_EDGES, WITHIN, check_q, check_edges, check_mix, stratified_sample
+from .rng import call_seed
+from .schedule import DeltaSchedule, _check_bool
+from .state import STATE_VERSION, check_state, config_fields
 
 ADVANCE = ("epochs", "adaptive")
 
@@ -301,12 +302,8 @@ class CurriculumScheduler:
     @classmethod
     def from_state_dict(cls, state) -> "CurriculumScheduler":
         state = check_state(state, cls.__name__, cls._STATE_KEYS)
-        if not isinstance(state["config"], dict):
-            raise TypeError(f"{cls.__name__} state: config must be a dict")
-        names = {f.name for f in dataclasses.fields(CurriculumConfig)}
-        if set(state["config"]) != names:
-            raise ValueError(f"{cls.__name__} state: config keys {sorted(state['config'])} "
-                             f"differ from {sorted(names)}")
+        config_fields(state["config"], cls.__name__,
+                      [f.name for f in dataclasses.fields(CurriculumConfig)])
         obj = cls(CurriculumConfig(**state["config"]), state["pole_locations"])
         obj.current_stage = state["current_stage"]
         obj.current_epoch = state["current_epoch"]
@@ -472,11 +469,11 @@ class BandCurriculum:
         """
         epoch = self._check_epoch(epoch)
         batch_size = check_count(batch_size, "batch_size")
-        q_pool = _check_q(q_pool, "q_pool", allow_empty=batch_size == 0)
+        q_pool = check_q(q_pool, "q_pool", allow_empty=batch_size == 0)
         stage = self.stage_at(epoch)
         idx, info = stratified_sample(
             q_pool, batch_size, edges=self.edges_at(epoch), mix=self.stages[stage],
-            seed=derive_seed(self.seed, self.n_calls), within=self.within,
+            seed=call_seed(self.seed, self.n_calls), within=self.within,
             weight_power=self.weight_power, backend=self.backend)
         self.current_epoch = epoch
         self._enter(stage, epoch)

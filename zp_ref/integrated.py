@@ -15,13 +15,12 @@ from collections import deque
 
 import numpy as np
 
-from ._tensors import pool_io
+from .tensors import pool_io
 from ._validation import as_float_array, check_backend, check_choice, check_count, check_seed
 from .diagnostics import DiagnosticConfig, DiagnosticMonitor, unique_export_path
-from .rng import derive_seed
-from .state import write_document
+from .rng import call_seed, derive_seed
+from .state import STATE_VERSION, check_state, write_document
 
-STATE_VERSION = 1
 SAMPLING_HISTORY_SCHEMA = "zp_ref.sampling_history/1"
 ACTIVE_WEIGHTINGS = ("volume", "leaf", "importance")
 
@@ -99,7 +98,7 @@ class IntegratedSampler:
         if self.strategy is SamplingStrategy.UNIFORM:
             from .sampling import uniform_indices
             idx = uniform_indices(q_pool.size, batch_size,
-                                  seed=derive_seed(derive_seed(self.seed, 1), call),
+                                  seed=call_seed(self.seed, call, part=1),
                                   backend=self.backend)
             batch_x, info["indices"] = x_pool[idx], idx
         elif self.strategy is SamplingStrategy.IMPORTANCE:
@@ -109,7 +108,7 @@ class IntegratedSampler:
         elif self.strategy is SamplingStrategy.ACTIVE:
             self._adapt(epoch)
             batch_x, info["leaf_indices"] = self.active_sampler.sample(
-                batch_size, seed=derive_seed(derive_seed(self.seed, 2), call),
+                batch_size, seed=call_seed(self.seed, call, part=2),
                 weighting=self.weighting, return_leaf=True)
             info["active_stats"] = self.active_sampler.get_statistics()
         else:
@@ -191,14 +190,9 @@ class IntegratedSampler:
         Polynomial/Rational q is part of the state."""
         from .refinement import ActiveSampler
         from .sampling import ImportanceSampler
-        keys = {"version", "strategy", "seed", "weighting", "backend", "n_calls",
-                "last_adapt_epoch", "importance", "active", "monitor", "sampling_history"}
-        if not isinstance(state, dict):
-            raise TypeError(f"IntegratedSampler state must be a dict, got {type(state).__name__}")
-        if state.get("version") != STATE_VERSION or set(state) != keys:
-            raise ValueError(f"IntegratedSampler state must be version {STATE_VERSION} with keys "
-                             f"{sorted(keys)}, got version {state.get('version')!r} and keys "
-                             f"{sorted(state)}")
+        check_state(state, "IntegratedSampler", (
+            "strategy", "seed", "weighting", "backend", "n_calls", "last_adapt_epoch",
+            "importance", "active", "monitor", "sampling_history"))
         strategy = _strategy(state["strategy"])
         active = state["active"]
         if active is not None and not isinstance(active, dict):

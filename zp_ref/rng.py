@@ -9,64 +9,35 @@ Definition (SplitMix64 evaluated at a counter; see docs/sampling.md)::
     raw64(k, s, j)= mix64(key(k, s) + (j + 1) * GAMMA)
     u(k, s, j)    = (raw64(k, s, j) >> 11) * 2**-53            (53-bit mantissa)
 
-The ``@njit`` scalar functions below are called by the Numba CPU kernels and, as
-device functions, by the numba.cuda kernels; the ``*_numpy`` twins apply the same
-operations to uint64 arrays for the NumPy oracle. Tests assert identical bits.
+The ``@njit`` scalar functions (``mix64``, ``stream_key``, ``raw64_at``, ``uniform_at``,
+defined in :mod:`zp_ref.kernels.counter_rng` and re-exported here) are called by the
+Numba CPU kernels and, as device functions, by the numba.cuda kernels; the ``*_numpy``
+twins below apply the same operations to uint64 arrays for the NumPy oracle. Tests
+assert identical bits.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ._numba_cache import configure_numba_cache
+from ._validation import check_count, check_seed
+from .kernels.counter_rng import (GAMMA, MIX1, MIX2, ONE, SHIFT11, SHIFT27, SHIFT30,  # noqa: F401
+                                 SHIFT31, TWO_POW_M53, mix64, raw64_at, stream_key,
+                                 uniform_at)
 
-configure_numba_cache()                       # before the first @njit(cache=True)
-
-from numba import njit  # noqa: E402
-
-from ._validation import check_count, check_seed  # noqa: E402
-
-GAMMA = np.uint64(0x9E3779B97F4A7C15)
-MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-MIX2 = np.uint64(0x94D049BB133111EB)
-ONE = np.uint64(1)
-SHIFT11, SHIFT27, SHIFT30, SHIFT31 = (np.uint64(s) for s in (11, 27, 30, 31))
-TWO_POW_M53 = 2.0 ** -53
-
-#: Stream numbers reserved by zp_ref (documented in docs/sampling.md).
+#: Every stream number zp_ref and its apps, benchmarks, notebooks and docs use
+#: (documented in docs/sampling.md). 0..15: the library's draws; >= 16: callers' data.
 STREAMS = {
     "importance": 0,      # sample_indices with replacement
     "without_replacement": 1,  # Efraimidis-Spirakis keys
     "uniform": 2,         # uniform_indices
     "shuffle": 3,         # hybrid batch shuffle
     "leaf_point": 5,      # coordinates of points drawn inside refinement leaves
+    "pool": 16,           # callers' pools: bench Q pools, the study's training pool, examples
+    "model_init": 17,     # initial parameters of the study's and notebooks' models
+    "test_set": 18,       # the study's test points and true pole points
+    "chunked_pool": 20,   # pools written in chunks (the dask benchmark and docs/scale.md)
     "derive": 2**63,      # derive_seed
 }
-
-
-@njit(cache=True)
-def mix64(z):
-    """SplitMix64 finaliser: a bijection of uint64 with full avalanche."""
-    z = (z ^ (z >> SHIFT30)) * MIX1
-    z = (z ^ (z >> SHIFT27)) * MIX2
-    return z ^ (z >> SHIFT31)
-
-
-@njit(cache=True)
-def stream_key(seed, stream):
-    """Key of stream ``stream`` under ``seed`` (both uint64)."""
-    return mix64(mix64(seed) + (stream + ONE) * GAMMA)
-
-
-@njit(cache=True)
-def raw64_at(key, j):
-    """64 random bits at counter ``j`` of the stream with key ``key``."""
-    return mix64(key + (j + ONE) * GAMMA)
-
-
-@njit(cache=True)
-def uniform_at(key, j):
-    """The uniform in [0, 1) at counter ``j`` of the stream with key ``key``."""
-    return (raw64_at(key, j) >> SHIFT11) * TWO_POW_M53
 
 
 def mix64_numpy(z):
@@ -147,7 +118,16 @@ def uniforms(seed, stream, n, *, start=0, backend="auto") -> np.ndarray:
 
 
 def derive_seed(seed: int, index: int) -> int:
-    """Seed of the ``index``-th call of a stateful sampler: raw64(seed, 2**63, index)."""
+    """The ``index``-th seed derived from ``seed``: raw64(seed, 2**63, index)."""
     seed = check_seed(seed)
     index = check_seed(index, "index")
     return int(raw64_numpy(key_of(seed, STREAMS["derive"]), np.uint64(index)))
+
+
+def call_seed(seed: int, call: int, part: int | None = None) -> int:
+    """Seed of call ``call`` (0, 1, ...) of a stateful sampler: ``derive_seed(seed, call)``;
+    for one ``part`` of a sampler that draws from several (IntegratedSampler's uniform
+    part 1 and tree part 2), ``derive_seed(derive_seed(seed, part), call)``."""
+    if part is not None:
+        seed = derive_seed(seed, part)
+    return derive_seed(seed, call)

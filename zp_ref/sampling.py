@@ -7,16 +7,18 @@ is a pure function of (weights, n, seed); see docs/sampling.md.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from ._tensors import pool_io, tensor_io
+from .tensors import pool_io, tensor_io
 from ._validation import as_float_array, check_count, check_real, check_seed
 from .backends import resolve_backend
 from .kernels import threads_for
-from .kernels.cpu_sampling import PREFIX_BLOCK, check_weight_sums
-from .rng import STREAMS, check_draw_count, derive_seed, key_of, uniforms
+from .kernels.common import PREFIX_BLOCK
+from .kernels.cpu_sampling import check_weight_sums
+from .rng import STREAMS, call_seed, check_draw_count, key_of, uniforms
+from .state import STATE_VERSION, check_state, config_fields
 
 
 # --- the oracle -----------------------------------------------------------------------
@@ -146,6 +148,7 @@ def uniform_indices(pool_size, n, *, seed, backend="auto") -> np.ndarray:
     return np.minimum(np.floor(u * pool_size), pool_size - 1).astype(np.int64)
 
 
+@tensor_io(q_args=("weights",), returns="index_float")
 def hybrid_indices(weights, n, *, ratio, seed, backend="auto"):
     """A hybrid batch: ``floor(n * ratio)`` importance draws then uniform ones, shuffled
     by ``argsort(u(seed, 3, 0..n-1))`` (stable).
@@ -153,6 +156,8 @@ def hybrid_indices(weights, n, *, ratio, seed, backend="auto"):
     Returns (idx int64 (n,), likelihood_ratio float64 (n,)) with likelihood ratio
     ``1 / (N * m_i)``, ``m_i = ratio * pi_i + (1 - ratio) / N``, ``pi = w / C[-1]``:
     weighting a per-sample loss by it keeps its mean unbiased for the uniform mean.
+    Tensor weights give (int64 tensor, tensor of the weights' floating dtype) on their
+    device.
     """
     w = check_weights(weights)
     n = check_draw_count(n, "n")
@@ -170,8 +175,12 @@ def hybrid_indices(weights, n, *, ratio, seed, backend="auto"):
 
 def prefix_total(w, backend="numpy") -> float:
     """C[-1]: the total of the weights in the order that defines the draws."""
-    if resolve_backend(backend, w.size) == "numpy":
+    backend = resolve_backend(backend, w.size)
+    if backend == "numpy":
         return float(prefix_sums(w)[-1])
+    if backend == "cuda":
+        from .kernels.gpu_sampling import prefix_total_gpu
+        return prefix_total_gpu(w)
     from .kernels.cpu_sampling import blockwise_total
     with threads_for(w.size):
         return blockwise_total(w)
@@ -205,21 +214,27 @@ def _take(x_pool, idx):
                         f"array or tensor), got {type(x_pool).__name__}: {exc}") from None
 
 
+#: The anchor's ImportanceSamplerConfig field that had no effect: gone from the config;
+#: states that hold it load (the value is dropped) and zp_ref.compat.legacy accepts it.
+REMOVED_FIELDS = ("resample_ratio",)
+_STATE_KEYS = ("config", "seed", "calls", "backend", "total_samples", "sample_counts",
+               "q_abs_sum", "q_abs_min", "last_ess")
+
+
 @dataclass
 class ImportanceSamplerConfig:
-    """Configuration of :class:`ImportanceSampler` (the anchor's fields and defaults)."""
+    """Configuration of :class:`ImportanceSampler` (the anchor's fields that take effect,
+    with its defaults; its ``resample_ratio`` had none: see ``REMOVED_FIELDS``)."""
     weight_power: float = 2.0           # w = 1 / |Q|**weight_power
     min_q_abs: float = 1e-6             # |Q| clipped below at this value
     max_weight: float = 100.0           # weights clipped above at this value
     temperature: float = 1.0            # w -> w**(1/temperature)
-    resample_ratio: float = 0.5         # fraction of the pool a caller refreshes
     resample_frequency: int = 5         # epochs between refreshes
     importance_batch_ratio: float = 0.7  # importance share of a hybrid batch
 
     def __post_init__(self):
         from .weighting import check_weight_config
         check_weight_config(self.weight_power, self.min_q_abs, self.max_weight, self.temperature)
-        check_real(self.resample_ratio, "resample_ratio", low=0.0, high=1.0)
         check_count(self.resample_frequency, "resample_frequency", minimum=1)
         check_real(self.importance_batch_ratio, "importance_batch_ratio", low=0.0, high=1.0)
 
@@ -277,7 +292,7 @@ class ImportanceSampler:
 
     def next_seed(self) -> int:
         """The seed the next batch will use."""
-        return derive_seed(self.seed, self.calls)
+        return call_seed(self.seed, self.calls)
 
     @pool_io
     def sample_batch(self, x_pool, q_pool, batch_size):
@@ -348,18 +363,20 @@ class ImportanceSampler:
         }
 
     def state_dict(self) -> dict:
-        return {"config": asdict(self.config), "seed": self.seed, "calls": self.calls,
+        return {"version": STATE_VERSION, "config": asdict(self.config), "seed": self.seed,
+                "calls": self.calls,
                 "backend": self.backend, "total_samples": self.total_samples,
                 "sample_counts": self.sample_counts.copy(), "q_abs_sum": self._q_abs_sum,
                 "q_abs_min": self._q_abs_min, "last_ess": self._last_ess}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a state from :meth:`state_dict`; validated before anything changes."""
-        expected = set(self.state_dict())
-        if not isinstance(state, dict) or set(state) != expected:
-            raise ValueError(f"state must be a dict with keys {sorted(expected)}, got "
-                             f"{sorted(state) if isinstance(state, dict) else type(state).__name__}")
-        config = ImportanceSamplerConfig(**state["config"])
+        if isinstance(state, dict) and "version" not in state:
+            state = {**state, "version": STATE_VERSION}   # written before states had one
+        check_state(state, "ImportanceSampler", _STATE_KEYS)
+        config = ImportanceSamplerConfig(**config_fields(
+            state["config"], "ImportanceSampler",
+            [f.name for f in fields(ImportanceSamplerConfig)], removed=REMOVED_FIELDS))
         seed = check_seed(state["seed"], "state['seed']")
         calls = check_seed(state["calls"], "state['calls']")
         total = check_seed(state["total_samples"], "state['total_samples']")

@@ -17,26 +17,11 @@ import dataclasses
 import math
 
 from ._validation import check_count, check_real
+from .state import STATE_VERSION, check_state
 
 SCHEDULE_TYPES = ("linear", "exponential", "cosine")
-STATE_VERSION = 1
 #: The adaptive rule's scale: delta grows by 0.1 / q_min when q_min < 0.1.
 ADAPTIVE_SCALE = 0.1
-
-
-def check_state(state, owner: str, keys) -> dict:
-    """Validate a state dict: a dict with exactly ``keys`` (plus ``version`` ==
-    STATE_VERSION). Raises TypeError/ValueError naming ``owner``."""
-    if not isinstance(state, dict):
-        raise TypeError(f"{owner} state must be a dict, got {type(state).__name__}")
-    if state.get("version") != STATE_VERSION:
-        raise ValueError(f"{owner} state has version {state.get('version')!r}; this zp_ref "
-                         f"reads version {STATE_VERSION}")
-    expected = set(keys) | {"version"}
-    if set(state) != expected:
-        missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
-        raise ValueError(f"{owner} state: missing keys {missing}, unexpected keys {extra}")
-    return state
 
 
 def _schedule_type(value) -> str:

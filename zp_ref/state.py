@@ -57,6 +57,46 @@ STATE_CLASSES = {
     ]
 }
 
+#: The version every ``state_dict()`` carries under ``"version"`` (one for all classes).
+STATE_VERSION = 1
+
+
+def check_is_state_dict(state, owner: str) -> None:
+    """TypeError unless ``state`` is a dict (the first step of :func:`check_state`)."""
+    if not isinstance(state, dict):
+        raise TypeError(f"{owner} state must be a dict from state_dict(), got "
+                        f"{type(state).__name__}")
+
+
+def check_state(state, owner: str, keys, *, optional=()) -> dict:
+    """The state protocol's one schema check, used by every ``load_state_dict`` and
+    ``from_state_dict``: ``state`` is a dict with ``version == STATE_VERSION`` and
+    exactly ``keys`` besides it (those in ``optional`` may be absent: fields that files
+    of an older release lack). TypeError/ValueError naming ``owner``; returns ``state``."""
+    check_is_state_dict(state, owner)
+    if state.get("version") != STATE_VERSION:
+        raise ValueError(f"{owner} state has version {state.get('version')!r}; this zp_ref "
+                         f"reads version {STATE_VERSION}")
+    expected = set(keys) | set(optional) | {"version"}
+    missing = sorted(expected - set(state) - set(optional))
+    extra = sorted(map(str, set(state) - expected))
+    if missing or extra:
+        raise ValueError(f"{owner} state: missing keys {missing}, unexpected keys {extra}")
+    return state
+
+
+def config_fields(cfg, owner: str, fields, *, removed=()) -> dict:
+    """A saved config dict with exactly the dataclass ``fields``; ``removed`` names fields
+    an older release wrote that have no effect any more (dropped here)."""
+    if not isinstance(cfg, dict):
+        raise TypeError(f"{owner} state: 'config' must be a dict, got {type(cfg).__name__}")
+    kept = {k: v for k, v in cfg.items() if k not in removed}
+    if set(kept) != set(fields):
+        raise ValueError(f"{owner} state: 'config' must have exactly the fields "
+                         f"{sorted(fields)}, got {sorted(map(str, cfg))}")
+    return kept
+
+
 _ARRAY, _FLOAT, _TUPLE, _ITEMS = "__ndarray__", "__float__", "__tuple__", "__items__"
 _MARKERS = (_ARRAY, _FLOAT, _TUPLE, _ITEMS)
 _HEADER_KEYS = ("format", "schema", "arrays", "payload_sha256", "body", "sha256")

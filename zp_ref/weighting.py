@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from ._tensors import tensor_io
+from .tensors import tensor_io
 from ._validation import as_float_array, check_choice, check_real
 from .backends import resolve_backend
 

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from zp_ref.cli import main
+from zp_ref.apps.cli import main
 
 HERE = Path(__file__).resolve().parent
 QUADTREE_COMMAND = ["refine", "--problem", "bivariate_deg6_2d"]

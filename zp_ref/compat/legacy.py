@@ -29,7 +29,8 @@ from .. import diagnostics as _diagnostics
 from .. import integrated as _integrated
 from .. import sampling as _sampling
 from .. import refinement as _refinement
-from ..rng import derive_seed
+from ..checks import check_count, check_real
+from ..rng import call_seed
 from ..schedule import DeltaSchedule
 
 __all__ = ["SamplingStrategy", "ImportanceSamplerConfig", "ImportanceSampler",
@@ -40,10 +41,33 @@ __all__ = ["SamplingStrategy", "ImportanceSamplerConfig", "ImportanceSampler",
 
 # The configs and the strategy enum have the legacy fields and values (plus zp_ref's).
 SamplingStrategy = _integrated.SamplingStrategy
-ImportanceSamplerConfig = _sampling.ImportanceSamplerConfig
-ActiveSamplerConfig = _refinement.ActiveSamplerConfig
 DiagnosticConfig = _diagnostics.DiagnosticConfig
 CurriculumConfig = _curriculum.CurriculumConfig
+
+
+@dataclass
+class ImportanceSamplerConfig(_sampling.ImportanceSamplerConfig):
+    """The core config plus the anchor's ``resample_ratio``: checked in [0, 1] as the
+    anchor checks it, and without effect, as in the anchor (nothing reads it)."""
+    resample_ratio: float = 0.5
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_real(self.resample_ratio, "resample_ratio", low=0.0, high=1.0)
+
+
+@dataclass(frozen=True)
+class ActiveSamplerConfig(_refinement.ActiveSamplerConfig):
+    """The core config plus the anchor's ``refinement_ratio`` (an int >= 1) and
+    ``min_points_per_region`` (an int >= 0): checked, and without effect (the tree
+    always halves every axis; see docs/refinement.md)."""
+    refinement_ratio: int = 3
+    min_points_per_region: int = 5
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_count(self.refinement_ratio, "refinement_ratio", minimum=1)
+        check_count(self.min_points_per_region, "min_points_per_region")
 
 
 class TRTag(enum.Enum):
@@ -77,6 +101,7 @@ class ImportanceSampler:
     PENDING_POOLS = 8
 
     def __init__(self, config=None, *, seed=0, backend="auto"):
+        config = ImportanceSamplerConfig() if config is None else config
         self._over_core(_sampling.ImportanceSampler(config, seed=seed, backend=backend))
 
     @classmethod
@@ -165,6 +190,7 @@ class ActiveSampler:
     (its 2**d-tree replaces the legacy point list; ``q=`` and ``backend=`` added)."""
 
     def __init__(self, config=None, input_dim=1, *, q=None, backend="auto"):
+        config = ActiveSamplerConfig() if config is None else config
         self._core = _refinement.ActiveSampler(config, q=q, input_dim=input_dim,
                                                backend=backend)
         self.q_history = {}
@@ -360,7 +386,7 @@ class IntegratedSampler:
         grid = self.active_sampler.get_current_grid()
         call = self._core.n_calls
         idx = uniform_indices(len(grid), batch_size,
-                              seed=derive_seed(derive_seed(self._core.seed, 2), call))
+                              seed=call_seed(self._core.seed, call, part=2))
         self._core.n_calls += 1
         return grid[torch.as_tensor(idx)], {
             "strategy": self.strategy.value, "call": call, "indices": None,

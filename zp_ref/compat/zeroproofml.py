@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from .._tensors import q_to_numpy, squeeze_q, to_numpy
+from ..tensors import q_to_numpy, squeeze_q, to_numpy
 from .._validation import check_count, check_real, check_seed
-from ..rng import derive_seed
+from ..rng import call_seed
 from ..sampling import sample_indices
 from ..weighting import ema_update, sampling_weights, singularity_prob
 
@@ -63,7 +63,7 @@ class RiskWeightedSampler(Sampler):
 
     def __iter__(self):
         idx = sample_indices(self.weights, self.num_samples,
-                             seed=derive_seed(self.seed, self.draws))
+                             seed=call_seed(self.seed, self.draws))
         self.draws += 1
         return iter(idx.tolist())
 

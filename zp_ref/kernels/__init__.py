@@ -1,7 +1,12 @@
 """Compiled kernels. ``cpu_*`` modules hold Numba CPU kernels, ``gpu_*`` modules
-their numba.cuda twins (imported only when the cuda backend is used). The NumPy
+their numba.cuda twins (imported only when the cuda backend is used); ``common``,
+``counter_rng``, ``checks`` and ``gpu_launch`` hold what they share. The NumPy
 oracle of each algorithm lives beside its public API (weighting.py, sampling.py,
-...), where it doubles as the specification.
+...), where it doubles as the specification; host drivers that keep state live there
+too (zp_ref.refinement.cpu / .cuda).
+
+Kernels are leaves: modules here import only numpy, numba, math, the standard library
+and zp_ref.kernels.* (tests/test_imports.py).
 
 Importing this package, before any parallel kernel runs, prepares Numba's threading
 layer (docs/sampling.md, "Threads, fork and the threading layer"): TBB, which is both
@@ -17,7 +22,7 @@ import sys
 import threading
 from contextlib import contextmanager
 
-from .._numba_cache import configure_numba_cache
+from .numba_cache import configure_numba_cache
 
 configure_numba_cache()                       # before any kernel module compiles
 
@@ -25,8 +30,9 @@ import numba  # noqa: E402
 
 #: Work items below which parallel kernels run on the calling thread alone: waking
 #: worker threads costs more than the work, and on a busy machine a parallel region
-#: can wait milliseconds for a descheduled worker.
-PARALLEL_MIN_WORK = 1 << 17
+#: can wait milliseconds for a descheduled worker. The one small-work threshold of zp_ref
+#: (the refinement runs its serial kernels below it too).
+PARALLEL_MIN_WORK = 1 << 18
 
 #: The layers tried when the user chose none: TBB first; workqueue before omp because
 #: GNU OpenMP aborts a forked child's first parallel region.

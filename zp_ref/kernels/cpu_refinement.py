@@ -1,4 +1,5 @@
-"""Numba CPU kernels of the active-refinement tree (see :mod:`zp_ref.refinement`).
+"""Numba CPU kernels of the active-refinement tree (see :mod:`zp_ref.refinement`; their
+host driver is :mod:`zp_ref.refinement.cpu`).
 
 Per round: ``collect_candidates`` (one pass over the nodes); the split in three
 streaming passes, ``face_keys_of``, ``assign_face_ids`` (face points are shared through
@@ -6,7 +7,7 @@ an open-addressing hash table of packed lattice keys, so each point is created o
 tight loop of lookups, so their cache misses overlap) and ``emit_children`` (children,
 their corner ids, fresh centres); then ``eval_points_*`` (Q at the new points) and
 ``cell_flags`` (the criterion on the new cells), run in parallel for batches of at
-least ``PARALLEL_MIN``. The streaming passes stay serial: on two shared cores a parallel
+least ``zp_ref.kernels.PARALLEL_MIN_WORK``. The streaming passes stay serial: on two shared cores a parallel
 region costs more than they do. Operation orders equal the NumPy oracle's, so values and
 flags are bit-identical; point ids may be numbered differently, leaves are not.
 """
@@ -15,17 +16,13 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ..refinement import (CRIT_ABS, CRIT_INTERVAL, CRIT_SIGN, RADIUS_INFLATE,
-                          _empty_interval_args, _HostEngine)
+from .common import CRIT_INTERVAL, RADIUS_INFLATE, simple_flag
 from .cpu_poly import BLOCK, block_powers, fill_powers, horner_at, terms_block
 
 EMPTY = -1
 HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
 #: Cells / points per chunk of the parallel loops (one scratch allocation per chunk).
 CHUNK = 16384
-#: Batches at least this large are evaluated / tested in parallel; smaller ones serially
-#: (on two shared cores a parallel region costs more than a small batch).
-PARALLEL_MIN = 1 << 18
 
 
 # ------------------------------------------------------------------ hash table of keys
@@ -91,21 +88,9 @@ def lattice_key(lo, i, strides):
 
 
 @njit(cache=True)
-def simple_flag(crit, sign, small):
-    """Flag of a cell under the sampled criteria (abs, sign, abs_or_sign) from whether
-    its evaluated points change sign (or hit 0) and whether one has |Q| < threshold.
-    Shared by the numba.cuda kernel, which calls it as a device function."""
-    if crit == CRIT_ABS:
-        return small
-    if crit == CRIT_SIGN:
-        return sign
-    return sign or small
-
-
-@njit(cache=True)
 def interval_flag(a0, R, E, floor):
-    """(flag, exhausted) of the certified criterion (as refinement.interval_flags): an
-    overflowed enclosure (inf/NaN) is flagged, and split no more when its floor
+    """(flag, exhausted) of the certified criterion (as refinement.oracle.interval_flags):
+    an overflowed enclosure (inf/NaN) is flagged, and split no more when its floor
     overflows too. Shared by the numba.cuda kernel as a device function."""
     if math.isfinite(a0) and math.isfinite(R) and math.isfinite(E):
         f = a0 <= R + E
@@ -232,7 +217,7 @@ def eval_points_nd_parallel(pkey, p0, p1, strides, M, lo, hi, width, exps, w, em
 def taylor_enclosure(xlo, xhi, exps, w, emax, term, flat, mult, cexp, bexp, err_factor,
                      taylor, cpow, rpow, spow):
     """(|A_0|, R, E, floor) of the Taylor form of Q over the box [xlo, xhi] (see
-    refinement.enclosure; ``spow`` is reused for the powers of min |x_a| after E)."""
+    zp_ref.refinement.oracle.enclosure; ``spow`` is reused for the powers of min |x_a| after E)."""
     d = xlo.size
     for a in range(d):
         c = 0.5 * (xlo[a] + xhi[a])
@@ -329,134 +314,3 @@ def cell_flags_parallel(c0, c1, lo, level, corner, centre, value, crit, small_cu
         cell_flags(a, min(c1, a + CHUNK), lo, level, corner, centre, value, crit, small_cut, L,
                    M, box_lo, box_hi, width, exps, w, emax, term, flat, mult, cexp, bexp,
                    err_factor, flag, exhausted)
-
-
-# ------------------------------------------------------------------ the engine
-class CpuEngine(_HostEngine):
-    """Host driver of the kernels above on the shared tree arrays.
-
-    Face points only ever coincide with face points of cells of the same level. A
-    round that splits only levels never split before therefore dedups its face points
-    in a small fresh table (cache-resident); the full table of every point is rebuilt
-    lazily when a level is split again (cap deferrals, refine_grid, a loaded tree) or
-    when the cap asks which points exist.
-    """
-
-    name = "cpu"
-
-    def __init__(self, lat, tree, qspec):
-        super().__init__(lat, tree, qspec)
-        levels = np.unique(tree.level[:tree.n])
-        self.split_levels = set((levels[levels > 0] - 1).tolist())
-        self._buffers = {}
-
-    def _buffer(self, name: str, size: int, dtype) -> np.ndarray:
-        """A scratch array of at least ``size`` entries, kept across rounds (fresh memory
-        costs page faults)."""
-        buf = self._buffers.get(name)
-        if buf is None or buf.size < size:
-            buf = self._buffers[name] = np.empty(max(size, 2 * (0 if buf is None else buf.size)),
-                                                 dtype)
-        return buf[:size]
-
-    def _round_table(self, min_slots: int) -> tuple:
-        """An empty table with >= 2 * min_slots slots, reusing the previous round's memory."""
-        cap = _table_slots(min_slots)
-        table = self._buffer("table", 2 * cap, np.int64).reshape(cap, 2)
-        table[:, 0] = EMPTY
-        return table, 64 - (cap.bit_length() - 1)
-
-    def rebuild_index(self) -> None:
-        t = self.tree
-        self.table, self.shift = _new_table(t.n_points)
-        table_insert_all(self.table, t.key[:t.n_points], self.shift)
-        self.index_fresh = True
-
-    def _full_index(self, extra: int) -> None:
-        """Make the full table current, with room for ``extra`` more keys."""
-        t = self.tree
-        if not self.index_fresh or 2 * (t.n_points + extra) > self.table.shape[0]:
-            self.table, self.shift = _new_table(t.n_points + extra)
-            table_insert_all(self.table, t.key[:t.n_points], self.shift)
-            self.index_fresh = True
-
-    def exists(self, keys: np.ndarray) -> np.ndarray:
-        self._full_index(0)
-        out = np.empty(keys.size, np.bool_)
-        table_contains(self.table, np.ascontiguousarray(keys, np.int64), self.shift, out)
-        return out
-
-    def candidates(self) -> np.ndarray:
-        t = self.tree
-        out = self._buffer("candidates", t.n, np.int64)
-        m = collect_candidates(t.n, t.alive, t.flag, t.exhausted, t.level, self.lat.L, out)
-        return out[:m].copy()
-
-    def split(self, sel: np.ndarray) -> tuple:
-        lat, t, tab = self.lat, self.tree, self.lat.tables
-        nc, n_face = 2 ** lat.d, tab["face_pos"].size
-        t.reserve(sel.size * nc, sel.size * (nc + n_face))
-        levels = set(np.flatnonzero(np.bincount(t.level[sel], minlength=lat.L + 1)).tolist())
-        if levels & self.split_levels:
-            self._full_index(sel.size * n_face)
-            table, shift = self.table, self.shift
-        else:   # at most S * F distinct face keys
-            table, shift = self._round_table(sel.size * n_face)
-            self.index_fresh = False
-        self.split_levels |= levels
-        c0, p0 = t.n, t.n_points
-        fkeys = self._buffer("fkeys", sel.size * n_face, np.int64).reshape(sel.size, n_face)
-        face_keys_of(sel, t.lo, t.level, lat.strides, lat.L, tab["offsets"], tab["face_pos"],
-                     fkeys)
-        face_ids = self._buffer("face_ids", sel.size * n_face, np.int64).reshape(sel.size, n_face)
-        n_faces = assign_face_ids(fkeys.reshape(-1), table, shift, p0, t.key,
-                                  face_ids.reshape(-1))
-        emit_children(sel, face_ids, t.lo, t.level, t.corner, t.centre, t.alive, t.flag,
-                      t.exhausted, c0, t.key, p0 + n_faces, lat.strides, lat.L,
-                      tab["corner_pos"], tab["centre_pos"], tab["face_pos"], tab["bits"],
-                      tab["child_corner_pos"])
-        t.n += sel.size * nc
-        t.n_points += n_faces + sel.size * nc
-        return c0, t.n - c0, p0, t.n_points - p0
-
-    def commit(self, sel: np.ndarray) -> None:
-        self.tree.alive[sel] = False
-
-    def rollback(self, sel, c0, p0) -> None:
-        self.tree.n, self.tree.n_points = c0, p0
-        levels = np.unique(self.tree.level[:c0])
-        self.split_levels = set((levels[levels > 0] - 1).tolist())
-        self.index_fresh = False
-
-    def evaluate(self, p0: int, p1: int) -> None:
-        lat, t, poly = self.lat, self.tree, self.qspec.poly
-        if lat.d == 1:
-            eval_points_1d(t.key, p0, p1, lat.M[0], lat.lo[0], lat.hi[0], lat.width[0],
-                           poly.coefficients, t.value)
-        else:
-            e, w, emax = poly.kernel_arrays()
-            kernel = eval_points_nd_parallel if p1 - p0 >= PARALLEL_MIN else eval_points_nd
-            kernel(t.key, p0, p1, lat.strides, lat.M, lat.lo, lat.hi, lat.width, e, w, emax,
-                   t.value)
-
-    def update_flags(self, c0: int, c1: int) -> None:
-        lat, t = self.lat, self.tree
-        args = self.interval.kernel_args() if self.interval is not None \
-            else _empty_interval_args(lat.d)
-        kernel = cell_flags_parallel if c1 - c0 >= PARALLEL_MIN else cell_flags
-        kernel(c0, c1, t.lo, t.level, t.corner, t.centre, t.value, lat.crit_code, lat.small_cut,
-               lat.L, lat.M, lat.lo, lat.hi, lat.width, *args, t.flag, t.exhausted)
-
-
-def _table_slots(min_slots: int) -> int:
-    """A power of two >= 2 * min_slots (>= 16): the load factor stays <= 1/2."""
-    return 1 << max(4, int(2 * max(min_slots, 1) - 1).bit_length())
-
-
-def _new_table(min_slots: int) -> tuple:
-    """(table, shift): an empty hash table of ``_table_slots(min_slots)`` slots and the
-    hash shift for it."""
-    cap = _table_slots(min_slots)
-    table = np.empty((cap, 2), np.int64)
-    table[:, 0] = EMPTY
-    return table, 64 - (cap.bit_length() - 1)

@@ -1,8 +1,8 @@
 """Numba CPU kernel for blocks of counter-based uniforms."""
-from numba import njit, prange
 import numpy as np
+from numba import njit, prange
 
-from ..rng import uniform_at
+from .counter_rng import uniform_at
 
 
 @njit(parallel=True, cache=True)

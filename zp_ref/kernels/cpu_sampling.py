@@ -14,9 +14,9 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from ..rng import uniform_at
+from .common import PREFIX_BLOCK
+from .counter_rng import uniform_at
 
-PREFIX_BLOCK = 512
 _GROUP = 4     # blocks summed together: four independent add chains per thread
 
 

@@ -7,8 +7,8 @@ result with one atomic per band.
 import numpy as np
 from numba import cuda
 
-THREADS = 128
-MAX_BLOCKS = 1024
+from .gpu_launch import grid_stride_shape
+
 #: Bands the shared-memory histogram holds (edges: at most MAX_BANDS - 1).
 MAX_BANDS = 64
 
@@ -45,15 +45,11 @@ def _band_histogram_kernel(q, edges, counts):
             cuda.atomic.add(counts, b, local[b])
 
 
-def _blocks(n: int) -> int:
-    return max(1, min(MAX_BLOCKS, (n + THREADS - 1) // THREADS))
-
-
 def band_ids_gpu(q: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Band of every entry of ``q`` (N,) on the device; returns int64 (N,) on the host."""
     d_q, d_edges = cuda.to_device(q), cuda.to_device(edges)
     d_out = cuda.device_array(q.size, dtype=np.int64)
-    _band_ids_kernel[_blocks(q.size), THREADS](d_q, d_edges, d_out)
+    _band_ids_kernel[grid_stride_shape(q.size)](d_q, d_edges, d_out)
     return d_out.copy_to_host()
 
 
@@ -61,5 +57,5 @@ def band_histogram_gpu(q: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Members per band, int64 (K+1,); ``edges`` (K,) with K < MAX_BANDS."""
     d_q, d_edges = cuda.to_device(q), cuda.to_device(edges)
     d_counts = cuda.to_device(np.zeros(edges.size + 1, dtype=np.int64))
-    _band_histogram_kernel[_blocks(q.size), THREADS](d_q, d_edges, d_counts)
+    _band_histogram_kernel[grid_stride_shape(q.size)](d_q, d_edges, d_counts)
     return d_counts.copy_to_host()

@@ -9,10 +9,9 @@ import numpy as np
 from numba import cuda
 from numba.cuda import libdevice
 
-from ..backends import cuda_simulated
+from .common import cuda_simulated
+from .gpu_launch import grid_stride_shape
 
-THREADS = 128
-MAX_BLOCKS = 4096
 MAX_DIM = 6
 MAX_AXIS_DEGREE = 32
 #: Columns of a powers array x**0 .. x**MAX_AXIS_DEGREE (a literal for cuda.local.array).
@@ -80,10 +79,6 @@ def _terms_kernel(exponents, coefficients, max_exponents, x, out):
         out[i] = terms_at(exponents, coefficients, pw)
 
 
-def blocks_for(n: int) -> int:
-    return max(1, min(MAX_BLOCKS, (n + THREADS - 1) // THREADS))
-
-
 def check_supported(poly) -> None:
     """Refuse polynomials beyond the local-array limits of the device kernels."""
     if poly.dim > 1 and int(poly.max_exponents.max()) > MAX_AXIS_DEGREE:
@@ -101,9 +96,9 @@ def evaluate(poly, pts: np.ndarray) -> np.ndarray:
     d_out = cuda.device_array(n, dtype=np.float64)
     if poly.dim == 1:
         x = cuda.to_device(np.ascontiguousarray(pts[:, 0]))
-        _horner_kernel[blocks_for(n), THREADS](cuda.to_device(poly.coefficients), x, d_out)
+        _horner_kernel[grid_stride_shape(n)](cuda.to_device(poly.coefficients), x, d_out)
     else:
         e, c, m = poly.kernel_arrays()
-        _terms_kernel[blocks_for(n), THREADS](cuda.to_device(e), cuda.to_device(c),
-                                              cuda.to_device(m), cuda.to_device(pts), d_out)
+        _terms_kernel[grid_stride_shape(n)](cuda.to_device(e), cuda.to_device(c),
+                                            cuda.to_device(m), cuda.to_device(pts), d_out)
     return d_out.copy_to_host()

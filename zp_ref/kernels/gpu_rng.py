@@ -1,52 +1,14 @@
-"""numba.cuda twin of :mod:`zp_ref.kernels.cpu_rng`, plus the launch shapes every
-``gpu_*`` kernel module of zp_ref shares (imported only for backend="cuda").
+"""numba.cuda twin of :mod:`zp_ref.kernels.cpu_rng` (imported only for backend="cuda").
 
-The kernels call the ``@njit`` scalars of :mod:`zp_ref.rng` (``uniform_at``) as
-device functions, so the GPU computes the same bits as NumPy and the CPU.
+The kernel calls the ``@njit`` scalars of :mod:`zp_ref.kernels.counter_rng`
+(``uniform_at``) as device functions, so the GPU computes the same bits as NumPy and
+the CPU.
 """
-import functools
-
 import numpy as np
 from numba import cuda
 
-from ..backends import cuda_simulated
-from ..rng import uniform_at
-
-#: Threads per block of the grid-stride kernels on a real device (and under the
-#: simulator, where every thread is a Python thread, the much smaller count after it).
-THREADS, SIM_THREADS = 256, 32
-#: Blocks of a grid-stride launch under the simulator.
-SIM_BLOCKS = 4
-
-
-@functools.lru_cache(maxsize=1)
-def device_shape() -> tuple:
-    """(threads per block, blocks that fill the device) from the current device's
-    properties: enough blocks of ``THREADS`` for every SM to hold its maximum."""
-    if cuda_simulated():
-        return SIM_THREADS, SIM_BLOCKS
-    dev = cuda.get_current_device()
-    threads = min(THREADS, int(dev.MAX_THREADS_PER_BLOCK))
-    per_sm = max(1, int(getattr(dev, "MAX_THREADS_PER_MULTIPROCESSOR", 2048)) // threads)
-    return threads, int(dev.MULTIPROCESSOR_COUNT) * per_sm
-
-
-def grid_stride_shape(n: int) -> tuple:
-    """(blocks, threads) for a grid-stride loop over ``n`` items: no more blocks than
-    the device holds at once, no block without work."""
-    threads, blocks = device_shape()
-    return max(1, min(blocks, -(-n // threads))), threads
-
-
-def as_device(a, name: str):
-    """``a`` as a numba device array: a numba device array itself, or a zero-copy view
-    of any object with ``__cuda_array_interface__`` (e.g. a torch CUDA tensor)."""
-    if isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a device array, got a host numpy.ndarray; "
-                        f"use the host entry point or numba.cuda.to_device")
-    if cuda_simulated() or hasattr(a, "copy_to_host"):
-        return a
-    return cuda.as_cuda_array(a)
+from .counter_rng import uniform_at
+from .gpu_launch import grid_stride_shape
 
 
 @cuda.jit(cache=True)

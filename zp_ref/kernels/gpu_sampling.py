@@ -37,11 +37,11 @@ import numpy as np
 from numba import cuda
 from numba.cuda import libdevice
 
-from .._validation import check_count
-from ..backends import cuda_simulated
-from ..rng import uniform_at
-from .cpu_sampling import PREFIX_BLOCK, check_weight_sums
-from .gpu_rng import as_device, device_shape, grid_stride_shape
+from .checks import check_count
+from .common import PREFIX_BLOCK, cuda_simulated
+from .counter_rng import uniform_at
+from .cpu_sampling import check_weight_sums
+from .gpu_launch import as_device, device_shape, grid_stride_shape
 
 #: PREFIX_BLOCK rows per CUDA block of block_totals_kernel (its thread count), and the
 #: columns of the shared tile staged per step (padded by one against bank conflicts);
@@ -208,6 +208,13 @@ def prefix_ends_device(w_dev, w_host=None) -> tuple:
     if n_negative or not math.isfinite(total) or total <= 0.0:
         check_weight_sums(w_dev.copy_to_host() if w_host is None else w_host, n_negative, total)
     return ends, total, n_positive, last_positive
+
+
+def prefix_total_gpu(w: np.ndarray) -> float:
+    """Host entry point: C[-1] of sampling.prefix_sums of the float64 (N,) ``w``,
+    summed on the device in the same order; raises the cpu path's ValueErrors."""
+    w = np.ascontiguousarray(w, dtype=np.float64)
+    return prefix_ends_device(device_weights(cuda.to_device(w)), w_host=w)[1]
 
 
 # ------------------------------------------------------------ bucketing the draws

@@ -14,7 +14,7 @@ import numpy as np
 from numba import cuda
 
 from .cpu_weights import POWER_HALF, POWER_INT, POWER_ONE, POWER_TWO, POWER_ZERO, power_mode
-from .gpu_rng import as_device, grid_stride_shape
+from .gpu_launch import as_device, grid_stride_shape
 
 #: Partial sums the reduction kernel handles per step (its shared array).
 REDUCE_WIDTH = 256

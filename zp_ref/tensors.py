@@ -126,7 +126,8 @@ def tensor_io(q_args=(), other_args=(), returns="float"):
 
 def convert_result(result, ref, returns):
     """``returns``: "float" (an array), "index" (an integer array), "index_info"
-    ((indices, info) with info untouched), "index_tuple" (a tuple of integer arrays)."""
+    ((indices, info) with info untouched), "index_tuple" (a tuple of integer arrays),
+    "index_float" ((indices, float array), e.g. hybrid_indices' (idx, lr))."""
     if returns == "float":
         return float_like(result, ref)
     if returns == "index":
@@ -136,8 +137,11 @@ def convert_result(result, ref, returns):
         return index_like(idx, ref), info
     if returns == "index_tuple":
         return tuple(index_like(a, ref) for a in result)
-    raise ValueError(f"returns must be 'float', 'index', 'index_info' or 'index_tuple', "
-                     f"got {returns!r}")
+    if returns == "index_float":
+        idx, values = result
+        return index_like(idx, ref), float_like(values, ref)
+    raise ValueError(f"returns must be 'float', 'index', 'index_info', 'index_tuple' or "
+                     f"'index_float', got {returns!r}")
 
 
 def pool_io(method):

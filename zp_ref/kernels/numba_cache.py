@@ -7,7 +7,7 @@ read-only install and an unwritable HOME) every ``cache=True`` decoration raises
 ``CACHE_DIR`` to a private folder in the temporary directory (created 0700 and used
 only when this user owns it and nobody else can write it, since cache files are
 loaded as code), or to a fresh ``mkdtemp`` folder. A ``NUMBA_CACHE_DIR`` the user set
-is kept. ``zp_ref.rng`` and ``zp_ref.kernels`` (the only modules that compile) call
+is kept. ``zp_ref.kernels`` (the only package that compiles; zp_ref.rng imports it) calls
 :func:`configure_numba_cache` before their first decoration, so ``import zp_ref`` alone
 does not import Numba.
 """

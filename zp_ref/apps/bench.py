@@ -29,8 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-#: Stream of zp_ref.rng used to build benchmark inputs (>= 16: not a library stream).
-BENCH_STREAM = 16
+from ..rng import STREAMS
+
+#: Stream of zp_ref.rng used to build benchmark inputs (``STREAMS["pool"]``).
+BENCH_STREAM = STREAMS["pool"]
 SCHEMA = "zp_ref.bench/1"
 
 
@@ -100,7 +102,7 @@ def machine_info() -> dict:
 # ------------------------------------------------------------------ sampling benchmark
 def _pool(n: int) -> np.ndarray:
     """A pool of Q values: uniform on [-2, 2) from zp_ref.rng (stream BENCH_STREAM)."""
-    from .rng import uniforms
+    from ..rng import uniforms
     return uniforms(2026, BENCH_STREAM, n, backend="cpu") * 4.0 - 2.0
 
 
@@ -111,8 +113,8 @@ def sampling_benchmarks(quick: bool = False, *, n_pool: int = 10**7, n_draws: in
     (the oracle's weights, then ``Generator.choice(N, B, p=w)``) and PyTorch CPU
     (weights in torch, then ``torch.multinomial(w, B, replacement=True)``), and the
     weight pass alone against ``np.sum(q)`` (the memory-bound floor)."""
-    from .sampling import sample_indices
-    from .weighting import importance_weights
+    from ..sampling import sample_indices
+    from ..weighting import importance_weights
 
     repeats = repeats or (3 if quick else 7)
     q = _pool(n_pool)
@@ -164,7 +166,7 @@ def sampling_benchmarks(quick: bool = False, *, n_pool: int = 10**7, n_draws: in
 def _refinement_module():
     """benchmarks/bench_refinement.py of the checkout holding this package, or of the
     working directory; None when neither exists."""
-    for root in (Path(__file__).resolve().parents[1], Path.cwd()):
+    for root in (Path(__file__).resolve().parents[2], Path.cwd()):
         path = root / "benchmarks" / "bench_refinement.py"
         if path.is_file():
             spec = importlib.util.spec_from_file_location("zp_ref_bench_refinement", path)
@@ -254,7 +256,7 @@ def _parser() -> argparse.ArgumentParser:
 def check_json_path(text) -> Path:
     """The ``--json`` target, refused (ValueError) before any benchmark runs when it is a
     folder or its folder cannot be created or written."""
-    from .cli import check_writable_folder
+    from ._args import check_writable_folder
     path = Path(text)
     if path.is_dir():
         raise ValueError(f"--json {str(text)!r} is a folder; give a file path")

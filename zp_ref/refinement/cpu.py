@@ -1,0 +1,145 @@
+"""The cpu engine: host driver of the Numba kernels of
+:mod:`zp_ref.kernels.cpu_refinement` (same leaves, values and flags as the numpy oracle;
+point ids may be numbered differently). Batches of at least
+``zp_ref.kernels.PARALLEL_MIN_WORK`` points or cells run the parallel kernels."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..kernels import PARALLEL_MIN_WORK
+from ..kernels.cpu_refinement import (EMPTY, assign_face_ids, cell_flags, cell_flags_parallel,
+                                      collect_candidates, emit_children, eval_points_1d,
+                                      eval_points_nd, eval_points_nd_parallel, face_keys_of,
+                                      table_contains, table_insert_all)
+from .engine import HostEngine, empty_interval_args
+
+
+class CpuEngine(HostEngine):
+    """Host driver of the kernels of :mod:`zp_ref.kernels.cpu_refinement` on the shared
+    tree arrays.
+
+    Face points only ever coincide with face points of cells of the same level. A
+    round that splits only levels never split before therefore dedups its face points
+    in a small fresh table (cache-resident); the full table of every point is rebuilt
+    lazily when a level is split again (cap deferrals, refine_grid, a loaded tree) or
+    when the cap asks which points exist.
+    """
+
+    name = "cpu"
+
+    def __init__(self, lat, tree, qspec):
+        super().__init__(lat, tree, qspec)
+        levels = np.unique(tree.level[:tree.n])
+        self.split_levels = set((levels[levels > 0] - 1).tolist())
+        self._buffers = {}
+
+    def _buffer(self, name: str, size: int, dtype) -> np.ndarray:
+        """A scratch array of at least ``size`` entries, kept across rounds (fresh memory
+        costs page faults)."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.size < size:
+            buf = self._buffers[name] = np.empty(max(size, 2 * (0 if buf is None else buf.size)),
+                                                 dtype)
+        return buf[:size]
+
+    def _round_table(self, min_slots: int) -> tuple:
+        """An empty table with >= 2 * min_slots slots, reusing the previous round's memory."""
+        cap = _table_slots(min_slots)
+        table = self._buffer("table", 2 * cap, np.int64).reshape(cap, 2)
+        table[:, 0] = EMPTY
+        return table, 64 - (cap.bit_length() - 1)
+
+    def rebuild_index(self) -> None:
+        t = self.tree
+        self.table, self.shift = _new_table(t.n_points)
+        table_insert_all(self.table, t.key[:t.n_points], self.shift)
+        self.index_fresh = True
+
+    def _full_index(self, extra: int) -> None:
+        """Make the full table current, with room for ``extra`` more keys."""
+        t = self.tree
+        if not self.index_fresh or 2 * (t.n_points + extra) > self.table.shape[0]:
+            self.table, self.shift = _new_table(t.n_points + extra)
+            table_insert_all(self.table, t.key[:t.n_points], self.shift)
+            self.index_fresh = True
+
+    def exists(self, keys: np.ndarray) -> np.ndarray:
+        self._full_index(0)
+        out = np.empty(keys.size, np.bool_)
+        table_contains(self.table, np.ascontiguousarray(keys, np.int64), self.shift, out)
+        return out
+
+    def candidates(self) -> np.ndarray:
+        t = self.tree
+        out = self._buffer("candidates", t.n, np.int64)
+        m = collect_candidates(t.n, t.alive, t.flag, t.exhausted, t.level, self.lat.L, out)
+        return out[:m].copy()
+
+    def split(self, sel: np.ndarray) -> tuple:
+        lat, t, tab = self.lat, self.tree, self.lat.tables
+        nc, n_face = 2 ** lat.d, tab["face_pos"].size
+        t.reserve(sel.size * nc, sel.size * (nc + n_face))
+        levels = set(np.flatnonzero(np.bincount(t.level[sel], minlength=lat.L + 1)).tolist())
+        if levels & self.split_levels:
+            self._full_index(sel.size * n_face)
+            table, shift = self.table, self.shift
+        else:   # at most S * F distinct face keys
+            table, shift = self._round_table(sel.size * n_face)
+            self.index_fresh = False
+        self.split_levels |= levels
+        c0, p0 = t.n, t.n_points
+        fkeys = self._buffer("fkeys", sel.size * n_face, np.int64).reshape(sel.size, n_face)
+        face_keys_of(sel, t.lo, t.level, lat.strides, lat.L, tab["offsets"], tab["face_pos"],
+                     fkeys)
+        face_ids = self._buffer("face_ids", sel.size * n_face, np.int64).reshape(sel.size, n_face)
+        n_faces = assign_face_ids(fkeys.reshape(-1), table, shift, p0, t.key,
+                                  face_ids.reshape(-1))
+        emit_children(sel, face_ids, t.lo, t.level, t.corner, t.centre, t.alive, t.flag,
+                      t.exhausted, c0, t.key, p0 + n_faces, lat.strides, lat.L,
+                      tab["corner_pos"], tab["centre_pos"], tab["face_pos"], tab["bits"],
+                      tab["child_corner_pos"])
+        t.n += sel.size * nc
+        t.n_points += n_faces + sel.size * nc
+        return c0, t.n - c0, p0, t.n_points - p0
+
+    def commit(self, sel: np.ndarray) -> None:
+        self.tree.alive[sel] = False
+
+    def rollback(self, sel, c0, p0) -> None:
+        self.tree.n, self.tree.n_points = c0, p0
+        levels = np.unique(self.tree.level[:c0])
+        self.split_levels = set((levels[levels > 0] - 1).tolist())
+        self.index_fresh = False
+
+    def evaluate(self, p0: int, p1: int) -> None:
+        lat, t, poly = self.lat, self.tree, self.qspec.poly
+        if lat.d == 1:
+            eval_points_1d(t.key, p0, p1, lat.M[0], lat.lo[0], lat.hi[0], lat.width[0],
+                           poly.coefficients, t.value)
+        else:
+            e, w, emax = poly.kernel_arrays()
+            kernel = eval_points_nd_parallel if p1 - p0 >= PARALLEL_MIN_WORK else eval_points_nd
+            kernel(t.key, p0, p1, lat.strides, lat.M, lat.lo, lat.hi, lat.width, e, w, emax,
+                   t.value)
+
+    def update_flags(self, c0: int, c1: int) -> None:
+        lat, t = self.lat, self.tree
+        args = self.interval.kernel_args() if self.interval is not None \
+            else empty_interval_args(lat.d)
+        kernel = cell_flags_parallel if c1 - c0 >= PARALLEL_MIN_WORK else cell_flags
+        kernel(c0, c1, t.lo, t.level, t.corner, t.centre, t.value, lat.crit_code, lat.small_cut,
+               lat.L, lat.M, lat.lo, lat.hi, lat.width, *args, t.flag, t.exhausted)
+
+
+def _table_slots(min_slots: int) -> int:
+    """A power of two >= 2 * min_slots (>= 16): the load factor stays <= 1/2."""
+    return 1 << max(4, int(2 * max(min_slots, 1) - 1).bit_length())
+
+
+def _new_table(min_slots: int) -> tuple:
+    """(table, shift): an empty hash table of ``_table_slots(min_slots)`` slots and the
+    hash shift for it."""
+    cap = _table_slots(min_slots)
+    table = np.empty((cap, 2), np.int64)
+    table[:, 0] = EMPTY
+    return table, 64 - (cap.bit_length() - 1)
