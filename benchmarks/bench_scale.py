@@ -7,7 +7,8 @@ the client.
     python benchmarks/bench_scale.py --n 1e8 [--chunk 1e7] [--draws 1e6] [--dir /tmp]
         [--check] [--json out.json]
 
-Q is ``u(7, 20, i) * 2e-2 - 1e-2`` for entry i (zp_ref.rng), generated in the workers.
+Q is ``u(7, STREAMS["chunked_pool"], i) * 2e-2 - 1e-2`` for entry i (zp_ref.rng),
+generated in the workers.
 The store is deleted at the end. ``--check`` (N <= 5e7) also loads the pool and checks
 that every index equals the in-memory API's.
 """
@@ -34,9 +35,9 @@ STEP_TASKS = {"weights": ("weights_stats",), "draws": ("weights_chunk_draws",),
 
 def q_block(block, block_info=None):
     """Entries lo:hi of the pool, generated where the chunk is written."""
-    from zp_ref.rng import uniforms
+    from zp_ref.rng import STREAMS, uniforms
     lo, hi = block_info[None]["array-location"][0]
-    out = uniforms(7, 20, hi - lo, start=lo)
+    out = uniforms(7, STREAMS["chunked_pool"], hi - lo, start=lo)
     out *= 2e-2
     out -= 1e-2
     return out

@@ -13,7 +13,7 @@ distributed = pytest.importorskip("distributed")
 
 from zp_ref.bands import stratified_sample  # noqa: E402
 from zp_ref.bridges import dask as db  # noqa: E402
-from zp_ref.rng import uniforms  # noqa: E402
+from zp_ref.rng import STREAMS, uniforms  # noqa: E402
 from zp_ref.sampling import sample_indices  # noqa: E402
 from zp_ref.weighting import importance_weights  # noqa: E402
 
@@ -39,7 +39,7 @@ INF_RUN = slice(2_999_000, 3_001_500)     # +inf (weight 0) across a chunk bound
 def _q_block(block, block_info=None):
     """Entries lo:hi of q, generated where the chunk lives."""
     lo, hi = block_info[None]["array-location"][0]
-    out = uniforms(9, 20, hi - lo, start=lo, backend="cpu") * 2e-2 - 1e-2
+    out = uniforms(9, STREAMS["chunked_pool"], hi - lo, start=lo, backend="cpu") * 2e-2 - 1e-2
     out[max(INF_RUN.start, lo) - lo:max(min(INF_RUN.stop, hi) - lo, 0)] = np.inf
     return out
 
@@ -47,7 +47,7 @@ def _q_block(block, block_info=None):
 @pytest.fixture(scope="module")
 def q():
     """(N,) in [-1e-2, 1e-2), +inf on INF_RUN."""
-    q = uniforms(9, 20, N, backend="cpu") * 2e-2 - 1e-2
+    q = uniforms(9, STREAMS["chunked_pool"], N, backend="cpu") * 2e-2 - 1e-2
     q[INF_RUN] = np.inf
     return q
 

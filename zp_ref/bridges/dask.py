@@ -36,7 +36,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError("zp_ref.bridges.dask needs dask: install the extra with "
                       "`pip install zp_ref[dask]` (dask[array] and distributed)") from exc
 
-from .._validation import check_backend, check_choice, check_seed
+from ..checks import check_backend, check_choice, check_seed
 from ..bands import DEFAULT_EDGES, allocate_draws, check_edges, check_stratified_args
 from ..rng import STREAMS, check_draw_count, derive_seed, uniforms
 from ..weighting import NAN_POLICIES, check_weight_config

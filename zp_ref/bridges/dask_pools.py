@@ -11,7 +11,7 @@ import numpy as np
 import dask
 import dask.array as da
 
-from .._validation import check_count
+from ..checks import check_count
 
 __all__ = ["pool_from_npy", "pool_from_zarr", "to_zarr"]
 
