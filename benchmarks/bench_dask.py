@@ -1,11 +1,12 @@
-"""Throughput of zp_ref.dask_bridge on a 2-worker LocalCluster vs the in-memory API on
+"""Throughput of zp_ref.bridges.dask on a 2-worker LocalCluster vs the in-memory API on
 the same pool (a pool of .npy files on disk).
 
     python benchmarks/bench_dask.py [--quick]
 
 Steps, each timed as the median of ``repeats`` runs after one warm-up:
-- weights: importance weights (p=2, unnormalised: the draws do not need the total),
-- draws: B weighted draws with replacement from those weights,
+- weights: importance weights (p=2, unnormalised: the draws do not need the total; the
+  eager pass also gathers the block totals the draws need),
+- draws: B weighted draws with replacement from those weights (one more pass),
 - stratified: ``stratified_sample(q, B, within="importance")`` over the bands,
 and the draws alone from weights kept in the workers (``persist()``).
 The dask pipeline reads the pool from the files in the workers (``pool_from_npy``);
@@ -49,7 +50,7 @@ def _peak_rss_mib():
 def _baseline_rss_mib():
     """Peak RSS of a worker once zp_ref and its kernels' modules are imported."""
     import zp_ref.bands  # noqa: F401
-    import zp_ref.dask_bridge  # noqa: F401
+    import zp_ref.bridges.dask  # noqa: F401
     import zp_ref.weighting  # noqa: F401
     return _peak_rss_mib()
 
@@ -58,7 +59,7 @@ def run(quick: bool = False) -> dict:
     """Run the benchmark, print the table, return the figures (seconds, MiB)."""
     import distributed
 
-    from zp_ref import dask_bridge as db
+    from zp_ref.bridges import dask as db
     from zp_ref.bands import stratified_sample
     from zp_ref.rng import uniforms
     from zp_ref.sampling import sample_indices
@@ -126,7 +127,7 @@ def run(quick: bool = False) -> dict:
             raise AssertionError("dask draws differ from the in-memory draws")
         rows = [("load pool (.npy -> memory)", t_load, None),
                 ("weights (eager pass: totals, NaN check)", t_w, dt_w),
-                (f"weights + {n_draws:.0e} draws", t_w + t_d, dt_d),
+                (f"weights + {n_draws:.0e} draws (2 passes)", t_w + t_d, dt_d),
                 (f"{n_draws:.0e} draws from weights in memory/persisted", t_d, dt_p),
                 (f"stratified, {n_draws:.0e} draws (importance)", t_s, dt_s)]
     print(f"pool N = {n:.0e} float64 in {n_files} .npy files; dask: LocalCluster 2 workers x "

@@ -1,4 +1,4 @@
-"""zp_ref.dask_bridge on a 2-process LocalCluster bound to loopback: every result equals
+"""zp_ref.bridges.dask (also importable as zp_ref.dask_bridge) on a 2-process LocalCluster bound to loopback: every result equals
 the in-memory API on the concatenated pool (indices exactly, weights to rtol 1e-12)."""
 import os
 import warnings
@@ -10,9 +10,11 @@ dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
-from zp_ref import dask_bridge as db  # noqa: E402
+from zp_ref import dask_bridge  # noqa: E402
+from zp_ref.bridges import dask as db  # noqa: E402
+from zp_ref.bridges import dask_blocks  # noqa: E402
 from zp_ref.bands import band_of, stratified_sample  # noqa: E402
-from zp_ref.kernels.cpu_sampling import PREFIX_BLOCK  # noqa: E402
+from zp_ref.sampling import PREFIX_BLOCK  # noqa: E402
 from zp_ref.rng import uniforms  # noqa: E402
 from zp_ref.sampling import sample_indices  # noqa: E402
 from zp_ref.weighting import importance_weights  # noqa: E402
@@ -71,6 +73,14 @@ def test_importance_weights_nan_policy(client, pool):
         want = importance_weights(q, nan_policy="omit")
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
     assert got[30_000] == got[50_123] == 0.0
+    # unnormalised: the draws reuse the eager pass's block totals, NaN weights are 0
+    with pytest.warns(RuntimeWarning, match="2 NaN"):
+        wd = db.importance_weights(qd, nan_policy="omit", normalize=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        w = importance_weights(q, nan_policy="omit", normalize=False)
+    np.testing.assert_array_equal(db.sample_indices(wd, 50_000, seed=3),
+                                  sample_indices(w, 50_000, seed=3, backend="numpy"))
 
 
 # ------------------------------------------------------------------ draws
@@ -104,11 +114,11 @@ def test_target_rounded_up_to_total_takes_last_nonzero():
     # u * total can round up to the total (u < 1): the oracle then takes the last
     # nonzero weight; exercise that branch of the client's plan directly
     w = np.r_[np.ones(700), np.zeros(400)]
-    blocks = db._Blocks({0: db._pieces(w[:650], None, 0, 0),
-                         1: db._pieces(w[650:], None, 650, 650)}, w.size)
+    blocks = dask_blocks.Blocks({0: dask_blocks.block_pieces(w[:650], None, 0, 0),
+                         1: dask_blocks.block_pieces(w[650:], None, 650, 650)}, w.size)
     out, requests = blocks.plan(np.array([blocks.total, 0.5]), last_nonzero=699)
     assert out[0] == 699 and blocks.total == 700.0
-    assert requests[0][3].tolist() == [1]                    # draw 1 goes to chunk 0
+    assert out[1] == -1 and list(requests) == [0]            # draw 1 goes to chunk 0
 
 
 def test_without_replacement_takes_every_positive_weight(client):
@@ -342,3 +352,40 @@ def test_large_pool_from_npy_files(client, tmp_path):
                                         within="importance", backend="cpu")
     np.testing.assert_array_equal(got, want)
     assert info == want_info
+
+
+def test_dask_bridge_alias_reexports_the_public_names():
+    """``import zp_ref.dask_bridge`` keeps working: the same objects, no private names."""
+    assert sorted(dask_bridge.__all__) == sorted(db.__all__)
+    for name in db.__all__:
+        assert getattr(dask_bridge, name) is getattr(db, name)
+    assert not [n for n in vars(dask_bridge) if n.startswith("_") and not n.startswith("__")]
+
+
+def test_draws_from_unnormalised_weights_read_the_pool_once_more():
+    """importance_weights(normalize=False) reads every chunk once (its eager pass also
+    gathers the block totals); sample_indices on its result then reads only the chunks
+    holding draws, once; on any other weights array it reads every chunk twice. The
+    indices are the in-memory ones either way."""
+    q = uniforms(4, 20, 5000, backend="numpy") * 2.0 - 1.0
+    q[1300:2900] = np.inf                         # the middle chunk: weight 0, no draw
+    bounds = [0, 1300, 2900, 5000]                # chunk ends off the 512 grid
+    reads = []
+
+    def read(lo, hi):
+        reads.append(lo)
+        return q[lo:hi]
+
+    pool = da.concatenate([da.from_delayed(dask.delayed(read, pure=False)(lo, hi),
+                                           shape=(hi - lo,), dtype=np.float64)
+                           for lo, hi in zip(bounds[:-1], bounds[1:])])
+    want = sample_indices(importance_weights(q, normalize=False), 40, seed=2, backend="numpy")
+    with dask.config.set(scheduler="synchronous"):
+        w = db.importance_weights(pool, normalize=False)
+        assert sorted(reads) == [0, 1300, 2900]
+        reads.clear()
+        np.testing.assert_array_equal(db.sample_indices(w, 40, seed=2), want)
+        assert sorted(reads) == [0, 2900]
+        reads.clear()
+        np.testing.assert_array_equal(db.sample_indices(w * 1.0, 40, seed=2), want)
+        assert sorted(reads) == [0, 0, 1300, 2900, 2900]

@@ -1,0 +1,464 @@
+"""Scale-out on Dask: importance weights, weighted draws, |Q| bands and stratified
+draws over chunked 1-D dask arrays, with the answers of the in-memory API.
+
+Every function takes a 1-D ``dask.array.Array`` (pool entries in order; chunks of any
+sizes, empty ones included) and runs on whatever scheduler is active: a
+``distributed.Client`` when one is open, else dask's threads. Pools never travel to
+the client: the passes over the chunks return block totals, counts and the indices
+drawn; the client sends each chunk the ends and offsets of its blocks, and the chunk
+regenerates the draw targets from the seed and resolves those falling in it with the
+in-memory kernels (docs/scale.md). The chunk machinery (pool checks, the map over
+chunks, blockwise prefix sums across chunks) is :mod:`zp_ref.bridges.dask_blocks`; pools
+on disk (``.npy``, zarr) are :mod:`zp_ref.bridges.dask_pools`, re-exported here.
+
+Exactness. A weighted draw is defined by the blockwise prefix sums of
+``zp_ref.sampling.prefix_sums`` (blocks of PREFIX_BLOCK = 512 consecutive entries of
+the weighted sequence, summed sequentially; block ends added sequentially). Chunk
+boundaries need not fall on block boundaries: each chunk sums its whole blocks
+(sequential sums, as the oracle) and returns the raw weights of the partial blocks at
+its two ends (< 512 each); the client sums a block split across chunks sequentially
+over its pieces in pool order and accumulates all block totals sequentially. So the
+indices equal ``zp_ref.sample_indices`` / ``zp_ref.stratified_sample`` on the
+concatenated pool for the same seed, bit for bit. Normalised importance weights differ
+from the in-memory ones only in the order of the total (see :func:`importance_weights`),
+to rtol 1e-12.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+try:
+    import dask.array as da
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError("zp_ref.bridges.dask needs dask: install the extra with "
+                      "`pip install zp_ref[dask]` (dask[array] and distributed)") from exc
+
+from ..checks import check_backend, check_choice, check_seed
+from ..bands import DEFAULT_EDGES, allocate_draws, check_edges, check_stratified_args
+from ..rng import STREAMS, check_draw_count, derive_seed, uniforms
+from ..weighting import NAN_POLICIES, check_weight_config
+from .dask_blocks import (Blocks, as_float, block_pieces, check_pool, check_resolved,
+                          check_total, chunk_starts, last_nonzero, map_chunks, resolve_rows)
+from .dask_pools import pool_from_npy, pool_from_zarr, to_zarr
+
+__all__ = ["importance_weights", "sample_indices", "band_of", "stratified_sample",
+           "pool_from_npy", "pool_from_zarr", "to_zarr"]
+
+#: Attribute of an unnormalised weights array from :func:`importance_weights` holding
+#: the per-chunk statistics of its eager pass (block totals, validation counts), so that
+#: :func:`sample_indices` on it needs one pass over the pool, not two.
+_DRAW_STATS = "_zp_draw_stats"
+
+
+# ------------------------------------------------------------------ importance weights
+def _chunk_weights(q, config, backend):
+    """(unnormalised weights, NaN count, first NaN position or -1) of one chunk; NaN
+    gets weight 0, as in the in-memory path."""
+    from ..backends import resolve_backend
+    from ..weighting import importance_weights as weights_in_memory
+    q = as_float(q)
+    if q.size == 0:
+        return np.empty(0), 0, -1
+    n_nan, first_nan = 0, -1
+    if np.isnan(np.sum(q)):                  # NaN, or inf - inf: count exactly
+        nan = np.isnan(q)
+        n_nan = int(nan.sum())
+        if n_nan:
+            first_nan = int(np.argmax(nan))
+            q = np.where(nan, np.inf, q)
+    p, min_q_abs, max_weight, temperature = config
+    w = weights_in_memory(q, weight_power=p, min_q_abs=min_q_abs, max_weight=max_weight,
+                          temperature=temperature, normalize=False,
+                          backend=resolve_backend(backend, q.size))
+    return w, n_nan, first_nan
+
+
+def _weights_stats(q, config, backend, start):
+    """(np.sum of the chunk's weights, NaN count, first NaN position or -1, and, when
+    ``start`` is given, what pass 1 of :func:`sample_indices` needs of these weights)."""
+    w, n_nan, first_nan = _chunk_weights(q, config, backend)
+    draw_stats = None if start is None else _weights_chunk_stats(w, start, True)
+    return float(np.sum(w)), n_nan, first_nan, draw_stats
+
+
+def _weights_block(q, config, backend, total):
+    w = _chunk_weights(q, config, backend)[0]
+    if total is not None:
+        np.divide(w, total, out=w)
+    return w
+
+
+def importance_weights(q, *, weight_power=2.0, min_q_abs=1e-6, max_weight=100.0,
+                       temperature=1.0, normalize=True, nan_policy="raise",
+                       backend="auto") -> "da.Array":
+    """``zp_ref.importance_weights`` over a chunked pool: a lazy float64 dask array.
+
+    Each chunk runs the in-memory kernel (``backend`` resolved per chunk). One eager
+    pass here counts NaNs (``ValueError`` naming the count and the global index of the
+    first, or a ``RuntimeWarning`` with ``nan_policy="omit"``) and sums the weights.
+    Float order of the total: each chunk's weights are summed with ``np.sum`` (NumPy
+    pairwise summation), then the chunk totals are added sequentially in chunk order
+    from 0.0; weights equal the in-memory ones to rtol 1e-12. The result is recomputed
+    from ``q`` whenever it is computed (``persist()`` it to keep it in the workers).
+    With ``normalize=False`` the eager pass also gathers what :func:`sample_indices`
+    needs of these weights (block totals, validation counts), kept on the returned
+    array, so drawing from it reads the pool once more, not twice.
+    """
+    config = check_weight_config(weight_power, min_q_abs, max_weight, temperature)
+    check_choice(nan_policy, "nan_policy", NAN_POLICIES)
+    if not isinstance(normalize, (bool, np.bool_)):
+        raise TypeError(f"normalize must be True or False, got {normalize!r}")
+    check_backend(backend)
+    q = check_pool(q, "q", hint="zp_ref.importance_weights")
+    starts = chunk_starts(q)
+    stats = map_chunks(_weights_stats, q, [(config, backend, None if normalize else int(s))
+                                            for s in starts[:-1]])
+    n_nan = sum(s[1] for s in stats.values())
+    if n_nan:
+        first = min(int(starts[c]) + s[2] for c, s in stats.items() if s[1])
+        if nan_policy == "raise":
+            raise ValueError(f"q holds {n_nan} NaN value(s), first at index {first}; clean "
+                             "them or pass nan_policy='omit'")
+        warnings.warn(f"importance_weights: {n_nan} NaN value(s) in q given weight 0 "
+                      "(nan_policy='omit')", RuntimeWarning, stacklevel=2)
+    total = 0.0
+    for c in range(q.numblocks[0]):
+        total += stats[c][0]
+    if normalize and not total > 0.0:
+        raise ValueError("every weight is 0 (q holds no finite value): the weights cannot "
+                         "be normalised; pass normalize=False to get the zeros")
+    if normalize and not math.isfinite(total):
+        raise ValueError(f"the sum of the {q.shape[0]} weights overflows float64 ({total}): "
+                         f"lower max_weight (each weight is at most "
+                         f"max_weight ** (1 / temperature))")
+    w = q.map_blocks(_weights_block, config, backend, total if normalize else None,
+                     dtype=np.float64)
+    if not normalize:      # sample_indices(w) reuses this pass instead of its first one
+        setattr(w, _DRAW_STATS, {c: s[3] for c, s in stats.items()})
+    return w
+
+
+# ------------------------------------------------------------------ sample_indices
+def _weights_chunk_stats(w, start, with_pieces):
+    """Validation counts of one chunk of weights and, when asked, its pieces. Fast path:
+    min >= 0 and a finite sum rule out negative and non-finite entries without
+    counting them."""
+    w = as_float(w)
+    pieces = block_pieces(w, None, start, start) if with_pieces else None
+    stats = {"n_neg": 0, "n_bad": 0, "n_nonzero": int(np.count_nonzero(w)),
+             "last_nonzero": last_nonzero(w), "pieces": pieces, "total": 0.0}
+    if w.size == 0:
+        return stats
+    with np.errstate(over="ignore"):
+        total = (pieces["full"].sum() + pieces["head"].sum() + pieces["tail"].sum()
+                 if pieces is not None else np.sum(w))
+    stats["total"] = float(total)
+    if w.min() >= 0 and np.isfinite(total):
+        return stats
+    negative, bad = w < 0, ~np.isfinite(w)
+    for name, mask in (("neg", negative), ("bad", bad)):
+        count = int(mask.sum())
+        first = int(np.argmax(mask)) if count else -1
+        stats.update({f"n_{name}": count, f"first_{name}": first,
+                      f"{name}_value": float(w[first]) if count else 0.0})
+    return stats
+
+
+def _weights_chunk_draws(w, start, request):
+    numbers, positions = resolve_rows(as_float(w), start, *request)
+    return numbers, start + positions
+
+
+def _top_keys(w, start, n, seed):
+    """The chunk's n largest keys log(w_i) - log(-log(u_i)) (ties to the lower index)."""
+    from ..sampling import without_replacement_keys_numpy
+    w = as_float(w)
+    positive = np.flatnonzero(w > 0)
+    u = uniforms(seed, STREAMS["without_replacement"], w.size, start=start,
+                 backend="numpy")[positive]
+    keys = without_replacement_keys_numpy(w[positive], u)
+    if keys.size > n:
+        kth = np.partition(-keys, n - 1)[n - 1]
+        keep = np.flatnonzero(-keys <= kth)
+        keep = keep[np.lexsort((positive[keep], -keys[keep]))[:n]]
+        keys, positive = keys[keep], positive[keep]
+    return keys, positive + start
+
+
+def sample_indices(weights, n, *, seed, replace=True) -> np.ndarray:
+    """``zp_ref.sample_indices`` over a chunked pool: int64 (n,), equal to the in-memory
+    result on the concatenated weights for the same seed.
+
+    With replacement, two passes: (1) every chunk returns its block totals and
+    validation counts (skipped when ``weights`` is the result of
+    ``importance_weights(q, normalize=False)``, whose eager pass gathered them); the
+    client accumulates the block ends, places the targets ``u(seed, 0, j) * C[-1]`` in
+    chunks and resolves those in blocks split across chunks; (2) every chunk holding
+    draws receives the ends and offsets of its whole blocks, regenerates the targets,
+    keeps those in its range and returns their indices. Without replacement: (1)
+    validation counts; (2) every chunk returns its n largest keys
+    ``log(w_i) - log(-log(u(seed, 1, i)))``; the client merges.
+    """
+    w = check_pool(weights, "weights", hint="zp_ref.sample_indices")   # the in-memory order
+    n = check_draw_count(n, "n")
+    seed = check_seed(seed)
+    if not isinstance(replace, (bool, np.bool_)):
+        raise TypeError(f"replace must be True or False, got {replace!r}")
+    starts = chunk_starts(w)
+    n_chunks = w.numblocks[0]
+    stats = getattr(w, _DRAW_STATS, None)
+    if stats is None:
+        stats = map_chunks(_weights_chunk_stats, w,
+                            [(int(starts[c]), bool(replace)) for c in range(n_chunks)])
+    _check_weight_stats(stats, starts)
+    if not replace:
+        total = 0.0
+        for c in range(n_chunks):
+            total += stats[c]["total"]      # Python floats: an overflow gives inf
+        check_total(total)                 # refused in memory too, though keys need no sum
+        n_positive = sum(s["n_nonzero"] for s in stats.values())
+        if n > n_positive:
+            raise ValueError(f"n={n} draws without replacement need at least n positive "
+                             f"weights; weights has {n_positive}")
+        if n == 0:
+            return np.empty(0, dtype=np.int64)
+        tops = map_chunks(_top_keys, w, [(int(starts[c]), n, seed) if stats[c]["n_nonzero"]
+                                          else None for c in range(n_chunks)])
+        keys = np.concatenate([tops[c][0] for c in sorted(tops)])
+        idx = np.concatenate([tops[c][1] for c in sorted(tops)])
+        return idx[np.lexsort((idx, -keys))[:n]].astype(np.int64)
+    blocks = Blocks({c: s["pieces"] for c, s in stats.items() if s["pieces"] is not None},
+                     w.shape[0])
+    check_total(blocks.total)
+    if n == 0:
+        return np.empty(0, dtype=np.int64)
+    last_nonzero = max(int(starts[c]) + s["last_nonzero"] for c, s in stats.items()
+                       if s["n_nonzero"])
+    t = uniforms(seed, STREAMS["importance"], n, backend="numpy") * blocks.total
+    out, requests = blocks.plan(t, last_nonzero)
+    answers = map_chunks(_weights_chunk_draws, w,
+                          [(int(starts[c]), requests[c] + (seed, blocks.total, n))
+                           if c in requests else None for c in range(n_chunks)])
+    for numbers, idx in answers.values():
+        out[numbers] = idx
+    return check_resolved(out)
+
+
+def _check_weight_stats(stats, starts):
+    """The in-memory path's errors, with global indices."""
+    chunks = sorted(stats)
+    n_neg = sum(stats[c]["n_neg"] for c in chunks)
+    if n_neg:
+        c = next(c for c in chunks if stats[c]["n_neg"])
+        raise ValueError(f"weights must be >= 0: {n_neg} negative value(s), first at index "
+                         f"{int(starts[c]) + stats[c]['first_neg']} ({stats[c]['neg_value']})")
+    n_bad = sum(stats[c]["n_bad"] for c in chunks)
+    if n_bad:
+        c = next(c for c in chunks if stats[c]["n_bad"])
+        raise ValueError(f"weights must be finite: {n_bad} non-finite value(s), first at "
+                         f"index {int(starts[c]) + stats[c]['first_bad']} "
+                         f"({stats[c]['bad_value']})")
+    if not any(stats[c]["n_nonzero"] for c in chunks):
+        raise ValueError("weights sum to 0: at least one weight must be positive")
+
+
+# ------------------------------------------------------------------ bands
+def _band_block(q, edges, backend, block_info=None):
+    """Band ids of one chunk; NaN raises naming its global index."""
+    from ..backends import resolve_backend
+    from ..bands import band_of as band_of_in_memory
+    q = as_float(q)
+    nan = np.isnan(q)
+    if nan.any():
+        start = block_info[0]["array-location"][0][0] if block_info else 0
+        raise ValueError(f"q must not contain NaN: {int(nan.sum())} NaN value(s) in the chunk "
+                         f"starting at {start}, first at index {start + int(np.argmax(nan))}")
+    return band_of_in_memory(q, edges, backend=resolve_backend(backend, q.size))
+
+
+def band_of(q, edges=DEFAULT_EDGES, *, backend="auto") -> "da.Array":
+    """``zp_ref.band_of`` over a chunked pool: a lazy int64 dask array (the number of
+    edges strictly below |q|). A NaN raises ``ValueError`` when the result is computed."""
+    edges = check_edges(edges)
+    check_backend(backend)
+    q = check_pool(q, "q", allow_empty=True, hint="zp_ref.band_of")
+    return q.map_blocks(_band_block, edges, backend, dtype=np.int64)
+
+
+def _band_ids(q, edges, backend):
+    from ..backends import resolve_backend
+    from ..bands import band_of as band_of_in_memory
+    return band_of_in_memory(q, edges, backend=resolve_backend(backend, q.size))
+
+
+def _band_weights(q, weight_config, backend):
+    """Unnormalised weights of one NaN-free chunk, or None (no weights asked)."""
+    if weight_config is None or q.size == 0:
+        return None
+    from ..backends import resolve_backend
+    from ..weighting import importance_weights as weights_in_memory
+    p, min_q_abs, max_weight = weight_config
+    return weights_in_memory(q, weight_power=p, min_q_abs=min_q_abs, max_weight=max_weight,
+                             normalize=False, backend=resolve_backend(backend, q.size))
+
+
+def _band_members(q, edges, weight_config, backend):
+    """(chunk positions of every band's members, weights or None) of one NaN-free
+    chunk; the band ids are dropped before the weights are made (a smaller peak)."""
+    q = as_float(q)
+    members = _members(_band_ids(q, edges, backend), edges.size + 1)
+    return members, _band_weights(q, weight_config, backend)
+
+
+def _band_stats(q, edges, weight_config, backend):
+    """NaN count and first position; members and drawable members per band."""
+    nan = np.isnan(as_float(q))
+    if nan.any():
+        return {"n_nan": int(nan.sum()), "first_nan": int(np.argmax(nan))}
+    q = as_float(q)
+    bands, w = _band_ids(q, edges, backend), _band_weights(q, weight_config, backend)
+    n_bands = edges.size + 1
+    members = np.bincount(bands, minlength=n_bands)
+    drawable = members if w is None else np.bincount(bands[w > 0], minlength=n_bands)
+    return {"n_nan": 0, "members": members, "drawable": drawable}
+
+
+def _members(bands, n_bands):
+    """Chunk positions of the members of every band, ascending: a list of int64 arrays."""
+    from ..kernels.cpu_bands import group_by_band
+    order, starts = group_by_band(bands, n_bands)
+    return [order[starts[b]:starts[b + 1]] for b in range(n_bands)]
+
+
+def _band_pieces(q, start, edges, weight_config, backend, r0_by_band):
+    """Per band: the pieces of its weighted member sequence and its last nonzero one."""
+    members, w = _band_members(q, edges, weight_config, backend)
+    out = {}
+    for b, r0 in r0_by_band.items():
+        wm = w[members[b]]
+        last = last_nonzero(wm)
+        out[b] = (block_pieces(wm, members[b], start, r0),
+                  start + int(members[b][last]) if last >= 0 else -1)
+    return out
+
+
+def _band_draws(q, start, edges, weight_config, backend, weighted, uniform):
+    """The draws this chunk resolves: weighted {b: (r0, request)} (request: the
+    arguments of :func:`resolve_rows` after r0) -> {b: (draw numbers, global indices)};
+    uniform {b: member ranks local to the chunk} -> {b: global indices}."""
+    members, w = _band_members(q, edges, weight_config, backend)
+    out = {}
+    for b, (r0, *request) in weighted.items():
+        numbers, positions = resolve_rows(w[members[b]], r0, *request)
+        out[b] = numbers, start + members[b][positions]
+    for b, ranks in uniform.items():
+        out[b] = start + members[b][ranks]
+    return out
+
+
+def _plan_weighted_bands(q, starts, rank0, per_chunk, members, alloc, live, seed, edges,
+                         weight_config, backend):
+    """Pass 2 of ``within="importance"``: block totals of every live band's member
+    sequence, then the targets. Returns (draws {b: int64 with -1 where a chunk answers},
+    weighted [{b: (r0, seg_ends, seg_offsets, seed of band b, total, draws of band b)}
+    per chunk], uniform = [{}])."""
+    n_chunks = len(starts) - 1
+    wanted = [{b: int(rank0[c, b]) for b in live if per_chunk[c, b]} or None
+              for c in range(n_chunks)]
+    pieces = map_chunks(_band_pieces, q, [
+        None if want is None else (int(starts[c]), edges, weight_config, backend, want)
+        for c, want in enumerate(wanted)])
+    draws, weighted = {}, [dict() for _ in range(n_chunks)]
+    for b in live:
+        blocks = Blocks({c: p[b][0] for c, p in pieces.items() if b in p}, int(members[b]))
+        check_total(blocks.total)
+        last_nonzero = max(p[b][1] for p in pieces.values() if b in p)
+        t = uniforms(derive_seed(seed, b), STREAMS["importance"], int(alloc[b]),
+                     backend="numpy") * blocks.total
+        draws[b], requests = blocks.plan(t, last_nonzero)
+        batch = (derive_seed(seed, b), blocks.total, int(alloc[b]))
+        for c, request in requests.items():
+            weighted[c][b] = (int(rank0[c, b]),) + request + batch
+    return draws, weighted, [dict() for _ in range(n_chunks)]
+
+
+def _plan_uniform_bands(rank0, members, alloc, live, seed):
+    """``within="uniform"``: member ranks ``uniform_indices(members, alloc, seed_b)``,
+    sent to the chunks holding them. Returns (draws, weighted = [{}], uniform
+    [{b: (ranks local to the chunk, draw numbers)} per chunk])."""
+    from ..sampling import uniform_indices
+    n_chunks = rank0.shape[0] - 1
+    draws, uniform = {}, [dict() for _ in range(n_chunks)]
+    for b in live:
+        ranks = uniform_indices(int(members[b]), int(alloc[b]), seed=derive_seed(seed, b),
+                                backend="numpy")
+        chunk_of = np.searchsorted(rank0[1:, b], ranks, side="right")
+        order = np.argsort(chunk_of, kind="stable")
+        bounds = np.searchsorted(chunk_of[order], np.arange(n_chunks + 1))
+        draws[b] = np.full(ranks.size, -1, dtype=np.int64)
+        for c in np.flatnonzero(np.diff(bounds)):
+            numbers = order[bounds[c]:bounds[c + 1]]
+            uniform[c][b] = (ranks[numbers] - rank0[c, b], numbers)
+    return draws, [dict() for _ in range(n_chunks)], uniform
+
+
+def stratified_sample(q, n, *, edges=DEFAULT_EDGES, mix, seed, within="uniform",
+                      weight_power=2.0, min_q_abs=1e-6, max_weight=None, backend="auto"):
+    """``zp_ref.stratified_sample`` over a chunked pool: (idx int64 (n,), info), equal
+    to the in-memory result on the concatenated q for the same arguments.
+
+    Passes: (1) per chunk, members and drawable members per band (and NaN counts);
+    the client allocates the draws; (2, ``within="importance"`` only) per chunk and
+    band, the block totals of the band's weights, given the rank of its first member
+    there; (3) each chunk receives the draws that fall in it and returns indices.
+    """
+    edges, n, mix, seed, within, weight_power, min_q_abs, max_weight = \
+        check_stratified_args(edges, n, mix, seed, within, weight_power, min_q_abs, max_weight)
+    check_backend(backend)
+    q = check_pool(q, "q", allow_empty=n == 0, hint="zp_ref.stratified_sample")
+    n_bands, n_chunks = edges.size + 1, q.numblocks[0]
+    starts = chunk_starts(q)
+    weight_config = (weight_power, min_q_abs, max_weight) \
+        if within == "importance" and n > 0 else None
+
+    stats = map_chunks(_band_stats, q, [(edges, weight_config, backend)] * n_chunks)
+    n_nan = sum(s["n_nan"] for s in stats.values())
+    if n_nan:
+        c = next(c for c in range(n_chunks) if stats[c]["n_nan"])
+        raise ValueError(f"q must not contain NaN: {n_nan} NaN value(s), first at index "
+                         f"{int(starts[c]) + stats[c]['first_nan']}; |Q| bands need a value "
+                         "for every entry")
+    per_chunk = np.array([stats[c]["members"] for c in range(n_chunks)],
+                         dtype=np.int64).reshape(n_chunks, n_bands)
+    members = per_chunk.sum(axis=0)
+    drawable = np.array([stats[c]["drawable"] for c in range(n_chunks)],
+                        dtype=np.int64).reshape(n_chunks, n_bands).sum(axis=0)
+    target, m, alloc = allocate_draws(n, mix, drawable)
+    # rank of the first member of band b in chunk c
+    rank0 = np.vstack((np.zeros(n_bands, dtype=np.int64), np.cumsum(per_chunk, axis=0)))
+    live = [b for b in range(n_bands) if alloc[b] > 0]
+
+    if within == "importance" and live:
+        draws, weighted, uniform = _plan_weighted_bands(q, starts, rank0, per_chunk, members,
+                                                        alloc, live, seed, edges,
+                                                        weight_config, backend)
+    else:
+        draws, weighted, uniform = _plan_uniform_bands(rank0, members, alloc, live, seed)
+    answers = map_chunks(_band_draws, q, [
+        (int(starts[c]), edges, weight_config, backend,
+         weighted[c], {b: r[0] for b, r in uniform[c].items()})
+        if weighted[c] or uniform[c] else None for c in range(n_chunks)])
+    for c, found in answers.items():
+        for b, got in found.items():
+            numbers, idx = got if b in weighted[c] else (uniform[c][b][1], got)
+            draws[b][numbers] = idx
+    idx = np.concatenate([check_resolved(draws[b]) for b in live]) if live \
+        else np.empty(0, dtype=np.int64)
+    info = {"edges": edges.tolist(), "members": members.tolist(),
+            "drawable": (drawable if weight_config is not None else members).tolist(),
+            "mix": m.tolist(), "target": target.tolist(), "achieved": alloc.tolist(),
+            "redistributed": (alloc - target).tolist()}
+    return idx.astype(np.int64, copy=False), info

@@ -1,0 +1,213 @@
+"""The chunk machinery of :mod:`zp_ref.bridges.dask`: pool checks, one map over the
+chunks, and the blockwise prefix sums of a weighted sequence split across chunks (the
+pieces each chunk returns, their assembly on the client, and the resolution of draws in
+the chunks with the in-memory kernels). See docs/scale.md, "Exactness: the float order".
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import dask
+import dask.array as da
+
+from ..rng import STREAMS, key_of, uniforms
+from ..sampling import PREFIX_BLOCK
+
+B = PREFIX_BLOCK
+#: Draw targets a chunk regenerates at once (bounds its temporaries to 16 MB).
+TARGET_BATCH = 1 << 20
+
+
+def check_pool(a, name: str, *, allow_empty: bool = False, hint: str = "") -> "da.Array":
+    """``a`` as a 1-D dask array of real numbers with known chunk sizes."""
+    if not isinstance(a, da.Array):
+        raise TypeError(f"{name} must be a 1-D dask.array.Array, got {type(a).__name__}"
+                        + (f"; for in-memory arrays use {hint}" if hint else ""))
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D dask array, got shape {a.shape}")
+    if a.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must hold real numbers (float or int), got dtype {a.dtype}")
+    if any(math.isnan(c) for c in a.chunks[0]):
+        raise ValueError(f"{name} has unknown chunk sizes; call {name}.compute_chunk_sizes() "
+                         "first")
+    if a.shape[0] == 0 and not allow_empty:
+        raise ValueError(f"{name} must not be empty, got shape {a.shape}")
+    return a
+
+
+def chunk_starts(a) -> np.ndarray:
+    """Global index of the first entry of every chunk, int64 (n_chunks + 1,)."""
+    return np.concatenate(([0], np.cumsum(a.chunks[0]))).astype(np.int64)
+
+
+def map_chunks(func, a, per_chunk_args):
+    """``func(chunk, *args)`` on every chunk given a (non-None) args tuple, computed at
+    once on the active scheduler; returns {chunk number: result}."""
+    chunks = a.to_delayed().ravel()
+    jobs = {c: dask.delayed(func, pure=False)(chunks[c], *args)
+            for c, args in enumerate(per_chunk_args) if args is not None}
+    return dict(zip(jobs, dask.compute(*jobs.values())))
+
+
+def as_float(chunk) -> np.ndarray:
+    """A chunk as contiguous float64 (no copy when it already is)."""
+    return np.ascontiguousarray(chunk, dtype=np.float64)
+
+
+# ------------------------------------------------------------------ blockwise prefix sums
+def block_totals(x: np.ndarray) -> np.ndarray:
+    """Sequential sums of consecutive blocks of B entries (x.size a multiple of B), by
+    the in-memory kernel."""
+    from ..kernels.cpu_sampling import block_totals as block_totals_kernel
+    n_blocks = x.size // B
+    totals = np.empty(n_blocks)
+    block_totals_kernel(np.ascontiguousarray(x, dtype=np.float64), totals,
+                        np.empty(max(n_blocks, 1), dtype=np.int64))   # negatives: unused
+    return totals
+
+
+def head_length(r0: int, m: int) -> int:
+    """Members before the first block boundary of a run of m members from rank r0."""
+    return min(m, -r0 % B)
+
+
+def block_pieces(wm, members, start, r0):
+    """What one chunk returns for a weighted sequence whose members in this chunk have
+    ranks r0 .. r0+len(wm)-1: the sequential totals of its whole blocks, and the raw
+    weights (with global indices) of the partial blocks at both ends."""
+    m = wm.size
+    head = head_length(r0, m)
+    tail = head + (m - head) // B * B
+
+    def idx(lo, hi):
+        pos = np.arange(lo, hi, dtype=np.int64)
+        return start + (pos if members is None else members[pos])
+
+    return {"r0": r0, "full": block_totals(wm[head:tail]),
+            "head": wm[:head].copy(), "head_idx": idx(0, head),
+            "tail": wm[tail:].copy(), "tail_idx": idx(tail, m)}
+
+
+def targets_between(seed, n, total, lo, hi):
+    """(draw numbers, targets) of the draws j < n whose targets ``u(seed, 0, j) * total``
+    lie in [lo, hi), regenerated in batches of TARGET_BATCH."""
+    numbers, targets = [np.empty(0, dtype=np.int64)], [np.empty(0)]
+    for a in range(0, n, TARGET_BATCH):
+        t = uniforms(seed, STREAMS["importance"], min(TARGET_BATCH, n - a), start=a)
+        t *= total
+        keep = np.flatnonzero((t >= lo) & (t < hi))
+        numbers.append(keep + a)
+        targets.append(t[keep])
+    return np.concatenate(numbers), np.concatenate(targets)
+
+
+def resolve_rows(wm, r0, seg_ends, seg_offsets, seed, total, n):
+    """(draw numbers, member positions) of the draws of a batch of n (targets
+    ``u(seed, 0, j) * total``) that fall in the chunk's whole blocks, whose ends and
+    offsets the client sent: block k holds the targets in [seg_offsets[k], seg_ends[k]);
+    the in-memory kernel then builds each block's local prefix sums once and takes the
+    first position with ``offset + local > t``. Memory: 8 n bytes for the output,
+    indexed by draw number, besides the chunk."""
+    from ..kernels.cpu_sampling import resolve_draws
+    numbers, t = targets_between(seed, n, total, seg_offsets[0], seg_ends[-1])
+    head = head_length(r0, wm.size)
+    n_blocks = seg_offsets.size
+    whole = np.ascontiguousarray(wm[head:head + n_blocks * B], dtype=np.float64)
+    order = np.argsort(t)
+    starts = np.zeros(n_blocks + 1, dtype=np.int64)
+    starts[1:] = np.searchsorted(t[order], seg_ends, side="left")
+    out = np.empty(n, dtype=np.int64)                # indexed by draw number
+    resolve_draws(key_of(seed, STREAMS["importance"]), total, whole, seg_offsets, starts,
+                  numbers[order], out, max(1, min(n_blocks, 64)))
+    return numbers, head + out[numbers]
+
+
+class Blocks:
+    """The block totals of one weighted sequence, assembled on the client from the
+    pieces of its chunks (dict chunk -> pieces, in pool order)."""
+
+    def __init__(self, pieces: dict, n_members: int):
+        n_blocks = -(-n_members // B)
+        totals = np.empty(n_blocks)
+        owner = np.full(n_blocks, -1, dtype=np.int64)    # chunk of a whole block, else -1
+        fragments = {}
+        for c in sorted(pieces):
+            p = pieces[c]
+            k0 = (p["r0"] + p["head"].size) // B
+            if p["head"].size:
+                fragments.setdefault(p["r0"] // B, []).append((p["head"], p["head_idx"]))
+            totals[k0:k0 + p["full"].size] = p["full"]
+            owner[k0:k0 + p["full"].size] = c
+            if p["tail"].size:
+                fragments.setdefault(k0 + p["full"].size, []).append((p["tail"], p["tail_idx"]))
+        self.split = {}                          # block split across chunks -> (local, idx)
+        with np.errstate(over="ignore"):         # an infinite total is refused later
+            for k, parts in fragments.items():
+                local = np.cumsum(np.concatenate([v for v, _ in parts]))     # sequential
+                totals[k] = local[-1]
+                self.split[k] = (local, np.concatenate([i for _, i in parts]))
+            self.ends = np.add.accumulate(totals)                         # sequential
+        self.offsets = np.concatenate(([0.0], self.ends[:-1]))
+        # segments: runs of whole blocks of one chunk, and single split blocks
+        first = np.flatnonzero(np.r_[True, (owner[1:] != owner[:-1]) | (owner[1:] == -1)])
+        self.segments = np.stack((first, np.r_[first[1:], n_blocks], owner[first]), axis=1)
+
+    @property
+    def total(self) -> float:
+        return float(self.ends[-1])
+
+    def plan(self, t, last_nonzero):
+        """Resolve what the client can: returns (out int64 with -1 where a chunk must
+        answer, requests {chunk: (ends, offsets) of its whole blocks}).
+
+        Draw j takes the first block k with ends[k] > t_j: its segment first (a search
+        over the few segment ends), then the block inside the segment: here for a split
+        block, in the chunk for whole blocks (it regenerates the targets, so only the
+        ends and offsets of its blocks travel)."""
+        out = np.full(t.size, -1, dtype=np.int64)
+        seg = np.searchsorted(self.ends[self.segments[:, 1] - 1], t, side="right")
+        n_seg = self.segments.shape[0]
+        order = np.argsort(seg.astype(np.min_scalar_type(n_seg)), kind="stable")  # radix
+        bounds = np.searchsorted(seg[order], np.arange(n_seg + 1))
+        out[order[bounds[n_seg]:]] = last_nonzero       # u * total rounded up to the total
+        requests = {}
+        for s in np.flatnonzero(np.diff(bounds)):
+            draws = order[bounds[s]:bounds[s + 1]]
+            k0, k1, c = (int(v) for v in self.segments[s])
+            if c < 0:                                   # a split block: resolved here
+                local, idx = self.split[k0]
+                out[draws] = idx[np.searchsorted(self.offsets[k0] + local, t[draws],
+                                                 side="right")]
+                continue
+            requests[c] = (self.ends[k0:k1], self.offsets[k0:k1])
+        return out, requests
+
+
+def check_total(total: float):
+    """The in-memory errors for an overflowing or zero sum of weights."""
+    if not np.isfinite(total):
+        raise ValueError(f"the sum of the weights overflows ({total}); rescale them")
+    if total <= 0.0:
+        raise ValueError("weights sum to 0: at least one weight must be positive")
+
+
+def last_nonzero(w) -> int:
+    """Position of the last nonzero entry (-1 if none), scanning back in growing steps."""
+    hi, step = w.size, 4096
+    while hi > 0:
+        lo = max(0, hi - step)
+        nz = np.flatnonzero(w[lo:hi])
+        if nz.size:
+            return lo + int(nz[-1])
+        hi, step = lo, 2 * step
+    return -1
+
+
+def check_resolved(out):
+    """out, once every draw has an index (an internal invariant: -1 marks a draw that
+    no chunk resolved)."""
+    if out.size and out.min() < 0:
+        raise RuntimeError(f"internal error: {int((out < 0).sum())} draw(s) were not "
+                           "resolved by any chunk")
+    return out
