@@ -1,0 +1,90 @@
+"""Numba kernels of the cap selection (driven by :mod:`zp_ref.refinement.cpu`).
+
+When splitting every flagged leaf would pass ``max_grid_points``, a round splits the
+longest prefix of the urgency order whose new points fit (the NumPy spec is
+``zp_ref.refinement.engine.select_under_cap``). ``urgency_order`` sorts the candidates
+(three stable passes on fixed-width keys, O(candidates) memory); ``fitting_prefix``
+walks them in that order and streams each cell's face keys through the hash tables:
+a key neither in the tree's table nor brought by a more urgent cell is charged and
+remembered in the ``brought`` table, which never holds more than ``room + F`` keys. So
+no array over candidates x 3**d face points is ever built.
+"""
+import numpy as np
+from numba import njit
+
+from .cpu_refinement import insert_or_get, lattice_key, table_has
+
+#: Bit 63 of the primary sort key: set for a cell without a sign change (less urgent).
+NO_SIGN_BIT = np.uint64(1) << np.uint64(63)
+
+
+@njit(cache=True)
+def urgency_order(cand, lo, level, corner, centre, value, strides):
+    """cand sorted most urgent first: sign change (or an exact 0) first, then smaller
+    min |Q| over the corners and centre (NaN last), then lower level, then the packed
+    key of the lower corner (unique among leaves, so the order is total).
+
+    min |Q| >= 0 (or NaN) orders as its IEEE bits, so (no sign change, min |Q|) packs
+    into one uint64 key; the three keys are sorted least significant first, each pass
+    stable."""
+    n = cand.size
+    nc = corner.shape[1]
+    min_abs = np.empty(n)
+    no_sign = np.empty(n, np.bool_)
+    lev = np.empty(n, np.int64)
+    pos = np.empty(n, np.int64)
+    for s in range(n):
+        i = cand[s]
+        plus, minus, zero, nan = False, False, False, False
+        m = np.inf
+        for j in range(nc + 1):
+            v = value[corner[i, j]] if j < nc else value[centre[i]]
+            plus |= v > 0
+            minus |= v < 0
+            zero |= v == 0
+            if v != v:
+                nan = True
+            elif abs(v) < m:
+                m = abs(v)
+        min_abs[s] = np.nan if nan else m
+        no_sign[s] = not ((plus and minus) or zero)
+        lev[s] = level[i]
+        pos[s] = lattice_key(lo, i, strides)
+    primary = min_abs.view(np.uint64)
+    for s in range(n):
+        primary[s] &= ~NO_SIGN_BIT          # +NaN: above +inf
+        if no_sign[s]:
+            primary[s] |= NO_SIGN_BIT
+    order = np.argsort(pos)
+    order = order[np.argsort(lev[order], kind="mergesort")]
+    order = order[np.argsort(primary[order], kind="mergesort")]
+    return cand[order]
+
+
+@njit(cache=True)
+def fitting_prefix(order, lo, level, strides, L, offsets, face_pos, nc, table, shift,
+                   brought, bshift, room):
+    """Number k of cells of ``order`` (most urgent first) whose new points fit in ``room``:
+    each cell costs ``nc`` centres plus its face keys found neither in ``table`` (the
+    tree's points) nor in ``brought`` (inserted here by more urgent cells); the walk stops
+    at the first cell that passes the room. ``brought`` must be empty, with more than
+    2 * (room + F) slots."""
+    d = lo.shape[1]
+    used = 0
+    n_brought = 0
+    for s in range(order.size):
+        i = order[s]
+        half = np.int64(1) << (L - level[i])
+        base = lattice_key(lo, i, strides)
+        used += nc
+        for f in range(face_pos.size):
+            key = base
+            for a in range(d):
+                key += offsets[face_pos[f], a] * half * strides[a]
+            if not table_has(table, key, shift):
+                if insert_or_get(brought, key, n_brought, bshift) == n_brought:
+                    n_brought += 1
+                    used += 1
+        if used > room:
+            return s
+    return order.size
