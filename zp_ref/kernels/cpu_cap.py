@@ -62,29 +62,46 @@ def urgency_order(cand, lo, level, corner, centre, value, strides):
 
 
 @njit(cache=True)
-def fitting_prefix(order, lo, level, strides, L, offsets, face_pos, nc, table, shift,
-                   brought, bshift, room):
+def fitting_prefix(order, lo, level, strides, L, offsets, face_pos, nc, split_before, table,
+                   shift, brought, bshift, room):
     """Number k of cells of ``order`` (most urgent first) whose new points fit in ``room``:
     each cell costs ``nc`` centres plus its face keys found neither in ``table`` (the
-    tree's points) nor in ``brought`` (inserted here by more urgent cells); the walk stops
-    at the first cell that passes the room. ``brought`` must be empty, with more than
-    2 * (room + F) slots."""
+    tree's points; only looked up for levels with ``split_before[level]``, as face points
+    only coincide with face points of cells of the same level) nor in ``brought``
+    (inserted here by more urgent cells); the walk stops at the first cell that passes
+    the room. ``brought`` must be empty, with more than 2 * (room + F) slots. A cell's
+    keys are computed, then looked up, then inserted, in three tight loops (lookups in
+    flight together)."""
     d = lo.shape[1]
+    n_face = face_pos.size
+    keys = np.empty(n_face, np.int64)
+    fresh = np.ones(n_face, np.bool_)
+    step = np.empty((n_face, d), np.int64)
+    for f in range(n_face):
+        for a in range(d):
+            step[f, a] = offsets[face_pos[f], a] * strides[a]
     used = 0
     n_brought = 0
     for s in range(order.size):
         i = order[s]
         half = np.int64(1) << (L - level[i])
         base = lattice_key(lo, i, strides)
-        used += nc
-        for f in range(face_pos.size):
+        for f in range(n_face):
             key = base
             for a in range(d):
-                key += offsets[face_pos[f], a] * half * strides[a]
-            if not table_has(table, key, shift):
-                if insert_or_get(brought, key, n_brought, bshift) == n_brought:
-                    n_brought += 1
-                    used += 1
+                key += step[f, a] * half
+            keys[f] = key
+        check = split_before[level[i]]
+        if check:
+            for f in range(n_face):
+                fresh[f] = not table_has(table, keys[f], shift)
+        used += nc
+        for f in range(n_face):
+            if fresh[f] and insert_or_get(brought, keys[f], n_brought, bshift) == n_brought:
+                n_brought += 1
+                used += 1
+        if check:
+            fresh[:] = True
         if used > room:
             return s
     return order.size

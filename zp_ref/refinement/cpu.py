@@ -73,12 +73,18 @@ class CpuEngine(HostEngine):
         if t.n_points + cand.size * (3 ** lat.d - 1) <= lat.max_points:
             return cand, False
         order = urgency_order(cand, t.lo, t.level, t.corner, t.centre, t.value, lat.strides)
-        self._full_index(0)
+        split_before = np.zeros(lat.L + 1, np.bool_)
+        split_before[list(self.split_levels)] = True
+        if split_before[t.level[cand]].any():
+            self._full_index(0)
+            table, shift = self.table, self.shift
+        else:   # no face key of these levels exists yet: the table is not read
+            table, shift = _new_table(0)
         room = lat.max_points - t.n_points
         n_face = lat.tables["face_pos"].size
         brought, bshift = self._round_table(min(room, cand.size * n_face) + n_face)
         k = fitting_prefix(order, t.lo, t.level, lat.strides, lat.L, lat.tables["offsets"],
-                           lat.tables["face_pos"], 2 ** lat.d, self.table, self.shift,
+                           lat.tables["face_pos"], 2 ** lat.d, split_before, table, shift,
                            brought, bshift, room)
         return order[:k], k < cand.size
 
