@@ -90,6 +90,7 @@ class CpuEngine(HostEngine):
 
     def rebuild_index(self) -> None:
         t = self.tree
+        self.table = None                       # freed before the new one is made
         self.table, self.shift = _new_table(t.n_points)
         table_insert_all(self.table, t.key[:t.n_points], self.shift)
         self.index_fresh = True
@@ -98,6 +99,7 @@ class CpuEngine(HostEngine):
         """Make the full table current, with room for ``extra`` more keys."""
         t = self.tree
         if not self.index_fresh or 2 * (t.n_points + extra) > self.table.shape[0]:
+            self.table = None
             self.table, self.shift = _new_table(t.n_points + extra)
             table_insert_all(self.table, t.key[:t.n_points], self.shift)
             self.index_fresh = True
