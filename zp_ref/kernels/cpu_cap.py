@@ -3,11 +3,12 @@
 When splitting every flagged leaf would pass ``max_grid_points``, a round splits the
 longest prefix of the urgency order whose new points fit (the NumPy spec is
 ``zp_ref.refinement.engine.select_under_cap``). ``urgency_order`` sorts the candidates
-(three stable passes on fixed-width keys, O(candidates) memory); ``fitting_prefix``
-walks them in that order and streams each cell's face keys through the hash tables:
-a key neither in the tree's table nor brought by a more urgent cell is charged and
-remembered in the ``brought`` table, which never holds more than ``room + F`` keys. So
-no array over candidates x 3**d face points is ever built.
+the walk can reach (a partition, then a sort on one packed key, ties by level and
+position; O(candidates) memory); ``fitting_prefix`` walks them in that order and streams
+each cell's face keys through the hash tables: a key neither in the tree's table nor
+brought by a more urgent cell is charged and remembered in the ``brought`` table, which
+never holds more than ``room + F`` keys. So no array over candidates x 3**d face points
+is ever built.
 """
 import numpy as np
 from numba import njit
@@ -19,20 +20,20 @@ NO_SIGN_BIT = np.uint64(1) << np.uint64(63)
 
 
 @njit(cache=True)
-def urgency_order(cand, lo, level, corner, centre, value, strides):
-    """cand sorted most urgent first: sign change (or an exact 0) first, then smaller
-    min |Q| over the corners and centre (NaN last), then lower level, then the packed
-    key of the lower corner (unique among leaves, so the order is total).
+def urgency_order(cand, lo, level, corner, centre, value, strides, n_take):
+    """The ``n_take`` most urgent of cand (at least; all when n_take >= cand.size), most
+    urgent first: sign change (or an exact 0) first, then smaller min |Q| over the
+    corners and centre (NaN last), then lower level, then the packed key of the lower
+    corner (unique among leaves, so the order is total).
 
     min |Q| >= 0 (or NaN) orders as its IEEE bits, so (no sign change, min |Q|) packs
-    into one uint64 key; the three keys are sorted least significant first, each pass
-    stable."""
+    into one uint64 ``primary`` key. The cells up to the n_take-th smallest primary key
+    (ties included) are sorted on it; runs of equal keys are then sorted by level and
+    key (two stable passes)."""
     n = cand.size
     nc = corner.shape[1]
     min_abs = np.empty(n)
     no_sign = np.empty(n, np.bool_)
-    lev = np.empty(n, np.int64)
-    pos = np.empty(n, np.int64)
     for s in range(n):
         i = cand[s]
         plus, minus, zero, nan = False, False, False, False
@@ -48,16 +49,33 @@ def urgency_order(cand, lo, level, corner, centre, value, strides):
                 m = abs(v)
         min_abs[s] = np.nan if nan else m
         no_sign[s] = not ((plus and minus) or zero)
-        lev[s] = level[i]
-        pos[s] = lattice_key(lo, i, strides)
     primary = min_abs.view(np.uint64)
     for s in range(n):
         primary[s] &= ~NO_SIGN_BIT          # +NaN: above +inf
         if no_sign[s]:
             primary[s] |= NO_SIGN_BIT
-    order = np.argsort(pos)
-    order = order[np.argsort(lev[order], kind="mergesort")]
-    order = order[np.argsort(primary[order], kind="mergesort")]
+    if n_take < n:
+        last = np.partition(primary, n_take - 1)[n_take - 1]
+        order = np.flatnonzero(primary <= last)
+    else:
+        order = np.arange(n)
+    order = order[np.argsort(primary[order])]
+    a = 0
+    while a < order.size:
+        b = a + 1
+        while b < order.size and primary[order[b]] == primary[order[a]]:
+            b += 1
+        if b - a > 1:
+            run = cand[order[a:b]]
+            pos = np.empty(b - a, np.int64)
+            lev = np.empty(b - a, np.int64)
+            for r in range(b - a):
+                pos[r] = lattice_key(lo, run[r], strides)
+            by_pos = np.argsort(pos)
+            for r in range(b - a):
+                lev[r] = level[run[by_pos[r]]]
+            order[a:b] = order[a:b][by_pos[np.argsort(lev, kind="mergesort")]]
+        a = b
     return cand[order]
 
 

@@ -72,7 +72,10 @@ class CpuEngine(HostEngine):
         lat, t = self.lat, self.tree
         if t.n_points + cand.size * (3 ** lat.d - 1) <= lat.max_points:
             return cand, False
-        order = urgency_order(cand, t.lo, t.level, t.corner, t.centre, t.value, lat.strides)
+        room = lat.max_points - t.n_points
+        # every cell costs >= 2**d points: the walk stops within room // 2**d + 1 cells
+        order = urgency_order(cand, t.lo, t.level, t.corner, t.centre, t.value, lat.strides,
+                              max(room, 0) // 2 ** lat.d + 1)
         split_before = np.zeros(lat.L + 1, np.bool_)
         split_before[list(self.split_levels)] = True
         if split_before[t.level[cand]].any():
@@ -80,7 +83,6 @@ class CpuEngine(HostEngine):
             table, shift = self.table, self.shift
         else:   # no face key of these levels exists yet: the table is not read
             table, shift = _new_table(0)
-        room = lat.max_points - t.n_points
         n_face = lat.tables["face_pos"].size
         brought, bshift = self._round_table(min(room, cand.size * n_face) + n_face)
         k = fitting_prefix(order, t.lo, t.level, lat.strides, lat.L, lat.tables["offsets"],
