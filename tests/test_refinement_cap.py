@@ -141,3 +141,26 @@ def test_a_cap_the_machine_cannot_hold_is_refused_up_front(monkeypatch, backend)
     config = ActiveSamplerConfig(initial_grid_size=2, grid_bounds=(-1.0, 1.0),
                                  max_refinement_level=3, max_grid_points=largest)
     ActiveSampler(config, q=sphere(6, 0.5), input_dim=6, backend=backend)   # accepted
+
+
+@pytest.mark.parametrize("n_take", [1, 7, 40, 10 ** 6])
+def test_kernel_urgency_order_is_a_prefix_of_the_oracle_order(n_take):
+    """Values drawn from a few levels (many ties), with exact zeros, both signs and NaN:
+    the kernel's order is the oracle's lexsort order, cut after >= n_take cells."""
+    from zp_ref.kernels.cpu_cap import urgency_order
+    from zp_ref.refinement.tree import Lattice, initial_tree
+    from zp_ref.rng import uniforms
+
+    config = ActiveSamplerConfig(initial_grid_size=[9, 7], grid_bounds=(-1.0, 1.0),
+                                 max_refinement_level=3)
+    lat = Lattice(config, 2)
+    tree = initial_tree(lat)
+    u = uniforms(5, 0, tree.n_points, backend="numpy")
+    levels = np.array([-0.5, 0.0, 0.25, 0.5, 1.0, np.nan, -np.inf, 3.0])
+    tree.value[:tree.n_points] = levels[(u * levels.size).astype(np.int64)]
+    cand = np.arange(tree.n)
+    want = engine.urgency_order(lat, tree, cand)
+    got = urgency_order(cand, tree.lo, tree.level, tree.corner, tree.centre, tree.value,
+                        lat.strides, n_take)
+    assert got.size >= min(n_take, cand.size)
+    assert np.array_equal(got, want[:got.size])
