@@ -76,15 +76,16 @@ class CpuEngine(HostEngine):
         # every cell costs >= 2**d points: the walk stops within room // 2**d + 1 cells
         order = urgency_order(cand, t.lo, t.level, t.corner, t.centre, t.value, lat.strides,
                               max(room, 0) // 2 ** lat.d + 1)
+        n_face = lat.tables["face_pos"].size
+        max_fresh = min(max(room, 0), cand.size * n_face)
         split_before = np.zeros(lat.L + 1, np.bool_)
         split_before[list(self.split_levels)] = True
         if split_before[t.level[cand]].any():
-            self._full_index(0)
+            self._full_index(max_fresh)         # with room for the split's new faces
             table, shift = self.table, self.shift
         else:   # no face key of these levels exists yet: the table is not read
             table, shift = _new_table(0)
-        n_face = lat.tables["face_pos"].size
-        brought, bshift = self._round_table(min(room, cand.size * n_face) + n_face)
+        brought, bshift = self._round_table(max_fresh + n_face)
         k = fitting_prefix(order, t.lo, t.level, lat.strides, lat.L, lat.tables["offsets"],
                            lat.tables["face_pos"], 2 ** lat.d, split_before, table, shift,
                            brought, bshift, room)
