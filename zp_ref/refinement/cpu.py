@@ -73,11 +73,13 @@ class CpuEngine(HostEngine):
         if t.n_points + cand.size * (3 ** lat.d - 1) <= lat.max_points:
             return cand, False
         room = lat.max_points - t.n_points
+        if room < 2 ** lat.d:                   # not even the first cell's centres fit
+            return cand[:0], True
         # every cell costs >= 2**d points: the walk stops within room // 2**d + 1 cells
         order = urgency_order(cand, t.lo, t.level, t.corner, t.centre, t.value, lat.strides,
-                              max(room, 0) // 2 ** lat.d + 1)
+                              room // 2 ** lat.d + 1)
         n_face = lat.tables["face_pos"].size
-        max_fresh = min(max(room, 0), cand.size * n_face)
+        max_fresh = min(room, cand.size * n_face)
         split_before = np.zeros(lat.L + 1, np.bool_)
         split_before[list(self.split_levels)] = True
         if split_before[t.level[cand]].any():
