@@ -10,7 +10,13 @@
    1.35e6 leaves; level 10 with ``--quick``): the cpu backend against the NumPy oracle
    (target >= 10x) and against one vectorised ``numpy.polynomial.polynomial.polyval2d``
    over as many points as the tree evaluates (target: within 3x, ratio >= 1/3).
-3. On a machine with a GPU: the level-12 tree on the cuda backend against the cpu
+3. Capped trees (``max_grid_points`` binds; the cap selection runs in kernels on cpu):
+   the 2-D degree-6 tree (64 x 64 initial cells, ``sign``, level 20, cap 2e6) on cpu
+   against the NumPy oracle (target >= 10x); the 6-D sphere |x|^2 = 0.5 (grid 4,
+   ``sign``, level 3) at cap 1e6 against the 8.7 s the cpu engine took with the NumPy
+   cap selection (issue 14; target >= 10x) and at cap 5e6 against cap 1e6 (target:
+   at most 6x the time, ratio >= 1/6). With ``--quick``: one repeat each.
+4. On a machine with a GPU: the level-12 tree on the cuda backend against the cpu
    backend, with its leaves checked identical.
 
     python benchmarks/bench_refinement.py [--quick] [--json PATH]
@@ -25,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout
 
-from zp_ref import problems  # noqa: E402
+from zp_ref import Polynomial, problems  # noqa: E402
 from zp_ref.apps import bench  # noqa: E402
 from zp_ref.refinement import ActiveSampler, ActiveSamplerConfig  # noqa: E402
 
@@ -89,12 +95,58 @@ def bracketing_rows(quick: bool) -> list:
     return rows
 
 
-def _tree(level: int, backend: str):
+def _tree(level: int, backend: str, grid: int = 16, cap: int = 10 ** 7):
+    """The degree-6 2-D tree (the default cap never binds at level 12 on grid 16)."""
     pr = problems.get("bivariate_deg6_2d")
-    config = ActiveSamplerConfig(initial_grid_size=16, grid_bounds=pr.bounds,
+    config = ActiveSamplerConfig(initial_grid_size=grid, grid_bounds=pr.bounds,
                                  max_refinement_level=level, criterion="sign",
-                                 max_grid_points=10 ** 8)
+                                 max_grid_points=cap)
     return ActiveSampler(config, q=pr.q, input_dim=2, backend=backend).refine()
+
+
+#: Seconds of the capped 6-D sphere at cap 1e6 on cpu with the NumPy cap selection
+#: (issue 14, quiet 2-core machine).
+SPHERE_6D_BEFORE = 8.7
+
+
+def _sphere_6d(cap: int, backend: str = "cpu"):
+    d = 6
+    e = np.vstack([2 * np.eye(d, dtype=np.int64), np.zeros((1, d), np.int64)])
+    q = Polynomial.from_terms(e, np.r_[np.ones(d), -0.5])
+    config = ActiveSamplerConfig(initial_grid_size=4, grid_bounds=(-1.0, 1.0),
+                                 max_refinement_level=3, criterion="sign", max_grid_points=cap)
+    return ActiveSampler(config, q=q, input_dim=d, backend=backend).refine()
+
+
+def capped_rows(quick: bool) -> list:
+    """The capped 2-D tree against the oracle, the capped 6-D sphere at caps 1e6 and 5e6."""
+    reps = 1 if quick else 3
+    tree = _tree(20, "cpu", grid=64, cap=2 * 10 ** 6)
+    st = tree.get_statistics()
+    case = (f"capped 2-D tree, degree-6 Q, grid 64, level 20, cap 2e6: {st['n_leaves']:.3g} "
+            f"leaves, {st['capped_rounds']} capped rounds")
+    ours = bench.time_call(lambda: _tree(20, "cpu", grid=64, cap=2 * 10 ** 6), repeats=reps)
+    oracle = bench.time_call(lambda: _tree(20, "numpy", grid=64, cap=2 * 10 ** 6),
+                             repeats=1, warmup=0)
+    rows = [dict(bench.ratio_row("refinement", case, ours, "NumPy oracle (same tree)", oracle,
+                                 target=10.0), leaves=st["n_leaves"])]
+    times = {}
+    for cap in (10 ** 6, 5 * 10 ** 6):
+        s = _sphere_6d(cap)
+        st = s.get_statistics()
+        times[cap] = (bench.time_call(lambda: _sphere_6d(cap), repeats=reps),
+                      f"capped 6-D sphere, grid 4, level 3, cap {cap:.0e}: {st['n_leaves']} "
+                      f"leaves, {s.n_evaluations} evaluations")
+    (t1, case1), (t5, case5) = times[10 ** 6], times[5 * 10 ** 6]
+    before = {"median": SPHERE_6D_BEFORE, "min": SPHERE_6D_BEFORE, "max": SPHERE_6D_BEFORE,
+              "runs": 1}
+    rows.append(bench.ratio_row("refinement", case1, t1,
+                                "cpu with the NumPy cap selection (8.7 s, issue 14)", before,
+                                target=10.0, note="baseline recorded, not rerun"))
+    rows.append(bench.ratio_row("refinement", case5, t5, "the same at cap 1e6", t1,
+                                target=1 / 6, note="ratio >= 1/6: cap 5e6 takes at most 6x "
+                                                   "the time of cap 1e6"))
+    return rows
 
 
 def _polyval2d_points(n: int):
@@ -152,7 +204,7 @@ def gpu_rows(quick: bool) -> list:
 
 def run(quick: bool = False) -> list:
     """Rows of the refinement benchmarks (schema: zp_ref.bench)."""
-    return bracketing_rows(quick) + tree_rows(quick) + gpu_rows(quick)
+    return bracketing_rows(quick) + tree_rows(quick) + capped_rows(quick) + gpu_rows(quick)
 
 
 if __name__ == "__main__":

@@ -52,18 +52,23 @@ def table_insert_all(table, keys, shift):
         insert_or_get(table, keys[i], i, shift)
 
 
+@njit(cache=True, inline="always")
+def table_has(table, key, shift):
+    """``key`` is in the table."""
+    mask = table.shape[0] - 1
+    h = np.int64((np.uint64(key) * HASH_MUL) >> np.uint64(shift))
+    while table[h, 0] != EMPTY:
+        if table[h, 0] == key:
+            return True
+        h = (h + 1) & mask
+    return False
+
+
 @njit(cache=True)
 def table_contains(table, keys, shift, out):
     """out[i] = keys[i] is in the table."""
-    mask = table.shape[0] - 1
     for i in range(keys.size):
-        h = np.int64((np.uint64(keys[i]) * HASH_MUL) >> np.uint64(shift))
-        out[i] = False
-        while table[h, 0] != EMPTY:
-            if table[h, 0] == keys[i]:
-                out[i] = True
-                break
-            h = (h + 1) & mask
+        out[i] = table_has(table, keys[i], shift)
 
 
 # ------------------------------------------------------------------ one round

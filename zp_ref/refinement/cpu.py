@@ -7,11 +7,15 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels import PARALLEL_MIN_WORK
+from ..kernels.cpu_cap import fitting_prefix, urgency_order
 from ..kernels.cpu_refinement import (EMPTY, assign_face_ids, cell_flags, cell_flags_parallel,
                                       collect_candidates, emit_children, eval_points_1d,
                                       eval_points_nd, eval_points_nd_parallel, face_keys_of,
                                       table_contains, table_insert_all)
-from .engine import HostEngine, empty_interval_args
+from .engine import HostEngine, PendingRound, empty_interval_args, open_host_round
+
+#: Face keys per batch of the split (its two scratch arrays: 16 bytes per key).
+SPLIT_BATCH_KEYS = 1 << 20
 
 
 class CpuEngine(HostEngine):
@@ -23,6 +27,11 @@ class CpuEngine(HostEngine):
     in a small fresh table (cache-resident); the full table of every point is rebuilt
     lazily when a level is split again (cap deferrals, refine_grid, a loaded tree) or
     when the cap asks which points exist.
+
+    A binding cap is resolved in kernels (:mod:`zp_ref.kernels.cpu_cap`): the same cells
+    as the oracle's ``select_under_cap``, in memory O(max_grid_points). The split runs in
+    batches of ``SPLIT_BATCH_KEYS`` face keys; a round's new points are its 2**d centres
+    per cell, then its new face points.
     """
 
     name = "cpu"
@@ -38,7 +47,9 @@ class CpuEngine(HostEngine):
         costs page faults)."""
         buf = self._buffers.get(name)
         if buf is None or buf.size < size:
-            buf = self._buffers[name] = np.empty(max(size, 2 * (0 if buf is None else buf.size)),
+            old = 0 if buf is None else buf.size
+            self._buffers.pop(name, None)       # the old one is freed before the new one
+            buf = self._buffers[name] = np.empty(max(size, min(2 * old, self.lat.max_points)),
                                                  dtype)
         return buf[:size]
 
@@ -49,8 +60,42 @@ class CpuEngine(HostEngine):
         table[:, 0] = EMPTY
         return table, 64 - (cap.bit_length() - 1)
 
+    def open_round(self, select) -> PendingRound:
+        """The round of the host driver; the cap is resolved by :meth:`select_under_cap`,
+        in kernels (it picks the same cells as ``select``, the oracle's, not called)."""
+        return open_host_round(self, self.select_under_cap)
+
+    def select_under_cap(self, cand: np.ndarray) -> tuple:
+        """(selected node ids, capped): every candidate when all fit, else the longest
+        prefix of the urgency order whose new points fit under the cap (as
+        ``engine.select_under_cap``)."""
+        lat, t = self.lat, self.tree
+        if t.n_points + cand.size * (3 ** lat.d - 1) <= lat.max_points:
+            return cand, False
+        room = lat.max_points - t.n_points
+        if room < 2 ** lat.d:                   # not even the first cell's centres fit
+            return cand[:0], True
+        # every cell costs >= 2**d points: the walk stops within room // 2**d + 1 cells
+        order = urgency_order(cand, t.lo, t.level, t.corner, t.centre, t.value, lat.strides,
+                              room // 2 ** lat.d + 1)
+        n_face = lat.tables["face_pos"].size
+        max_fresh = min(room, cand.size * n_face)
+        split_before = np.zeros(lat.L + 1, np.bool_)
+        split_before[list(self.split_levels)] = True
+        if split_before[t.level[cand]].any():
+            self._full_index(max_fresh)         # with room for the split's new faces
+            table, shift = self.table, self.shift
+        else:   # no face key of these levels exists yet: the table is not read
+            table, shift = _new_table(0)
+        brought, bshift = self._round_table(max_fresh + n_face)
+        k = fitting_prefix(order, t.lo, t.level, lat.strides, lat.L, lat.tables["offsets"],
+                           lat.tables["face_pos"], 2 ** lat.d, split_before, table, shift,
+                           brought, bshift, room)
+        return order[:k], k < cand.size
+
     def rebuild_index(self) -> None:
         t = self.tree
+        self.table = None                       # freed before the new one is made
         self.table, self.shift = _new_table(t.n_points)
         table_insert_all(self.table, t.key[:t.n_points], self.shift)
         self.index_fresh = True
@@ -59,6 +104,7 @@ class CpuEngine(HostEngine):
         """Make the full table current, with room for ``extra`` more keys."""
         t = self.tree
         if not self.index_fresh or 2 * (t.n_points + extra) > self.table.shape[0]:
+            self.table = None
             self.table, self.shift = _new_table(t.n_points + extra)
             table_insert_all(self.table, t.key[:t.n_points], self.shift)
             self.index_fresh = True
@@ -77,29 +123,37 @@ class CpuEngine(HostEngine):
 
     def split(self, sel: np.ndarray) -> tuple:
         lat, t, tab = self.lat, self.tree, self.lat.tables
-        nc, n_face = 2 ** lat.d, tab["face_pos"].size
-        t.reserve(sel.size * nc, sel.size * (nc + n_face))
+        nc, n_face, S = 2 ** lat.d, tab["face_pos"].size, sel.size
+        # the selection keeps the new points under the cap: new faces <= room - S * nc
+        max_faces = min(S * n_face, max(lat.max_points - t.n_points - S * nc, 0))
+        t.reserve(S * nc, S * nc + max_faces)
         levels = set(np.flatnonzero(np.bincount(t.level[sel], minlength=lat.L + 1)).tolist())
         if levels & self.split_levels:
-            self._full_index(sel.size * n_face)
+            self._full_index(max_faces)
             table, shift = self.table, self.shift
-        else:   # at most S * F distinct face keys
-            table, shift = self._round_table(sel.size * n_face)
+        else:   # every face key of the round is new
+            table, shift = self._round_table(max_faces)
             self.index_fresh = False
         self.split_levels |= levels
         c0, p0 = t.n, t.n_points
-        fkeys = self._buffer("fkeys", sel.size * n_face, np.int64).reshape(sel.size, n_face)
-        face_keys_of(sel, t.lo, t.level, lat.strides, lat.L, tab["offsets"], tab["face_pos"],
-                     fkeys)
-        face_ids = self._buffer("face_ids", sel.size * n_face, np.int64).reshape(sel.size, n_face)
-        n_faces = assign_face_ids(fkeys.reshape(-1), table, shift, p0, t.key,
-                                  face_ids.reshape(-1))
-        emit_children(sel, face_ids, t.lo, t.level, t.corner, t.centre, t.alive, t.flag,
-                      t.exhausted, c0, t.key, p0 + n_faces, lat.strides, lat.L,
-                      tab["corner_pos"], tab["centre_pos"], tab["face_pos"], tab["bits"],
-                      tab["child_corner_pos"])
-        t.n += sel.size * nc
-        t.n_points += n_faces + sel.size * nc
+        pf = p0 + S * nc                        # the centres first, then the new faces
+        batch = max(1, SPLIT_BATCH_KEYS // max(n_face, 1))
+        m = min(S, batch)
+        fkeys = self._buffer("fkeys", m * n_face, np.int64)
+        face_ids = self._buffer("face_ids", m * n_face, np.int64)
+        for s0 in range(0, S, batch):
+            part = sel[s0:s0 + batch]
+            fk = fkeys[:part.size * n_face].reshape(part.size, n_face)
+            ids = face_ids[:part.size * n_face].reshape(part.size, n_face)
+            face_keys_of(part, t.lo, t.level, lat.strides, lat.L, tab["offsets"],
+                         tab["face_pos"], fk)
+            pf += assign_face_ids(fk.reshape(-1), table, shift, pf, t.key, ids.reshape(-1))
+            emit_children(part, ids, t.lo, t.level, t.corner, t.centre, t.alive, t.flag,
+                          t.exhausted, c0 + s0 * nc, t.key, p0 + s0 * nc, lat.strides, lat.L,
+                          tab["corner_pos"], tab["centre_pos"], tab["face_pos"], tab["bits"],
+                          tab["child_corner_pos"])
+        t.n += S * nc
+        t.n_points = pf
         return c0, t.n - c0, p0, t.n_points - p0
 
     def commit(self, sel: np.ndarray) -> None:

@@ -7,12 +7,15 @@ points have values, ``update_flags`` on the new cells. :class:`Engine` declares 
 the sampler calls; the numpy oracle (:mod:`.oracle`), the Numba driver (:mod:`.cpu`)
 and the numba.cuda driver (:mod:`.cuda`) satisfy it. ``open_host_round`` is the host
 engines' half-round; ``select_under_cap`` / ``urgency_order`` choose the cells when
-the cap binds (every engine calls them on the host).
+the cap binds (the NumPy spec: the numpy and cuda engines call it, the cpu engine runs
+:mod:`zp_ref.kernels.cpu_cap`). ``check_cap_fits`` refuses a cap whose memory bound
+exceeds the machine.
 """
 from __future__ import annotations
 
 import itertools
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -187,6 +190,39 @@ def empty_interval_args(d: int):
 
 
 
+# ------------------------------------------------------------------------ memory bound
+#: Bytes of a refinement's peak extra memory beyond its per-point share (scratch of the
+#: split batches, hash-table slack; docs/refinement.md).
+PEAK_FIXED_BYTES = 32 << 20
+
+
+def peak_bytes_per_point(d: int) -> int:
+    """Bytes per point of ``max_grid_points`` that bound a cpu refinement's peak extra
+    memory in d dimensions: 296 + 24 d + 12 * 2**d (docs/refinement.md, "Memory")."""
+    return 296 + 24 * d + 12 * 2 ** d
+
+
+def physical_memory_bytes() -> int:
+    """Physical memory of this machine (os.sysconf); 0 when the system does not say."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return 0
+
+
+def check_cap_fits(lat: Lattice) -> None:
+    """Refuse a ``max_grid_points`` whose memory bound exceeds the physical memory."""
+    per_point = peak_bytes_per_point(lat.d)
+    need = lat.max_points * per_point + PEAK_FIXED_BYTES
+    have = physical_memory_bytes()
+    if have and need > have:
+        largest = max((have - PEAK_FIXED_BYTES) // per_point, 0)
+        raise ValueError(f"max_grid_points={lat.max_points} may need up to {need / 2**30:.1f} "
+                         f"GiB in {lat.d}-D ({per_point} bytes per point, docs/refinement.md) "
+                         f"but this machine has {have / 2**30:.1f} GiB of physical memory; "
+                         f"use max_grid_points <= {largest}")
+
+
 # ------------------------------------------------------------------------ cap selection
 def urgency_order(lat: Lattice, tree: Tree, cand: np.ndarray) -> np.ndarray:
     """Candidates sorted most urgent first: sign change, then smaller min |Q|, then lower
@@ -251,6 +287,7 @@ class HostEngine:
     ``rollback``, ``evaluate`` and ``update_flags``."""
 
     def __init__(self, lat: Lattice, tree: Tree, qspec: QSpec):
+        check_cap_fits(lat)
         self.lat, self.tree, self.qspec = lat, tree, qspec
         self.interval = IntervalTables(qspec.poly) if lat.crit_code == CRIT_INTERVAL else None
         self.rebuild_index()
