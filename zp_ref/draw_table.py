@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import check_count, check_seed
+from ._validation import check_seed
 from .backends import resolve_backend
 from .kernels import threads_for
-from .rng import STREAMS, key_of
+from .rng import STREAMS, check_draw_count, key_of
 from .sampling import check_weight_values, check_weights, draws_from_prefix_sums, prefix_sums
+from .tensors import q_to_numpy
 
 
 class DrawTable:
@@ -28,7 +29,7 @@ class DrawTable:
     """
 
     def __init__(self, weights, *, backend="auto"):
-        w = check_weights(weights)
+        w = check_weights(q_to_numpy(weights, "weights"))      # as sample_indices reads them
         self.backend = resolve_backend(backend, w.size)
         self.size = w.size
         if self.backend == "numpy":
@@ -62,7 +63,7 @@ class DrawTable:
     def sample(self, n, *, seed) -> np.ndarray:
         """``n`` indices drawn with probability proportional to the weights: int64 (n,),
         equal to ``sample_indices(weights, n, seed=seed)``."""
-        n = check_count(n, "n")
+        n = check_draw_count(n, "n")
         seed = check_seed(seed)
         if self.backend == "numpy":
             return draws_from_prefix_sums(self._prefix, self._last_positive, n, seed)

@@ -13,7 +13,7 @@ and finishes like ``resolve_draws`` (``block_prefix_sums``,
 import numpy as np
 from numba import cuda
 
-from .gpu_rng import device_shape, grid_stride_shape
+from .gpu_launch import device_shape, grid_stride_shape
 from .gpu_sampling import (PREFIX_BLOCK, RESOLVE_THREADS, block_prefix_sums,
                            group_draws_device, resolve_block_draws, sequential_scan)
 from .gpu_weights import weight_or_zero
