@@ -36,7 +36,7 @@ from numba import njit, prange
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout
 
-from zp_ref.bench import _pool, format_table, machine_info, ratio_row, time_call  # noqa: E402
+from zp_ref.apps.bench import _pool, format_table, machine_info, ratio_row, time_call  # noqa: E402
 from zp_ref.draw_table import DrawTable  # noqa: E402
 from zp_ref.sampling import sample_indices  # noqa: E402
 from zp_ref.sampling_from_q import sample_from_q  # noqa: E402
