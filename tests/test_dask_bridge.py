@@ -389,3 +389,14 @@ def test_draws_from_unnormalised_weights_read_the_pool_once_more():
         reads.clear()
         np.testing.assert_array_equal(db.sample_indices(w * 1.0, 40, seed=2), want)
         assert sorted(reads) == [0, 0, 1300, 2900, 2900]
+
+
+def test_zero_total_message_matches_the_in_memory_call():
+    """The Dask bridge explains a zero total as the in-memory call does."""
+    from zp_ref.weighting import importance_weights as in_memory
+    for q in (np.full(6, 1e300), np.array([np.inf, -np.inf, np.inf])):
+        with pytest.raises(ValueError) as want:
+            in_memory(q)
+        with pytest.raises(ValueError) as got:
+            db.importance_weights(da.from_array(q, chunks=2))
+        assert str(got.value) == str(want.value)

@@ -169,6 +169,7 @@ FORK_AND_THREADS = textwrap.dedent('''
     import numpy as np
     import numba
     import zp_ref
+    from zp_ref.refinement import ActiveSampler, ActiveSamplerConfig
 
     N = 2**18 + 3                           # above kernels.PARALLEL_MIN_WORK
 
@@ -179,6 +180,14 @@ FORK_AND_THREADS = textwrap.dedent('''
                  zp_ref.sample_indices(w, 1000, seed=2, replace=False, backend="cpu"),
                  zp_ref.band_counts(q, backend="cpu"),
                  zp_ref.stratified_sample(q, N, mix=[0.2] * 5, seed=3, backend="cpu")[0]]
+        prob = zp_ref.problems.get("bivariate_deg6_2d")  # refinement and Q kernels too
+        config = ActiveSamplerConfig(initial_grid_size=16, grid_bounds=prob.bounds,
+                                     max_refinement_level=10, max_grid_points=4_000_000,
+                                     criterion="sign")
+        tree = ActiveSampler(config, q=prob.q, input_dim=2, backend="cpu").refine()
+        leaves = tree.leaves()
+        parts += [leaves["lo"], leaves["level"],
+                  prob.q.evaluate(np.column_stack([q, q[::-1]]), backend="cpu")]
         d = hashlib.sha256()
         for a in parts:
             d.update(np.ascontiguousarray(a).tobytes())
@@ -228,7 +237,8 @@ def tbb_installed() -> bool:
 def test_forked_child_and_four_threads_draw_the_parents_indices(setup, layer_env, layer,
                                                                tmp_path):
     """After kernel calls in the parent, a child forked by multiprocessing and four
-    threads calling at once (8 calls) return the parent's exact results, in the
+    threads calling at once (8 calls: weights, draws, bands, a refinement tree and
+    polynomial evaluation) return the parent's exact results, in the
     threading layer zp_ref selects (TBB; workqueue with a lock without TBB) or the user
     set (workqueue, serialised)."""
     got = run_fork_and_threads(setup, layer_env, tmp_path)

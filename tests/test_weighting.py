@@ -201,3 +201,14 @@ def test_q_of_shape_n_by_1_is_squeezed_and_other_2d_refused():
     np.testing.assert_array_equal(importance_weights(q), importance_weights(q[:, 0]))
     with pytest.raises(ValueError, match=r"q_values must be \(N,\) or \(N, 1\).*\(3, 2\)"):
         singularity_prob(np.ones((3, 2)), 0.05)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu", "cuda"])
+def test_zero_total_says_whether_q_was_finite(backend):
+    """A zero total is explained by its cause: finite q whose weights all underflow
+    (|q| ** -p below the smallest float64) is not reported as "no finite value"."""
+    with pytest.raises(ValueError, match="underflowed to 0") as finite:
+        importance_weights(np.full(4, 1e300), weight_power=2.0, backend=backend)
+    assert "no finite value" not in str(finite.value)
+    with pytest.raises(ValueError, match="q holds no finite value"):
+        importance_weights(np.array([np.inf, -np.inf]), backend=backend)

@@ -221,12 +221,13 @@ def evaluate_points(poly: Polynomial, pts: np.ndarray, backend: str) -> np.ndarr
             return horner_numpy(poly.coefficients, pts[:, 0])
         return terms_numpy(*poly.kernel_arrays(), pts)
     if backend == "cpu":
-        from .kernels import cpu_poly
+        from .kernels import cpu_poly, threads_for
         out = np.empty(n)
-        if poly.dim == 1:
-            cpu_poly.horner_many(poly.coefficients, pts[:, 0], out)
-        else:
-            cpu_poly.terms_many(*poly.kernel_arrays(), pts, out)
+        with threads_for(n):
+            if poly.dim == 1:
+                cpu_poly.horner_many(poly.coefficients, pts[:, 0], out)
+            else:
+                cpu_poly.terms_many(*poly.kernel_arrays(), pts, out)
         return out
     from .kernels import gpu_poly
     return gpu_poly.evaluate(poly, pts)

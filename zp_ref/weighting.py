@@ -90,13 +90,7 @@ def importance_weights(q, *, weight_power=2.0, min_q_abs=1e-6, max_weight=100.0,
                                                  normalize)
     _check_nan(q, n_nan, nan_policy)
     if normalize:
-        if not total > 0.0:
-            raise ValueError("every weight is 0 (q holds no finite value): the weights cannot "
-                             "be normalised; pass normalize=False to get the zeros")
-        if not math.isfinite(total):
-            raise ValueError(f"the sum of the {q.size} weights overflows float64 ({total}): "
-                             f"lower max_weight (each weight is at most "
-                             f"max_weight ** (1 / temperature))")
+        check_weight_total(total, q.size, lambda: bool(np.isfinite(q).any()))
         if backend == "cpu":
             from .kernels import threads_for
             from .kernels.cpu_weights import divide_inplace
@@ -108,6 +102,24 @@ def importance_weights(q, *, weight_power=2.0, min_q_abs=1e-6, max_weight=100.0,
         return w
     out[...] = w
     return out
+
+
+def check_weight_total(total: float, size: int, q_has_finite) -> None:
+    """Refuse a total that cannot normalise the weights: 0 (every weight is 0: q holds no
+    finite value, or every weight underflowed) or not finite (overflow). ``q_has_finite``
+    is a callable, evaluated only on the error path, that says which of the two zeros."""
+    if not total > 0.0:
+        if q_has_finite():
+            raise ValueError("every weight underflowed to 0 (|q| ** -weight_power is below "
+                             "float64's smallest positive number for every finite q): lower "
+                             "weight_power or raise temperature, or pass normalize=False to "
+                             "get the zeros")
+        raise ValueError("every weight is 0 (q holds no finite value): the weights cannot "
+                         "be normalised; pass normalize=False to get the zeros")
+    if not math.isfinite(total):
+        raise ValueError(f"the sum of the {size} weights overflows float64 ({total}): "
+                         f"lower max_weight (each weight is at most "
+                         f"max_weight ** (1 / temperature))")
 
 
 def _check_nan(q, n_nan, nan_policy):

@@ -25,7 +25,6 @@ to rtol 1e-12.
 """
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
@@ -39,7 +38,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from ..checks import check_backend, check_choice, check_seed
 from ..bands import DEFAULT_EDGES, allocate_draws, check_edges, check_stratified_args
 from ..rng import STREAMS, check_draw_count, derive_seed, uniforms
-from ..weighting import NAN_POLICIES, check_weight_config
+from ..weighting import NAN_POLICIES, check_weight_config, check_weight_total
 from .dask_blocks import (Blocks, as_float, block_pieces, check_pool, check_resolved,
                           check_total, chunk_starts, last_nonzero, map_chunks, resolve_rows)
 from .dask_pools import pool_from_npy, pool_from_zarr, to_zarr
@@ -127,13 +126,8 @@ def importance_weights(q, *, weight_power=2.0, min_q_abs=1e-6, max_weight=100.0,
     total = 0.0
     for c in range(q.numblocks[0]):
         total += stats[c][0]
-    if normalize and not total > 0.0:
-        raise ValueError("every weight is 0 (q holds no finite value): the weights cannot "
-                         "be normalised; pass normalize=False to get the zeros")
-    if normalize and not math.isfinite(total):
-        raise ValueError(f"the sum of the {q.shape[0]} weights overflows float64 ({total}): "
-                         f"lower max_weight (each weight is at most "
-                         f"max_weight ** (1 / temperature))")
+    if normalize:
+        check_weight_total(total, q.shape[0], lambda: bool(da.isfinite(q).any().compute()))
     w = q.map_blocks(_weights_block, config, backend, total if normalize else None,
                      dtype=np.float64)
     if not normalize:      # sample_indices(w) reuses this pass instead of its first one

@@ -16,6 +16,7 @@ forked child. A layer the user chose (``NUMBA_THREADING_LAYER`` or
 ``NUMBA_THREADING_LAYER_PRIORITY``) is kept, and also serialised if it is workqueue.
 """
 import ctypes
+import functools
 import os
 import site
 import sys
@@ -92,16 +93,36 @@ def threading_layer() -> str:
 
 
 @contextmanager
+def serialised():
+    """Hold the launch lock while the kernels inside run, when the layer is workqueue
+    (not thread-safe); otherwise nothing. Re-entrant (an RLock)."""
+    serialise = threading_layer() == "workqueue"
+    if serialise:
+        _launch_lock.acquire()
+    try:
+        yield
+    finally:
+        if serialise:
+            _launch_lock.release()
+
+
+def serialised_method(method):
+    """Decorator: run ``method`` inside :func:`serialised` (host drivers of kernels)."""
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with serialised():
+            return method(*args, **kwargs)
+    return wrapper
+
+
+@contextmanager
 def threads_for(work: int):
     """Run the Numba kernels inside on one thread when ``work`` is small, one caller
     at a time when the layer is workqueue.
 
     Results never depend on the thread count (every kernel's reduction order is
     fixed), only the speed does."""
-    serialise = threading_layer() == "workqueue"
-    if serialise:
-        _launch_lock.acquire()
-    try:
+    with serialised():
         if work >= PARALLEL_MIN_WORK:
             yield
             return
@@ -111,6 +132,3 @@ def threads_for(work: int):
             yield
         finally:
             numba.set_num_threads(previous)
-    finally:
-        if serialise:
-            _launch_lock.release()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels import PARALLEL_MIN_WORK
+from ..kernels import PARALLEL_MIN_WORK, serialised_method
 from ..kernels.cpu_cap import fitting_prefix, urgency_order
 from ..kernels.cpu_refinement import (EMPTY, assign_face_ids, cell_flags, cell_flags_parallel,
                                       collect_candidates, emit_children, eval_points_1d,
@@ -60,6 +60,7 @@ class CpuEngine(HostEngine):
         table[:, 0] = EMPTY
         return table, 64 - (cap.bit_length() - 1)
 
+    @serialised_method
     def open_round(self, select) -> PendingRound:
         """The round of the host driver; the cap is resolved by :meth:`select_under_cap`,
         in kernels (it picks the same cells as ``select``, the oracle's, not called)."""
@@ -93,6 +94,7 @@ class CpuEngine(HostEngine):
                            brought, bshift, room)
         return order[:k], k < cand.size
 
+    @serialised_method
     def rebuild_index(self) -> None:
         t = self.tree
         self.table = None                       # freed before the new one is made
@@ -109,6 +111,7 @@ class CpuEngine(HostEngine):
             table_insert_all(self.table, t.key[:t.n_points], self.shift)
             self.index_fresh = True
 
+    @serialised_method
     def exists(self, keys: np.ndarray) -> np.ndarray:
         self._full_index(0)
         out = np.empty(keys.size, np.bool_)
@@ -156,15 +159,18 @@ class CpuEngine(HostEngine):
         t.n_points = pf
         return c0, t.n - c0, p0, t.n_points - p0
 
+    @serialised_method
     def commit(self, sel: np.ndarray) -> None:
         self.tree.alive[sel] = False
 
+    @serialised_method
     def rollback(self, sel, c0, p0) -> None:
         self.tree.n, self.tree.n_points = c0, p0
         levels = np.unique(self.tree.level[:c0])
         self.split_levels = set((levels[levels > 0] - 1).tolist())
         self.index_fresh = False
 
+    @serialised_method
     def evaluate(self, p0: int, p1: int) -> None:
         lat, t, poly = self.lat, self.tree, self.qspec.poly
         if lat.d == 1:
@@ -176,6 +182,7 @@ class CpuEngine(HostEngine):
             kernel(t.key, p0, p1, lat.strides, lat.M, lat.lo, lat.hi, lat.width, e, w, emax,
                    t.value)
 
+    @serialised_method
     def update_flags(self, c0: int, c1: int) -> None:
         lat, t = self.lat, self.tree
         args = self.interval.kernel_args() if self.interval is not None \
