@@ -61,7 +61,8 @@ SIZES = {
 #: (step, time budget in seconds) in the order they run.
 STEPS = [("device", 45), ("parity_weights", 60), ("parity_sampling", 90),
          ("timing_weights", 40), ("timing_sampling", 70), ("timing_big", 60),
-         ("tree_syncs", 40), ("tree", 90), ("tree_deep", 100), ("tests", 150)]
+         ("timing_from_q", 40), ("tree_syncs", 40), ("tree", 90), ("tree_deep", 100),
+         ("tests", 150)]
 
 
 # ------------------------------------------------------------------ child-side helpers
@@ -317,6 +318,41 @@ def step_timing_sampling(rec: Recorder):
         rec.timing(f"torch_multinomial_{num(b)}_from_{num(n)}_{str(dtype).split('.')[-1]}", timed)
     rec.check("torch_tensor_input_zero_copy", lambda: np.array_equal(
         sample_with_replacement_device(w_t, b, key).copy_to_host(), out.copy_to_host()))
+
+
+def step_timing_from_q(rec: Recorder):
+    """sample_from_q on the device (block totals from q, weights recomputed only in the
+    blocks that draws land in) against the two-step weights + draws, both device-resident."""
+    import numpy as np
+    from numba import cuda
+    from zp_ref.kernels.cpu_weights import power_mode
+    from zp_ref.kernels.gpu_sample_from_q import block_ends_from_q_device, draws_from_q_device
+    from zp_ref.kernels.gpu_sampling import sample_with_replacement_device
+    from zp_ref.kernels.gpu_weights import importance_weights_device
+    from zp_ref.rng import key_of
+    from zp_ref.sampling_from_q import sample_from_q
+    n, b = SIZES["torch_n"], SIZES["torch_draws"]
+    q = pool(n, seed=10)
+    q_dev, w_dev = cuda.to_device(q), cuda.device_array(n, dtype=np.float64)
+    out = cuda.device_array(b, dtype=np.int64)
+    params, key = (2.0, power_mode(2.0), 1e-6, 100.0, 1.0), key_of(6, 0)
+
+    def from_q():
+        ends, total, _, last = block_ends_from_q_device(q_dev, params)
+        return draws_from_q_device(q_dev, params, ends, total, last, b, key)
+
+    def two_step():
+        importance_weights_device(q_dev, 2.0, 1e-6, 100.0, 1.0, False, w_dev)
+        return sample_with_replacement_device(w_dev, b, key, out_dev=out)
+    ours = time_device(from_q)
+    base = time_device(two_step)
+    rec.put("timings", f"sample_from_q_{num(b)}_from_{num(n)}",
+            {**ours, "two_step_median": base["median"],
+             "speedup_vs_two_step": base["median"] / ours["median"]})
+    rec.check(f"sample_from_q_{num(b)}_from_{num(n)}_vs_cpu", lambda: np.array_equal(
+        from_q().copy_to_host(), sample_from_q(q, b, seed=6, backend="cpu")))
+    rec.check(f"two_step_{num(b)}_from_{num(n)}_equals_from_q", lambda: np.array_equal(
+        two_step().copy_to_host(), from_q().copy_to_host()))
 
 
 def step_timing_big(rec: Recorder):

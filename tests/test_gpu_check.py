@@ -32,10 +32,13 @@ def test_gpu_check_sim_mode_writes_a_complete_report(tmp_path):
     assert all(s["status"] == "ok" for s in report["steps"].values()), report["steps"]
     assert list(report["steps"]) == ["device", "parity_weights", "parity_sampling",
                                      "timing_weights", "timing_sampling", "timing_big",
-                                     "tree_syncs", "tree", "tree_deep", "tests"]
+                                     "timing_from_q", "tree_syncs", "tree", "tree_deep",
+                                     "tests"]
     expected_parity = {"weights_golden", "uniforms_2000", "draws_200_from_2000_vs_numpy_oracle",
                        "draws_200_from_2000_dynamic_range_1e12_zeros",
                        "draws_100_from_512_vs_cpu", "draws_100_from_2500_vs_cpu",
+                       "sample_from_q_100_from_512_vs_cpu",
+                       "two_step_100_from_512_equals_from_q",
                        "tree_2d_syncs_per_round_level2_at_most_2",
                        "tree_2d_leaves_level2_cuda_vs_cpu", "tree_2d_leaves_level3_cuda_vs_cpu",
                        "tree_2d_deg6_level2_cap60_leaves_cuda_vs_cpu",
@@ -48,6 +51,8 @@ def test_gpu_check_sim_mode_writes_a_complete_report(tmp_path):
         t = report["timings"][name]
         assert 0 < t["min"] <= t["median"] <= t["max"], (name, t)
     assert "GB_per_s" in report["timings"]["weights_kernel_2000_p2_unnormalised"]
+    from_q = report["timings"]["sample_from_q_100_from_512"]
+    assert from_q["speedup_vs_two_step"] == from_q["two_step_median"] / from_q["median"]
     syncs = report["info"]["tree_syncs_per_round"]
     assert syncs["per_round"][-1] == 1 and set(syncs["per_round"][:-1]) == {2}, syncs
     for level in (2, 3):
