@@ -226,7 +226,8 @@ ax.legend();
 
 `ImportanceSampler` keeps the anchor's API. Its state is (seed, number of batches
 drawn): batch c draws with `call_seed(seed, c)`, so consecutive batches differ, and a
-saved state (JSON + `.npz`, no pickle) reproduces the batches that follow.
+saved state (one file: a JSON header line, then the raw arrays; no pickle) reproduces
+the batches that follow.
 """),
     code("""
 import tempfile

@@ -158,5 +158,5 @@ def run_demo(args, problem, out, sampler, curriculum, monitor) -> int:
     if n_warnings:
         print(f"q_min fell below {args.q_min_warning:g} in {n_warnings} batch(es)/epoch(s)")
     print(f"wrote to {out}/: summary.json, {', '.join(p.name for p in files)} "
-          f"(a JSON holding arrays has a .npz beside it) in {seconds:.1f} s")
+          f"(each JSON holding arrays carries them after its header line) in {seconds:.1f} s")
     return 0
