@@ -27,6 +27,17 @@ from ._args import (BACKENDS, DEFAULT_PROBLEM, TOP_LEVEL_OPTIONS, OneLineArgumen
 from .demo import prepare_demo
 
 
+# ------------------------------------------------------------------ demo
+def _prepare_demo(args):
+    """The demo's job: run it (zp_ref.apps.demo), print its report, exit 0."""
+    job = prepare_demo(args)
+
+    def run() -> int:
+        print(job())
+        return 0
+    return run
+
+
 # ------------------------------------------------------------------ refine
 def _cauchy_bound(coeffs: list) -> float:
     """Every root of sum c_i x**i lies in |x| < 1 + max |c_i / c_n|."""
@@ -233,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "numpy (default: the oracle; at the demo's sizes it is the fastest and "
                     "needs no kernel compilation), cpu (Numba), cuda or auto; all give the "
                     "same draws")
-    demo.set_defaults(prepare=prepare_demo)
+    demo.set_defaults(prepare=_prepare_demo)
 
     refine = sub.add_parser(
         "refine", help="pole estimates of a catalogue problem or a polynomial",

@@ -1,6 +1,7 @@
 """``zp-ref demo``: refine a catalogue problem, build a pool from the tree, run a band
 curriculum (uniform draws inside bands), monitor it and write diagnostics JSON,
-summary.json, the curriculum state and PNG plots (the CLI's main job; it prints)."""
+summary.json, the curriculum state and PNG plots (the CLI's main job); it returns its
+report and zp_ref.apps.cli prints it."""
 from __future__ import annotations
 
 import json
@@ -56,7 +57,7 @@ def _coverage(q, tau: float) -> float:
     return float((np.abs(q) >= tau).mean())
 
 
-def run_demo(args, problem, out, sampler, curriculum, monitor) -> int:
+def run_demo(args, problem, out, sampler, curriculum, monitor) -> str:
     import numpy as np
     from tqdm import tqdm
 
@@ -138,25 +139,28 @@ def run_demo(args, problem, out, sampler, curriculum, monitor) -> int:
     }
     atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=1).encode())
 
-    print(f"problem {problem.name}: {problem.description}")
-    print(f"tree: {stats['n_leaves']} leaves, {stats['n_evaluations']} evaluations of Q, "
-          f"max level {stats['max_refinement_level']}, {len(centres)} pole estimates "
-          f"(largest half-width {half_widths.max() if len(centres) else float('nan'):.2e})")
-    print(f"pool: {q_pool.size} points; {args.epochs} epochs of {args.batches} x "
-          f"{args.batch_size} draws (uniform inside |Q| bands; 1/|Q|^{args.weight_power:g} "
-          f"importance weights monitored)\n")
+    lines = []                               # the report; the CLI prints it
+    lines.append(f"problem {problem.name}: {problem.description}")
+    lines.append(f"tree: {stats['n_leaves']} leaves, {stats['n_evaluations']} evaluations of Q, "
+                 f"max level {stats['max_refinement_level']}, {len(centres)} pole estimates "
+                 f"(largest half-width {half_widths.max() if len(centres) else float('nan'):.2e})")
+    lines.append(f"pool: {q_pool.size} points; {args.epochs} epochs of {args.batches} x "
+                 f"{args.batch_size} draws (uniform inside |Q| bands; 1/|Q|^{args.weight_power:g} "
+                 f"importance weights monitored)\n")
     header = ["epoch", "stage", "q_min", "mean |Q|", "near", "far", "coverage"] + \
         [f"B{k}" for k in range(len(edges) + 1)]
-    print(text_table(header, [[r["epoch"], r["stage"], f"{r['q_min']:.2e}", f"{r['q_mean']:.2e}",
-                           f"{r['near_pole_ratio']:.2f}", f"{r['far_ratio']:.2f}",
-                           f"{r['coverage_train']:.4f}"] +
-                          [f"{f:.2f}" for f in r["band_fractions"]] for r in rows]))
-    print(f"\nbands on |Q|: B0 <= {edges[0]:g} < B1 <= ... <= {edges[-1]:g} < "
-          f"B{len(edges)}; near: |Q| < {monitor.config.near_pole_threshold:g} (B0..B"
-          f"{len(edges) - 1}), far: the far band B{len(edges)}; coverage (the share with "
-          f"|Q| >= {tau:g}, y REAL): {coverage_eval:.4f} over the pool")
+    lines.append(text_table(header, [
+        [r["epoch"], r["stage"], f"{r['q_min']:.2e}", f"{r['q_mean']:.2e}",
+         f"{r['near_pole_ratio']:.2f}", f"{r['far_ratio']:.2f}", f"{r['coverage_train']:.4f}"]
+        + [f"{f:.2f}" for f in r["band_fractions"]] for r in rows]))
+    lines.append(f"\nbands on |Q|: B0 <= {edges[0]:g} < B1 <= ... <= {edges[-1]:g} < "
+                 f"B{len(edges)}; near: |Q| < {monitor.config.near_pole_threshold:g} (B0..B"
+                 f"{len(edges) - 1}), far: the far band B{len(edges)}; coverage (the share with "
+                 f"|Q| >= {tau:g}, y REAL): {coverage_eval:.4f} over the pool")
     if n_warnings:
-        print(f"q_min fell below {args.q_min_warning:g} in {n_warnings} batch(es)/epoch(s)")
-    print(f"wrote to {out}/: summary.json, {', '.join(p.name for p in files)} "
-          f"(each JSON holding arrays carries them after its header line) in {seconds:.1f} s")
-    return 0
+        lines.append(f"q_min fell below {args.q_min_warning:g} in {n_warnings} "
+                     f"batch(es)/epoch(s)")
+    lines.append(f"wrote to {out}/: summary.json, {', '.join(p.name for p in files)} "
+                 f"(each JSON holding arrays carries them after its header line) in "
+                 f"{seconds:.1f} s")
+    return "\n".join(lines)
