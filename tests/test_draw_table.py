@@ -10,14 +10,7 @@ from zp_ref.kernels.cpu_sampling import PREFIX_BLOCK
 from zp_ref.sampling import prefix_sums, sample_indices
 from zp_ref.rng import uniforms
 
-BACKENDS = ["numpy", "cpu", "cuda"]
-
-
-def sparse_weights(rng, n, zero_fraction=0.3, dynamic_range=1e12):
-    w = 10.0 ** rng.uniform(0, np.log10(dynamic_range), n)
-    w[rng.random(n) < zero_fraction] = 0.0
-    w[rng.integers(n)] = 1.0
-    return w
+from test_sampling import BACKENDS, sparse_weights  # noqa: E402  (the same inputs)
 
 
 def sizes_for(backend):
