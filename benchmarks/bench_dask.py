@@ -8,9 +8,12 @@ Steps, each timed as the median of ``repeats`` runs after one warm-up:
   eager pass also gathers the block totals the draws need),
 - draws: B weighted draws with replacement from those weights (one more pass),
 - stratified: ``stratified_sample(q, B, within="importance")`` over the bands,
-and the draws alone from weights kept in the workers (``persist()``).
-The dask pipeline reads the pool from the files in the workers (``pool_from_npy``);
-the in-memory one starts from the loaded array (loading is timed on its own row).
+the draws alone from weights kept in the workers (``persist()``), and weights + draws
+from the pool kept in the workers (``pool.persist()``: like the in-memory pipeline, no
+file is read; the overhead of Dask itself). The file rows read the pool from the files
+in the workers (``pool_from_npy``); the in-memory pipeline starts from the loaded array
+(loading is timed on its own row), and ``sample_from_q`` (its fastest in-memory form:
+no weights array) is timed beside it.
 Every dask result is checked to equal the in-memory one.
 """
 from __future__ import annotations
@@ -63,6 +66,7 @@ def run(quick: bool = False) -> dict:
     from zp_ref.bands import stratified_sample
     from zp_ref.rng import uniforms
     from zp_ref.sampling import sample_indices
+    from zp_ref.sampling_from_q import sample_from_q
     from zp_ref.weighting import importance_weights
 
     n, n_files, n_draws, repeats = ((4 * 10**6, 10, 2 * 10**5, 1) if quick
@@ -96,6 +100,8 @@ def run(quick: bool = False) -> dict:
         t_w, w = _median_time(mem_weights, repeats)
         t_d, idx = _median_time(lambda: mem_draws(w), repeats)
         t_s, (sidx, _) = _median_time(mem_strat, repeats)
+        sample_from_q(q, n_draws, seed=1)                                # warm-up (JIT)
+        t_q, qidx = _median_time(lambda: sample_from_q(q, n_draws, seed=1), repeats)
 
         with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
                                       host="127.0.0.1", dashboard_address=None) as cluster, \
@@ -120,14 +126,27 @@ def run(quick: bool = False) -> dict:
             distributed.wait(persisted)
             dt_p, pidx = _median_time(
                 lambda: db.sample_indices(persisted, n_draws, seed=1), repeats)
-            del persisted
+            persisted = None                                             # free the workers
+            in_workers = pool.persist()
+            distributed.wait(in_workers)
+
+            def persisted_draws():
+                return db.sample_indices(db.importance_weights(in_workers, normalize=False),
+                                         n_draws, seed=1)
+
+            persisted_draws()                                            # warm-up
+            dt_m, midx = _median_time(persisted_draws, repeats)
+            in_workers = None
             worker_rss = client.run(_peak_rss_mib)
         if not (np.array_equal(idx, didx) and np.array_equal(sidx, dsidx)
-                and np.array_equal(idx, pidx)):
+                and np.array_equal(idx, pidx) and np.array_equal(idx, midx)
+                and np.array_equal(idx, qidx)):
             raise AssertionError("dask draws differ from the in-memory draws")
         rows = [("load pool (.npy -> memory)", t_load, None),
                 ("weights (eager pass: totals, NaN check)", t_w, dt_w),
                 (f"weights + {n_draws:.0e} draws (2 passes)", t_w + t_d, dt_d),
+                ("the same, pool persisted in the workers", t_w + t_d, dt_m),
+                ("the same vs in-memory sample_from_q", t_q, dt_m),
                 (f"{n_draws:.0e} draws from weights in memory/persisted", t_d, dt_p),
                 (f"stratified, {n_draws:.0e} draws (importance)", t_s, dt_s)]
     print(f"pool N = {n:.0e} float64 in {n_files} .npy files; dask: LocalCluster 2 workers x "
@@ -142,7 +161,8 @@ def run(quick: bool = False) -> dict:
     print("peak RSS per worker (MiB): " + ", ".join(f"{v:.0f}" for v in worker_rss.values())
           + " (after imports: " + ", ".join(f"{v:.0f}" for v in worker_base.values())
           + f"); client {_peak_rss_mib():.0f} (holds the in-memory pool)")
-    print("draws equal the in-memory ones: yes")
+    print("draws equal the in-memory ones: yes; load average " + " ".join(
+        f"{v:.2f}" for v in os.getloadavg()))
     return {"n": n, "files": n_files, "draws": n_draws, "repeats": repeats,
             "seconds": {name: {"in_memory": mem, "dask": dsk} for name, mem, dsk in rows},
             "worker_peak_rss_mib": list(worker_rss.values()),

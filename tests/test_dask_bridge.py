@@ -12,7 +12,6 @@ distributed = pytest.importorskip("distributed")
 
 from zp_ref import dask_bridge  # noqa: E402
 from zp_ref.bridges import dask as db  # noqa: E402
-from zp_ref.bridges import dask_blocks  # noqa: E402
 from zp_ref.bands import band_of, stratified_sample  # noqa: E402
 from zp_ref.sampling import PREFIX_BLOCK  # noqa: E402
 from zp_ref.rng import uniforms  # noqa: E402
@@ -110,15 +109,19 @@ def test_draws_in_blocks_split_over_three_chunks(client):
         assert np.any(got == 600)                            # the one-entry chunk is drawn
 
 
-def test_target_rounded_up_to_total_takes_last_nonzero():
-    # u * total can round up to the total (u < 1): the oracle then takes the last
-    # nonzero weight; exercise that branch of the client's plan directly
-    w = np.r_[np.ones(700), np.zeros(400)]
-    blocks = dask_blocks.Blocks({0: dask_blocks.block_pieces(w[:650], None, 0, 0),
-                         1: dask_blocks.block_pieces(w[650:], None, 650, 650)}, w.size)
-    out, requests = blocks.plan(np.array([blocks.total, 0.5]), last_nonzero=699)
-    assert out[0] == 699 and blocks.total == 700.0
-    assert out[1] == -1 and list(requests) == [0]            # draw 1 goes to chunk 0
+def test_target_rounded_up_to_total_takes_last_nonzero(client):
+    """u * total can round up to the total (u < 1): the oracle then takes the last
+    nonzero weight. Subnormal weights of 1 and 5 units in the last place make that
+    happen for some of 200 draws; the pool is split so that the last nonzero weight
+    and the corner are resolved on the client."""
+    w = np.array([5e-324, 2.5e-323, 0.0, 0.0])
+    total = 3e-323
+    assert (uniforms(4, 0, 200, backend="numpy") * total >= total).any()     # corner hit
+    want = sample_indices(w, 200, seed=4, backend="numpy")
+    for chunks in ((1, 1, 2), (2, 2), (4,)):
+        got = db.sample_indices(da.from_array(w, chunks=(chunks,)), 200, seed=4)
+        np.testing.assert_array_equal(got, want)
+    assert set(want.tolist()) == {0, 1}
 
 
 def test_without_replacement_takes_every_positive_weight(client):

@@ -29,6 +29,11 @@ KERNEL_THIRD_PARTY = {"numpy", "numba"}
 BRIDGE_EXCEPTIONS = {
     ("zp_ref.bridges.dask_blocks", "zp_ref.kernels.cpu_sampling"):
         "issue 16: chunks sum blocks and resolve draws with the in-memory kernels",
+    ("zp_ref.bridges.dask_blocks", "zp_ref.kernels.cpu_sample_from_q"):
+        "issue 16: block totals and draws straight from q in the chunks (sample_from_q's)",
+    ("zp_ref.bridges.dask_blocks", "zp_ref.kernels.cpu_weights"):
+        "issue 16: the partial blocks' weights by the cpu kernel, as the chunk's weights",
+    ("zp_ref.bridges.dask_blocks", "zp_ref.kernels"): "threads_for around the kernel calls",
     ("zp_ref.bridges.dask", "zp_ref.kernels.cpu_bands"): "band grouping via the API",
 }
 SIZE_EXCEPTIONS = {}

@@ -110,6 +110,18 @@ def test_target_rounded_up_to_the_total_takes_the_last_positive_weight(backend):
     assert np.array_equal(got, two_step(q, n, 4, backend, **config))
 
 
+def test_last_positive_weight_caps_an_underflowing_power_instead_of_raising():
+    """1 / a**p with a**p underflowing to 0 is inf, capped at max_weight, in the kernel
+    that finds the corner case's index (NumPy's error model; it raised
+    ZeroDivisionError under Numba's default one)."""
+    from zp_ref.kernels.cpu_sample_from_q import last_positive_weight
+    from zp_ref.kernels.cpu_weights import power_mode
+    q = np.array([0.5, 1e-300, np.inf])
+    assert importance_weights(q, min_q_abs=1e-300, max_weight=1e308, normalize=False,
+                              backend="cpu").tolist() == [4.0, 1e308, 0.0]
+    assert last_positive_weight(q, (2.0, power_mode(2.0), 1e-300, 1e308, 1.0)) == 1
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_zero_draws_give_an_empty_int64_array(backend):
     idx = sample_from_q(np.ones(3), 0, seed=0, backend=backend)

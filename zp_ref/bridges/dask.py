@@ -37,10 +37,12 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from ..checks import check_backend, check_choice, check_seed
 from ..bands import DEFAULT_EDGES, allocate_draws, check_edges, check_stratified_args
-from ..rng import STREAMS, check_draw_count, derive_seed, uniforms
+from ..backends import resolve_backend
+from ..rng import STREAMS, check_draw_count, derive_seed, key_of, uniforms
 from ..weighting import NAN_POLICIES, check_weight_config, check_weight_total
 from .dask_blocks import (Blocks, as_float, block_pieces, check_pool, check_resolved,
-                          check_total, chunk_starts, last_nonzero, map_chunks, resolve_rows)
+                          check_total, chunk_starts, head_length, last_nonzero, map_chunks,
+                          q_block_pieces, q_last_positive, resolve_grouped, resolve_rows)
 from .dask_pools import pool_from_npy, pool_from_zarr, to_zarr
 
 __all__ = ["importance_weights", "sample_indices", "band_of", "stratified_sample",
@@ -50,6 +52,9 @@ __all__ = ["importance_weights", "sample_indices", "band_of", "stratified_sample
 #: the per-chunk statistics of its eager pass (block totals, validation counts), so that
 #: :func:`sample_indices` on it needs one pass over the pool, not two.
 _DRAW_STATS = "_zp_draw_stats"
+#: Attribute of the same array holding (q, weight config, backend): the draws pass
+#: then reads q and recomputes weights only in the blocks that hold draws.
+_DRAW_SOURCE = "_zp_draw_source"
 
 
 # ------------------------------------------------------------------ importance weights
@@ -77,7 +82,24 @@ def _chunk_weights(q, config, backend):
 
 def _weights_stats(q, config, backend, start):
     """(np.sum of the chunk's weights, NaN count, first NaN position or -1, and, when
-    ``start`` is given, what pass 1 of :func:`sample_indices` needs of these weights)."""
+    ``start`` is given, what pass 1 of :func:`sample_indices` needs of these weights).
+
+    With ``start`` (unnormalised weights) on a chunk whose backend is cpu, the block
+    totals come straight from q (:func:`q_block_pieces`, no weights array; the sum is
+    then not needed and given as 0.0); a NaN in q or a non-finite total falls back to
+    the weights themselves, which count and place the bad entries."""
+    if start is not None:
+        chunk = as_float(q)
+        if resolve_backend(backend, chunk.size) == "cpu":
+            pieces = q_block_pieces(chunk, start, config)
+            with np.errstate(over="ignore", invalid="ignore"):
+                total = np.nan if pieces is None else (
+                    pieces["full"].sum() + pieces["head"].sum() + pieces["tail"].sum())
+            if np.isfinite(total):          # weights are finite, >= 0: nothing to count
+                return 0.0, 0, -1, {"n_neg": 0, "n_bad": 0, "n_nonzero": None,
+                                    "last_nonzero": q_last_positive(chunk, config),
+                                    "pieces": pieces,
+                                    "total": float(total), "from_q": True}
     w, n_nan, first_nan = _chunk_weights(q, config, backend)
     draw_stats = None if start is None else _weights_chunk_stats(w, start, True)
     return float(np.sum(w)), n_nan, first_nan, draw_stats
@@ -132,6 +154,7 @@ def importance_weights(q, *, weight_power=2.0, min_q_abs=1e-6, max_weight=100.0,
                      dtype=np.float64)
     if not normalize:      # sample_indices(w) reuses this pass instead of its first one
         setattr(w, _DRAW_STATS, {c: s[3] for c, s in stats.items()})
+        setattr(w, _DRAW_SOURCE, (q, config, backend))
     return w
 
 
@@ -161,9 +184,18 @@ def _weights_chunk_stats(w, start, with_pieces):
     return stats
 
 
-def _weights_chunk_draws(w, start, request):
-    numbers, positions = resolve_rows(as_float(w), start, *request)
-    return numbers, start + positions
+def _weights_chunk_draws(w, start, request, key, total, n):
+    """Chunk positions of the draws ``request`` sends to this chunk of weights."""
+    return resolve_grouped(as_float(w), head_length(start, w.shape[0]), request, key, total, n)
+
+
+def _q_chunk_draws(q, start, request, key, total, n, config, backend, from_q):
+    """The same from a chunk of q: weights recomputed in the blocks holding draws when
+    pass 1 summed them from q (``from_q``), else the chunk's weights (as pass 1)."""
+    head = head_length(start, q.shape[0])
+    if from_q:
+        return resolve_grouped(as_float(q), head, request, key, total, n, config)
+    return resolve_grouped(_chunk_weights(q, config, backend)[0], head, request, key, total, n)
 
 
 def _top_keys(w, start, n, seed):
@@ -204,7 +236,7 @@ def sample_indices(weights, n, *, seed, replace=True) -> np.ndarray:
     starts = chunk_starts(w)
     n_chunks = w.numblocks[0]
     stats = getattr(w, _DRAW_STATS, None)
-    if stats is None:
+    if stats is None or not replace and any(s["n_nonzero"] is None for s in stats.values()):
         stats = map_chunks(_weights_chunk_stats, w,
                             [(int(starts[c]), bool(replace)) for c in range(n_chunks)])
     _check_weight_stats(stats, starts)
@@ -230,14 +262,23 @@ def sample_indices(weights, n, *, seed, replace=True) -> np.ndarray:
     if n == 0:
         return np.empty(0, dtype=np.int64)
     last_nonzero = max(int(starts[c]) + s["last_nonzero"] for c, s in stats.items()
-                       if s["n_nonzero"])
-    t = uniforms(seed, STREAMS["importance"], n, backend="numpy") * blocks.total
-    out, requests = blocks.plan(t, last_nonzero)
-    answers = map_chunks(_weights_chunk_draws, w,
-                          [(int(starts[c]), requests[c] + (seed, blocks.total, n))
-                           if c in requests else None for c in range(n_chunks)])
-    for numbers, idx in answers.values():
-        out[numbers] = idx
+                       if s["last_nonzero"] >= 0)
+    key = key_of(seed, STREAMS["importance"])
+    out, requests = blocks.group(key, n, last_nonzero)
+    batch = (key, blocks.total, n)
+    source = getattr(w, _DRAW_SOURCE, None)
+    if source is None:
+        answers = map_chunks(_weights_chunk_draws, w, [
+            (int(starts[c]), requests[c]) + batch if c in requests else None
+            for c in range(n_chunks)])
+    else:
+        q, config, backend = source
+        answers = map_chunks(_q_chunk_draws, q, [
+            (int(starts[c]), requests[c]) + batch
+            + (config, backend, stats[c].get("from_q", False))
+            if c in requests else None for c in range(n_chunks)])
+    for c, positions in answers.items():
+        out[requests[c][2]] = starts[c] + positions
     return check_resolved(out)
 
 
@@ -255,7 +296,7 @@ def _check_weight_stats(stats, starts):
         raise ValueError(f"weights must be finite: {n_bad} non-finite value(s), first at "
                          f"index {int(starts[c]) + stats[c]['first_bad']} "
                          f"({stats[c]['bad_value']})")
-    if not any(stats[c]["n_nonzero"] for c in chunks):
+    if not any(stats[c]["last_nonzero"] >= 0 for c in chunks):
         raise ValueError("weights sum to 0: at least one weight must be positive")
 
 

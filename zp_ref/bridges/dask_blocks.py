@@ -11,7 +11,8 @@ import numpy as np
 import dask
 import dask.array as da
 
-from ..rng import STREAMS, key_of, uniforms
+from ..kernels import threads_for
+from ..rng import STREAMS, key_of, uniform_numpy, uniforms
 from ..sampling import PREFIX_BLOCK
 
 B = PREFIX_BLOCK
@@ -65,6 +66,66 @@ def block_totals(x: np.ndarray) -> np.ndarray:
     block_totals_kernel(np.ascontiguousarray(x, dtype=np.float64), totals,
                         np.empty(max(n_blocks, 1), dtype=np.int64))   # negatives: unused
     return totals
+
+
+def q_block_pieces(q, start, config):
+    """:func:`block_pieces` of the importance weights of one chunk of q (float64), with
+    the whole blocks summed straight from q by the ``sample_from_q`` kernel (no weights
+    array), the partial blocks' weights by the cpu kernel, as the chunk's weights are;
+    None when q holds a NaN there (the caller then counts them on the weights).
+    ``config``: (p, min_q_abs, max_weight, temperature)."""
+    from ..kernels.cpu_sample_from_q import block_totals_from_q, parts_for
+    from ..kernels.cpu_weights import importance_weights_cpu
+    head = head_length(start, q.size)
+    tail = head + (q.size - head) // B * B
+    totals = np.empty((tail - head) // B)
+    with threads_for(tail - head):
+        block_totals_from_q(q[head:tail], kernel_params(config), totals, parts_for(totals.size))
+    ends = []
+    for part in (q[:head], q[tail:]):
+        w = np.empty(part.size)
+        if part.size and importance_weights_cpu(part, *config, w)[2]:
+            return None
+        ends.append(w)
+    return {"r0": start, "full": totals,
+            "head": ends[0], "head_idx": np.arange(start, start + head),
+            "tail": ends[1], "tail_idx": np.arange(start + tail, start + q.size)}
+
+
+def q_last_positive(q, config) -> int:
+    """Position of the last entry of q (float64) whose weight is > 0, -1 if none."""
+    from ..kernels.cpu_sample_from_q import last_positive_weight
+    return int(last_positive_weight(q, kernel_params(config)))
+
+
+def kernel_params(config):
+    """The weight kernels' parameter tuple (p, power mode, min_q_abs, max_weight, 1/T)."""
+    from ..kernels.cpu_weights import power_mode
+    p, min_q_abs, max_weight, temperature = config
+    return (p, power_mode(p), min_q_abs, max_weight, 1.0 / temperature)
+
+
+def resolve_grouped(x, head, request, key, total, n, config=None):
+    """Chunk positions of the draws in the chunk's whole blocks, in the order of the
+    request's draw numbers. ``request`` = (offsets, starts, grouped) from
+    :meth:`Blocks.group`: the draws ``grouped[starts[r]:starts[r + 1]]`` fall in the
+    chunk's r-th whole block, whose weights add to ``offsets[r]`` + their local prefix
+    sums. ``x`` is the chunk's weights, or its q (NaN-free) with ``config`` the weight
+    parameters: the weights are then recomputed only in the blocks holding draws. The
+    in-memory kernels resolve them (the first i with offset + local[i] > t_j)."""
+    from ..kernels.cpu_sample_from_q import parts_for, resolve_draws_from_q
+    from ..kernels.cpu_sampling import resolve_draws
+    offsets, starts, grouped = request
+    whole = x[head:head + offsets.size * B]
+    out = np.empty(n, dtype=np.int64)                # indexed by draw number
+    with threads_for(whole.size + grouped.size):
+        if config is None:
+            resolve_draws(key, total, whole, offsets, starts, grouped, out,
+                          parts_for(offsets.size))
+        else:
+            resolve_draws_from_q(key, total, whole, kernel_params(config), offsets, starts,
+                                 grouped, out, parts_for(offsets.size))
+    return head + out[grouped]
 
 
 def head_length(r0: int, m: int) -> int:
@@ -156,6 +217,32 @@ class Blocks:
     @property
     def total(self) -> float:
         return float(self.ends[-1])
+
+    def group(self, key, n, last_nonzero):
+        """The n draws of stream ``key`` placed in blocks by the in-memory counting sort
+        (``group_draws``: the first block k with ends[k] > t_j, t_j = u(key, j) * total).
+        Returns (out, requests): out int64 (n,) holds the draws resolved here (in blocks
+        split across chunks, and targets rounded up to the total: ``last_nonzero``), -1
+        elsewhere; requests {chunk: (offsets, starts, grouped)} for
+        :func:`resolve_grouped`, the draws in the chunk's whole blocks."""
+        from ..kernels.cpu_sampling import group_draws, guide_table
+        with threads_for(n + self.ends.size):
+            starts, grouped = group_draws(key, self.ends, guide_table(self.ends), n)
+        out = np.full(n, -1, dtype=np.int64)
+        out[grouped[starts[self.ends.size]:]] = last_nonzero
+        requests = {}
+        for k0, k1, c in self.segments:
+            lo, hi = starts[k0], starts[k1]
+            if lo == hi:
+                continue
+            draws = grouped[lo:hi].copy()            # grouped is scratch: copy what is kept
+            if c < 0:                                # a split block: resolved here
+                local, idx = self.split[k0]
+                t = uniform_numpy(key, draws.astype(np.uint64)) * self.total
+                out[draws] = idx[np.searchsorted(self.offsets[k0] + local, t, side="right")]
+            else:
+                requests[int(c)] = (self.offsets[k0:k1], starts[k0:k1 + 1] - lo, draws)
+        return out, requests
 
     def plan(self, t, last_nonzero):
         """Resolve what the client can: returns (out int64 with -1 where a chunk must

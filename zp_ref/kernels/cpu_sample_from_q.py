@@ -90,9 +90,11 @@ def resolve_draws_from_q(key, total, q, params, offsets, starts, grouped, out, p
             resolve_group(key, total, n, offsets, starts, grouped, out, b0, count, local)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def last_positive_weight(q, params):
-    """The last index whose weight is > 0 (-1 when none)."""
+    """The last index whose weight is > 0 (-1 when none). NumPy's error model, as in the
+    parallel kernels: 1 / a**p with a**p underflowing to 0 is inf (then capped), not
+    a ZeroDivisionError."""
     p, mode, min_q_abs, max_weight, inv_temperature = params
     for i in range(q.size - 1, -1, -1):
         if importance_weight(q[i], p, mode, min_q_abs, max_weight, inv_temperature) > 0.0:
