@@ -64,7 +64,7 @@ def run(quick: bool = False) -> dict:
 
     from zp_ref.bridges import dask as db
     from zp_ref.bands import stratified_sample
-    from zp_ref.rng import uniforms
+    from zp_ref.rng import STREAMS, uniforms
     from zp_ref.sampling import sample_indices
     from zp_ref.sampling_from_q import sample_from_q
     from zp_ref.weighting import importance_weights
@@ -72,7 +72,7 @@ def run(quick: bool = False) -> dict:
     n, n_files, n_draws, repeats = ((4 * 10**6, 10, 2 * 10**5, 1) if quick
                                     else (2 * 10**7, 16, 10**6, 3))
     mix = [0.3, 0.2, 0.2, 0.2, 0.1]
-    q = uniforms(7, 20, n, backend="cpu") * 2e-2 - 1e-2
+    q = uniforms(7, STREAMS["chunked_pool"], n, backend="cpu") * 2e-2 - 1e-2
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         bounds = np.linspace(0, n, n_files + 1).astype(np.int64) + np.arange(n_files + 1) * 7

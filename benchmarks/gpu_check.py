@@ -136,15 +136,15 @@ def time_device(fn, repeats=None, warmup=None) -> dict:
 
 
 def pool(n: int, seed: int = 7):
-    """Q values uniform on [-2, 2) (zp_ref.rng, stream 16), host float64 (n,)."""
-    from zp_ref.rng import uniforms
-    return uniforms(seed, 16, n, backend="cpu") * 4.0 - 2.0
+    """Q values uniform on [-2, 2) (zp_ref.rng, stream "pool"), host float64 (n,)."""
+    from zp_ref.rng import STREAMS, uniforms
+    return uniforms(seed, STREAMS["pool"], n, backend="cpu") * 4.0 - 2.0
 
 
 def wide_weights(n: int, seed: int = 8):
-    """Weights over 12 decades with 30% zeros."""
-    from zp_ref.rng import uniforms
-    u = uniforms(seed, 17, 2 * n, backend="cpu")
+    """Weights over 12 decades with 30% zeros (stream "pool", its own seed)."""
+    from zp_ref.rng import STREAMS, uniforms
+    u = uniforms(seed, STREAMS["pool"], 2 * n, backend="cpu")
     w = 10.0 ** (12.0 * u[:n])
     w[u[n:] < 0.3] = 0.0
     return w
