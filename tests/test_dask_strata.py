@@ -16,11 +16,9 @@ from zp_ref.bands import band_of, stratified_sample  # noqa: E402
 from zp_ref.bridges import dask as db  # noqa: E402
 from zp_ref.bridges import dask_strata as ds  # noqa: E402
 from zp_ref.bridges.dask_blocks import block_pieces  # noqa: E402
-from zp_ref.kernels.cpu_band_stream import (band_block_pieces, band_counts_stream,  # noqa: E402
-                                            member_positions, same_weights_everywhere,
-                                            weight_params)
+from zp_ref.kernels.cpu_band_stream import (band_counts_stream, member_positions,  # noqa: E402
+                                            same_weights_everywhere, weight_params)
 from zp_ref.rng import STREAMS, derive_seed, uniforms  # noqa: E402
-from zp_ref.sampling import PREFIX_BLOCK as B  # noqa: E402
 from zp_ref.weighting import importance_weights  # noqa: E402
 
 import naive  # noqa: E402
