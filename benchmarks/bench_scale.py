@@ -29,7 +29,7 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 MIX = [0.3, 0.2, 0.2, 0.2, 0.1]
 #: Chunk functions of zp_ref.bridges.dask whose tasks the progress bar counts (task
 #: names as dask.utils.key_split gives them: without the leading underscore).
-STEP_TASKS = {"weights": ("weights_stats",), "draws": ("weights_chunk_draws",),
+STEP_TASKS = {"weights": ("weights_stats",), "draws": ("weights_chunk_draws", "q_chunk_draws"),
               "stratified": ("band_stats", "band_pieces", "band_draws")}
 
 

@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "zp_ref"
 MAX_LINES = 600
 BRIDGES = ("zp_ref.bridges.torch", "zp_ref.torch_bridge", "zp_ref.bridges.dask",
-           "zp_ref.bridges.dask_blocks", "zp_ref.bridges.dask_pools", "zp_ref.dask_bridge")
+           "zp_ref.bridges.dask_blocks", "zp_ref.bridges.dask_pools",
+           "zp_ref.bridges.dask_strata", "zp_ref.dask_bridge")
 #: Third-party packages a kernel module may import (besides the standard library).
 KERNEL_THIRD_PARTY = {"numpy", "numba"}
 
@@ -34,7 +35,11 @@ BRIDGE_EXCEPTIONS = {
     ("zp_ref.bridges.dask_blocks", "zp_ref.kernels.cpu_weights"):
         "issue 16: the partial blocks' weights by the cpu kernel, as the chunk's weights",
     ("zp_ref.bridges.dask_blocks", "zp_ref.kernels"): "threads_for around the kernel calls",
-    ("zp_ref.bridges.dask", "zp_ref.kernels.cpu_bands"): "band grouping via the API",
+    ("zp_ref.bridges.dask_strata", "zp_ref.kernels.cpu_band_stream"):
+        "issue 16: stratified chunk passes stream bands and weights, never storing them",
+    ("zp_ref.bridges.dask_strata", "zp_ref.kernels.cpu_sampling"):
+        "issue 16: the client groups each band's draws by block with the in-memory kernel",
+    ("zp_ref.bridges.dask_strata", "zp_ref.kernels"): "threads_for around group_draws",
 }
 SIZE_EXCEPTIONS = {}
 

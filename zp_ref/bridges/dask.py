@@ -5,11 +5,13 @@ Every function takes a 1-D ``dask.array.Array`` (pool entries in order; chunks o
 sizes, empty ones included) and runs on whatever scheduler is active: a
 ``distributed.Client`` when one is open, else dask's threads. Pools never travel to
 the client: the passes over the chunks return block totals, counts and the indices
-drawn; the client sends each chunk the ends and offsets of its blocks, and the chunk
-regenerates the draw targets from the seed and resolves those falling in it with the
-in-memory kernels (docs/scale.md). The chunk machinery (pool checks, the map over
-chunks, blockwise prefix sums across chunks) is :mod:`zp_ref.bridges.dask_blocks`; pools
-on disk (``.npy``, zarr) are :mod:`zp_ref.bridges.dask_pools`, re-exported here.
+drawn; the client groups the draws by block and sends each chunk those of its blocks,
+which it resolves with the in-memory kernels (docs/scale.md). Weights + draws read q
+and never store a chunk of weights (``sample_from_q``'s kernels). The chunk machinery
+(pool checks, the map over chunks, blockwise prefix sums across chunks) is
+:mod:`zp_ref.bridges.dask_blocks`; stratified draws are
+:mod:`zp_ref.bridges.dask_strata`; pools on disk (``.npy``, zarr) are
+:mod:`zp_ref.bridges.dask_pools`, all re-exported here.
 
 Exactness. A weighted draw is defined by the blockwise prefix sums of
 ``zp_ref.sampling.prefix_sums`` (blocks of PREFIX_BLOCK = 512 consecutive entries of
@@ -36,13 +38,13 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
                       "`pip install zp_ref[dask]` (dask[array] and distributed)") from exc
 
 from ..checks import check_backend, check_choice, check_seed
-from ..bands import DEFAULT_EDGES, allocate_draws, check_edges, check_stratified_args
+from ..bands import DEFAULT_EDGES, check_edges
 from ..backends import resolve_backend
-from ..rng import STREAMS, check_draw_count, derive_seed, key_of, uniforms
+from ..rng import STREAMS, check_draw_count, key_of, uniforms
 from ..weighting import NAN_POLICIES, check_weight_config, check_weight_total
 from .dask_blocks import (Blocks, as_float, block_pieces, check_pool, check_resolved,
                           check_total, chunk_starts, head_length, last_nonzero, map_chunks,
-                          q_block_pieces, q_last_positive, resolve_grouped, resolve_rows)
+                          q_block_pieces, q_last_positive, resolve_grouped)
 from .dask_pools import pool_from_npy, pool_from_zarr, to_zarr
 
 __all__ = ["importance_weights", "sample_indices", "band_of", "stratified_sample",
@@ -221,10 +223,12 @@ def sample_indices(weights, n, *, seed, replace=True) -> np.ndarray:
     With replacement, two passes: (1) every chunk returns its block totals and
     validation counts (skipped when ``weights`` is the result of
     ``importance_weights(q, normalize=False)``, whose eager pass gathered them); the
-    client accumulates the block ends, places the targets ``u(seed, 0, j) * C[-1]`` in
-    chunks and resolves those in blocks split across chunks; (2) every chunk holding
-    draws receives the ends and offsets of its whole blocks, regenerates the targets,
-    keeps those in its range and returns their indices. Without replacement: (1)
+    client accumulates the block ends, groups the draws by block (the in-memory
+    ``group_draws``: targets ``u(seed, 0, j) * C[-1]``) and resolves those in blocks
+    split across chunks; (2) every chunk holding draws receives the draw numbers of its
+    whole blocks and their offsets and returns their indices; on the result of
+    ``importance_weights(q, normalize=False)`` it reads q and recomputes the weights
+    only in the blocks holding draws. Without replacement: (1)
     validation counts; (2) every chunk returns its n largest keys
     ``log(w_i) - log(-log(u(seed, 1, i)))``; the client merges.
     """
@@ -323,177 +327,4 @@ def band_of(q, edges=DEFAULT_EDGES, *, backend="auto") -> "da.Array":
     return q.map_blocks(_band_block, edges, backend, dtype=np.int64)
 
 
-def _band_ids(q, edges, backend):
-    from ..backends import resolve_backend
-    from ..bands import band_of as band_of_in_memory
-    return band_of_in_memory(q, edges, backend=resolve_backend(backend, q.size))
-
-
-def _band_weights(q, weight_config, backend):
-    """Unnormalised weights of one NaN-free chunk, or None (no weights asked)."""
-    if weight_config is None or q.size == 0:
-        return None
-    from ..backends import resolve_backend
-    from ..weighting import importance_weights as weights_in_memory
-    p, min_q_abs, max_weight = weight_config
-    return weights_in_memory(q, weight_power=p, min_q_abs=min_q_abs, max_weight=max_weight,
-                             normalize=False, backend=resolve_backend(backend, q.size))
-
-
-def _band_members(q, edges, weight_config, backend):
-    """(chunk positions of every band's members, weights or None) of one NaN-free
-    chunk; the band ids are dropped before the weights are made (a smaller peak)."""
-    q = as_float(q)
-    members = _members(_band_ids(q, edges, backend), edges.size + 1)
-    return members, _band_weights(q, weight_config, backend)
-
-
-def _band_stats(q, edges, weight_config, backend):
-    """NaN count and first position; members and drawable members per band."""
-    nan = np.isnan(as_float(q))
-    if nan.any():
-        return {"n_nan": int(nan.sum()), "first_nan": int(np.argmax(nan))}
-    q = as_float(q)
-    bands, w = _band_ids(q, edges, backend), _band_weights(q, weight_config, backend)
-    n_bands = edges.size + 1
-    members = np.bincount(bands, minlength=n_bands)
-    drawable = members if w is None else np.bincount(bands[w > 0], minlength=n_bands)
-    return {"n_nan": 0, "members": members, "drawable": drawable}
-
-
-def _members(bands, n_bands):
-    """Chunk positions of the members of every band, ascending: a list of int64 arrays."""
-    from ..kernels.cpu_bands import group_by_band
-    order, starts = group_by_band(bands, n_bands)
-    return [order[starts[b]:starts[b + 1]] for b in range(n_bands)]
-
-
-def _band_pieces(q, start, edges, weight_config, backend, r0_by_band):
-    """Per band: the pieces of its weighted member sequence and its last nonzero one."""
-    members, w = _band_members(q, edges, weight_config, backend)
-    out = {}
-    for b, r0 in r0_by_band.items():
-        wm = w[members[b]]
-        last = last_nonzero(wm)
-        out[b] = (block_pieces(wm, members[b], start, r0),
-                  start + int(members[b][last]) if last >= 0 else -1)
-    return out
-
-
-def _band_draws(q, start, edges, weight_config, backend, weighted, uniform):
-    """The draws this chunk resolves: weighted {b: (r0, request)} (request: the
-    arguments of :func:`resolve_rows` after r0) -> {b: (draw numbers, global indices)};
-    uniform {b: member ranks local to the chunk} -> {b: global indices}."""
-    members, w = _band_members(q, edges, weight_config, backend)
-    out = {}
-    for b, (r0, *request) in weighted.items():
-        numbers, positions = resolve_rows(w[members[b]], r0, *request)
-        out[b] = numbers, start + members[b][positions]
-    for b, ranks in uniform.items():
-        out[b] = start + members[b][ranks]
-    return out
-
-
-def _plan_weighted_bands(q, starts, rank0, per_chunk, members, alloc, live, seed, edges,
-                         weight_config, backend):
-    """Pass 2 of ``within="importance"``: block totals of every live band's member
-    sequence, then the targets. Returns (draws {b: int64 with -1 where a chunk answers},
-    weighted [{b: (r0, seg_ends, seg_offsets, seed of band b, total, draws of band b)}
-    per chunk], uniform = [{}])."""
-    n_chunks = len(starts) - 1
-    wanted = [{b: int(rank0[c, b]) for b in live if per_chunk[c, b]} or None
-              for c in range(n_chunks)]
-    pieces = map_chunks(_band_pieces, q, [
-        None if want is None else (int(starts[c]), edges, weight_config, backend, want)
-        for c, want in enumerate(wanted)])
-    draws, weighted = {}, [dict() for _ in range(n_chunks)]
-    for b in live:
-        blocks = Blocks({c: p[b][0] for c, p in pieces.items() if b in p}, int(members[b]))
-        check_total(blocks.total)
-        last_nonzero = max(p[b][1] for p in pieces.values() if b in p)
-        t = uniforms(derive_seed(seed, b), STREAMS["importance"], int(alloc[b]),
-                     backend="numpy") * blocks.total
-        draws[b], requests = blocks.plan(t, last_nonzero)
-        batch = (derive_seed(seed, b), blocks.total, int(alloc[b]))
-        for c, request in requests.items():
-            weighted[c][b] = (int(rank0[c, b]),) + request + batch
-    return draws, weighted, [dict() for _ in range(n_chunks)]
-
-
-def _plan_uniform_bands(rank0, members, alloc, live, seed):
-    """``within="uniform"``: member ranks ``uniform_indices(members, alloc, seed_b)``,
-    sent to the chunks holding them. Returns (draws, weighted = [{}], uniform
-    [{b: (ranks local to the chunk, draw numbers)} per chunk])."""
-    from ..sampling import uniform_indices
-    n_chunks = rank0.shape[0] - 1
-    draws, uniform = {}, [dict() for _ in range(n_chunks)]
-    for b in live:
-        ranks = uniform_indices(int(members[b]), int(alloc[b]), seed=derive_seed(seed, b),
-                                backend="numpy")
-        chunk_of = np.searchsorted(rank0[1:, b], ranks, side="right")
-        order = np.argsort(chunk_of, kind="stable")
-        bounds = np.searchsorted(chunk_of[order], np.arange(n_chunks + 1))
-        draws[b] = np.full(ranks.size, -1, dtype=np.int64)
-        for c in np.flatnonzero(np.diff(bounds)):
-            numbers = order[bounds[c]:bounds[c + 1]]
-            uniform[c][b] = (ranks[numbers] - rank0[c, b], numbers)
-    return draws, [dict() for _ in range(n_chunks)], uniform
-
-
-def stratified_sample(q, n, *, edges=DEFAULT_EDGES, mix, seed, within="uniform",
-                      weight_power=2.0, min_q_abs=1e-6, max_weight=None, backend="auto"):
-    """``zp_ref.stratified_sample`` over a chunked pool: (idx int64 (n,), info), equal
-    to the in-memory result on the concatenated q for the same arguments.
-
-    Passes: (1) per chunk, members and drawable members per band (and NaN counts);
-    the client allocates the draws; (2, ``within="importance"`` only) per chunk and
-    band, the block totals of the band's weights, given the rank of its first member
-    there; (3) each chunk receives the draws that fall in it and returns indices.
-    """
-    edges, n, mix, seed, within, weight_power, min_q_abs, max_weight = \
-        check_stratified_args(edges, n, mix, seed, within, weight_power, min_q_abs, max_weight)
-    check_backend(backend)
-    q = check_pool(q, "q", allow_empty=n == 0, hint="zp_ref.stratified_sample")
-    n_bands, n_chunks = edges.size + 1, q.numblocks[0]
-    starts = chunk_starts(q)
-    weight_config = (weight_power, min_q_abs, max_weight) \
-        if within == "importance" and n > 0 else None
-
-    stats = map_chunks(_band_stats, q, [(edges, weight_config, backend)] * n_chunks)
-    n_nan = sum(s["n_nan"] for s in stats.values())
-    if n_nan:
-        c = next(c for c in range(n_chunks) if stats[c]["n_nan"])
-        raise ValueError(f"q must not contain NaN: {n_nan} NaN value(s), first at index "
-                         f"{int(starts[c]) + stats[c]['first_nan']}; |Q| bands need a value "
-                         "for every entry")
-    per_chunk = np.array([stats[c]["members"] for c in range(n_chunks)],
-                         dtype=np.int64).reshape(n_chunks, n_bands)
-    members = per_chunk.sum(axis=0)
-    drawable = np.array([stats[c]["drawable"] for c in range(n_chunks)],
-                        dtype=np.int64).reshape(n_chunks, n_bands).sum(axis=0)
-    target, m, alloc = allocate_draws(n, mix, drawable)
-    # rank of the first member of band b in chunk c
-    rank0 = np.vstack((np.zeros(n_bands, dtype=np.int64), np.cumsum(per_chunk, axis=0)))
-    live = [b for b in range(n_bands) if alloc[b] > 0]
-
-    if within == "importance" and live:
-        draws, weighted, uniform = _plan_weighted_bands(q, starts, rank0, per_chunk, members,
-                                                        alloc, live, seed, edges,
-                                                        weight_config, backend)
-    else:
-        draws, weighted, uniform = _plan_uniform_bands(rank0, members, alloc, live, seed)
-    answers = map_chunks(_band_draws, q, [
-        (int(starts[c]), edges, weight_config, backend,
-         weighted[c], {b: r[0] for b, r in uniform[c].items()})
-        if weighted[c] or uniform[c] else None for c in range(n_chunks)])
-    for c, found in answers.items():
-        for b, got in found.items():
-            numbers, idx = got if b in weighted[c] else (uniform[c][b][1], got)
-            draws[b][numbers] = idx
-    idx = np.concatenate([check_resolved(draws[b]) for b in live]) if live \
-        else np.empty(0, dtype=np.int64)
-    info = {"edges": edges.tolist(), "members": members.tolist(),
-            "drawable": (drawable if weight_config is not None else members).tolist(),
-            "mix": m.tolist(), "target": target.tolist(), "achieved": alloc.tolist(),
-            "redistributed": (alloc - target).tolist()}
-    return idx.astype(np.int64, copy=False), info
+from .dask_strata import stratified_sample  # noqa: E402  (moved there: bounded memory)

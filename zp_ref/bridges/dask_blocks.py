@@ -12,12 +12,10 @@ import dask
 import dask.array as da
 
 from ..kernels import threads_for
-from ..rng import STREAMS, key_of, uniform_numpy, uniforms
+from ..rng import uniform_numpy
 from ..sampling import PREFIX_BLOCK
 
 B = PREFIX_BLOCK
-#: Draw targets a chunk regenerates at once (bounds its temporaries to 16 MB).
-TARGET_BATCH = 1 << 20
 
 
 def check_pool(a, name: str, *, allow_empty: bool = False, hint: str = "") -> "da.Array":
@@ -150,40 +148,6 @@ def block_pieces(wm, members, start, r0):
             "tail": wm[tail:].copy(), "tail_idx": idx(tail, m)}
 
 
-def targets_between(seed, n, total, lo, hi):
-    """(draw numbers, targets) of the draws j < n whose targets ``u(seed, 0, j) * total``
-    lie in [lo, hi), regenerated in batches of TARGET_BATCH."""
-    numbers, targets = [np.empty(0, dtype=np.int64)], [np.empty(0)]
-    for a in range(0, n, TARGET_BATCH):
-        t = uniforms(seed, STREAMS["importance"], min(TARGET_BATCH, n - a), start=a)
-        t *= total
-        keep = np.flatnonzero((t >= lo) & (t < hi))
-        numbers.append(keep + a)
-        targets.append(t[keep])
-    return np.concatenate(numbers), np.concatenate(targets)
-
-
-def resolve_rows(wm, r0, seg_ends, seg_offsets, seed, total, n):
-    """(draw numbers, member positions) of the draws of a batch of n (targets
-    ``u(seed, 0, j) * total``) that fall in the chunk's whole blocks, whose ends and
-    offsets the client sent: block k holds the targets in [seg_offsets[k], seg_ends[k]);
-    the in-memory kernel then builds each block's local prefix sums once and takes the
-    first position with ``offset + local > t``. Memory: 8 n bytes for the output,
-    indexed by draw number, besides the chunk."""
-    from ..kernels.cpu_sampling import resolve_draws
-    numbers, t = targets_between(seed, n, total, seg_offsets[0], seg_ends[-1])
-    head = head_length(r0, wm.size)
-    n_blocks = seg_offsets.size
-    whole = np.ascontiguousarray(wm[head:head + n_blocks * B], dtype=np.float64)
-    order = np.argsort(t)
-    starts = np.zeros(n_blocks + 1, dtype=np.int64)
-    starts[1:] = np.searchsorted(t[order], seg_ends, side="left")
-    out = np.empty(n, dtype=np.int64)                # indexed by draw number
-    resolve_draws(key_of(seed, STREAMS["importance"]), total, whole, seg_offsets, starts,
-                  numbers[order], out, max(1, min(n_blocks, 64)))
-    return numbers, head + out[numbers]
-
-
 class Blocks:
     """The block totals of one weighted sequence, assembled on the client from the
     pieces of its chunks (dict chunk -> pieces, in pool order)."""
@@ -242,32 +206,6 @@ class Blocks:
                 out[draws] = idx[np.searchsorted(self.offsets[k0] + local, t, side="right")]
             else:
                 requests[int(c)] = (self.offsets[k0:k1], starts[k0:k1 + 1] - lo, draws)
-        return out, requests
-
-    def plan(self, t, last_nonzero):
-        """Resolve what the client can: returns (out int64 with -1 where a chunk must
-        answer, requests {chunk: (ends, offsets) of its whole blocks}).
-
-        Draw j takes the first block k with ends[k] > t_j: its segment first (a search
-        over the few segment ends), then the block inside the segment: here for a split
-        block, in the chunk for whole blocks (it regenerates the targets, so only the
-        ends and offsets of its blocks travel)."""
-        out = np.full(t.size, -1, dtype=np.int64)
-        seg = np.searchsorted(self.ends[self.segments[:, 1] - 1], t, side="right")
-        n_seg = self.segments.shape[0]
-        order = np.argsort(seg.astype(np.min_scalar_type(n_seg)), kind="stable")  # radix
-        bounds = np.searchsorted(seg[order], np.arange(n_seg + 1))
-        out[order[bounds[n_seg]:]] = last_nonzero       # u * total rounded up to the total
-        requests = {}
-        for s in np.flatnonzero(np.diff(bounds)):
-            draws = order[bounds[s]:bounds[s + 1]]
-            k0, k1, c = (int(v) for v in self.segments[s])
-            if c < 0:                                   # a split block: resolved here
-                local, idx = self.split[k0]
-                out[draws] = idx[np.searchsorted(self.offsets[k0] + local, t[draws],
-                                                 side="right")]
-                continue
-            requests[c] = (self.ends[k0:k1], self.offsets[k0:k1])
         return out, requests
 
 
