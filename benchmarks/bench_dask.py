@@ -1,7 +1,7 @@
 """Throughput of zp_ref.bridges.dask on a 2-worker LocalCluster vs the in-memory API on
 the same pool (a pool of .npy files on disk).
 
-    python benchmarks/bench_dask.py [--quick]
+    python benchmarks/bench_dask.py [--quick] [--json out.json]
 
 Steps, each timed as the median of ``repeats`` runs after one warm-up:
 - weights: importance weights (p=2, unnormalised: the draws do not need the total; the
@@ -19,6 +19,7 @@ Every dask result is checked to equal the in-memory one.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import statistics
@@ -60,6 +61,8 @@ def _baseline_rss_mib():
 
 def run(quick: bool = False) -> dict:
     """Run the benchmark, print the table, return the figures (seconds, MiB)."""
+    import dask
+    import dask.array as da
     import distributed
 
     from zp_ref.bridges import dask as db
@@ -138,9 +141,26 @@ def run(quick: bool = False) -> dict:
             dt_m, midx = _median_time(persisted_draws, repeats)
             in_workers = None
             worker_rss = client.run(_peak_rss_mib)
+        # dask's threaded scheduler, 2 threads: the same chunks, no process boundary
+        chunks = (tuple(np.diff(bounds)),)
+        in_memory = da.from_array(q, chunks=chunks)
+        with dask.config.set(scheduler="threads", num_workers=2):
+            def threads_files():
+                pool_t = db.pool_from_npy(pattern)
+                return db.sample_indices(db.importance_weights(pool_t, normalize=False),
+                                         n_draws, seed=1)
+
+            def threads_memory():
+                return db.sample_indices(db.importance_weights(in_memory, normalize=False),
+                                         n_draws, seed=1)
+
+            threads_files(), threads_memory()                            # warm-up
+            tt_f, tfidx = _median_time(threads_files, repeats)
+            tt_m, tmidx = _median_time(threads_memory, repeats)
         if not (np.array_equal(idx, didx) and np.array_equal(sidx, dsidx)
                 and np.array_equal(idx, pidx) and np.array_equal(idx, midx)
-                and np.array_equal(idx, qidx)):
+                and np.array_equal(idx, qidx) and np.array_equal(idx, tfidx)
+                and np.array_equal(idx, tmidx)):
             raise AssertionError("dask draws differ from the in-memory draws")
         rows = [("load pool (.npy -> memory)", t_load, None),
                 ("weights (eager pass: totals, NaN check)", t_w, dt_w),
@@ -148,9 +168,12 @@ def run(quick: bool = False) -> dict:
                 ("the same, pool persisted in the workers", t_w + t_d, dt_m),
                 ("the same vs in-memory sample_from_q", t_q, dt_m),
                 (f"{n_draws:.0e} draws from weights in memory/persisted", t_d, dt_p),
-                (f"stratified, {n_draws:.0e} draws (importance)", t_s, dt_s)]
+                (f"stratified, {n_draws:.0e} draws (importance)", t_s, dt_s),
+                ("threads scheduler (2): weights + draws, files", t_w + t_d, tt_f),
+                ("threads scheduler (2): the same, pool in memory", t_w + t_d, tt_m)]
     print(f"pool N = {n:.0e} float64 in {n_files} .npy files; dask: LocalCluster 2 workers x "
-          f"1 thread (processes); {os.cpu_count()} cores; median of {repeats}")
+          f"1 thread (processes), last two rows dask's threaded scheduler with 2 threads; "
+          f"{os.cpu_count()} cores; median of {repeats}")
     print(f"{'step':46s} {'in-memory s':>12s} {'dask s':>9s} {'dask/mem':>9s} "
           f"{'dask Mentries/s':>16s}")
     for name, mem, dsk in rows:
@@ -165,6 +188,7 @@ def run(quick: bool = False) -> dict:
         f"{v:.2f}" for v in os.getloadavg()))
     return {"n": n, "files": n_files, "draws": n_draws, "repeats": repeats,
             "seconds": {name: {"in_memory": mem, "dask": dsk} for name, mem, dsk in rows},
+            "load_average": list(os.getloadavg()),
             "worker_peak_rss_mib": list(worker_rss.values()),
             "worker_rss_after_imports_mib": list(worker_base.values())}
 
@@ -172,7 +196,12 @@ def run(quick: bool = False) -> dict:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small pool (4e6 entries)")
-    run(parser.parse_args().quick)
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    args = parser.parse_args()
+    figures = run(args.quick)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=1)
 
 
 if __name__ == "__main__":

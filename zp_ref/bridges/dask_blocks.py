@@ -112,10 +112,10 @@ def resolve_grouped(x, head, request, key, total, n, config=None):
     parameters: the weights are then recomputed only in the blocks holding draws. The
     in-memory kernels resolve them (the first i with offset + local[i] > t_j)."""
     from ..kernels.cpu_sample_from_q import parts_for, resolve_draws_from_q
-    from ..kernels.cpu_sampling import resolve_draws
+    from ..kernels.cpu_sampling import resolve_draws, scratch
     offsets, starts, grouped = request
     whole = x[head:head + offsets.size * B]
-    out = np.empty(n, dtype=np.int64)                # indexed by draw number
+    out = scratch("draw_out", n, np.int64)           # indexed by draw number; kept warm
     with threads_for(whole.size + grouped.size):
         if config is None:
             resolve_draws(key, total, whole, offsets, starts, grouped, out,
@@ -123,7 +123,7 @@ def resolve_grouped(x, head, request, key, total, n, config=None):
         else:
             resolve_draws_from_q(key, total, whole, kernel_params(config), offsets, starts,
                                  grouped, out, parts_for(offsets.size))
-    return head + out[grouped]
+    return (head + out[grouped]).astype(index_dtype(x.size))
 
 
 def head_length(r0: int, m: int) -> int:
@@ -199,7 +199,7 @@ class Blocks:
             lo, hi = starts[k0], starts[k1]
             if lo == hi:
                 continue
-            draws = grouped[lo:hi].copy()            # grouped is scratch: copy what is kept
+            draws = grouped[lo:hi].astype(index_dtype(n))   # a copy: grouped is scratch
             if c < 0:                                # a split block: resolved here
                 local, idx = self.split[k0]
                 t = uniform_numpy(key, draws.astype(np.uint64)) * self.total
@@ -207,6 +207,12 @@ class Blocks:
             else:
                 requests[int(c)] = (self.offsets[k0:k1], starts[k0:k1 + 1] - lo, draws)
         return out, requests
+
+
+def index_dtype(size: int):
+    """uint32 for indices below ``size`` when they fit (half the bytes to send), else
+    int64."""
+    return np.dtype(np.uint32) if size <= 2**32 else np.dtype(np.int64)
 
 
 def check_total(total: float):

@@ -8,8 +8,8 @@ import glob
 import os
 
 import numpy as np
-import dask
 import dask.array as da
+from dask.base import tokenize
 
 from ..checks import check_count
 
@@ -65,14 +65,17 @@ def pool_from_npy(paths, *, chunk_size=None) -> "da.Array":
     if len(dtypes) > 1:
         raise TypeError(f"paths: the files must share one dtype, got {sorted(dtypes)}")
     dtype = headers[0][1]
-    parts = []
+    reads = []                                       # (path, lo, hi) of every chunk
     for f, (size, _) in zip(files, headers):
         step = size if chunk_size is None else chunk_size
         bounds = list(range(0, size, step)) + [size] if size else [0, 0]
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
-            parts.append(da.from_delayed(dask.delayed(_read_npy, pure=True)(
-                os.path.abspath(f), lo, hi), shape=(hi - lo,), dtype=dtype))
-    return da.concatenate(parts)
+        reads += [(os.path.abspath(f), lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    if len(reads) > 1:                               # empty files add no chunk
+        reads = [r for r in reads if r[2] > r[1]] or reads[:1]
+    name = "pool-from-npy-" + tokenize(reads, [os.stat(r[0]).st_mtime_ns for r in reads])
+    graph = {(name, c): (_read_npy, *r) for c, r in enumerate(reads)}   # one task a chunk
+    return da.Array(graph, name, chunks=(tuple(hi - lo for _, lo, hi in reads),),
+                    dtype=dtype)
 
 
 def _zarr():
