@@ -39,7 +39,7 @@ from ..kernels.cpu_sampling import group_draws, guide_table
 from ..rng import STREAMS, derive_seed, key_of, uniform_numpy
 from ..sampling import PREFIX_BLOCK as B
 from .dask_blocks import (Blocks, as_float, check_pool, check_resolved, check_total,
-                          chunk_starts, head_length, map_chunks)
+                          chunk_starts, head_length, index_dtype, map_chunks)
 
 __all__ = ["stratified_sample"]
 
@@ -158,7 +158,7 @@ def _band_draws(q, start, edges, weight_config, backend, n_pool, weighted, unifo
         head[b], off, cum, numbers, keys[b], totals[b] = weighted[b]
         sizes[b] = off.size
         offsets.append(off)
-        counts.append(cum[1:] + base)
+        counts.append(cum[1:].astype(np.int64) + base)
         draws.append(numbers)
         base += numbers.size
     block_ptr, draw_ptr = _csr(sizes), np.concatenate(counts).astype(np.int64)
@@ -212,8 +212,10 @@ def _plan_weighted_bands(q, starts, rank0, per_chunk, members, alloc, live, seed
             k1 = k0 + piece["full"].size
             if at[k0] == at[k1]:
                 continue
-            weighted[c][b] = (piece["head"].size, blocks.offsets[k0:k1], at[k0:k1 + 1] - at[k0],
-                              grouped[at[k0]:at[k1]], key, blocks.total)
+            small = index_dtype(n_b)               # uint32 when it fits: half the bytes
+            weighted[c][b] = (piece["head"].size, blocks.offsets[k0:k1],
+                              (at[k0:k1 + 1] - at[k0]).astype(small),
+                              grouped[at[k0]:at[k1]].astype(small), key, blocks.total)
         draws[b] = out
     return draws, weighted, [dict() for _ in range(n_chunks)]
 
