@@ -225,8 +225,9 @@ def sample_indices(weights, n, *, seed, replace=True) -> np.ndarray:
     ``importance_weights(q, normalize=False)``, whose eager pass gathered them); the
     client accumulates the block ends, groups the draws by block (the in-memory
     ``group_draws``: targets ``u(seed, 0, j) * C[-1]``) and resolves those in blocks
-    split across chunks; (2) every chunk holding draws receives the draw numbers of its
-    whole blocks and their offsets and returns their indices; on the result of
+    split across chunks; (2) every chunk holding draws receives the draw numbers in its
+    whole blocks and the block end before them, rebuilds its block ends (the same
+    sequential sums) and returns the draws' indices; on the result of
     ``importance_weights(q, normalize=False)`` it reads q and recomputes the weights
     only in the blocks holding draws. Without replacement: (1)
     validation counts; (2) every chunk returns its n largest keys

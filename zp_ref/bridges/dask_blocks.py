@@ -72,13 +72,11 @@ def q_block_pieces(q, start, config):
     array), the partial blocks' weights by the cpu kernel, as the chunk's weights are;
     None when q holds a NaN there (the caller then counts them on the weights).
     ``config``: (p, min_q_abs, max_weight, temperature)."""
-    from ..kernels.cpu_sample_from_q import block_totals_from_q, parts_for
     from ..kernels.cpu_weights import importance_weights_cpu
     head = head_length(start, q.size)
     tail = head + (q.size - head) // B * B
-    totals = np.empty((tail - head) // B)
     with threads_for(tail - head):
-        block_totals_from_q(q[head:tail], kernel_params(config), totals, parts_for(totals.size))
+        totals = q_block_totals(q[head:tail], kernel_params(config))
     ends = []
     for part in (q[:head], q[tail:]):
         w = np.empty(part.size)
@@ -104,26 +102,49 @@ def kernel_params(config):
 
 
 def resolve_grouped(x, head, request, key, total, n, config=None):
-    """Chunk positions of the draws in the chunk's whole blocks, in the order of the
-    request's draw numbers. ``request`` = (offsets, starts, grouped) from
-    :meth:`Blocks.group`: the draws ``grouped[starts[r]:starts[r + 1]]`` fall in the
-    chunk's r-th whole block, whose weights add to ``offsets[r]`` + their local prefix
-    sums. ``x`` is the chunk's weights, or its q (NaN-free) with ``config`` the weight
-    parameters: the weights are then recomputed only in the blocks holding draws. The
-    in-memory kernels resolve them (the first i with offset + local[i] > t_j)."""
+    """Chunk positions of the draws the client placed in this chunk's whole blocks, in
+    the order of the request's draw numbers.
+
+    ``request`` = (base, n_blocks, draws) from :meth:`Blocks.group`: the chunk's whole
+    blocks are its n_blocks blocks from ``head`` on, ``base`` is the sum of all blocks
+    before them (``ends[k0 - 1]``). The chunk sums its blocks again (the kernel of pass
+    1, the same sums) and adds them to ``base`` one by one, which gives the client's
+    block ends bit for bit (``np.add.accumulate`` is sequential), so it finds each
+    draw's block (the first with end > t_j; the draws come in block order: one merge
+    walk) without receiving 16 bytes per block. ``x``
+    is the chunk's weights, or its q (NaN-free) with ``config`` the weight parameters:
+    the weights are then recomputed from q. The in-memory kernels resolve the draws
+    (the first i with offset + local[i] > t_j)."""
     from ..kernels.cpu_sample_from_q import parts_for, resolve_draws_from_q
-    from ..kernels.cpu_sampling import resolve_draws, scratch
-    offsets, starts, grouped = request
-    whole = x[head:head + offsets.size * B]
-    out = scratch("draw_out", n, np.int64)           # indexed by draw number; kept warm
-    with threads_for(whole.size + grouped.size):
+    from ..kernels.cpu_sampling import resolve_draws, scratch, starts_of_ordered_draws
+    base, n_blocks, draws = request
+    whole = x[head:head + n_blocks * B]
+    with threads_for(whole.size + draws.size):
+        totals = (block_totals(whole) if config is None
+                  else q_block_totals(whole, kernel_params(config)))
+        ends = np.add.accumulate(np.concatenate(([base], totals)))     # sequential
+        starts = np.empty(n_blocks + 1, dtype=np.int64)
+        if not starts_of_ordered_draws(key, total, ends[1:], draws, starts):
+            raise RuntimeError("internal error: the draws sent to a chunk are not those of "
+                               "its blocks, in block order")
+        grouped = draws.astype(np.int64)
+        out = scratch("draw_out", n, np.int64)       # indexed by draw number; kept warm
         if config is None:
-            resolve_draws(key, total, whole, offsets, starts, grouped, out,
-                          parts_for(offsets.size))
+            resolve_draws(key, total, whole, ends[:-1], starts, grouped, out,
+                          parts_for(n_blocks))
         else:
-            resolve_draws_from_q(key, total, whole, kernel_params(config), offsets, starts,
-                                 grouped, out, parts_for(offsets.size))
-    return (head + out[grouped]).astype(index_dtype(x.size))
+            resolve_draws_from_q(key, total, whole, kernel_params(config), ends[:-1], starts,
+                                 grouped, out, parts_for(n_blocks))
+    return (head + out[draws]).astype(index_dtype(x.size))
+
+
+def q_block_totals(q, params) -> np.ndarray:
+    """Sequential sums of the weights of consecutive blocks of B entries of q (q.size a
+    multiple of B), straight from q (the ``sample_from_q`` kernel)."""
+    from ..kernels.cpu_sample_from_q import block_totals_from_q, parts_for
+    totals = np.empty(q.size // B)
+    block_totals_from_q(q, params, totals, parts_for(totals.size))
+    return totals
 
 
 def head_length(r0: int, m: int) -> int:
@@ -187,8 +208,9 @@ class Blocks:
         (``group_draws``: the first block k with ends[k] > t_j, t_j = u(key, j) * total).
         Returns (out, requests): out int64 (n,) holds the draws resolved here (in blocks
         split across chunks, and targets rounded up to the total: ``last_nonzero``), -1
-        elsewhere; requests {chunk: (offsets, starts, grouped)} for
-        :func:`resolve_grouped`, the draws in the chunk's whole blocks."""
+        elsewhere; requests {chunk: (base, number of whole blocks, draw numbers)} for
+        :func:`resolve_grouped`: the draws in the chunk's whole blocks (4 bytes a draw)
+        and the sum of the blocks before them."""
         from ..kernels.cpu_sampling import group_draws, guide_table
         with threads_for(n + self.ends.size):
             starts, grouped = group_draws(key, self.ends, guide_table(self.ends), n)
@@ -205,7 +227,7 @@ class Blocks:
                 t = uniform_numpy(key, draws.astype(np.uint64)) * self.total
                 out[draws] = idx[np.searchsorted(self.offsets[k0] + local, t, side="right")]
             else:
-                requests[int(c)] = (self.offsets[k0:k1], starts[k0:k1 + 1] - lo, draws)
+                requests[int(c)] = (float(self.offsets[k0]), int(k1 - k0), draws)
         return out, requests
 
 

@@ -270,6 +270,29 @@ def group_draws(key, ends, guide, n):
     return starts, grouped
 
 
+@njit(cache=True)
+def starts_of_ordered_draws(key, total, ends, draws, starts):
+    """starts (nb + 1,) of draws given in block order (the order of ``group_draws``):
+    draws[starts[b]:starts[b + 1]] are those whose target u(key, j) * total has block
+    b, the first with ends[b] > t. One merge walk; returns False when a draw is out of
+    block order or past the last block."""
+    nb = ends.size
+    b = 0
+    starts[0] = 0
+    for a in range(draws.size):
+        t = uniform_at(key, np.uint64(draws[a])) * total
+        if b > 0 and ends[b - 1] > t:
+            return False                  # belongs to an earlier block
+        while b < nb and ends[b] <= t:
+            b += 1
+            starts[b] = a
+        if b == nb:
+            return False
+    for k in range(b + 1, nb + 1):
+        starts[k] = draws.size
+    return True
+
+
 def sample_with_replacement_cpu(w, n, key, out=None):
     """Indices (int64 (n,)) of n draws; raises ValueError on negative or non-finite
     weights, or a zero total. w: float64 (N,), validated shape."""
