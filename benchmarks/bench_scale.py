@@ -43,6 +43,22 @@ def q_block(block, block_info=None):
     return out
 
 
+def load_kernels():
+    """Run every step once on a small pool in this process (synchronous scheduler), so
+    that importing zp_ref and loading its Numba kernels (from the cache, or compiling
+    them) are neither timed nor counted in the steps' peak RSS."""
+    import dask
+    import dask.array as da
+
+    from zp_ref.bridges import dask as db
+    from zp_ref.rng import STREAMS, uniforms
+    small = da.from_array(uniforms(1, STREAMS["chunked_pool"], 8192) * 2e-2 - 1e-2,
+                          chunks=3000)
+    with dask.config.set(scheduler="synchronous"):
+        db.sample_indices(db.importance_weights(small, normalize=False), 100, seed=0)
+        db.stratified_sample(small, 100, mix=MIX, seed=0, within="importance")
+
+
 def peak_rss_mib(reset=False):
     """This process's peak RSS in MiB (VmHWM in /proc; where that is missing, psutil's
     current RSS), then (reset=True) restart the peak from the current RSS."""
@@ -150,7 +166,7 @@ def run(n, chunk, n_draws, folder, check=False):
                                       host="127.0.0.1", dashboard_address=None) as cluster, \
                 distributed.Client(cluster) as client:
             client.register_plugin(TaskCounter())
-            client.run(lambda: __import__("zp_ref.bridges.dask"))   # imports off the clock
+            client.run(load_kernels)              # imports and kernel loading off the clock
             n_chunks = -(-n // chunk)
             t = time.perf_counter()
             client.run(peak_rss_mib, True)
