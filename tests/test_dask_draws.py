@@ -136,3 +136,34 @@ def test_nan_chunks_fall_back_and_the_rest_read_q(q):
         assert [c for c, s in stats.items() if not s.get("from_q")] == [4, 8]
         np.testing.assert_array_equal(db.sample_indices(wd, 20_000, seed=4),
                                       sample_indices(w, 20_000, seed=4))
+
+
+def test_many_chunks_gather_results_as_they_complete(q, monkeypatch):
+    """On a distributed client with GATHER_AS_COMPLETED_MIN chunk tasks or more, the
+    passes gather each result as it completes (freeing it in the worker); the indices
+    and the stratified info are the in-memory ones."""
+    distributed = pytest.importorskip("distributed")
+    from zp_ref.bands import stratified_sample
+    calls = []
+    real = distributed.as_completed
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(distributed, "as_completed", counting)
+    monkeypatch.setattr(dask_blocks, "GATHER_AS_COMPLETED_MIN", 2)
+    qd = da.from_array(q, chunks=(CHUNKS,))
+    want = sample_indices(importance_weights(q, normalize=False), 3_000, seed=6)
+    want_s, want_info = stratified_sample(q, 3_000, mix=[0.3, 0.2, 0.2, 0.2, 0.1], seed=6,
+                                          within="importance")
+    with distributed.LocalCluster(n_workers=2, processes=False, threads_per_worker=1,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster):
+        got = db.sample_indices(db.importance_weights(qd, normalize=False), 3_000, seed=6)
+        got_s, info = db.stratified_sample(qd, 3_000, mix=[0.3, 0.2, 0.2, 0.2, 0.1], seed=6,
+                                           within="importance")
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got_s, want_s)
+    assert info == want_info
+    assert len(calls) == 5            # weights, draws, and the three stratified passes

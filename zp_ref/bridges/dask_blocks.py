@@ -40,13 +40,40 @@ def chunk_starts(a) -> np.ndarray:
     return np.concatenate(([0], np.cumsum(a.chunks[0]))).astype(np.int64)
 
 
+#: Chunk tasks from which :func:`map_chunks` gathers results as they complete (fewer:
+#: one gather at the end, ~40 ms faster for 16 tasks on 2 workers).
+GATHER_AS_COMPLETED_MIN = 64
+
+
 def map_chunks(func, a, per_chunk_args):
     """``func(chunk, *args)`` on every chunk given a (non-None) args tuple, computed at
-    once on the active scheduler; returns {chunk number: result}."""
+    once on the active scheduler; returns {chunk number: result}. On a distributed
+    client with GATHER_AS_COMPLETED_MIN tasks or more, the results are gathered as they
+    complete and released in the workers at once, so a worker does not hold the results
+    of all its chunks (at 10**9 entries in 100 chunks: 8 MB of block totals each)."""
     chunks = a.to_delayed().ravel()
     jobs = {c: dask.delayed(func, pure=False)(chunks[c], *args)
             for c, args in enumerate(per_chunk_args) if args is not None}
-    return dict(zip(jobs, dask.compute(*jobs.values())))
+    client = _distributed_client()
+    if client is None or len(jobs) < GATHER_AS_COMPLETED_MIN:
+        return dict(zip(jobs, dask.compute(*jobs.values())))
+    from distributed import as_completed
+    futures = client.compute(list(jobs.values()))
+    chunk_of = {f.key: c for f, c in zip(futures, jobs)}
+    done = as_completed(futures, with_results=True)
+    del futures                                   # each result is freed once gathered
+    return {chunk_of[f.key]: result for f, result in done}
+
+
+def _distributed_client():
+    """The distributed client dask would compute on, or None (another scheduler)."""
+    try:
+        from distributed import default_client
+        client = default_client()
+    except (ImportError, ValueError):
+        return None
+    return client if dask.config.get("scheduler", None) in (None, "dask.distributed") \
+        else None
 
 
 def as_float(chunk) -> np.ndarray:
