@@ -196,6 +196,7 @@ def run(n, chunk, n_draws, folder, check=False):
     finally:
         shutil.rmtree(store, ignore_errors=True)
     return {"n": n, "chunk": chunk, "draws": n_draws, "store_bytes": disk,
+            "load_average_at_end": list(os.getloadavg()),
             "band_counts": info["members"], "achieved": info["achieved"],
             "checked_against_in_memory": bool(check and checked),
             "steps": {k: {"seconds": s, "worker_peak_rss_mib": list(wk.values()),
