@@ -27,6 +27,16 @@ def golden():
     return json.loads(path.read_text())
 
 
+@pytest.fixture(scope="session")
+def dask_cluster():
+    """A distributed LocalCluster of 2 worker processes on loopback, shared by the Dask
+    test modules (each opens its own client on it)."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        yield cluster
+
+
 @pytest.fixture
 def rng():
     """A NumPy generator for building test inputs (never used inside zp_ref)."""

@@ -24,10 +24,8 @@ MIX = [0.3, 0.2, 0.2, 0.2, 0.1]
 
 
 @pytest.fixture(scope="module")
-def client():
-    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                  host="127.0.0.1", dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as c:
+def client(dask_cluster):
+    with distributed.Client(dask_cluster) as c:
         yield c
 
 

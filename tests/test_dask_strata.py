@@ -33,10 +33,8 @@ CHUNKINGS = {"odd": (0, 700, 1, 0, 1500, 3000, 44_799, 0, 20_000, 30_000),
 
 
 @pytest.fixture(scope="module")
-def client():
-    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                  host="127.0.0.1", dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as c:
+def client(dask_cluster):
+    with distributed.Client(dask_cluster) as c:
         yield c
 
 

@@ -26,10 +26,8 @@ UNEVEN += (N - sum(UNEVEN),)
 
 
 @pytest.fixture(scope="module")
-def client():
-    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                  host="127.0.0.1", dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as c:
+def client(dask_cluster):
+    with distributed.Client(dask_cluster) as c:
         yield c
 
 

@@ -57,6 +57,18 @@ def segment_weights(q, w, lo, hi, params, scratch):
     return scratch[:hi - lo]
 
 
+@njit(cache=True, inline="always")
+def count_member(x, edges, head, rank):
+    """(band b of x, x's rank among b's members in the chunk) with rank[b] advanced, or
+    (-1, -1) when band b has nothing to do here (head[b] < 0)."""
+    b = band_id(x, edges)
+    if head[b] < 0:
+        return -1, -1
+    r = rank[b]
+    rank[b] = r + 1
+    return b, r
+
+
 @njit(cache=True, error_model="numpy")
 def band_counts_stream(q, w, base, edges, params, need_weights, members, drawable,
                        nan_state):
@@ -103,12 +115,10 @@ def band_block_pieces(q, w, base, edges, params, start, rank, head, n_full, full
         hi = min(n, lo + SCRATCH)
         ws = segment_weights(q, w, lo, hi, params, scratch)
         for k in range(hi - lo):
-            b = band_id(q[lo + k], edges)
-            h = head[b]
-            if h < 0:
+            b, r = count_member(q[lo + k], edges, head, rank)
+            if b < 0:
                 continue
-            r = rank[b]
-            rank[b] = r + 1
+            h = head[b]
             x = ws[k]
             g = start + base + lo + k
             if x != 0.0:
@@ -154,13 +164,10 @@ def resolve_band_blocks(q, w, base, edges, params, start, rank, head, block_ptr,
         hi = min(n, lo + SCRATCH)
         ws = segment_weights(q, w, lo, hi, params, scratch)
         for k in range(hi - lo):
-            b = band_id(q[lo + k], edges)
-            h = head[b]
-            if h < 0:
+            b, r = count_member(q[lo + k], edges, head, rank)
+            if b < 0:
                 continue
-            r = rank[b]
-            rank[b] = r + 1
-            r -= h
+            r -= head[b]
             if r < 0 or r >= (block_ptr[b + 1] - block_ptr[b]) * B:
                 continue
             g = block_ptr[b] + r // B
