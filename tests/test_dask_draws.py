@@ -138,7 +138,7 @@ def test_nan_chunks_fall_back_and_the_rest_read_q(q):
                                       sample_indices(w, 20_000, seed=4))
 
 
-def test_many_chunks_gather_results_as_they_complete(q, monkeypatch):
+def test_many_chunks_gather_results_as_they_complete(q, monkeypatch, dask_cluster):
     """On a distributed client with GATHER_AS_COMPLETED_MIN chunk tasks or more, the
     passes gather each result as it completes (freeing it in the worker); the indices
     and the stratified info are the in-memory ones."""
@@ -157,9 +157,7 @@ def test_many_chunks_gather_results_as_they_complete(q, monkeypatch):
     want = sample_indices(importance_weights(q, normalize=False), 3_000, seed=6)
     want_s, want_info = stratified_sample(q, 3_000, mix=[0.3, 0.2, 0.2, 0.2, 0.1], seed=6,
                                           within="importance")
-    with distributed.LocalCluster(n_workers=2, processes=False, threads_per_worker=1,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster):
+    with distributed.Client(dask_cluster):
         got = db.sample_indices(db.importance_weights(qd, normalize=False), 3_000, seed=6)
         got_s, info = db.stratified_sample(qd, 3_000, mix=[0.3, 0.2, 0.2, 0.2, 0.1], seed=6,
                                            within="importance")
