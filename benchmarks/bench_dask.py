@@ -73,7 +73,7 @@ def run(quick: bool = False) -> dict:
     from zp_ref.weighting import importance_weights
 
     n, n_files, n_draws, repeats = ((4 * 10**6, 10, 2 * 10**5, 1) if quick
-                                    else (2 * 10**7, 16, 10**6, 3))
+                                    else (2 * 10**7, 16, 10**6, 7))
     mix = [0.3, 0.2, 0.2, 0.2, 0.1]
     q = uniforms(7, STREAMS["chunked_pool"], n, backend="cpu") * 2e-2 - 1e-2
     rows = []
