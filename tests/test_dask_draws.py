@@ -76,9 +76,11 @@ def test_chunk_passes_allocate_far_less_than_the_chunk():
         before = dask_blocks.block_pieces(np.zeros(start), None, 0, 0)    # weight 0
         blocks = dask_blocks.Blocks({0: before, 1: stats["pieces"]}, start + chunk.size)
         key = key_of(5, STREAMS["importance"])
-        out, requests = blocks.group(key, 20_000, start + stats["last_nonzero"])
+        out, runs = blocks.group(key, 20_000, start + stats["last_nonzero"])
+        k0, k1, _, draws = runs[1]
+        request = (float(blocks.offsets[k0]), k1 - k0, draws)
         tracemalloc.reset_peak()
-        positions = db._q_chunk_draws(chunk, start, requests[1], key, blocks.total, 20_000,
+        positions = db._q_chunk_draws(chunk, start, request, key, blocks.total, 20_000,
                                       config, "cpu", True)
         pass2_peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -102,11 +104,13 @@ def test_group_places_every_draw_exactly_once(chunks):
               for c in range(len(chunks)) if chunks[c]}
     blocks = dask_blocks.Blocks(pieces, w.size)
     key = key_of(7, STREAMS["importance"])
-    out, requests = blocks.group(key, 4_000, w.size - 1)
+    out, runs = blocks.group(key, 4_000, w.size - 1)
     seen = np.flatnonzero(out >= 0).tolist()
-    for c, (base, n_blocks, grouped) in requests.items():
+    for c, (run_k0, k1, counts, grouped) in runs.items():
+        base, n_blocks = float(blocks.offsets[run_k0]), k1 - run_k0     # what a chunk gets
         head = dask_blocks.head_length(int(starts[c]), chunks[c])
         k0 = (int(starts[c]) + head) // PREFIX_BLOCK          # the chunk's first whole block
+        assert run_k0 == k0 and counts[0] == 0 and counts[-1] == grouped.size
         assert n_blocks == pieces[c]["full"].size and n_blocks * PREFIX_BLOCK <= chunks[c]
         assert base == (blocks.ends[k0 - 1] if k0 else 0.0)
         assert grouped.dtype == np.uint32                     # 4 bytes a draw on the wire

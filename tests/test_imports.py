@@ -37,9 +37,6 @@ BRIDGE_EXCEPTIONS = {
     ("zp_ref.bridges.dask_blocks", "zp_ref.kernels"): "threads_for around the kernel calls",
     ("zp_ref.bridges.dask_strata", "zp_ref.kernels.cpu_band_stream"):
         "issue 16: stratified chunk passes stream bands and weights, never storing them",
-    ("zp_ref.bridges.dask_strata", "zp_ref.kernels.cpu_sampling"):
-        "issue 16: the client groups each band's draws by block with the in-memory kernel",
-    ("zp_ref.bridges.dask_strata", "zp_ref.kernels"): "threads_for around group_draws",
 }
 SIZE_EXCEPTIONS = {}
 

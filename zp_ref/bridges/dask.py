@@ -63,7 +63,6 @@ _DRAW_SOURCE = "_zp_draw_source"
 def _chunk_weights(q, config, backend):
     """(unnormalised weights, NaN count, first NaN position or -1) of one chunk; NaN
     gets weight 0, as in the in-memory path."""
-    from ..backends import resolve_backend
     from ..weighting import importance_weights as weights_in_memory
     q = as_float(q)
     if q.size == 0:
@@ -269,7 +268,9 @@ def sample_indices(weights, n, *, seed, replace=True) -> np.ndarray:
     last_nonzero = max(int(starts[c]) + s["last_nonzero"] for c, s in stats.items()
                        if s["last_nonzero"] >= 0)
     key = key_of(seed, STREAMS["importance"])
-    out, requests = blocks.group(key, n, last_nonzero)
+    out, runs = blocks.group(key, n, last_nonzero)
+    requests = {c: (float(blocks.offsets[k0]), k1 - k0, draws)
+                for c, (k0, k1, _, draws) in runs.items()}
     batch = (key, blocks.total, n)
     source = getattr(w, _DRAW_SOURCE, None)
     if source is None:
@@ -308,7 +309,6 @@ def _check_weight_stats(stats, starts):
 # ------------------------------------------------------------------ bands
 def _band_block(q, edges, backend, block_info=None):
     """Band ids of one chunk; NaN raises naming its global index."""
-    from ..backends import resolve_backend
     from ..bands import band_of as band_of_in_memory
     q = as_float(q)
     nan = np.isnan(q)

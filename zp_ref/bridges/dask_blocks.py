@@ -132,7 +132,7 @@ def resolve_grouped(x, head, request, key, total, n, config=None):
     """Chunk positions of the draws the client placed in this chunk's whole blocks, in
     the order of the request's draw numbers.
 
-    ``request`` = (base, n_blocks, draws) from :meth:`Blocks.group`: the chunk's whole
+    ``request`` = (base, n_blocks, draws), from a run of :meth:`Blocks.group`: the chunk's whole
     blocks are its n_blocks blocks from ``head`` on, ``base`` is the sum of all blocks
     before them (``ends[k0 - 1]``). The chunk sums its blocks again (the kernel of pass
     1, the same sums) and adds them to ``base`` one by one, which gives the client's
@@ -233,29 +233,30 @@ class Blocks:
     def group(self, key, n, last_nonzero):
         """The n draws of stream ``key`` placed in blocks by the in-memory counting sort
         (``group_draws``: the first block k with ends[k] > t_j, t_j = u(key, j) * total).
-        Returns (out, requests): out int64 (n,) holds the draws resolved here (in blocks
+        Returns (out, runs): out int64 (n,) holds the draws resolved here (in blocks
         split across chunks, and targets rounded up to the total: ``last_nonzero``), -1
-        elsewhere; requests {chunk: (base, number of whole blocks, draw numbers)} for
-        :func:`resolve_grouped`: the draws in the chunk's whole blocks (4 bytes a draw)
-        and the sum of the blocks before them."""
+        elsewhere; runs {chunk: (k0, k1, counts, draws)}: the draws in the chunk's whole
+        blocks k0..k1-1 in block order, ``draws[counts[r]:counts[r + 1]]`` in block
+        k0 + r (both of ``index_dtype(n)``: 4 bytes a draw on the wire)."""
         from ..kernels.cpu_sampling import group_draws, guide_table
+        small = index_dtype(n)
         with threads_for(n + self.ends.size):
             starts, grouped = group_draws(key, self.ends, guide_table(self.ends), n)
         out = np.full(n, -1, dtype=np.int64)
         out[grouped[starts[self.ends.size]:]] = last_nonzero
-        requests = {}
+        runs = {}
         for k0, k1, c in self.segments:
             lo, hi = starts[k0], starts[k1]
             if lo == hi:
                 continue
-            draws = grouped[lo:hi].astype(index_dtype(n))   # a copy: grouped is scratch
+            draws = grouped[lo:hi].astype(small)     # a copy: grouped is scratch
             if c < 0:                                # a split block: resolved here
                 local, idx = self.split[k0]
                 t = uniform_numpy(key, draws.astype(np.uint64)) * self.total
                 out[draws] = idx[np.searchsorted(self.offsets[k0] + local, t, side="right")]
             else:
-                requests[int(c)] = (float(self.offsets[k0]), int(k1 - k0), draws)
-        return out, requests
+                runs[int(c)] = (int(k0), int(k1), (starts[k0:k1 + 1] - lo).astype(small), draws)
+        return out, runs
 
 
 def index_dtype(size: int):

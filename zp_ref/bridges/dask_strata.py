@@ -10,9 +10,9 @@ end, the draws it resolves), never O(M) temporaries for a chunk of M entries.
 Passes: (1) counts per band (members, drawable members, NaNs); (2, ``within=
 "importance"``) per band with draws, the pieces of its weighted member sequence
 (:func:`zp_ref.bridges.dask_blocks.block_pieces`'s format, assembled by ``Blocks``);
-the client groups each band's draws by block with the in-memory kernel ``group_draws``
-and resolves the draws in blocks split across chunks and those whose target rounded up
-to the total; (3) every chunk resolves the draws in its whole blocks of each band
+the client groups each band's draws by block with ``Blocks.group`` (the in-memory
+``group_draws``) and resolves the draws in blocks split across chunks and those whose
+target rounded up to the total; (3) every chunk resolves the draws in its whole blocks of each band
 (offsets, per-block counts and draw numbers sent), or, ``within="uniform"``, turns
 member ranks into pool positions. Same weights, same adds in the same order as the
 in-memory prefix sums: the indices of ``zp_ref.stratified_sample``, bit for bit.
@@ -31,15 +31,13 @@ import numpy as np
 from ..backends import resolve_backend
 from ..bands import DEFAULT_EDGES, allocate_draws, check_stratified_args
 from ..checks import check_backend
-from ..kernels import threads_for
 from ..kernels.cpu_band_stream import (band_block_pieces, band_counts_stream, member_positions,
                                        resolve_band_blocks, same_weights_everywhere,
                                        weight_params)
-from ..kernels.cpu_sampling import group_draws, guide_table
-from ..rng import STREAMS, derive_seed, key_of, uniform_numpy
+from ..rng import STREAMS, derive_seed, key_of
 from ..sampling import PREFIX_BLOCK as B
 from .dask_blocks import (Blocks, as_float, check_pool, check_resolved, check_total,
-                          chunk_starts, head_length, index_dtype, map_chunks)
+                          chunk_starts, head_length, map_chunks)
 
 __all__ = ["stratified_sample"]
 
@@ -192,30 +190,12 @@ def _plan_weighted_bands(q, starts, rank0, per_chunk, members, alloc, live, seed
         blocks = Blocks({c: p[b][0] for c, p in pieces.items() if b in p}, int(members[b]))
         check_total(blocks.total)
         key = key_of(derive_seed(seed, b), STREAMS["importance"])
-        n_b, n_blocks = int(alloc[b]), blocks.ends.size
-        with threads_for(n_b):
-            at, grouped = group_draws(key, blocks.ends, guide_table(blocks.ends), n_b)
-        grouped = grouped.copy()                  # per-thread scratch of group_draws
-        out = np.full(n_b, -1, dtype=np.int64)
         # u * total rounded up to the total: the band's last nonzero weight
-        out[grouped[at[n_blocks]:]] = max(p[b][1] for p in pieces.values() if b in p)
-        for k, (local, idx) in blocks.split.items():   # blocks split across chunks: here
-            numbers = grouped[at[k]:at[k + 1]]
-            if numbers.size:
-                t = uniform_numpy(key, numbers.astype(np.uint64)) * blocks.total
-                out[numbers] = idx[np.searchsorted(blocks.offsets[k] + local, t, side="right")]
-        for c, p in pieces.items():                    # whole blocks: in their chunk
-            if b not in p:
-                continue
-            piece = p[b][0]
-            k0 = (piece["r0"] + piece["head"].size) // B
-            k1 = k0 + piece["full"].size
-            if at[k0] == at[k1]:
-                continue
-            small = index_dtype(n_b)               # uint32 when it fits: half the bytes
-            weighted[c][b] = (piece["head"].size, blocks.offsets[k0:k1],
-                              (at[k0:k1 + 1] - at[k0]).astype(small),
-                              grouped[at[k0]:at[k1]].astype(small), key, blocks.total)
+        out, runs = blocks.group(key, int(alloc[b]),
+                                 max(p[b][1] for p in pieces.values() if b in p))
+        for c, (k0, k1, counts, numbers) in runs.items():   # whole blocks: in their chunk
+            weighted[c][b] = (pieces[c][b][0]["head"].size, blocks.offsets[k0:k1], counts,
+                              numbers, key, blocks.total)
         draws[b] = out
     return draws, weighted, [dict() for _ in range(n_chunks)]
 
