@@ -172,7 +172,7 @@ class DiagnosticMonitor:
     export, not here.
     """
 
-    def __init__(self, config: DiagnosticConfig | None = None):
+    def __init__(self, config: DiagnosticConfig | None = None, writer=None):
         if config is not None and not isinstance(config, DiagnosticConfig):
             raise TypeError(f"config must be a DiagnosticConfig or None, got "
                             f"{type(config).__name__}")
@@ -185,6 +185,23 @@ class DiagnosticMonitor:
         self.pq_snapshots = deque(maxlen=self.config.max_snapshots)
         self.totals = {"n_updates": 0, "n_batches": 0, "q_min_global": None,
                        "q_min_recent": None, "tag_totals": [0, 0, 0, 0]}
+        self.tensorboard = None
+        self.set_writer(writer)
+
+    def set_writer(self, writer, tag_prefix: str = "diagnostics") -> None:
+        """Also write every later row to ``writer`` (tags: docs/diagnostics.md), or stop.
+
+        Parameters
+        ----------
+        writer : object or None
+            A ``torch.utils.tensorboard.SummaryWriter`` or any object with
+            ``add_scalar`` and ``add_histogram``; None stops writing. It is not part of
+            the saved state.
+        tag_prefix : str
+            First part of every tag.
+        """
+        from .diagnostics_tensorboard import TensorBoardOutput
+        self.tensorboard = None if writer is None else TensorBoardOutput(writer, tag_prefix)
 
     @property
     def export_dir(self) -> Path:
@@ -245,6 +262,8 @@ class DiagnosticMonitor:
             except BaseException:
                 undo()
                 raise
+        if self.tensorboard is not None:      # after recording: a writer error keeps the row
+            self.tensorboard.write_epoch(row, q, list(metrics))
 
     def _record(self, row, snapshot, counts):
         """Append one epoch row (and its snapshot, tag counts, q_min); returns a function
@@ -332,6 +351,8 @@ class DiagnosticMonitor:
         if counts is not None:
             self._add_tags(counts)
         self._note_q_min(row["q_min"])
+        if self.tensorboard is not None:
+            self.tensorboard.write_batch(row, self.totals["n_batches"] - 1)
 
     def _add_tags(self, counts):
         self.totals["tag_totals"] = [a + int(b) for a, b in zip(self.totals["tag_totals"], counts)]
