@@ -32,6 +32,7 @@ STREAMS = {
     "uniform": 2,         # uniform_indices
     "shuffle": 3,         # hybrid batch shuffle
     "leaf_point": 5,      # coordinates of points drawn inside refinement leaves
+    "model_growth": 6,    # new pool points of the model-driven learner (zp_ref.model_driven)
     "pool": 16,           # callers' pools: bench Q pools, the study's training pool, examples
     "model_init": 17,     # initial parameters of the study's and notebooks' models
     "test_set": 18,       # the study's test points and true pole points

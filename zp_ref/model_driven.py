@@ -1,0 +1,598 @@
+"""Model-driven sampling: a learner over the model's own Q head and per-sample loss.
+
+A training run knows the model, not the true Q. At each refresh the learner asks for
+what it needs and is told the answers (python-adaptive style, :meth:`ModelDrivenLearner.ask`
+/ :meth:`~ModelDrivenLearner.tell`; :func:`run_refresh` is the runner loop):
+
+- ``signals`` for pool rows ``start:stop``: the model's Q there, optionally
+  ``|grad_x Q|`` and the per-sample loss;
+- ``q`` at refinement points (``refine=True``): the model's Q, for an
+  :class:`~zp_ref.refinement.ActiveSampler` over the data's box;
+- ``labels`` for new points (``label_budget > 0``): the runner labels them (``y_fn``)
+  and appends them to its pool; their signals are asked for next.
+
+It then holds the epoch's probabilities ``m = (n_imp / B) pi + (1 - n_imp / B) / N``
+(the hybrid mixture of :func:`zp_ref.sampling.hybrid_indices`, ``n_imp = floor(B (1 -
+floor))``) where ``pi`` mixes the signals' distributions (Q: ``importance_weights`` of
+the scale-free distance; loss: RAD; refined cells; bands). Every pool point keeps
+``m_i >= floor / N``. Pure NumPy: the torch runner is :mod:`zp_ref.bridges.torch_model`.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ._validation import as_float_array, check_choice, check_count, check_real, check_seed
+from .bands import check_edges
+from .model_bands import band_losses, band_weights, next_stage, signal_bands, stage_mix
+from .rng import STREAMS, call_seed, uniforms
+from .sampling import sample_indices, uniform_indices
+from .state import STATE_VERSION, check_state, config_fields
+from .weighting import importance_weights
+
+__all__ = ["ModelDrivenConfig", "ModelDrivenLearner", "Request", "run_refresh",
+           "Q_SIGNALS", "GROWTHS", "SCHEDULES"]
+
+Q_SIGNALS = ("distance", "quantile", "none")
+GROWTHS = ("model", "uniform")
+SCHEDULES = ("none", "bands")
+#: ``part`` of :func:`zp_ref.rng.call_seed` for the growth draws of refresh epoch e.
+GROWTH_PART = 7
+
+
+@dataclass(frozen=True)
+class ModelDrivenConfig:
+    """Configuration of :class:`ModelDrivenLearner`. The defaults were fixed a priori,
+    from the literature and first principles, before any study result existed:
+
+    floor = 0.5
+        Uniform floor: at least ``floor`` of every batch is uniform, so every pool point
+        keeps probability >= floor / N and likelihood ratios stay <= 1 / floor = 2.
+        RAD (Wu et al. 2023) draws with density ``loss^k / mean(loss^k) + c`` and finds
+        ``k = 1, c = 1`` robust; c = 1 is half the mass uniform. A floor is also the
+        defensive mixture of importance sampling (Hesterberg 1995): the variance can be
+        at most 1 / floor times uniform's, whatever the signal says.
+    q_signal = "distance", q_power = 1.0, distance_clip = 1.0
+        The model's Q enters through the first-order distance to its pole set,
+        ``|Q_m| / |grad_x Q_m|``: invariant when the model multiplies P and Q by a
+        constant (``implicit_loss`` is), unlike |Q_m|. Density ``1 / distance^1``
+        puts equal mass in every decade of distance (equal draws per |Q| band near a
+        simple pole, where |Q| grows linearly), floored at ``distance_clip`` times the
+        pool spacing ``h = (box volume / N)^(1/d)`` (closer than the pool can resolve).
+        ``"quantile"``: the rank of |Q_m| over the pool instead (no gradient needed),
+        the same density for a uniform pool.
+    loss_power = 1.0, loss_cap = 100.0
+        RAD's k = 1: the loss signal is ``loss / mean(loss)``, clipped at ``loss_cap`` so
+        that no single point takes more than 100x its uniform share of the loss mass (a
+        pole target's squared error can be 1e10x the mean at one point, which RAD's
+        bounded PDE residuals never are; 100 is ImportanceSamplerConfig's max_weight).
+    q_share = loss_share = refine_share = 1.0
+        The non-uniform mass is split between the signals present in these proportions
+        (renormalised over the signals that are on). Equal shares: nothing a priori says
+        which signal is right, and the model's Q can only point at poles the model
+        already has, while the loss points at those it lacks; with both on, neither
+        signal can take more than half of the non-uniform mass (a quarter of a batch).
+    refresh_every = 1
+        The signal should follow the model; a refresh is measured to cost a small part of
+        an epoch (benchmarks/bench_model_driven.py); no a-priori reason to let it lag.
+    refine = False, refine_criterion = "sign", refine_initial_cells = 1024,
+    max_refinement_level = 10, max_grid_points = 20000, refine_neighbours = 8
+        Refining the model's Q is opt-in (without new labels it mostly re-finds the poles
+        the distance signal already sees). ``"sign"`` is scale-free; ~1024 initial cells
+        split over the axes, 10 levels (1-D cells 2**-10 of the initial width), a point
+        cap that bounds the cost; the mass of each refined cell goes to its 8 nearest
+        pool points.
+    label_budget = 0, growth = "model", growth_loss_share = 0.5
+        No pool growth unless asked for. With ``y_fn``: half the new points around the
+        highest-loss pool points (radius: the distance to their nearest pool
+        neighbour), half inside the refined cells (all around high-loss points without
+        ``refine``); ``growth="uniform"``: as many uniform points in the box (a control).
+    schedule = "none", band_edges = (1e-3, 1e-2, 1e-1), band_plateau = 0.9,
+    band_max_refreshes = 5
+        The band curriculum is opt-in; see docs/curriculum.md, "Model-driven bands".
+    """
+    floor: float = 0.5
+    q_signal: str = "distance"
+    q_power: float = 1.0
+    distance_clip: float = 1.0
+    loss_power: float | None = 1.0
+    loss_cap: float = 100.0
+    q_share: float = 1.0
+    loss_share: float = 1.0
+    refine_share: float = 1.0
+    refresh_every: int = 1
+    refine: bool = False
+    refine_criterion: str = "sign"
+    refine_initial_cells: int = 1024
+    max_refinement_level: int = 10
+    max_grid_points: int = 20000
+    refine_neighbours: int = 8
+    label_budget: int = 0
+    growth: str = "model"
+    growth_loss_share: float = 0.5
+    schedule: str = "none"
+    band_edges: tuple = (1e-3, 1e-2, 1e-1)
+    band_plateau: float = 0.9
+    band_max_refreshes: int = 5
+
+    def __post_init__(self):
+        check_real(self.floor, "floor", low=0.0, high=1.0, low_open=True)
+        check_choice(self.q_signal, "q_signal", Q_SIGNALS)
+        check_real(self.q_power, "q_power", low=0.0, low_open=True)
+        check_real(self.distance_clip, "distance_clip", low=0.0, low_open=True)
+        if self.loss_power is not None:
+            check_real(self.loss_power, "loss_power", low=0.0)
+        check_real(self.loss_cap, "loss_cap", low=1.0)
+        for name in ("q_share", "loss_share", "refine_share"):
+            check_real(getattr(self, name), name, low=0.0)
+        check_count(self.refresh_every, "refresh_every", minimum=1)
+        if not isinstance(self.refine, (bool, np.bool_)):
+            raise TypeError(f"refine must be True or False, got {self.refine!r}")
+        check_choice(self.refine_criterion, "refine_criterion", ("sign", "abs_or_sign"))
+        for name, low in (("refine_initial_cells", 1), ("max_refinement_level", 0),
+                          ("max_grid_points", 1), ("refine_neighbours", 1), ("label_budget", 0)):
+            check_count(getattr(self, name), name, minimum=low)
+        check_choice(self.growth, "growth", GROWTHS)
+        check_real(self.growth_loss_share, "growth_loss_share", low=0.0, high=1.0)
+        check_choice(self.schedule, "schedule", SCHEDULES)
+        e = check_edges(self.band_edges, "band_edges")
+        if e[0] <= 0 or e[-1] >= 1:
+            raise ValueError(f"band_edges must be pool fractions in (0, 1), got {e.tolist()}")
+        check_real(self.band_plateau, "band_plateau", low=0.0, high=1.0, low_open=True)
+        check_count(self.band_max_refreshes, "band_max_refreshes", minimum=1)
+        if self.schedule == "bands" and self.q_signal == "none":
+            raise ValueError("schedule='bands' needs q_signal 'distance' or 'quantile' (the "
+                             "bands are quantiles of the model's signal), got q_signal='none'")
+
+    @property
+    def uses_loss(self) -> bool:
+        return bool(self.loss_power) and self.loss_share > 0
+
+    @property
+    def uses_q(self) -> bool:
+        return self.q_signal != "none" and self.q_share > 0
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["band_edges"] = list(out["band_edges"])
+        return out
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the learner needs next: ``kind`` "signals" (rows ``start:stop`` of the
+    current pool: q, and grad_norm / loss as configured), "q" (the model's Q at
+    ``points`` (m, d)), "labels" (label ``points`` (m, d) and append them to the pool),
+    or "done"."""
+    kind: str
+    points: np.ndarray | None = None
+    start: int = 0
+    stop: int = 0
+
+
+class ModelDrivenLearner:
+    """The model-driven learner over a pool ``x_pool`` (N, d) (or (N,) for d = 1).
+
+    ``needs_grad``: the runner tells ``grad_norm`` with every "signals" answer (the
+    distance signal). ``has_loss``: it tells ``loss``. ``has_labels``: it can label new
+    points (``y_fn``). Probabilities ``m`` (N,) sum to 1 with ``m_i >= floor / N``; the
+    draw of epoch e is a pure function of (seed, e, what the last refresh was told).
+    """
+
+    def __init__(self, x_pool, *, config=None, seed=0, batch_size, has_loss=False,
+                 has_labels=False):
+        config = ModelDrivenConfig() if config is None else config
+        if not isinstance(config, ModelDrivenConfig):
+            raise TypeError(f"config must be a ModelDrivenConfig or None, got "
+                            f"{type(config).__name__}")
+        self.config, self.seed = config, check_seed(seed)
+        self.batch_size = check_count(batch_size, "batch_size", minimum=1)
+        self.has_loss, self.has_labels = bool(has_loss), bool(has_labels)
+        if config.label_budget and not self.has_labels:
+            raise ValueError(f"label_budget={config.label_budget} needs y_fn (labels for new "
+                             f"points) and y_pool; pass them or set label_budget=0")
+        if (config.label_budget and config.growth == "model" and not config.refine
+                and not (self.has_loss and config.uses_loss)):
+            raise ValueError("label_budget > 0 with growth='model' needs loss_fn (new points "
+                             "around high-loss points) or refine=True (points in the refined "
+                             "cells of the model's Q); or use growth='uniform'")
+        x = as_float_array(x_pool, "x_pool", ndim=(1, 2), finite=True)
+        self._x = x[:, None] if x.ndim == 1 else x
+        self.dim = self._x.shape[1]
+        self.box = (self._x.min(axis=0), self._x.max(axis=0))
+        width = self.box[1] - self.box[0]
+        if not (width > 0).all():
+            raise ValueError(f"x_pool must span a box of positive width on every axis, got "
+                             f"widths {width.tolist()}")
+        self.spacing = float(np.prod(width) / self._x.shape[0]) ** (1.0 / self.dim)
+        self.needs_grad = config.uses_q and config.q_signal == "distance"
+        n = self._x.shape[0]
+        self._pi = np.full(n, 1.0 / n)
+        self._signals = {}
+        self._pending = None          # the refresh in progress: a list of steps
+        self.refresh_count, self.stage, self.stage_refreshes = 0, 0, 0
+        self.band_loss = None          # mean loss per band at the last refresh
+        self.last_info = {}
+        self._warned_unchanged = False
+        self._tree = None
+
+    # ------------------------------------------------------------------ pool
+    pool_size = property(lambda self: self._x.shape[0], doc="N, the current pool size")
+
+    @property
+    def x_pool(self) -> np.ndarray:
+        """The learner's copy of the pool inputs, float64 (N, d) (grown points included)."""
+        return self._x
+
+    @property
+    def weights(self) -> np.ndarray:
+        """``pi`` (N,): the model-driven distribution (sums to 1), before the floor."""
+        return self._pi
+
+    def importance_count(self) -> int:
+        """Importance draws per batch, ``floor(batch_size * (1 - floor))``."""
+        return int(math.floor(self.batch_size * (1.0 - self.config.floor)))
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """``m`` (N,): the probability of every pool point in a draw (sums to 1)."""
+        r = self.importance_count() / self.batch_size
+        return r * self._pi + (1.0 - r) / self.pool_size
+
+    def likelihood_ratio(self, indices) -> np.ndarray:
+        """``1 / (N * m_i)`` for pool indices, float64, bounded by 1 / floor."""
+        idx = np.asarray(indices)
+        if idx.dtype.kind not in "iu":
+            raise TypeError(f"indices must be integers, got dtype {idx.dtype}")
+        if idx.size and (idx.min() < 0 or idx.max() >= self.pool_size):
+            raise ValueError(f"indices must lie in [0, {self.pool_size}), got range "
+                             f"[{idx.min()}, {idx.max()}]")
+        return 1.0 / (self.pool_size * self.probabilities[idx])
+
+    # ------------------------------------------------------------------ draws
+    def batches(self, epoch: int, num_batches: int) -> list:
+        """The global draw of ``epoch``: ``num_batches`` int64 arrays (batch_size,).
+
+        With s = call_seed(seed, epoch), n_imp importance draws per batch: batch b holds
+        ``sample_indices(pi, num_batches * n_imp, seed=s)[b*n_imp:(b+1)*n_imp]`` then
+        ``uniform_indices(N, num_batches * n_uni, seed=s)[b*n_uni:(b+1)*n_uni]``, in the
+        order ``argsort(u(s, 3, b*B .. b*B+B-1), stable)``."""
+        epoch = check_count(epoch, "epoch")
+        nb = check_count(num_batches, "num_batches", minimum=1)
+        B, n_imp = self.batch_size, self.importance_count()
+        s = call_seed(self.seed, epoch)
+        imp = sample_indices(self._pi, nb * n_imp, seed=s).reshape(nb, n_imp)
+        uni = uniform_indices(self.pool_size, nb * (B - n_imp), seed=s).reshape(nb, B - n_imp)
+        both = np.concatenate((imp, uni), axis=1)
+        order = np.argsort(uniforms(s, STREAMS["shuffle"], nb * B).reshape(nb, B), axis=1,
+                           kind="stable")
+        return list(np.take_along_axis(both, order, axis=1).astype(np.int64))
+
+    # ------------------------------------------------------------------ the refresh protocol
+    def start_refresh(self, epoch: int) -> None:
+        """Open the refresh of ``epoch`` (its growth draws use call_seed(seed, epoch, 7))."""
+        if self._pending is not None:
+            raise ValueError("a refresh is already open: answer its requests (ask/tell) "
+                             "until ask() returns kind 'done'")
+        self._epoch = check_count(epoch, "epoch")
+        self._n_before = self.pool_size
+        self._old_pi = self._pi
+        self._signals = {}
+        self._pending = ["signals_all"]
+        if self.config.refine:
+            self._pending.append("refine")
+        if self.config.label_budget:
+            self._pending += ["labels", "signals_new"]
+        self._pending.append("finish")
+        self._refiner = None
+        self._request = None
+        self.last_info = {"n_new": 0, "n_refined_cells": 0, "refine_evaluations": 0}
+
+    def ask(self) -> Request:
+        """The next request of the open refresh (the same one until it is told)."""
+        if self._pending is None:
+            raise ValueError("no refresh is open: call start_refresh(epoch) first")
+        if self._request is None:
+            self._request = self._next_request()
+        return self._request
+
+    def _next_request(self) -> Request:
+        while True:
+            step = self._pending[0]
+            if step == "signals_all":
+                return Request("signals", start=0, stop=self.pool_size)
+            if step == "refine":
+                points = self._refine_points()
+                if points.shape[0]:
+                    return Request("q", points=points)
+                self._refiner.tell(np.empty(0))      # nothing left to split: closes the round
+                self._pending.pop(0)
+                continue
+            if step == "labels":
+                return Request("labels", points=self._growth_points())
+            if step == "signals_new":
+                return Request("signals", start=self._n_before, stop=self.pool_size)
+            self._finish()
+            return Request("done")
+
+    def tell(self, answer=None) -> None:
+        """The answer to :meth:`ask`'s request: for "signals" a dict with ``q`` (n,) and,
+        as needed, ``grad_norm`` (n,) and ``loss`` (n,); for "q" the values (m,); for
+        "labels" nothing (the runner has appended the points to its pool)."""
+        req = self.ask()
+        if req.kind == "signals":
+            self._tell_signals(req, answer)
+            self._pending.pop(0)
+        elif req.kind == "q":
+            self._tell_refine(answer)
+        elif req.kind == "labels":
+            self._x = np.concatenate((self._x, req.points))
+            self.last_info["n_new"] = int(req.points.shape[0])
+            self._tree = None
+            self._pending.pop(0)
+        else:
+            raise ValueError("the refresh is done: nothing to tell (start the next one)")
+        self._request = None
+
+    # ------------------------------------------------------------------ signals
+    def _tell_signals(self, req, answer) -> None:
+        if not isinstance(answer, dict):
+            raise TypeError(f"the answer to a 'signals' request must be a dict with 'q' "
+                            f"(and 'grad_norm', 'loss' as needed), got {type(answer).__name__}")
+        n = req.stop - req.start
+        got = {}
+        names = (("q", self.config.uses_q or self.config.refine), ("grad_norm", self.needs_grad),
+                 ("loss", self.has_loss and self.config.uses_loss))
+        for name, needed in names:
+            if not needed:
+                continue
+            if answer.get(name) is None:
+                raise ValueError(f"the 'signals' answer needs {name!r} (rows {req.start}.."
+                                 f"{req.stop - 1})")
+            v = as_float_array(answer[name], f"{name} (q_fn/loss_fn output)", finite=True)
+            if v.size != n:
+                raise ValueError(f"{name} must have one value per pool row ({n}), got {v.size}")
+            if name != "q" and (v < 0).any():
+                raise ValueError(f"{name} must be >= 0, got {v.min()} at index "
+                                 f"{int(np.argmin(v)) + req.start}")
+            got[name] = v
+        for name, v in got.items():
+            old = self._signals.get(name) if req.start else None
+            self._signals[name] = v if old is None else np.concatenate((old, v))
+
+    def distance(self) -> np.ndarray:
+        """The scale-free signal of the last refresh in units of the pool spacing (N,):
+        ``|Q| / |grad Q| / h`` ("distance") or the rank of |Q| (1 = nearest, "quantile")."""
+        q = np.abs(self._signals["q"])
+        if self.config.q_signal == "distance" and "grad_norm" in self._signals:
+            g = self._signals["grad_norm"]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                d = np.where(g > 0, q / np.where(g > 0, g, 1.0), np.where(q == 0, 0.0, np.inf))
+            return d / self.spacing
+        rank = np.empty(q.size)
+        rank[np.argsort(q, kind="stable")] = np.arange(1, q.size + 1)
+        return rank
+
+    def _q_weights(self) -> np.ndarray:
+        c = self.config
+        if c.schedule == "bands":
+            return self._band_weights()
+        clip = c.distance_clip if c.q_signal == "distance" and self.needs_grad else 1.0
+        return importance_weights(self.distance(), weight_power=c.q_power, min_q_abs=clip,
+                                  max_weight=clip ** -c.q_power)
+
+    def _loss_weights(self) -> np.ndarray:
+        c = self.config
+        t = self._signals["loss"] ** c.loss_power
+        mean = t.mean()
+        if not mean > 0 or not np.isfinite(mean):
+            return np.full(t.size, 1.0 / t.size)
+        w = np.minimum(t / mean, c.loss_cap)
+        return w / w.sum()
+
+    # ------------------------------------------------------------------ bands
+    def band_ids(self) -> np.ndarray:
+        """Band of every pool point (0 nearest the model's pole, K the far band)."""
+        return signal_bands(self.distance(), self.config.band_edges)
+
+    def _band_weights(self) -> np.ndarray:
+        c = self.config
+        ids, k = self.band_ids(), len(c.band_edges) + 1
+        counts = np.bincount(ids, minlength=k)
+        losses = band_losses(ids, counts, self._signals.get("loss"))
+        self.stage, self.stage_refreshes = next_stage(
+            self.stage, self.stage_refreshes, self.band_loss, losses,
+            plateau=c.band_plateau, max_refreshes=c.band_max_refreshes, n_bands=k)
+        self.band_loss = losses
+        return band_weights(ids, counts, stage_mix(self.stage, k))
+
+    # ------------------------------------------------------------------ refinement
+    def _refine_points(self) -> np.ndarray:
+        """The points of the next refinement round: the initial grid of a new
+        ActiveSampler over the data's box, then each round's new points."""
+        from .refinement import ActiveSampler, ActiveSamplerConfig
+        c = self.config
+        if self._refiner is None:
+            cells = max(1, int(round(c.refine_initial_cells ** (1.0 / self.dim))))
+            cfg = ActiveSamplerConfig(
+                initial_grid_size=cells,
+                grid_bounds=[(float(a), float(b)) for a, b in zip(*self.box)],
+                max_refinement_level=c.max_refinement_level,
+                max_grid_points=max(c.max_grid_points, 2 * (cells + 1) ** self.dim),
+                criterion=c.refine_criterion)
+            self._refiner = ActiveSampler(cfg, input_dim=self.dim, backend="numpy")
+            self._refine_initial = True
+            self._q_scale = float(np.median(np.abs(self._signals["q"]))) or 1.0
+            return self._refiner.get_current_grid()
+        return self._refiner.ask()
+
+    def _tell_refine(self, values) -> None:
+        """Q at the refinement points, divided by the pool's median |Q| (so the
+        ``abs_or_sign`` threshold is scale-free)."""
+        vals = as_float_array(values, "q_fn output at the refinement points",
+                              allow_empty=True, finite=True) / self._q_scale
+        if self._refine_initial:
+            self._refiner.refine_grid(vals)      # the initial grid, and its first split
+            self._refine_initial = False
+        else:
+            self._refiner.tell(vals)
+        self.last_info["refine_evaluations"] += int(vals.size)
+
+    def refined_cells(self) -> tuple:
+        """(lo, hi), each (m, d): the flagged leaves of the last refinement (none: m = 0)."""
+        if self._refiner is None:
+            return np.zeros((0, self.dim)), np.zeros((0, self.dim))
+        leaves = self._refiner.leaves()
+        f = leaves["flagged"]
+        return leaves["lo"][f], leaves["hi"][f]
+
+    def _nearest(self, points, k):
+        from scipy.spatial import cKDTree
+        if self._tree is None:
+            self._tree = cKDTree(self._x)
+        k = min(k, self.pool_size)
+        dist, idx = self._tree.query(points, k=k)
+        return dist.reshape(len(points), k), idx.reshape(len(points), k)
+
+    def _refine_weights(self) -> np.ndarray | None:
+        lo, hi = self.refined_cells()
+        self.last_info["n_refined_cells"] = int(lo.shape[0])
+        if lo.shape[0] == 0:
+            return None
+        _, idx = self._nearest(0.5 * (lo + hi), self.config.refine_neighbours)
+        w = np.bincount(idx.ravel(), minlength=self.pool_size).astype(np.float64)
+        return w / w.sum()
+
+    # ------------------------------------------------------------------ growth
+    def _growth_points(self) -> np.ndarray:
+        c, n = self.config, self.config.label_budget
+        s = call_seed(self.seed, self._epoch, part=GROWTH_PART)
+        u = uniforms(s, STREAMS["model_growth"], n * self.dim).reshape(n, self.dim)
+        lo, hi = self.box
+        if c.growth == "uniform":
+            return lo + (hi - lo) * u
+        cell_lo, cell_hi = self.refined_cells()
+        loss_ok = self.has_loss and c.uses_loss and "loss" in self._signals
+        n_loss = n if cell_lo.shape[0] == 0 else (int(round(n * c.growth_loss_share))
+                                                  if loss_ok else 0)
+        if not loss_ok and cell_lo.shape[0] == 0:
+            return lo + (hi - lo) * u        # nothing to aim at: uniform in the box
+        parts = []
+        if n_loss:
+            centre = sample_indices(self._loss_weights(), n_loss, seed=s)
+            dist, _ = self._nearest(self._x[centre], 2)
+            radius = np.where(dist[:, -1] > 0, dist[:, -1], self.spacing)[:, None]
+            parts.append(self._x[centre] + radius * (2.0 * u[:n_loss] - 1.0))
+        if n - n_loss:
+            mass = np.ones(cell_lo.shape[0])
+            cell = sample_indices(mass, n - n_loss, seed=call_seed(s, 1))
+            parts.append(cell_lo[cell] + (cell_hi[cell] - cell_lo[cell]) * u[n_loss:])
+        return np.clip(np.concatenate(parts), lo, hi)
+
+    # ------------------------------------------------------------------ the new distribution
+    def _finish(self) -> None:
+        c = self.config
+        parts = []
+        if c.uses_q and "q" in self._signals:
+            parts.append((c.q_share, self._q_weights()))
+        if self.has_loss and c.uses_loss and "loss" in self._signals:
+            parts.append((c.loss_share, self._loss_weights()))
+        if c.refine and c.refine_share > 0:
+            w = self._refine_weights()
+            if w is not None:
+                parts.append((c.refine_share, w))
+        total = sum(share for share, _ in parts)
+        self.set_weights(sum(share * w for share, w in parts) / total if total > 0 else
+                         np.full(self.pool_size, 1.0 / self.pool_size))
+        self.refresh_count += 1
+        self._pending = None
+        self.last_info.update(n_pool=self.pool_size, stage=self.stage)
+        unchanged = self.pool_size == self._n_before and np.array_equal(self._pi, self._old_pi)
+        self.last_info["changed"] = not unchanged
+        if unchanged and self.refresh_count > 1 and not self._warned_unchanged:
+            self._warned_unchanged = True
+            warnings.warn("model-driven refresh changed nothing: the probabilities equal the "
+                          "previous refresh's (is q_fn / loss_fn reading the trained model? "
+                          "a frozen model needs no refresh: raise refresh_every); this "
+                          "warning is given once", RuntimeWarning, stacklevel=3)
+
+    def abort_refresh(self) -> int:
+        """Undo an open refresh (a runner's callable failed): the pool is cut back to its
+        size before the refresh and pi is kept. Returns that size (the runner cuts its
+        own pool to it)."""
+        if self._pending is not None:
+            self._x = self._x[:self._n_before]
+            self._tree = None
+            self._pending = self._request = None
+        return self.pool_size
+
+    def set_weights(self, pi) -> None:
+        """Replace ``pi`` (N,) (e.g. rank 0's, broadcast under DDP): finite, >= 0, sum 1."""
+        pi = as_float_array(pi, "pi", finite=True)
+        if pi.size != self.pool_size or (pi < 0).any() or not abs(pi.sum() - 1.0) < 1e-9:
+            raise ValueError(f"pi must be {self.pool_size} non-negative values summing to 1, "
+                             f"got size {pi.size}, min {pi.min()}, sum {pi.sum()}")
+        self._pi = pi
+
+    def decisions(self) -> np.ndarray:
+        """The state that steers later refreshes, float64: (stage, stage_refreshes,
+        band_loss...) (broadcast with ``pi`` under DDP so every rank decides alike)."""
+        bl = [] if self.band_loss is None else list(self.band_loss)
+        return np.array([self.stage, self.stage_refreshes, *bl], dtype=np.float64)
+
+    def set_decisions(self, vec) -> None:
+        vec = np.asarray(vec, dtype=np.float64)
+        self.stage, self.stage_refreshes = int(vec[0]), int(vec[1])
+        self.band_loss = vec[2:].copy() if vec.size > 2 else None
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        """Config, seed, batch size, the pool inputs, pi and the curriculum's state."""
+        return {"version": STATE_VERSION, "config": self.config.to_dict(), "seed": self.seed,
+                "batch_size": self.batch_size, "x_pool": self._x.copy(), "pi": self._pi.copy(),
+                "refresh_count": self.refresh_count, "decisions": self.decisions(),
+                "warned_unchanged": self._warned_unchanged}
+
+    def load_state_dict(self, state) -> None:
+        """Restore a :meth:`state_dict` (validated first; nothing changes on error)."""
+        check_state(state, type(self).__name__, ("config", "seed", "batch_size", "x_pool", "pi",
+                                                 "refresh_count", "decisions"),
+                    optional=("warned_unchanged",))
+        cfg = config_fields(state["config"], type(self).__name__,
+                            list(ModelDrivenConfig.__dataclass_fields__))
+        cfg["band_edges"] = tuple(cfg["band_edges"])
+        other = ModelDrivenLearner(state["x_pool"], config=ModelDrivenConfig(**cfg),
+                                   seed=state["seed"], batch_size=state["batch_size"],
+                                   has_loss=self.has_loss, has_labels=self.has_labels)
+        other.box, other.spacing = self.box, self.spacing   # the data's box stays the first one
+        other.set_weights(state["pi"])
+        other.refresh_count = check_count(state["refresh_count"], "refresh_count")
+        other.set_decisions(state["decisions"])
+        other._warned_unchanged = bool(state.get("warned_unchanged", False))
+        self.__dict__.update(other.__dict__)
+
+
+def run_refresh(learner: ModelDrivenLearner, epoch: int, *, signals, q=None,
+                labels=None) -> None:
+    """The runner loop of one refresh: ``signals(start, stop) -> dict`` (q, grad_norm,
+    loss of pool rows start:stop), ``q(points (m, d)) -> (m,)`` (refinement),
+    ``labels(points (m, d))`` (label and append them to the caller's pool)."""
+    learner.start_refresh(epoch)
+    try:
+        while True:
+            req = learner.ask()
+            if req.kind == "done":
+                return
+            if req.kind == "signals":
+                learner.tell(signals(req.start, req.stop))
+            elif req.kind == "q":
+                learner.tell(q(req.points))
+            else:
+                labels(req.points)
+                learner.tell(None)
+    except BaseException:
+        learner.abort_refresh()
+        raise
