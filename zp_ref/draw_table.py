@@ -20,12 +20,18 @@ from .tensors import q_to_numpy
 
 
 class DrawTable:
-    """Weighted draws with replacement from the fixed weights ``weights`` ((N,),
-    finite, >= 0, positive total; the errors of ``sample_indices``).
+    """Weighted draws with replacement from fixed weights.
 
     Memory: 8 bytes per entry (numpy: the prefix sums; cpu and cuda: a copy of the
     weights, on the device for cuda) plus, on cpu, 32 bytes per block of
     PREFIX_BLOCK entries (block ends, offsets, guide table).
+
+    Parameters
+    ----------
+    weights : array_like or torch.Tensor, shape (N,)
+        Finite weights >= 0 with a positive total (the errors of ``sample_indices``).
+    backend : {"auto", "numpy", "cpu", "cuda"}, default "auto"
+        Where it runs; every backend returns the same values.
     """
 
     def __init__(self, weights, *, backend="auto"):

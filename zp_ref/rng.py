@@ -67,7 +67,19 @@ def uniform_numpy(key, j):
 
 
 def u(seed: int, stream: int, j: int) -> float:
-    """The single uniform u(seed, stream, j) in [0, 1)."""
+    """The single uniform u(seed, stream, j) in [0, 1).
+
+    Parameters
+    ----------
+    seed, stream, j : int
+        Integers in [0, 2**64): the seed, the stream (0..15 belong to zp_ref, see
+        ``STREAMS``) and the counter.
+
+    Returns
+    -------
+    float
+        A multiple of 2**-53 in [0, 1).
+    """
     seed = check_seed(seed)
     stream = check_seed(stream, "stream")
     j = check_seed(j, "j")
@@ -93,7 +105,24 @@ def _uniforms_numpy(key: np.uint64, start: int, n: int) -> np.ndarray:
 
 
 def uniforms(seed, stream, n, *, start=0, backend="auto") -> np.ndarray:
-    """``u(seed, stream, j)`` for ``j = start .. start+n-1``, float64 (n,)."""
+    """``u(seed, stream, j)`` for ``j = start .. start+n-1``.
+
+    Parameters
+    ----------
+    seed, stream : int
+        Integers in [0, 2**64).
+    n : int
+        Number of uniforms, >= 0.
+    start : int, default 0
+        First counter; ``start + n <= 2**64``.
+    backend : {"auto", "numpy", "cpu", "cuda"}, default "auto"
+        Where it runs; every backend returns the same values.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, shape (n,), in [0, 1).
+    """
     from .backends import resolve_backend
 
     seed = check_seed(seed)
@@ -119,16 +148,44 @@ def uniforms(seed, stream, n, *, start=0, backend="auto") -> np.ndarray:
 
 
 def derive_seed(seed: int, index: int) -> int:
-    """The ``index``-th seed derived from ``seed``: raw64(seed, 2**63, index)."""
+    """The ``index``-th seed derived from ``seed``: raw64(seed, 2**63, index).
+
+    Parameters
+    ----------
+    seed, index : int
+        Integers in [0, 2**64).
+
+    Returns
+    -------
+    int
+        A seed in [0, 2**64).
+    """
     seed = check_seed(seed)
     index = check_seed(index, "index")
     return int(raw64_numpy(key_of(seed, STREAMS["derive"]), np.uint64(index)))
 
 
 def call_seed(seed: int, call: int, part: int | None = None) -> int:
-    """Seed of call ``call`` (0, 1, ...) of a stateful sampler: ``derive_seed(seed, call)``;
-    for one ``part`` of a sampler that draws from several (IntegratedSampler's uniform
-    part 1 and tree part 2), ``derive_seed(derive_seed(seed, part), call)``."""
+    """Seed of call ``call`` of a stateful sampler.
+
+    ``derive_seed(seed, call)``; for one ``part`` of a sampler that draws from several
+    (IntegratedSampler's uniform part 1 and tree part 2),
+    ``derive_seed(derive_seed(seed, part), call)``.
+
+    Parameters
+    ----------
+    seed : int
+        The sampler's seed, in [0, 2**64).
+    call : int
+        The call number (0, 1, ...).
+    part : int or None, default None
+        The part of the sampler, or None for a sampler with one part.
+
+    Returns
+    -------
+    int
+        The seed of that call, in [0, 2**64).
+    """
     if part is not None:
         seed = derive_seed(seed, part)
     return derive_seed(seed, call)

@@ -24,12 +24,22 @@ from .state import STATE_VERSION, check_state, config_fields
 # --- the oracle -----------------------------------------------------------------------
 
 def prefix_sums(w: np.ndarray) -> np.ndarray:
-    """The prefix sums C that define every weighted draw, float64 (N,).
+    """The prefix sums C that define every weighted draw.
 
     Blocks of PREFIX_BLOCK entries are summed sequentially (``local``); block ends
     are added sequentially (``ends``); ``C[i] = ends[b-1] + local[i]`` for i in block
     b. So ``C[-1] == ends[-1]`` is the total, C is non-decreasing, and blocks can be
-    processed in parallel with bit-identical results. w: (N,) finite, >= 0.
+    processed in parallel with bit-identical results.
+
+    Parameters
+    ----------
+    w : numpy.ndarray, shape (N,)
+        Finite weights >= 0.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, shape (N,).
     """
     w = as_float_array(w, "weights", finite=True)
     if (w < 0).any():
@@ -92,7 +102,27 @@ def sample_indices(weights, n, *, seed, replace=True, backend="auto") -> np.ndar
     C = :func:`prefix_sums`. Without replacement: the ``n`` largest keys
     ``log(w_i) - log(-log(u(seed, 1, i)))`` (the order of the Efraimidis-Spirakis keys
     log(u) / w_i), in decreasing key order, ties to the lower index.
-    Zero weights are never drawn. weights: (N,) >= 0, finite. Returns int64 (n,).
+    Zero weights are never drawn.
+
+    Parameters
+    ----------
+    weights : array_like or torch.Tensor, shape (N,)
+        Finite weights >= 0 with a positive total (need not be normalised).
+    n : int
+        Number of draws, >= 0 (at most the number of positive weights without
+        replacement).
+    seed : int
+        Seed in [0, 2**64).
+    replace : bool, default True
+        Draw with replacement.
+    backend : {"auto", "numpy", "cpu", "cuda"}, default "auto"
+        Where it runs; every backend returns the same values.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64, shape (n,), indices into ``weights`` (an int64 tensor on the weights'
+        device for a tensor).
     """
     w = check_weights(weights)
     n = check_draw_count(n, "n")
@@ -138,7 +168,24 @@ def _sample_without_replacement(w, n, seed, backend):
 
 
 def uniform_indices(pool_size, n, *, seed, backend="auto") -> np.ndarray:
-    """``floor(u(seed, 2, j) * pool_size)`` clamped to pool_size - 1, int64 (n,)."""
+    """Uniform draws: ``floor(u(seed, 2, j) * pool_size)``, clamped to pool_size - 1.
+
+    Parameters
+    ----------
+    pool_size : int
+        N >= 1.
+    n : int
+        Number of draws, >= 0.
+    seed : int
+        Seed in [0, 2**64).
+    backend : {"auto", "numpy", "cpu", "cuda"}, default "auto"
+        Where it runs; every backend returns the same values.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64, shape (n,), in [0, pool_size).
+    """
     pool_size = check_count(pool_size, "pool_size", minimum=1)
     if pool_size > 2**53:
         raise ValueError(f"pool_size must be at most 2**53 (the index floor(u * pool_size) is "
@@ -154,14 +201,33 @@ def uniform_indices(pool_size, n, *, seed, backend="auto") -> np.ndarray:
 
 @tensor_io(q_args=("weights",), returns="index_float")
 def hybrid_indices(weights, n, *, ratio, seed, backend="auto"):
-    """A hybrid batch: ``floor(n * ratio)`` importance draws then uniform ones, shuffled
-    by ``argsort(u(seed, 3, 0..n-1))`` (stable).
+    """A hybrid batch: ``floor(n * ratio)`` importance draws then uniform ones.
 
-    Returns (idx int64 (n,), likelihood_ratio float64 (n,)) with likelihood ratio
-    ``1 / (N * m_i)``, ``m_i = ratio * pi_i + (1 - ratio) / N``, ``pi = w / C[-1]``:
-    weighting a per-sample loss by it keeps its mean unbiased for the uniform mean.
-    Tensor weights give (int64 tensor, tensor of the weights' floating dtype) on their
-    device.
+    The batch is shuffled by ``argsort(u(seed, 3, 0..n-1))`` (stable). The likelihood
+    ratio is ``1 / (N * m_i)`` with ``m_i = ratio * pi_i + (1 - ratio) / N`` and
+    ``pi = w / C[-1]``: weighting a per-sample loss by it keeps its mean unbiased for the
+    uniform mean.
+
+    Parameters
+    ----------
+    weights : array_like or torch.Tensor, shape (N,)
+        Finite weights >= 0 with a positive total.
+    n : int
+        Batch size, >= 0.
+    ratio : float
+        Importance share of the batch, in [0, 1].
+    seed : int
+        Seed in [0, 2**64).
+    backend : {"auto", "numpy", "cpu", "cuda"}, default "auto"
+        Where it runs; every backend returns the same values.
+
+    Returns
+    -------
+    idx : numpy.ndarray
+        int64, shape (n,).
+    likelihood_ratio : numpy.ndarray
+        float64, shape (n,). Tensor weights give (int64 tensor, tensor of the weights'
+        floating dtype) on their device.
     """
     w = check_weights(weights)
     n = check_draw_count(n, "n")
@@ -192,8 +258,20 @@ def prefix_total(w, backend="numpy") -> float:
 
 def kish_ess(weights) -> float:
     """Kish effective sample size ``(sum w)**2 / sum w**2`` (0 for all-zero weights).
-    weights: (N,) finite, >= 0. Scale-free: weights beyond 1e+-100 are divided by their
-    maximum first, so neither the squares nor their sum overflow or underflow."""
+
+    Scale-free: weights beyond 1e+-100 are divided by their maximum first, so neither
+    the squares nor their sum overflow or underflow.
+
+    Parameters
+    ----------
+    weights : array_like, shape (N,)
+        Finite weights >= 0.
+
+    Returns
+    -------
+    float
+        The effective sample size, in [0, N].
+    """
     w = as_float_array(weights, "weights", finite=True)
     if (w < 0).any():
         raise ValueError(f"weights must be >= 0: {int((w < 0).sum())} negative value(s), "
@@ -227,8 +305,26 @@ _STATE_KEYS = ("config", "seed", "calls", "backend", "total_samples", "sample_co
 
 @dataclass
 class ImportanceSamplerConfig:
-    """Configuration of :class:`ImportanceSampler` (the anchor's fields that take effect,
-    with its defaults; its ``resample_ratio`` had none: see ``REMOVED_FIELDS``)."""
+    """Configuration of :class:`ImportanceSampler`.
+
+    The anchor's fields that take effect, with its defaults; its ``resample_ratio`` had
+    none: see ``REMOVED_FIELDS``.
+
+    Parameters
+    ----------
+    weight_power : float, default 2.0
+        p in ``w = 1 / |Q|**p``, >= 0.
+    min_q_abs : float, default 1e-6
+        |Q| is clipped below at this value (units of Q).
+    max_weight : float, default 100.0
+        Weights are clipped above at this value.
+    temperature : float, default 1.0
+        ``w -> w**(1/temperature)``.
+    resample_frequency : int, default 5
+        Epochs between refreshes, >= 1.
+    importance_batch_ratio : float, default 0.7
+        Importance share of a hybrid batch, in [0, 1].
+    """
     weight_power: float = 2.0           # w = 1 / |Q|**weight_power
     min_q_abs: float = 1e-6             # |Q| clipped below at this value
     max_weight: float = 100.0           # weights clipped above at this value
@@ -248,13 +344,22 @@ class ImportanceSamplerConfig:
 
 
 class ImportanceSampler:
-    """Importance batches from a pool weighted by 1/|Q|^p.
+    """Importance batches from a pool weighted by ``1/|Q|**p``.
 
     Its state is (seed, number of batches drawn): batch c uses
     ``seed_c = derive_seed(seed, c)``, so ``sample_batch`` returns
     ``sample_indices(compute_weights(q), B, seed=seed_c)`` and ``hybrid_sample``
     returns ``hybrid_indices(compute_weights(q), B, ratio=importance_batch_ratio,
     seed=seed_c)``. ``state_dict``/``load_state_dict`` restore the exact future draws.
+
+    Parameters
+    ----------
+    config : ImportanceSamplerConfig or None, default None
+        The weights and the hybrid ratio (None: the defaults).
+    seed : int, default 0
+        Seed in [0, 2**64).
+    backend : {"auto", "numpy", "cpu", "cuda"}, default "auto"
+        Where it runs; every backend returns the same values.
     """
 
     def __init__(self, config: ImportanceSamplerConfig | None = None, *, seed=0,

@@ -32,20 +32,39 @@ _NO_BAD_ENTRIES = np.empty(0)
 def sample_from_q(q, n, *, seed, weight_power=2.0, min_q_abs=1e-6, max_weight=100.0,
                   temperature=1.0, replace=True, nan_policy="raise",
                   backend="auto") -> np.ndarray:
-    """Draw ``n`` indices of the pool ``q`` with probability proportional to its
-    importance weights ``min(max(|q|, min_q_abs)**-p, max_weight)**(1/T)``.
+    """Draw ``n`` indices of the pool ``q`` in proportion to its importance weights.
 
-    Exactly ``sample_indices(importance_weights(q, normalize=False, ...), n,
-    seed=seed, replace=replace)`` on the same backend, with the same errors.
-    q: (N,) or (N, 1) real, NumPy or a torch tensor (``+-inf``: weight 0; NaN: see
-    ``nan_policy`` of ``importance_weights``). Returns int64 (n,), a tensor on q's
-    device for a tensor q.
+    The weights are ``min(max(|q|, min_q_abs)**-p, max_weight)**(1/T)``: exactly
+    ``sample_indices(importance_weights(q, normalize=False, ...), n, seed=seed,
+    replace=replace)`` on the same backend, with the same errors.
 
     With replacement the cpu and cuda backends never store the weights: besides the
     output, the extra memory is under 0.2 bytes per entry (block totals, ends, guide
     table and counts, per PREFIX_BLOCK entries) and 12 bytes per draw (plus a copy of
     q on cpu when NaNs are omitted). ``replace=False`` needs a key per entry, so it
     computes the weights first (8 bytes per entry).
+
+    Parameters
+    ----------
+    q : array_like or torch.Tensor, shape (N,) or (N, 1)
+        Real Q values of the pool (``+-inf``: weight 0).
+    n : int
+        Number of draws, >= 0.
+    seed : int
+        Seed in [0, 2**64).
+    weight_power, min_q_abs, max_weight, temperature : float
+        As in :func:`importance_weights` (defaults 2.0, 1e-6, 100.0, 1.0).
+    replace : bool, default True
+        Draw with replacement.
+    nan_policy : {"raise", "omit"}, default "raise"
+        As in :func:`importance_weights`.
+    backend : {"auto", "numpy", "cpu", "cuda"}, default "auto"
+        Where it runs; every backend returns the same values.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64, shape (n,) (a tensor on q's device for a tensor q).
     """
     p, min_q_abs, max_weight, temperature = check_weight_config(
         weight_power, min_q_abs, max_weight, temperature)

@@ -54,13 +54,35 @@ def importance_weights(q, *, weight_power=2.0, min_q_abs=1e-6, max_weight=100.0,
 
     ``a = max(|q|, min_q_abs)``, ``w = a**-p``, ``w = min(w, max_weight)``,
     ``w = w**(1/T)`` when ``T != 1``, then ``w / sum(w)`` when ``normalize``.
-    ``q = +-inf`` gives weight 0. NaN raises ``ValueError`` unless
-    ``nan_policy="omit"`` (weight 0, the count reported in a ``RuntimeWarning``).
+    ``q = +-inf`` gives weight 0.
 
-    q: (N,) or (N, 1) real (a tensor gives a tensor, docs/compat.md). Returns float64
-    (N,). ``out`` (writeable C-contiguous float64 (N,), not overlapping ``q``) receives
-    the result without a new allocation; its contents are unspecified when the call
-    raises.
+    Parameters
+    ----------
+    q : array_like or torch.Tensor, shape (N,) or (N, 1)
+        Real Q values of the pool (a tensor gives a tensor, docs/compat.md).
+    weight_power : float, default 2.0
+        p >= 0.
+    min_q_abs : float, default 1e-6
+        |Q| is clipped below at this value (> 0, units of Q).
+    max_weight : float, default 100.0
+        Weights are clipped above at this value (> 0), before tempering.
+    temperature : float, default 1.0
+        T > 0; ``max_weight ** (1 / T)`` must be a finite float64.
+    normalize : bool, default True
+        Divide by the sum.
+    nan_policy : {"raise", "omit"}, default "raise"
+        NaN raises ``ValueError``; ``"omit"`` gives it weight 0 and reports the count in a
+        ``RuntimeWarning``.
+    backend : {"auto", "numpy", "cpu", "cuda"}, default "auto"
+        Where it runs; every backend returns the same values.
+    out : numpy.ndarray or None, default None
+        Writeable C-contiguous float64 (N,), not overlapping ``q``: receives the result
+        without a new allocation (contents unspecified when the call raises).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, shape (N,) (``out`` when given; a tensor for a tensor ``q``).
     """
     p, min_q_abs, max_weight, temperature = check_weight_config(
         weight_power, min_q_abs, max_weight, temperature)
@@ -153,8 +175,20 @@ def _check_out(out, q):
 def singularity_prob(q_values, tau_train, beta=0.1) -> np.ndarray:
     """Probability that a sample is singular: ``sigmoid((tau_train - |q|) / beta)``.
 
-    q_values: (N,) or (N, 1) real (a tensor gives a tensor of its dtype and device);
-    tau_train >= 0 and beta > 0 are on the scale of |Q|. Returns (N,)."""
+    Parameters
+    ----------
+    q_values : array_like or torch.Tensor, shape (N,) or (N, 1)
+        Real Q values (a tensor gives a tensor of its dtype and device).
+    tau_train : float
+        Threshold >= 0, on the scale of |Q|.
+    beta : float, default 0.1
+        Width > 0 of the sigmoid, on the scale of |Q|.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, shape (N,), in [0, 1].
+    """
     tau_train = check_real(tau_train, "tau_train", low=0.0)
     beta = check_real(beta, "beta", low=0.0, low_open=True)
     q = as_float_array(q_values, "q_values", finite=False)
@@ -176,7 +210,20 @@ def singularity_prob(q_values, tau_train, beta=0.1) -> np.ndarray:
 def ema_update(previous, current, gamma=0.1) -> np.ndarray:
     """Exponential moving average ``gamma * current + (1 - gamma) * previous``.
 
-    previous: a scalar or the shape of ``current`` (N,); gamma in [0, 1]. Returns (N,)."""
+    Parameters
+    ----------
+    previous : float or array_like, shape (N,)
+        The previous average (a scalar or the shape of ``current``).
+    current : array_like, shape (N,)
+        The new values.
+    gamma : float, default 0.1
+        Weight of ``current``, in [0, 1].
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, shape (N,).
+    """
     gamma = check_real(gamma, "gamma", low=0.0, high=1.0)
     current = as_float_array(current, "current", finite=True)
     if np.ndim(previous) == 0:
@@ -194,8 +241,22 @@ def ema_update(previous, current, gamma=0.1) -> np.ndarray:
 def sampling_weights(probabilities, bottom_mask=None, *, alpha=1.0, s_min=0.1) -> np.ndarray:
     """Risk sampling weights ``max(s_min, 1 + alpha * |probabilities - bottom_mask|)``.
 
-    bottom_mask (N,): 1 (or True) where the target is bottom; None means all zeros.
-    Returns (N,)."""
+    Parameters
+    ----------
+    probabilities : array_like, shape (N,)
+        Singularity probabilities in [0, 1] (:func:`singularity_prob`).
+    bottom_mask : array_like of bool or {0, 1}, shape (N,), or None
+        1 (or True) where the target is bottom; None means all zeros.
+    alpha : float, default 1.0
+        Slope, >= 0.
+    s_min : float, default 0.1
+        Floor of the weights, >= 0.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, shape (N,).
+    """
     alpha = check_real(alpha, "alpha", low=0.0)
     s_min = check_real(s_min, "s_min", low=0.0)
     prob = as_float_array(probabilities, "probabilities", finite=True)
