@@ -21,7 +21,7 @@ PACKAGE = ROOT / "zp_ref"
 MAX_LINES = 600
 BRIDGES = ("zp_ref.bridges.torch", "zp_ref.torch_bridge", "zp_ref.bridges.dask",
            "zp_ref.bridges.dask_blocks", "zp_ref.bridges.dask_pools",
-           "zp_ref.bridges.dask_strata", "zp_ref.dask_bridge")
+           "zp_ref.bridges.dask_strata", "zp_ref.dask_bridge", "zp_ref.bridges.torch_model")
 #: Third-party packages a kernel module may import (besides the standard library).
 KERNEL_THIRD_PARTY = {"numpy", "numba"}
 
@@ -164,7 +164,8 @@ def test_only_apps_import_apps():
 
 #: Layers of docs/index.md's map, bottom up; a module imports only its own layer or
 #: lower ones. IntegratedSampler drives an ActiveSampler, so integrated sits with
-#: refinement; the torch_bridge / dask_bridge aliases sit with the bridges.
+#: refinement, and so does model_driven (its learner refines the model's Q with one); the
+#: torch_bridge / dask_bridge aliases sit with the bridges.
 LAYERS = ("kernels", "core", "refinement", "bridges, compat", "apps")
 
 
@@ -175,7 +176,8 @@ def layer_of(name: str) -> int:
         return 4
     if name.startswith(("zp_ref.bridges", "zp_ref.compat")) or name in BRIDGES:
         return 3
-    if name.startswith("zp_ref.refinement") or name == "zp_ref.integrated":
+    if name.startswith("zp_ref.refinement") or name in ("zp_ref.integrated",
+                                                         "zp_ref.model_driven"):
         return 2
     return 1
 

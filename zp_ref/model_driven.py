@@ -39,6 +39,9 @@ __all__ = ["ModelDrivenConfig", "ModelDrivenLearner", "Request", "run_refresh",
 Q_SIGNALS = ("distance", "quantile", "none")
 GROWTHS = ("model", "uniform")
 SCHEDULES = ("none", "bands")
+#: Where each signal comes from (named in errors).
+_SOURCE = {"q": "q (q_fn output)", "grad_norm": "grad_norm (|grad_x q_fn|)",
+           "loss": "loss (loss_fn output)"}
 #: ``part`` of :func:`zp_ref.rng.call_seed` for the growth draws of refresh epoch e.
 GROWTH_PART = 7
 
@@ -216,16 +219,12 @@ class ModelDrivenLearner:
         self.refresh_count, self.stage, self.stage_refreshes = 0, 0, 0
         self.band_loss = None          # mean loss per band at the last refresh
         self.last_info = {}
-        self._warned_unchanged = False
-        self._tree = None
+        self._warned_unchanged, self._tree = False, None
 
     # ------------------------------------------------------------------ pool
     pool_size = property(lambda self: self._x.shape[0], doc="N, the current pool size")
 
-    @property
-    def x_pool(self) -> np.ndarray:
-        """The learner's copy of the pool inputs, float64 (N, d) (grown points included)."""
-        return self._x
+    x_pool = property(lambda self: self._x, doc="The pool inputs, float64 (N, d), grown ones last")
 
     @property
     def weights(self) -> np.ndarray:
@@ -287,8 +286,7 @@ class ModelDrivenLearner:
         if self.config.label_budget:
             self._pending += ["labels", "signals_new"]
         self._pending.append("finish")
-        self._refiner = None
-        self._request = None
+        self._refiner = self._request = None
         self.last_info = {"n_new": 0, "n_refined_cells": 0, "refine_evaluations": 0}
 
     def ask(self) -> Request:
@@ -321,16 +319,18 @@ class ModelDrivenLearner:
     def tell(self, answer=None) -> None:
         """The answer to :meth:`ask`'s request: for "signals" a dict with ``q`` (n,) and,
         as needed, ``grad_norm`` (n,) and ``loss`` (n,); for "q" the values (m,); for
-        "labels" nothing (the runner has appended the points to its pool)."""
+        "labels" None, or the points the runner appended instead (rank 0's under DDP)."""
         req = self.ask()
         if req.kind == "signals":
             self._tell_signals(req, answer)
             self._pending.pop(0)
         elif req.kind == "q":
             self._tell_refine(answer)
-        elif req.kind == "labels":
-            self._x = np.concatenate((self._x, req.points))
-            self.last_info["n_new"] = int(req.points.shape[0])
+        elif req.kind == "labels":         # answer: the points appended (default: asked)
+            pts = req.points if answer is None else as_float_array(
+                answer, "labelled points", ndim=2, finite=True).reshape(-1, self.dim)
+            self._x = np.concatenate((self._x, pts))
+            self.last_info["n_new"] = int(pts.shape[0])
             self._tree = None
             self._pending.pop(0)
         else:
@@ -352,7 +352,7 @@ class ModelDrivenLearner:
             if answer.get(name) is None:
                 raise ValueError(f"the 'signals' answer needs {name!r} (rows {req.start}.."
                                  f"{req.stop - 1})")
-            v = as_float_array(answer[name], f"{name} (q_fn/loss_fn output)", finite=True)
+            v = as_float_array(answer[name], _SOURCE[name], finite=True)
             if v.size != n:
                 raise ValueError(f"{name} must have one value per pool row ({n}), got {v.size}")
             if name != "q" and (v < 0).any():
@@ -579,7 +579,9 @@ def run_refresh(learner: ModelDrivenLearner, epoch: int, *, signals, q=None,
                 labels=None) -> None:
     """The runner loop of one refresh: ``signals(start, stop) -> dict`` (q, grad_norm,
     loss of pool rows start:stop), ``q(points (m, d)) -> (m,)`` (refinement),
-    ``labels(points (m, d))`` (label and append them to the caller's pool)."""
+    ``labels(points (m, d))`` (label and append them to the caller's pool; returns None
+    or the points it appended instead). On an error the refresh is undone
+    (:meth:`ModelDrivenLearner.abort_refresh`) and re-raised."""
     learner.start_refresh(epoch)
     try:
         while True:
@@ -591,8 +593,7 @@ def run_refresh(learner: ModelDrivenLearner, epoch: int, *, signals, q=None,
             elif req.kind == "q":
                 learner.tell(q(req.points))
             else:
-                labels(req.points)
-                learner.tell(None)
+                learner.tell(labels(req.points))
     except BaseException:
         learner.abort_refresh()
         raise

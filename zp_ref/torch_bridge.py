@@ -2,7 +2,8 @@
 from .bridges.torch import (CurriculumBatchSampler, EpochLoader, HybridBatchSampler,
                             ImportanceWeightedSampler, as_tensor, evaluate_q_fn,
                             sharded_total, to_numpy)
+from .bridges.torch_model import ModelDrivenSampler, PoolDataset
 
 __all__ = ["as_tensor", "to_numpy", "evaluate_q_fn", "sharded_total",
            "ImportanceWeightedSampler", "HybridBatchSampler", "CurriculumBatchSampler",
-           "EpochLoader"]
+           "EpochLoader", "ModelDrivenSampler", "PoolDataset"]
