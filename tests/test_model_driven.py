@@ -1,0 +1,294 @@
+"""The model-driven learner's contract (zp_ref.model_driven, NumPy only): the floor, the
+bounded likelihood ratios, draws as a pure function of (seed, epoch, what it was told),
+scale-free signals, refinement of the model's Q, pool growth, the band curriculum,
+state round trips and the errors."""
+import warnings
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from zp_ref.model_bands import next_stage, stage_mix
+from zp_ref.model_driven import ModelDrivenConfig, ModelDrivenLearner, run_refresh
+from zp_ref.rng import STREAMS, call_seed, uniforms
+from zp_ref.sampling import sample_indices, uniform_indices
+
+MODEL_POLE, TRUE_POLE = 0.3, -0.5
+#: Most tests refresh with fixed signals on purpose; the warning has its own test.
+pytestmark = pytest.mark.filterwarnings("ignore:model-driven refresh changed nothing")
+
+
+def pool(n=2000):
+    return (np.arange(n) + 0.5) / n * 2.0 - 1.0          # midpoints of [-1, 1], no pole hit
+
+
+def model_q(x, scale=1.0):
+    """A model whose Q has a pole at 0.3 (the data's pole at -0.5 is missing)."""
+    return scale * (x - MODEL_POLE) * (1.0 + 0.1 * x)
+
+
+def model_grad(x, scale=1.0):
+    return np.abs(scale * (1.0 + 0.1 * x + 0.1 * (x - MODEL_POLE)))
+
+
+def target_loss(x):
+    """The loss is large where the model lacks the data's pole."""
+    return 1.0 / (np.abs(x - TRUE_POLE) + 1e-3)
+
+
+def signals_of(learner, scale=1.0, loss=True):
+    def signals(start, stop):
+        x = learner.x_pool[start:stop, 0]
+        out = {"q": model_q(x, scale), "grad_norm": model_grad(x, scale)}
+        if loss:
+            out["loss"] = target_loss(x)
+        return out
+    return signals
+
+
+def refreshed(config=None, *, n=2000, epochs=1, scale=1.0, seed=0, batch_size=64,
+              labels=None, loss=True):
+    learner = ModelDrivenLearner(pool(n), config=config, seed=seed, batch_size=batch_size,
+                                 has_loss=loss, has_labels=labels is not None)
+    for e in range(epochs):
+        run_refresh(learner, e, signals=signals_of(learner, scale, loss),
+                    q=lambda p: model_q(p[:, 0], scale), labels=labels)
+    return learner
+
+
+CONFIGS = {
+    "defaults": ModelDrivenConfig(),
+    "quantile": ModelDrivenConfig(q_signal="quantile"),
+    "refine": ModelDrivenConfig(refine=True),
+    "bands": ModelDrivenConfig(schedule="bands"),
+    "tiny_floor": ModelDrivenConfig(floor=0.01, loss_cap=1e6),
+}
+
+
+# ------------------------------------------------------------------ the floor and the ratios
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_every_point_keeps_the_floor_and_ratios_are_bounded(name):
+    cfg = CONFIGS[name]
+    learner = refreshed(cfg, epochs=3)
+    m, n = learner.probabilities, learner.pool_size
+    assert abs(m.sum() - 1.0) < 1e-12
+    assert m.min() >= cfg.floor / n * (1 - 1e-12)
+    idx = np.concatenate(learner.batches(3, 8))
+    lr = learner.likelihood_ratio(idx)
+    np.testing.assert_array_equal(lr, 1.0 / (n * m[idx]))
+    assert lr.max() <= 1.0 / cfg.floor * (1 + 1e-12)
+
+
+def test_the_signals_move_mass_to_both_poles():
+    """Q's share goes near the model's pole, the loss's near the data's (missing) pole."""
+    m, x = refreshed().probabilities, pool()
+    near = lambda p: m[np.abs(x - p) < 0.01].sum()   # 1 % of the pool each
+    assert near(MODEL_POLE) > 0.05 and near(TRUE_POLE) > 0.05
+
+
+def test_batches_follow_their_definition():
+    """Batch b = importance draws of sample_indices(pi) then uniform_indices, shuffled by
+    u(s, 3, .): the hybrid mixture with n_imp = floor(B (1 - floor)) per batch."""
+    learner = refreshed(ModelDrivenConfig(floor=0.3))
+    B, nb, n_imp = 64, 5, int(np.floor(64 * 0.7))
+    s = call_seed(0, 4)
+    imp = sample_indices(learner.weights, nb * n_imp, seed=s).reshape(nb, n_imp)
+    uni = uniform_indices(learner.pool_size, nb * (B - n_imp), seed=s).reshape(nb, -1)
+    keys = uniforms(s, STREAMS["shuffle"], nb * B).reshape(nb, B)
+    for b, got in enumerate(learner.batches(4, nb)):
+        want = np.concatenate((imp[b], uni[b]))[np.argsort(keys[b], kind="stable")]
+        np.testing.assert_array_equal(got, want)
+        assert got.dtype == np.int64
+
+
+def test_draws_follow_the_probabilities():
+    """Chi-square goodness of fit of 500 batches from a 20-point pool (fixed seed)."""
+    learner = refreshed(n=20, batch_size=32)
+    counts = np.bincount(np.concatenate(learner.batches(0, 500)), minlength=20)
+    # within a batch the importance/uniform split is fixed: a stratified draw, whose
+    # counts vary less than multinomial ones, so the multinomial test is conservative
+    p = stats.chisquare(counts, learner.probabilities * counts.sum()).pvalue
+    assert p > 1e-3
+
+
+def test_same_seed_same_draws_other_seed_other_draws():
+    a, b, c = refreshed(seed=5), refreshed(seed=5), refreshed(seed=6)
+    for x, y in zip(a.batches(2, 4), b.batches(2, 4)):
+        np.testing.assert_array_equal(x, y)
+    assert not all(np.array_equal(x, y) for x, y in zip(a.batches(2, 4), c.batches(2, 4)))
+    assert not all(np.array_equal(x, y) for x, y in zip(a.batches(2, 4), a.batches(3, 4)))
+
+
+# ------------------------------------------------------------------ scale-free
+@pytest.mark.parametrize("signal", ["distance", "quantile"])
+@pytest.mark.parametrize("scale", [1e-3, 1e3])
+def test_rescaling_the_model_q_keeps_the_draws(signal, scale):
+    """(P, Q) -> (cP, cQ): the distance |Q| / |grad Q| and the rank of |Q| do not move."""
+    cfg = ModelDrivenConfig(q_signal=signal, schedule="none")
+    a, b = refreshed(cfg), refreshed(cfg, scale=scale)
+    np.testing.assert_allclose(b.probabilities, a.probabilities, rtol=1e-12)
+    for x, y in zip(a.batches(1, 6), b.batches(1, 6)):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_absolute_q_scale_would_change_the_draws():
+    """The guard: with the loss off and no grad, |Q| itself (quantile) is what is used,
+    and a different Q (not a rescaling) does change the draws."""
+    a = refreshed(ModelDrivenConfig(loss_share=0.0))
+    learner = ModelDrivenLearner(pool(), batch_size=64)
+    run_refresh(learner, 0, signals=lambda s, t: {
+        "q": learner.x_pool[s:t, 0] + 0.5, "grad_norm": np.ones(t - s)})
+    assert not np.allclose(learner.probabilities, a.probabilities)
+
+
+# ------------------------------------------------------------------ refreshes
+def test_a_refresh_that_changes_nothing_warns_once():
+    learner = ModelDrivenLearner(pool(), batch_size=64, has_loss=True)
+    sig = signals_of(learner)
+    run_refresh(learner, 0, signals=sig)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_refresh(learner, 1, signals=sig)
+        run_refresh(learner, 2, signals=sig)
+    msgs = [w for w in caught if "changed nothing" in str(w.message)]
+    assert len(msgs) == 1 and issubclass(msgs[0].category, RuntimeWarning)
+    assert learner.last_info["changed"] is False
+
+
+def test_state_round_trip_gives_the_same_draws():
+    cfg = ModelDrivenConfig(schedule="bands")
+    a = refreshed(cfg, epochs=3)
+    b = ModelDrivenLearner(pool(), config=cfg, batch_size=64, has_loss=True)
+    b.load_state_dict(a.state_dict())
+    np.testing.assert_array_equal(a.probabilities, b.probabilities)
+    assert (b.stage, b.stage_refreshes) == (a.stage, a.stage_refreshes)
+    for x, y in zip(a.batches(7, 3), b.batches(7, 3)):
+        np.testing.assert_array_equal(x, y)
+    run_refresh(a, 3, signals=signals_of(a))
+    run_refresh(b, 3, signals=signals_of(b))
+    np.testing.assert_array_equal(a.probabilities, b.probabilities)
+
+
+# ------------------------------------------------------------------ refinement and growth
+def test_refinement_finds_the_model_pole_and_boosts_its_neighbours():
+    learner = refreshed(ModelDrivenConfig(refine=True, q_share=0.0, loss_share=0.0))
+    lo, hi = learner.refined_cells()
+    assert lo.shape[0] >= 1 and ((lo[:, 0] <= MODEL_POLE) & (MODEL_POLE <= hi[:, 0])).any()
+    assert (hi - lo).max() <= 2.0 / 1024 / 2 ** 10 * 1.0001        # the finest level
+    top = np.argsort(learner.weights)[-8:]
+    assert np.abs(pool()[top] - MODEL_POLE).max() < 8 * 2.0 / 2000
+    assert learner.last_info["n_refined_cells"] == lo.shape[0]
+
+
+def test_growth_adds_the_budget_near_high_loss_and_refined_cells():
+    cfg = ModelDrivenConfig(refine=True, label_budget=40)
+    added = []
+    learner = refreshed(cfg, epochs=2, labels=lambda p: added.append(p.copy()))
+    assert learner.pool_size == 2000 + 2 * 40 and [a.shape for a in added] == [(40, 1)] * 2
+    new = np.concatenate(added)[:, 0]
+    np.testing.assert_array_equal(learner.x_pool[2000:, 0], new)
+    assert (new >= pool()[0]).all() and (new <= pool()[-1]).all()
+    near_loss = np.abs(new - TRUE_POLE) < 0.05
+    near_model = np.abs(new - MODEL_POLE) < 0.01
+    assert near_loss.sum() >= 20 and near_model.sum() >= 20
+    assert learner.probabilities.min() >= 0.5 / learner.pool_size * (1 - 1e-12)
+
+
+def test_uniform_growth_is_uniform_in_the_box_and_deterministic():
+    cfg = ModelDrivenConfig(label_budget=4000, growth="uniform")
+    got = []
+    refreshed(cfg, labels=lambda p: got.append(p.copy()))
+    again = []
+    refreshed(cfg, labels=lambda p: again.append(p.copy()))
+    np.testing.assert_array_equal(got[0], again[0])
+    p = stats.kstest((got[0][:, 0] - pool()[0]) / (pool()[-1] - pool()[0]), "uniform").pvalue
+    assert p > 1e-3
+
+
+def test_a_failing_label_call_undoes_the_refresh():
+    learner = refreshed(ModelDrivenConfig(label_budget=10), labels=lambda p: None)
+    before = learner.probabilities.copy()
+
+    def boom(points):
+        raise RuntimeError("simulator down")
+    with pytest.raises(RuntimeError, match="simulator down"):
+        run_refresh(learner, 1, signals=signals_of(learner), labels=boom)
+    assert learner.pool_size == 2010
+    np.testing.assert_array_equal(learner.probabilities, before)
+
+
+# ------------------------------------------------------------------ the band curriculum
+def test_every_stage_keeps_the_far_band():
+    for stage in range(6):
+        mix = stage_mix(stage, 4)
+        assert mix[-1] > 0 and abs(mix.sum() - 1) < 1e-15
+    np.testing.assert_array_equal(stage_mix(0, 4), [0, 0, 0, 1])
+    np.testing.assert_array_equal(stage_mix(9, 4), [0.25] * 4)
+
+
+def test_stages_advance_on_a_loss_plateau_or_a_refresh_count():
+    kw = dict(plateau=0.9, max_refreshes=5, n_bands=4)
+    assert next_stage(0, 1, np.ones(4), np.full(4, 0.5), **kw) == (0, 2)   # improving
+    assert next_stage(0, 1, np.ones(4), np.full(4, 0.95), **kw) == (1, 0)  # plateau
+    assert next_stage(1, 4, None, None, **kw) == (2, 0)                      # max refreshes
+    assert next_stage(3, 9, np.ones(4), np.ones(4), **kw) == (3, 10)         # last stage
+
+
+def test_bands_cannot_lock_onto_the_model_pole():
+    """Whatever the stage, the data's pole (where the loss is) keeps mass."""
+    x = pool()
+    for epochs in (1, 4, 12):
+        learner = refreshed(ModelDrivenConfig(schedule="bands"), epochs=epochs)
+        m = learner.probabilities
+        assert m[np.abs(x - TRUE_POLE) < 0.01].sum() > 0.05
+        assert m[learner.band_ids() == 3].sum() > 0.4                       # the far band
+    assert learner.stage == 3
+
+
+# ------------------------------------------------------------------ errors
+@pytest.mark.parametrize("field, value", [
+    ("floor", 0.0), ("floor", 1.5), ("q_signal", "abs"), ("q_power", 0.0),
+    ("loss_power", -1.0), ("loss_cap", 0.5), ("q_share", -1.0), ("refresh_every", 0),
+    ("refine_criterion", "interval"), ("label_budget", -1), ("growth", "random"),
+    ("schedule", "stages"), ("band_edges", (0.1, 0.01)), ("band_edges", (0.1, 1.0)),
+    ("band_plateau", 0.0), ("band_max_refreshes", 0), ("growth_loss_share", 2.0)])
+def test_bad_config_fields_are_named(field, value):
+    with pytest.raises(ValueError, match=field):
+        ModelDrivenConfig(**{field: value})
+
+
+def test_bad_config_types_are_refused():
+    with pytest.raises(TypeError, match="refine"):
+        ModelDrivenConfig(refine="yes")
+    with pytest.raises(TypeError, match="config"):
+        ModelDrivenLearner(pool(), config={"floor": 0.5}, batch_size=8)
+    with pytest.raises(ValueError, match="schedule='bands' needs q_signal"):
+        ModelDrivenConfig(schedule="bands", q_signal="none")
+
+
+def test_bad_learner_arguments_are_named():
+    with pytest.raises(ValueError, match="label_budget=5 needs y_fn"):
+        ModelDrivenLearner(pool(), config=ModelDrivenConfig(label_budget=5), batch_size=8)
+    with pytest.raises(ValueError, match="needs loss_fn"):
+        ModelDrivenLearner(pool(), config=ModelDrivenConfig(label_budget=5), batch_size=8,
+                           has_labels=True)
+    with pytest.raises(ValueError, match="x_pool must span"):
+        ModelDrivenLearner(np.ones(10), batch_size=8)
+    with pytest.raises(ValueError, match="batch_size"):
+        ModelDrivenLearner(pool(), batch_size=0)
+
+
+@pytest.mark.parametrize("answer, match", [
+    ({"q": np.ones(5), "grad_norm": np.ones(2000), "loss": np.ones(2000)}, "one value per"),
+    ({"q": np.full(2000, np.nan), "grad_norm": np.ones(2000), "loss": np.ones(2000)},
+     r"q \(q_fn output\) must be finite"),
+    ({"q": np.ones(2000), "grad_norm": np.ones(2000), "loss": -np.ones(2000)}, "loss must be >= 0"),
+    ({"q": np.ones(2000), "loss": np.ones(2000)}, "needs 'grad_norm'"),
+    ([1, 2, 3], "must be a dict")])
+def test_bad_signals_are_refused_and_change_nothing(answer, match):
+    learner = ModelDrivenLearner(pool(), batch_size=8, has_loss=True)
+    before = learner.probabilities.copy()
+    with pytest.raises((ValueError, TypeError), match=match):
+        run_refresh(learner, 0, signals=lambda s, t: answer)
+    np.testing.assert_array_equal(learner.probabilities, before)
+    run_refresh(learner, 0, signals=signals_of(learner))      # the learner still works
