@@ -91,9 +91,21 @@ def _band_ids(q: np.ndarray, edges: np.ndarray, backend: str) -> np.ndarray:
 
 @tensor_io(q_args=("q",), returns="index")
 def band_of(q, edges=DEFAULT_EDGES, *, backend="auto") -> np.ndarray:
-    """Band of every entry: int64 (N,), the number of edges strictly below |q|.
+    """Band of every entry: the number of edges strictly below |q|.
 
-    q: (N,) real, NaN refused, ``+-inf`` in the last band. edges: (K,) increasing.
+    Parameters
+    ----------
+    q : array_like or torch.Tensor, shape (N,)
+        Real Q values; NaN refused, ``+-inf`` in the last band.
+    edges : sequence of float, shape (K,), default DEFAULT_EDGES
+        Increasing band edges on |Q| (``DEFAULT_EDGES = (1e-5, 1e-4, 1e-3, 1e-2)``).
+    backend : {"auto", "numpy", "cpu", "cuda"}, default "auto"
+        Where it runs; every backend returns the same values.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64, shape (N,), in [0, K].
     """
     edges = check_edges(edges)
     q = check_q(q)
@@ -102,7 +114,22 @@ def band_of(q, edges=DEFAULT_EDGES, *, backend="auto") -> np.ndarray:
 
 @tensor_io(q_args=("q",), returns="index")
 def band_counts(q, edges=DEFAULT_EDGES, *, backend="auto") -> np.ndarray:
-    """Members per band: int64 (K+1,), ``bincount(band_of(q, edges), minlength=K+1)``."""
+    """Members per band: ``bincount(band_of(q, edges), minlength=K+1)``.
+
+    Parameters
+    ----------
+    q : array_like or torch.Tensor, shape (N,)
+        Real Q values; NaN refused.
+    edges : sequence of float, shape (K,), default DEFAULT_EDGES
+        Increasing band edges on |Q| (``DEFAULT_EDGES = (1e-5, 1e-4, 1e-3, 1e-2)``).
+    backend : {"auto", "numpy", "cpu", "cuda"}, default "auto"
+        Where it runs; every backend returns the same values.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64, shape (K+1,), summing to N.
+    """
     edges = check_edges(edges)
     q = check_q(q)
     backend = resolve_backend(backend, q.size)
@@ -127,8 +154,19 @@ def largest_remainder(n: int, shares) -> np.ndarray:
     ``t_b = n * shares[b] / S``; every band gets ``floor(t_b)``; the
     ``n - sum(floor(t))`` remaining units go one each to the bands with the largest
     remainders ``t_b - floor(t_b)``, ties to the lower band; a band with share 0 never
-    gets one. ``shares`` (>= 0) must sum to 1 within ``MIX_TOLERANCE``; n < 2**40 (larger
-    draws could not be held in memory). Returns int64 (len(shares),), summing to ``n``.
+    gets one.
+
+    Parameters
+    ----------
+    n : int
+        The total, 0 <= n < 2**40 (larger draws could not be held in memory).
+    shares : array_like, shape (B,)
+        Shares >= 0 summing to 1 within ``MIX_TOLERANCE``.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64, shape (B,), summing to ``n``.
     """
     n = check_count(n, "n")
     if n >= 2**40:
@@ -199,7 +237,6 @@ def stratified_sample(q, n, *, edges=DEFAULT_EDGES, mix, seed, within="uniform",
                       weight_power=2.0, min_q_abs=1e-6, max_weight=None, backend="auto"):
     """Draw ``n`` pool indices (with replacement) with a prescribed mix over |Q| bands.
 
-    q: (N,) real pool values (NaN refused). mix: (K+1,) shares per band, summing to 1.
     Definition (a pure function of (q, n, edges, mix, seed, within, weights config)):
 
     1. ``band = band_of(q, edges)``; members of band b in ascending pool order.
@@ -209,13 +246,38 @@ def stratified_sample(q, n, *, edges=DEFAULT_EDGES, mix, seed, within="uniform",
     3. For b = 0..K with ``alloc[b] > 0``, ``seed_b = derive_seed(seed, b)`` and
        ``uniform``: ``members[uniform_indices(len(members), alloc[b], seed=seed_b)]``;
        ``importance``: ``members[sample_indices(w[members], alloc[b], seed=seed_b)]``,
-       ``w = importance_weights(q, weight_power, min_q_abs, max_weight, normalize=False)``
-       (``max_weight=None``: no cap beyond ``min_q_abs``).
-    4. ``idx`` = the draws of band 0, then band 1, ... (band-major order), int64 (n,).
+       ``w = importance_weights(q, weight_power, min_q_abs, max_weight, normalize=False)``.
+    4. ``idx`` = the draws of band 0, then band 1, ... (band-major order).
 
-    ``info``: per band lists ``edges``, ``members``, ``drawable``, ``mix`` (effective),
-    ``target``, ``achieved`` (counted from ``band[idx]``), ``redistributed`` =
-    achieved - target.
+    Parameters
+    ----------
+    q : array_like or torch.Tensor, shape (N,)
+        Real pool values (NaN refused).
+    n : int
+        Number of draws, >= 0.
+    edges : sequence of float, shape (K,), default DEFAULT_EDGES
+        Increasing band edges on |Q| (``DEFAULT_EDGES = (1e-5, 1e-4, 1e-3, 1e-2)``).
+    mix : array_like, shape (K+1,)
+        Shares per band, >= 0, summing to 1.
+    seed : int
+        Seed in [0, 2**64).
+    within : {"uniform", "importance"}, default "uniform"
+        How members are drawn inside a band.
+    weight_power, min_q_abs : float, default 2.0, 1e-6
+        The importance weights inside bands (as :func:`importance_weights`).
+    max_weight : float or None, default None
+        Cap of those weights; None: no cap beyond ``min_q_abs``.
+    backend : {"auto", "numpy", "cpu", "cuda"}, default "auto"
+        Where it runs; every backend returns the same values.
+
+    Returns
+    -------
+    idx : numpy.ndarray
+        int64, shape (n,), band-major.
+    info : dict
+        Per band lists ``edges``, ``members``, ``drawable``, ``mix`` (effective),
+        ``target``, ``achieved`` (counted from ``band[idx]``), ``redistributed`` =
+        achieved - target.
     """
     edges, n, mix, seed, within, weight_power, min_q_abs, max_weight = \
         check_stratified_args(edges, n, mix, seed, within, weight_power, min_q_abs, max_weight)

@@ -19,6 +19,19 @@ __all__ = ["Problem", "get", "names"]
 
 @dataclass(frozen=True)
 class Problem:
+    """A catalogue problem: a denominator Q with a known zero set.
+
+    Parameters
+    ----------
+    name, description : str
+        The catalogue name and one line saying what it is.
+    q : Polynomial
+        The denominator.
+    bounds : tuple of (float, float)
+        ``((lo, hi), ...)``, one pair per axis (``dim`` pairs).
+    poles : dict
+        The exact zero set: ``{"kind": "roots" | "circle" | "sphere_plane" | "curves", ...}``.
+    """
     name: str
     description: str
     q: Polynomial
@@ -111,12 +124,28 @@ _BUILDERS = {
 
 
 def names() -> list:
-    """Names of the catalogue problems."""
+    """Names of the catalogue problems.
+
+    Returns
+    -------
+    list of str
+        In catalogue order.
+    """
     return list(_BUILDERS)
 
 
 def get(name: str) -> Problem:
-    """The problem called ``name`` (see :func:`names`)."""
+    """The problem called ``name``.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`names` (a ValueError lists them otherwise).
+
+    Returns
+    -------
+    Problem
+    """
     if not isinstance(name, str) or name not in _BUILDERS:
         raise ValueError(f"name must be one of {names()}, got {name!r}")
     return _BUILDERS[name]()

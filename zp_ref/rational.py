@@ -26,10 +26,16 @@ MAX_EXPONENT = 100_000
 class Polynomial:
     """Q(x) = sum_t coeffs[t] * prod_a x_a**exponents[t, a].
 
-    ``Polynomial(coeffs)`` builds the 1-D polynomial ``sum_i coeffs[i] x**i``.
+    ``Polynomial(coeffs)`` builds the 1-D polynomial ``sum_i coeffs[i] x**i``;
+    :meth:`from_roots` and :meth:`from_terms` build the others.
     Attributes: ``dim`` (number of variables), ``degree`` (total degree of the
     non-zero terms), ``exponents`` int64 (k, dim), ``coefficients`` float64 (k,),
     ``coeffs`` (1-D only: dense coefficients, lowest degree first).
+
+    Parameters
+    ----------
+    coeffs : array_like, shape (k,)
+        Finite coefficients of the 1-D polynomial, lowest degree first.
     """
 
     def __init__(self, coeffs):
@@ -145,7 +151,13 @@ class Polynomial:
 
 
 class Rational:
-    """R(x) = P(x) / Q(x) for two polynomials in the same variables (``.p``, ``.q``)."""
+    """R(x) = P(x) / Q(x) for two polynomials in the same variables (``.p``, ``.q``).
+
+    Parameters
+    ----------
+    p, q : Polynomial
+        Numerator and denominator, with the same ``dim``.
+    """
 
     def __init__(self, p: Polynomial, q: Polynomial):
         for name, v in (("p", p), ("q", q)):

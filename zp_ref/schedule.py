@@ -44,7 +44,20 @@ def _check_bool(value, name: str) -> bool:
 class DeltaSchedule:
     """delta(t) for the hybrid gradient (see the module docstring); immutable, validated.
 
-    ``delta_init``, ``delta_final`` > 0 and ``min_delta`` >= 0 are thresholds on |Q|.
+    Parameters
+    ----------
+    warmup_epochs : int, default 0
+        Epochs (>= 0) with delta None (Mask-REAL only).
+    transition_epochs : int, default 20
+        Epochs (>= 0) from ``delta_init`` to ``delta_final``.
+    delta_init, delta_final : float, default 1e-2, 1e-6
+        Thresholds on |Q| (> 0) at the start and the end of the transition.
+    schedule_type : {"exponential", "linear", "cosine"}, default "exponential"
+        The interpolation (any case, or an enum member with that name).
+    min_delta : float, default 1e-8
+        Floor of delta (>= 0, on |Q|).
+    adaptive_delta : bool, default False
+        Widen delta when the batch q_min is below 0.1.
     """
 
     warmup_epochs: int = 0

@@ -524,10 +524,21 @@ def _resolve(name: str):
 
 
 def save_state(path, obj) -> Path:
-    """Save ``obj.state_dict()`` to ``path`` as one self-contained file, atomically
-    (the path loads the old state or the new one whenever the process dies).
+    """Save ``obj.state_dict()`` to ``path`` as one self-contained file, atomically.
 
-    ``obj`` must be an instance of a class in :data:`STATE_CLASSES`. Returns the path.
+    Whenever the process dies, the path loads the old state or the new one.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write.
+    obj : object
+        An instance of a class in :data:`STATE_CLASSES`.
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
     """
     name = class_name(obj)
     if name not in STATE_CLASSES or _resolve(name) is not type(obj):
@@ -538,10 +549,22 @@ def save_state(path, obj) -> Path:
 def load_state(path, cls=None, *, q=None):
     """Build the object saved at ``path`` with ``cls.from_state_dict``.
 
-    ``cls`` (optional) is the class the caller expects; a file holding another class is
-    refused with ``ValueError``, as are damaged, crafted or other-version files. ``q``
-    is the callable Q of an ``ActiveSampler``/``IntegratedSampler`` saved with one (a
-    callable is never stored); passed to ``from_state_dict(state, q=q)``.
+    Damaged, crafted or other-version files are refused with ``ValueError``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file written by :func:`save_state`.
+    cls : type or None, default None
+        The class the caller expects; a file holding another class is refused.
+    q : callable or None, default None
+        The callable Q of an ``ActiveSampler``/``IntegratedSampler`` saved with one (a
+        callable is never stored), passed to ``from_state_dict(state, q=q)``.
+
+    Returns
+    -------
+    object
+        An instance of the saved class.
     """
     if cls is not None and not isinstance(cls, type):
         raise TypeError(f"cls must be a class or None, got {cls!r:.60}")
