@@ -10,9 +10,11 @@ read-only pass over q keeps only the block totals; the draws are then grouped by
 Same weights, same adds in the same order: the indices of
 ``sample_with_replacement_cpu(importance_weights_cpu(q))``, bit for bit.
 
-``params`` is the tuple ``(p, power_mode(p), min_q_abs, max_weight, 1 / temperature)``;
-q holds no NaN (the caller maps NaN to inf, weight 0, when it omits them). No NaN
-branch in the kernels: one keeps LLVM from vectorising the weight loop.
+``params`` is the tuple ``(p, power_mode(p), min_q_abs, max_weight, 1 / temperature)``.
+A NaN in q has a NaN weight for every power (``importance_weight`` selects it), so it
+makes the block totals and their ends NaN: the caller tests ``ends[-1]`` and, when it
+omits NaNs, maps them to inf (weight 0) and sums again. No NaN branch in the kernels:
+one keeps LLVM from vectorising the weight loop.
 """
 import numpy as np
 from numba import njit, prange

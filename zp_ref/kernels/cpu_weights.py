@@ -4,8 +4,9 @@ One fused pass writes the weights and fixed-size chunk sums (the order is fixed,
 the total does not depend on the thread count), a second pass divides by the total.
 The inner loop is specialised per power (1, 2, 1/2, integer, general) and
 temperature so that it vectorises: a general ``a**-p`` costs ~25x more. A NaN in q
-propagates to its weight and its chunk sum; such chunks are fixed up afterwards
-(``zero_nan_chunk``), so clean pools pay nothing for the NaN policy."""
+gives a NaN weight for every power (``importance_weight`` selects it, not the formula),
+so it reaches its chunk sum; such chunks are fixed up afterwards (``zero_nan_chunk``),
+so clean pools pay nothing for the NaN policy."""
 import numpy as np
 from numba import njit, prange
 
@@ -43,14 +44,17 @@ def inverse_power(a, p, mode):
 
 @njit(cache=True, inline="always")
 def importance_weight(q, p, mode, min_q_abs, max_weight, inv_temperature):
-    """Clipped, tempered 1/|q|^p; 0 for q = +-inf; NaN for q = NaN."""
+    """Clipped, tempered 1/|q|^p; 0 for q = +-inf; NaN for q = NaN, whatever the
+    formula gives (with p = 0 it gives 1: NaN**0 == 1), so a NaN in q always reaches
+    the sums that callers test. Both ends are selects: the loops still vectorise."""
     a = abs(q)
     a = min_q_abs if a < min_q_abs else a
     w = inverse_power(a, p, mode)
     w = max_weight if w > max_weight else w
     if inv_temperature != 1.0:
         w = w**inv_temperature
-    return 0.0 if a == np.inf else w
+    w = 0.0 if a == np.inf else w
+    return w if q == q else np.nan
 
 
 @njit(cache=True, inline="always")

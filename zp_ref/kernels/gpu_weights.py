@@ -38,22 +38,28 @@ def reduce_in_block(sums, nans, t, s, n_nan):
 
 @cuda.jit(device=True, inline=True)
 def importance_weight(q, p, mode, min_q_abs, max_weight, inv_temperature):
-    """Clipped, tempered 1/|q|^p; 0 for q = +-inf (q not NaN)."""
+    """Clipped, tempered 1/|q|^p; 0 for q = +-inf (q not NaN).
+
+    ``a**p`` underflowing to 0 gives ``w = inf`` (then ``max_weight``), as IEEE
+    division does on a device and NumPy does on the host; the select keeps the CUDA
+    simulator's Python division from raising ZeroDivisionError. The general power
+    takes ``np.float64(p)``: a Python float power that overflows raises there."""
     a = abs(q)
     if a < min_q_abs:
         a = min_q_abs
     if mode == POWER_TWO:
-        w = 1.0 / (a * a)
+        d = a * a
     elif mode == POWER_ONE:
-        w = 1.0 / a
+        d = a
     elif mode == POWER_HALF:
-        w = 1.0 / math.sqrt(a)
+        d = math.sqrt(a)
     elif mode == POWER_ZERO:
-        w = 1.0
+        d = 1.0
     elif mode == POWER_INT:
-        w = 1.0 / a ** np.int64(p)
+        d = a ** np.int64(p)
     else:
-        w = 1.0 / a ** p
+        d = a ** np.float64(p)
+    w = 1.0 / d if d > 0.0 else np.inf
     if w > max_weight:
         w = max_weight
     if inv_temperature != 1.0:
