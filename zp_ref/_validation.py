@@ -7,13 +7,22 @@ import numbers
 
 import numpy as np
 
-from .kernels.checks import check_count  # noqa: F401  (shared with the kernels)
+from .kernels.checks import check_count as _check_count
+from .tensors import is_tensor, scalar_value, to_numpy
 
 BACKENDS = ("auto", "numpy", "cpu", "cuda")
 
 
+def check_count(n, name: str, *, minimum: int = 0) -> int:
+    """An integer count >= minimum (floats and bools are refused; a 0-d integer tensor
+    is its value). The kernels' own check, which gives the same messages."""
+    return _check_count(scalar_value(n, name), name, minimum=minimum)
+
+
 def check_seed(seed, name: str = "seed") -> int:
-    """A seed is a non-negative integer below 2**64 (Python or NumPy int, not bool)."""
+    """A seed is a non-negative integer below 2**64 (Python or NumPy int or 0-d integer
+    tensor, not bool)."""
+    seed = scalar_value(seed, name)
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (numbers.Integral, np.integer)):
         raise TypeError(f"{name} must be a non-negative integer below 2**64, got {seed!r} "
                         f"of type {type(seed).__name__}")
@@ -25,7 +34,9 @@ def check_seed(seed, name: str = "seed") -> int:
 
 def check_real(x, name: str, *, low=None, high=None, low_open=False, high_open=False,
                allow_inf=False) -> float:
-    """A finite real scalar (not bool/complex/str) inside the stated interval."""
+    """A finite real scalar (not bool/complex/str; a 0-d tensor is its value) inside the
+    stated interval."""
+    x = scalar_value(x, name)
     if isinstance(x, (bool, np.bool_)) or not isinstance(x, (numbers.Real, np.floating, np.integer)):
         raise TypeError(f"{name} must be a real number, got {x!r} of type {type(x).__name__}")
     x = float(x)
@@ -55,9 +66,18 @@ def as_float_array(a, name: str, *, ndim: int | tuple = 1, allow_empty: bool = F
                    finite: bool = False) -> np.ndarray:
     """Convert ``a`` to a C-contiguous float64 array of the given rank.
 
-    Refuses strings, objects, booleans and complex numbers with a TypeError; an
-    input that already is contiguous float64 is returned without a copy.
+    A tensor goes through :func:`zp_ref.tensors.to_numpy`. Refuses strings, objects,
+    booleans and complex numbers with a TypeError, and masked arrays (``numpy.ma``:
+    zp_ref does not read masks, docs/compat.md); an input that already is contiguous
+    float64 is returned without a copy.
     """
+    if isinstance(a, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a masked array (numpy.ma), whose mask zp_ref does not "
+                        f"read: pass {name}.filled(np.nan) (with nan_policy='omit' where "
+                        f"offered, masked entries get weight 0) or {name}.compressed() to "
+                        f"drop them")
+    if is_tensor(a):
+        a = to_numpy(a, name)                # the package's one tensor conversion
     if isinstance(a, np.ndarray):
         arr = a
     else:

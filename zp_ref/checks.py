@@ -3,9 +3,9 @@
 Each raises TypeError/ValueError naming the argument, the value and what is accepted
 (the same checks and messages as the core's own arguments).
 """
-from ._validation import as_float_array, check_backend, check_choice, check_real, check_seed
+from ._validation import (as_float_array, check_backend, check_choice, check_count, check_real,
+                          check_seed)
 from .bands import check_q
-from .kernels.checks import check_count
 
 __all__ = ["as_float_array", "check_backend", "check_choice", "check_count", "check_q",
            "check_real", "check_seed"]
