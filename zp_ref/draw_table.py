@@ -16,7 +16,7 @@ from .backends import resolve_backend
 from .kernels import threads_for
 from .rng import STREAMS, check_draw_count, key_of
 from .sampling import check_weight_values, check_weights, draws_from_prefix_sums, prefix_sums
-from .tensors import q_to_numpy
+from .tensors import index_like, promoted_ref, q_to_numpy
 
 
 class DrawTable:
@@ -36,6 +36,7 @@ class DrawTable:
 
     def __init__(self, weights, *, backend="auto"):
         w = check_weights(q_to_numpy(weights, "weights"))      # as sample_indices reads them
+        self._ref = promoted_ref(weights)     # tensor weights: draws as int64 tensors there
         self.backend = resolve_backend(backend, w.size)
         self.size = w.size
         if self.backend == "numpy":
@@ -68,7 +69,12 @@ class DrawTable:
 
     def sample(self, n, *, seed) -> np.ndarray:
         """``n`` indices drawn with probability proportional to the weights: int64 (n,),
-        equal to ``sample_indices(weights, n, seed=seed)``."""
+        equal to ``sample_indices(weights, n, seed=seed)`` (an int64 tensor on the
+        weights' device when the table was built from a tensor)."""
+        idx = self._sample(n, seed)
+        return idx if self._ref is None else index_like(idx, self._ref)
+
+    def _sample(self, n, seed) -> np.ndarray:
         n = check_draw_count(n, "n")
         seed = check_seed(seed)
         if self.backend == "numpy":

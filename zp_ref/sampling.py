@@ -7,6 +7,7 @@ is a pure function of (weights, n, seed); see docs/sampling.md.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -23,6 +24,7 @@ from .state import STATE_VERSION, check_state, config_fields
 
 # --- the oracle -----------------------------------------------------------------------
 
+@tensor_io(q_args=("w",), returns="float64")
 def prefix_sums(w: np.ndarray) -> np.ndarray:
     """The prefix sums C that define every weighted draw.
 
@@ -39,7 +41,7 @@ def prefix_sums(w: np.ndarray) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        float64, shape (N,).
+        float64, shape (N,); a float64 tensor on w's device for tensor ``w``.
     """
     w = as_float_array(w, "weights", finite=True)
     if (w < 0).any():
@@ -352,6 +354,13 @@ class ImportanceSampler:
     returns ``hybrid_indices(compute_weights(q), B, ratio=importance_batch_ratio,
     seed=seed_c)``. ``state_dict``/``load_state_dict`` restore the exact future draws.
 
+    Threads: one sampler may be shared by several threads. A batch call holds the
+    sampler's lock from its first check to its record, so each call takes the next
+    call number c whole and returns exactly what a single-threaded sampler returns as
+    its call c for the same pool; which thread gets which c follows the order in which
+    the calls take the lock. ``last_likelihood_ratios`` and the statistics are those of
+    the last call of any thread. A call that fails changes nothing.
+
     Parameters
     ----------
     config : ImportanceSamplerConfig or None, default None
@@ -376,6 +385,7 @@ class ImportanceSampler:
         self._reset_statistics()
         self.last_likelihood_ratios = None
         self._weights = None
+        self._lock = threading.Lock()          # one batch call at a time (threads)
 
     def _reset_statistics(self):
         self.total_samples = 0
@@ -406,26 +416,28 @@ class ImportanceSampler:
     @pool_io
     def sample_batch(self, x_pool, q_pool, batch_size):
         """(x_pool[idx], idx) for ``batch_size`` importance draws with replacement."""
-        q, batch_size = self._check_pool(x_pool, q_pool, batch_size)
-        w = self._pool_weights(q)
-        idx = sample_indices(w, batch_size, seed=self.next_seed(), backend=self.backend)
-        batch_x = _take(x_pool, idx)
-        self.last_likelihood_ratios = 1.0 / (w.size * w[idx])
-        self._record(q, w, idx)
-        return batch_x, idx
+        with self._lock:
+            q, batch_size = self._check_pool(x_pool, q_pool, batch_size)
+            w = self._pool_weights(q)
+            idx = sample_indices(w, batch_size, seed=self.next_seed(), backend=self.backend)
+            batch_x = _take(x_pool, idx)
+            self.last_likelihood_ratios = 1.0 / (w.size * w[idx])
+            self._record(q, w, idx)
+            return batch_x, idx
 
     @pool_io
     def hybrid_sample(self, x_pool, q_pool, batch_size):
         """(x_pool[idx], idx): importance and uniform draws mixed by importance_batch_ratio.
         ``last_likelihood_ratios`` holds the matching 1 / (N * m_i)."""
-        q, batch_size = self._check_pool(x_pool, q_pool, batch_size)
-        w = self._pool_weights(q)
-        idx, lr = hybrid_indices(w, batch_size, ratio=self.config.importance_batch_ratio,
-                                 seed=self.next_seed(), backend=self.backend)
-        batch_x = _take(x_pool, idx)
-        self.last_likelihood_ratios = lr
-        self._record(q, w, idx)
-        return batch_x, idx
+        with self._lock:
+            q, batch_size = self._check_pool(x_pool, q_pool, batch_size)
+            w = self._pool_weights(q)
+            idx, lr = hybrid_indices(w, batch_size, ratio=self.config.importance_batch_ratio,
+                                     seed=self.next_seed(), backend=self.backend)
+            batch_x = _take(x_pool, idx)
+            self.last_likelihood_ratios = lr
+            self._record(q, w, idx)
+            return batch_x, idx
 
     def should_resample(self, epoch) -> bool:
         """True every ``resample_frequency`` epochs (epoch 0 included)."""
@@ -497,12 +509,15 @@ class ImportanceSampler:
         backend = state["backend"]
         if backend != "auto":
             resolve_backend(backend)
+        with self._lock:
+            self._load_checked(state, config, seed, calls, backend, total, counts)
+
+    def _load_checked(self, state, config, seed, calls, backend, total, counts):
+        sums = [float(state[k]) for k in ("q_abs_sum", "q_abs_min", "last_ess")]
         self.config, self.seed, self.calls, self.backend = config, seed, calls, backend
         self.total_samples = total
         self.sample_counts = counts.astype(np.int64)
-        self._q_abs_sum = float(state["q_abs_sum"])
-        self._q_abs_min = float(state["q_abs_min"])
-        self._last_ess = float(state["last_ess"])
+        self._q_abs_sum, self._q_abs_min, self._last_ess = sums
 
     @classmethod
     def from_state_dict(cls, state: dict) -> "ImportanceSampler":

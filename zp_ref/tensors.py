@@ -180,11 +180,14 @@ def tensor_io(q_args=(), other_args=(), returns="float"):
 
 
 def convert_result(result, ref, returns):
-    """``returns``: "float" (an array), "index" (an integer array), "index_info"
+    """``returns``: "float" (an array), "float64" (an array kept float64), "index" (an integer array), "index_info"
     ((indices, info) with info untouched), "index_tuple" (a tuple of integer arrays),
     "index_float" ((indices, float array), e.g. hybrid_indices' (idx, lr))."""
     if returns == "float":
         return float_like(result, ref)
+    if returns == "float64":
+        import torch
+        return torch.as_tensor(np.asarray(result, dtype=np.float64)).to(device=ref.device)
     if returns == "index":
         return index_like(result, ref)
     if returns == "index_info":
@@ -195,7 +198,7 @@ def convert_result(result, ref, returns):
     if returns == "index_float":
         idx, values = result
         return index_like(idx, ref), float_like(values, ref)
-    raise ValueError(f"returns must be 'float', 'index', 'index_info', 'index_tuple' or "
+    raise ValueError(f"returns must be 'float', 'float64', 'index', 'index_info', 'index_tuple' or "
                      f"'index_float', got {returns!r}")
 
 
