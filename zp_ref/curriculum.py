@@ -29,10 +29,18 @@ ADVANCE = ("epochs", "adaptive")
 # ======================================================================= anchor scheduler
 @dataclasses.dataclass(frozen=True)
 class CurriculumConfig:
-    """ZeroProofML's curriculum fields (distances are in the units of |x - pole| or |Q|).
+    """ZeroProofML's curriculum fields (distances in the units of |x - pole| or |Q|).
 
-    ``min_epochs``: epochs a stage lasts at least before an adaptive advance; ``None``
-    keeps the anchor's rule ``stage_duration // 2``.
+    Parameters
+    ----------
+    n_stages, stage_duration, warmup_epochs : int, default 5, 20, 5
+    easy_distance, hard_distance : float, default 1.0, 0.01
+    initial_easy_ratio, final_easy_ratio : float in [0, 1], default 0.9, 0.2
+    linear_progression, adaptive, use_importance_weights : bool, default False, True, True
+    min_coverage_for_advance, max_loss_for_advance, importance_temperature : float
+        Defaults 0.7, 1.0, 1.0.
+    min_epochs : int or None, default None
+        Least epochs in a stage before an adaptive advance (None: ``stage_duration // 2``).
     """
 
     n_stages: int = 5
@@ -93,12 +101,14 @@ def _check_poles(pole_locations):
 
 
 class CurriculumScheduler:
-    """ZeroProofML's ``CurriculumScheduler``: a stage counter, the difficulty threshold
-    of the current stage and curriculum sample weights.
+    """ZeroProofML's ``CurriculumScheduler``: stage counter, difficulty threshold, sample
+    weights; ``current_stage`` and ``current_epoch`` are validated on assignment.
 
-    ``current_stage`` (0..n_stages-1) and ``current_epoch`` (>= 0) are public and
-    validated on assignment. Distances: ``min_j |x - pole_j|`` (Euclidean for (n, d)
-    inputs) with ``pole_locations``, else ``|q|``.
+    Parameters
+    ----------
+    config : CurriculumConfig or None, default None
+    pole_locations : array_like, shape (P,) or (P, d), or None
+        Distances are ``min_j |x - pole_j|`` (Euclidean for (n, d) inputs), else ``|q|``.
     """
 
     def __init__(self, config: Optional[CurriculumConfig] = None, pole_locations=None):
@@ -338,11 +348,19 @@ def _as_list(value, name: str) -> list:
 
 # ======================================================================= band curriculum
 def default_stages(n_bands: int) -> np.ndarray:
-    """far -> far+mid -> all: float64 (3, n_bands), band 0 nearest the pole.
+    """far -> far+mid -> all, band 0 nearest the pole.
 
-    Stage 0: everything in the far band (the last). Stage 1: half far, half spread
-    evenly over the mid bands ``h .. n_bands-2`` with ``h = (n_bands - 1) // 2``.
-    Stage 2: every band, band b weighted ``n_bands - b`` (near bands emphasised).
+    Stage 0: all in the far band (the last); 1: half far, half spread evenly over the mid
+    bands ``h .. n_bands-2``, ``h = (n_bands - 1) // 2``; 2: band b weighted ``n_bands - b``.
+
+    Parameters
+    ----------
+    n_bands : int (>= 2)
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, shape (3, n_bands); each row sums to 1.
     """
     n_bands = check_count(n_bands, "n_bands", minimum=2)
     far, h = n_bands - 1, (n_bands - 1) // 2
@@ -356,17 +374,25 @@ def default_stages(n_bands: int) -> np.ndarray:
 
 
 class BandCurriculum:
-    """Stages of mixes over |Q| bands, advanced by epochs or adaptively.
+    """Stages of mixes over |Q| bands, advanced by epochs or adaptively; call c of
+    :meth:`sample` draws with ``stratified_sample(..., seed=derive_seed(seed, c))``.
 
-    stages: (S, K+1) mixes (default :func:`default_stages`). ``advance="epochs"``:
-    the stage at epoch t is ``min(t // epochs_per_stage, S-1)``. ``"adaptive"``: the
-    stage advances in :meth:`update` once coverage >= ``coverage_floor`` and loss <=
-    ``loss_ceiling`` (a ``None`` criterion is not checked) have held for ``min_epochs``
-    consecutive updates in the stage. ``delta_schedule``: from the end of its warmup the
-    near edge ``edges[0]`` is replaced by delta(t) (``get_delta(t, q_min)`` with q_min the
-    smallest |Q| of the previous batch); it must stay below ``edges[1]``.
-    Call c of :meth:`sample` draws with ``stratified_sample(..., seed=derive_seed(seed, c))``.
-    Epochs passed to ``sample``/``update`` must not decrease.
+    Parameters
+    ----------
+    stages : array_like, shape (S, K+1), or None (:func:`default_stages`)
+    edges : sequence of float, shape (K,), default DEFAULT_EDGES
+    advance : {"epochs", "adaptive"}, default "epochs"
+        The stage at epoch t is ``min(t // epochs_per_stage, S-1)``; or it advances in
+        :meth:`update` once coverage >= ``coverage_floor`` and loss <= ``loss_ceiling``
+        (None: not checked) held for ``min_epochs`` consecutive updates in the stage.
+    epochs_per_stage, min_epochs : int, default 10, 3
+    coverage_floor, loss_ceiling : float or None, default 0.7, 1.0
+    delta_schedule : DeltaSchedule or None, default None
+        From its warmup's end ``get_delta(t, q_min)`` (q_min of the previous batch)
+        replaces the near edge ``edges[0]``; it must stay below ``edges[1]``.
+    within : {"importance", "uniform"}, default "importance"
+    weight_power, seed, backend : float, int, str, default 2.0, 0, "auto"
+        Epochs passed to ``sample``/``update`` must not decrease.
     """
 
     def __init__(self, stages=None, *, edges=DEFAULT_EDGES, advance="epochs",

@@ -69,7 +69,23 @@ def _check_flag(value, name):
 @dataclass
 class DiagnosticConfig:
     """Settings of :class:`DiagnosticMonitor` (the anchor's fields, plus ``band_edges``,
-    ``max_snapshots`` and ``auto_export``). Thresholds are on |Q|."""
+    ``max_snapshots`` and ``auto_export``). Thresholds are on |Q|.
+
+    Parameters
+    ----------
+    export_frequency : int, default 10
+        :meth:`DiagnosticMonitor.update` exports when ``epoch % export_frequency == 0``.
+    export_path : str, default "diagnostics"
+    track_gradients, track_tag_distribution, monitor_q_min, auto_export : bool, default True
+    gradient_percentiles : list of float, default [25, 50, 75, 90, 95, 99]
+    max_history_length : int, default 1000
+        Rows kept per history (the oldest are dropped).
+    near_pole_threshold, far_pole_threshold : float, default 0.1, 1.0
+        |Q| below the first is near a pole, above the second far from the poles.
+    q_min_warning_threshold : float, default 1e-4
+    band_edges : list of float, default DEFAULT_EDGES
+    max_snapshots : int, default 5
+    """
     export_frequency: int = 10            # update() exports when epoch % this == 0
     export_path: str = "diagnostics"      # folder of exports (created on first export)
     track_gradients: bool = True
@@ -170,6 +186,12 @@ class DiagnosticMonitor:
     not measured) and ``batch_metrics`` (per :meth:`update_batch`) hold at most
     ``config.max_history_length`` rows each. The export folder is created on the first
     export, not here.
+
+    Parameters
+    ----------
+    config : DiagnosticConfig or None, default None
+    writer : SummaryWriter-like or None, default None
+        Receives the scalars and |Q| histograms (``add_scalar``/``add_histogram``).
     """
 
     def __init__(self, config: DiagnosticConfig | None = None, writer=None):

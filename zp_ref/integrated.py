@@ -45,11 +45,29 @@ def _strategy(value) -> SamplingStrategy:
 class IntegratedSampler:
     """Sample batches with one strategy; keep sampling history and diagnostics.
 
-    ``q`` (a ``Polynomial``/``Rational`` or a vectorised callable ``(n, d) -> (n,)``)
-    builds the refinement tree; it is required for ``ACTIVE`` and optional for
-    ``HYBRID`` (whose tree is then refined alongside, as in the anchor). The tree is
-    refined by one level-synchronous round at the first batch of every epoch with
-    ``epoch % active_config.adapt_frequency == 0``.
+    The tree is refined by one level-synchronous round at the first batch of every
+    epoch with ``epoch % active_config.adapt_frequency == 0``.
+
+    Parameters
+    ----------
+    strategy : SamplingStrategy or str, default SamplingStrategy.HYBRID
+        ``"uniform"``, ``"importance"``, ``"active"`` or ``"hybrid"``.
+    importance_config : ImportanceSamplerConfig or None, default None
+    active_config : ActiveSamplerConfig or None, default None
+    diagnostic_config : DiagnosticConfig or None, default None
+        The parts' configurations (None: their defaults).
+    q : Polynomial, Rational, callable or None, default None
+        Builds the refinement tree (a callable maps (n, d) -> (n,)); required for
+        ``ACTIVE``, optional for ``HYBRID`` (whose tree is then refined alongside, as in
+        the anchor).
+    input_dim : int, default 1
+        d, in 1..6.
+    seed : int, default 0
+        Seed in [0, 2**64).
+    weighting : str, default "importance"
+        How ``ACTIVE`` points are spread over the tree's leaves (``ActiveSampler.sample``).
+    backend : {"auto", "numpy", "cpu", "cuda"}, default "auto"
+        Where it runs; every backend returns the same values.
     """
 
     def __init__(self, strategy=SamplingStrategy.HYBRID, importance_config=None,
@@ -244,15 +262,25 @@ def create_integrated_sampler(strategy="hybrid", weight_power=2.0, export_path=N
                               **kwargs) -> IntegratedSampler:
     """Build an :class:`IntegratedSampler` from the anchor's keyword names.
 
-    Anchor keywords: ``temperature`` (1.0), ``importance_ratio`` (0.7, the
-    importance_batch_ratio), ``grid_size`` (100), ``refinement_threshold`` (0.1),
-    ``max_refinement`` (5), ``export_frequency`` (10), ``track_gradients`` (True),
-    ``track_tags`` (True). zp_ref keywords: ``seed``, ``backend``, ``q``, ``input_dim``,
-    ``weighting`` and the config fields ``grid_bounds``, ``max_grid_points``,
-    ``criterion``, ``adapt_frequency``, ``min_q_abs``, ``max_weight``,
-    ``max_history_length``, ``near_pole_threshold``, ``far_pole_threshold``,
-    ``auto_export``. ``export_path=None`` keeps DiagnosticConfig's default folder.
-    Unknown keywords raise ``TypeError``.
+    Parameters
+    ----------
+    strategy : SamplingStrategy or str, default "hybrid"
+    weight_power : float, default 2.0
+    export_path : str or None, default None
+        Diagnostics folder; None keeps DiagnosticConfig's default folder.
+    **kwargs
+        Anchor keywords: ``temperature`` (1.0), ``importance_ratio`` (0.7, the
+        importance_batch_ratio), ``grid_size`` (100), ``refinement_threshold`` (0.1),
+        ``max_refinement`` (5), ``export_frequency`` (10), ``track_gradients`` (True),
+        ``track_tags`` (True). zp_ref keywords: ``seed``, ``backend``, ``q``,
+        ``input_dim``, ``weighting`` and the config fields ``grid_bounds``,
+        ``max_grid_points``, ``criterion``, ``adapt_frequency``, ``min_q_abs``,
+        ``max_weight``, ``max_history_length``, ``near_pole_threshold``,
+        ``far_pole_threshold``, ``auto_export``. Unknown keywords raise ``TypeError``.
+
+    Returns
+    -------
+    IntegratedSampler
     """
     from .refinement import ActiveSamplerConfig
     from .sampling import ImportanceSamplerConfig

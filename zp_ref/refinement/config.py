@@ -24,16 +24,25 @@ class ActiveSamplerConfig:
     """Configuration of :class:`ActiveSampler` (the anchor's fields that take effect,
     plus ``criterion``).
 
-    initial_grid_size: cells per axis at level 0 (an int, or one int per axis).
-    grid_bounds: one (lo, hi) for every axis, or one pair per axis.
-    refinement_threshold: |Q| below which ``abs`` flags a cell (also "near pole" in stats).
-    max_refinement_level: deepest level a cell may reach (0 = no splitting).
-    adapt_frequency: epochs between refinements for callers (:meth:`ActiveSampler.should_adapt`).
-    max_grid_points: cap on the number of evaluated points (< 2**31).
-    criterion: "abs", "sign", "abs_or_sign" (default) or "interval".
-
     Every field is checked here (ValueError/TypeError naming it); a sampler then checks
     per-axis lengths against its ``input_dim``.
+
+    Parameters
+    ----------
+    initial_grid_size : int or sequence of int, default 100
+        Cells per axis at level 0 (one int, or one per axis).
+    grid_bounds : (float, float) or sequence of (float, float), default (-3.0, 3.0)
+        One (lo, hi) for every axis, or one pair per axis.
+    refinement_threshold : float, default 0.1
+        |Q| below which ``abs`` flags a cell (also "near pole" in the statistics).
+    max_refinement_level : int, default 5
+        Deepest level a cell may reach (0 = no splitting).
+    adapt_frequency : int, default 10
+        Epochs between refinements for callers (:meth:`ActiveSampler.should_adapt`).
+    max_grid_points : int, default 10000
+        Cap on the number of evaluated points (< 2**31).
+    criterion : {"abs_or_sign", "abs", "sign", "interval"}, default "abs_or_sign"
+        Which cells split (docs/refinement.md).
     """
     initial_grid_size: object = 100
     grid_bounds: object = (-3.0, 3.0)

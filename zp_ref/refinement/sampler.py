@@ -50,12 +50,22 @@ def make_engine(backend: str, lat: Lattice, tree, qspec: QSpec) -> Engine:
 class ActiveSampler:
     """Adaptive 2**d-tree over a box, refined where Q has (or may have) a zero.
 
-    q: a :class:`Polynomial` / :class:`Rational` (its denominator is refined; evaluated
-    inside the kernels), a vectorised callable (n, d) -> (n,) (called once per round on
-    the new points), or None (values come through :meth:`tell` or :meth:`refine_grid`).
     The initial grid is evaluated at construction when q is given. A q callable must not
     call refine(), refine_grid() or load_state_dict() of the sampler that calls it: that
     raises RuntimeError and changes nothing.
+
+    Parameters
+    ----------
+    config : ActiveSamplerConfig or None, default None
+        The grid, the cap and the criterion (None: the defaults).
+    q : Polynomial, Rational, callable or None, default None
+        A :class:`Polynomial` / :class:`Rational` (its denominator is refined; evaluated
+        inside the kernels), a vectorised callable (n, d) -> (n,) (called once per round on
+        the new points), or None (values come through :meth:`tell` or :meth:`refine_grid`).
+    input_dim : int, default 1
+        d, in 1..6.
+    backend : {"auto", "numpy", "cpu", "cuda"}, default "auto"
+        Where it runs; every backend returns the same values.
     """
 
     #: The method running on this sampler, or None (guards against re-entry from q).
