@@ -37,8 +37,8 @@ def target_loss(x):
 
 
 def signals_of(learner, scale=1.0, loss=True):
-    def signals(start, stop):
-        x = learner.x_pool[start:stop, 0]
+    def signals(rows):
+        x = learner.x_pool[rows, 0]
         out = {"q": model_q(x, scale), "grad_norm": model_grad(x, scale)}
         if loss:
             out["loss"] = target_loss(x)
@@ -136,8 +136,8 @@ def test_absolute_q_scale_would_change_the_draws():
     and a different Q (not a rescaling) does change the draws."""
     a = refreshed(ModelDrivenConfig(loss_share=0.0))
     learner = ModelDrivenLearner(pool(), batch_size=64)
-    run_refresh(learner, 0, signals=lambda s, t: {
-        "q": learner.x_pool[s:t, 0] + 0.5, "grad_norm": np.ones(t - s)})
+    run_refresh(learner, 0, signals=lambda rows: {
+        "q": learner.x_pool[rows, 0] + 0.5, "grad_norm": np.ones(2000)})
     assert not np.allclose(learner.probabilities, a.probabilities)
 
 
@@ -289,6 +289,30 @@ def test_bad_signals_are_refused_and_change_nothing(answer, match):
     learner = ModelDrivenLearner(pool(), batch_size=8, has_loss=True)
     before = learner.probabilities.copy()
     with pytest.raises((ValueError, TypeError), match=match):
-        run_refresh(learner, 0, signals=lambda s, t: answer)
+        run_refresh(learner, 0, signals=lambda rows: answer)
     np.testing.assert_array_equal(learner.probabilities, before)
     run_refresh(learner, 0, signals=signals_of(learner))      # the learner still works
+
+
+def test_refresh_rows_evaluates_the_top_mass_and_a_sweep():
+    """refresh_rows = M: after a full first refresh, each refresh asks for the M/2 rows
+    of most mass and the next M/2 rows of the sweep; every row comes around."""
+    cfg = ModelDrivenConfig(refresh_rows=400)
+    learner = ModelDrivenLearner(pool(), config=cfg, batch_size=64, has_loss=True)
+    asked, full = [], signals_of(learner)
+
+    def signals(rows):
+        asked.append(np.arange(2000)[rows])
+        return full(rows)
+    run_refresh(learner, 0, signals=signals)
+    assert asked[0].size == 2000
+    seen = set()
+    for e in range(1, 11):
+        top = set(np.argsort(learner.weights)[-200:].tolist())
+        run_refresh(learner, e, signals=signals)
+        rows = set(asked[-1].tolist())
+        assert top <= rows and len(rows) <= 400
+        assert set(range((e - 1) * 200, e * 200)) <= rows      # the sweep's window
+        seen |= rows
+    assert seen == set(range(2000))
+    assert learner.probabilities.min() >= 0.5 / 2000 * (1 - 1e-12)

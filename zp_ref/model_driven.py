@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import as_float_array, check_choice, check_count, check_real, check_seed
-from .bands import check_edges
+from ._validation import as_float_array, check_count, check_seed
+from .model_driven_config import GROWTHS, Q_SIGNALS, SCHEDULES, ModelDrivenConfig
 from .model_bands import band_losses, band_weights, next_stage, signal_bands, stage_mix
 from .rng import STREAMS, call_seed, uniforms
 from .sampling import sample_indices, uniform_indices
@@ -36,9 +36,6 @@ from .weighting import importance_weights
 __all__ = ["ModelDrivenConfig", "ModelDrivenLearner", "Request", "run_refresh",
            "Q_SIGNALS", "GROWTHS", "SCHEDULES"]
 
-Q_SIGNALS = ("distance", "quantile", "none")
-GROWTHS = ("model", "uniform")
-SCHEDULES = ("none", "bands")
 #: Where each signal comes from (named in errors).
 _SOURCE = {"q": "q (q_fn output)", "grad_norm": "grad_norm (|grad_x q_fn|)",
            "loss": "loss (loss_fn output)"}
@@ -47,133 +44,21 @@ GROWTH_PART = 7
 
 
 @dataclass(frozen=True)
-class ModelDrivenConfig:
-    """Configuration of :class:`ModelDrivenLearner`. The defaults were fixed a priori,
-    from the literature and first principles, before any study result existed:
-
-    floor = 0.5
-        Uniform floor: at least ``floor`` of every batch is uniform, so every pool point
-        keeps probability >= floor / N and likelihood ratios stay <= 1 / floor = 2.
-        RAD (Wu et al. 2023) draws with density ``loss^k / mean(loss^k) + c`` and finds
-        ``k = 1, c = 1`` robust; c = 1 is half the mass uniform. A floor is also the
-        defensive mixture of importance sampling (Hesterberg 1995): the variance can be
-        at most 1 / floor times uniform's, whatever the signal says.
-    q_signal = "distance", q_power = 1.0, distance_clip = 1.0
-        The model's Q enters through the first-order distance to its pole set,
-        ``|Q_m| / |grad_x Q_m|``: invariant when the model multiplies P and Q by a
-        constant (``implicit_loss`` is), unlike |Q_m|. Density ``1 / distance^1``
-        puts equal mass in every decade of distance (equal draws per |Q| band near a
-        simple pole, where |Q| grows linearly), floored at ``distance_clip`` times the
-        pool spacing ``h = (box volume / N)^(1/d)`` (closer than the pool can resolve).
-        ``"quantile"``: the rank of |Q_m| over the pool instead (no gradient needed),
-        the same density for a uniform pool.
-    loss_power = 1.0, loss_cap = 100.0
-        RAD's k = 1: the loss signal is ``loss / mean(loss)``, clipped at ``loss_cap`` so
-        that no single point takes more than 100x its uniform share of the loss mass (a
-        pole target's squared error can be 1e10x the mean at one point, which RAD's
-        bounded PDE residuals never are; 100 is ImportanceSamplerConfig's max_weight).
-    q_share = loss_share = refine_share = 1.0
-        The non-uniform mass is split between the signals present in these proportions
-        (renormalised over the signals that are on). Equal shares: nothing a priori says
-        which signal is right, and the model's Q can only point at poles the model
-        already has, while the loss points at those it lacks; with both on, neither
-        signal can take more than half of the non-uniform mass (a quarter of a batch).
-    refresh_every = 1
-        The signal should follow the model; a refresh is measured to cost a small part of
-        an epoch (benchmarks/bench_model_driven.py); no a-priori reason to let it lag.
-    refine = False, refine_criterion = "sign", refine_initial_cells = 1024,
-    max_refinement_level = 10, max_grid_points = 20000, refine_neighbours = 8
-        Refining the model's Q is opt-in (without new labels it mostly re-finds the poles
-        the distance signal already sees). ``"sign"`` is scale-free; ~1024 initial cells
-        split over the axes, 10 levels (1-D cells 2**-10 of the initial width), a point
-        cap that bounds the cost; the mass of each refined cell goes to its 8 nearest
-        pool points.
-    label_budget = 0, growth = "model", growth_loss_share = 0.5
-        No pool growth unless asked for. With ``y_fn``: half the new points around the
-        highest-loss pool points (radius: the distance to their nearest pool
-        neighbour), half inside the refined cells (all around high-loss points without
-        ``refine``); ``growth="uniform"``: as many uniform points in the box (a control).
-    schedule = "none", band_edges = (1e-3, 1e-2, 1e-1), band_plateau = 0.9,
-    band_max_refreshes = 5
-        The band curriculum is opt-in; see docs/curriculum.md, "Model-driven bands".
-    """
-    floor: float = 0.5
-    q_signal: str = "distance"
-    q_power: float = 1.0
-    distance_clip: float = 1.0
-    loss_power: float | None = 1.0
-    loss_cap: float = 100.0
-    q_share: float = 1.0
-    loss_share: float = 1.0
-    refine_share: float = 1.0
-    refresh_every: int = 1
-    refine: bool = False
-    refine_criterion: str = "sign"
-    refine_initial_cells: int = 1024
-    max_refinement_level: int = 10
-    max_grid_points: int = 20000
-    refine_neighbours: int = 8
-    label_budget: int = 0
-    growth: str = "model"
-    growth_loss_share: float = 0.5
-    schedule: str = "none"
-    band_edges: tuple = (1e-3, 1e-2, 1e-1)
-    band_plateau: float = 0.9
-    band_max_refreshes: int = 5
-
-    def __post_init__(self):
-        check_real(self.floor, "floor", low=0.0, high=1.0, low_open=True)
-        check_choice(self.q_signal, "q_signal", Q_SIGNALS)
-        check_real(self.q_power, "q_power", low=0.0, low_open=True)
-        check_real(self.distance_clip, "distance_clip", low=0.0, low_open=True)
-        if self.loss_power is not None:
-            check_real(self.loss_power, "loss_power", low=0.0)
-        check_real(self.loss_cap, "loss_cap", low=1.0)
-        for name in ("q_share", "loss_share", "refine_share"):
-            check_real(getattr(self, name), name, low=0.0)
-        check_count(self.refresh_every, "refresh_every", minimum=1)
-        if not isinstance(self.refine, (bool, np.bool_)):
-            raise TypeError(f"refine must be True or False, got {self.refine!r}")
-        check_choice(self.refine_criterion, "refine_criterion", ("sign", "abs_or_sign"))
-        for name, low in (("refine_initial_cells", 1), ("max_refinement_level", 0),
-                          ("max_grid_points", 1), ("refine_neighbours", 1), ("label_budget", 0)):
-            check_count(getattr(self, name), name, minimum=low)
-        check_choice(self.growth, "growth", GROWTHS)
-        check_real(self.growth_loss_share, "growth_loss_share", low=0.0, high=1.0)
-        check_choice(self.schedule, "schedule", SCHEDULES)
-        e = check_edges(self.band_edges, "band_edges")
-        if e[0] <= 0 or e[-1] >= 1:
-            raise ValueError(f"band_edges must be pool fractions in (0, 1), got {e.tolist()}")
-        check_real(self.band_plateau, "band_plateau", low=0.0, high=1.0, low_open=True)
-        check_count(self.band_max_refreshes, "band_max_refreshes", minimum=1)
-        if self.schedule == "bands" and self.q_signal == "none":
-            raise ValueError("schedule='bands' needs q_signal 'distance' or 'quantile' (the "
-                             "bands are quantiles of the model's signal), got q_signal='none'")
-
-    @property
-    def uses_loss(self) -> bool:
-        return bool(self.loss_power) and self.loss_share > 0
-
-    @property
-    def uses_q(self) -> bool:
-        return self.q_signal != "none" and self.q_share > 0
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["band_edges"] = list(out["band_edges"])
-        return out
-
-
-@dataclass(frozen=True)
 class Request:
     """What the learner needs next: ``kind`` "signals" (rows ``start:stop`` of the
     current pool: q, and grad_norm / loss as configured), "q" (the model's Q at
     ``points`` (m, d)), "labels" (label ``points`` (m, d) and append them to the pool),
-    or "done"."""
+    or "done". A "signals" request with ``rows`` (int64, sorted) asks for those rows
+    instead of ``start:stop``."""
     kind: str
     points: np.ndarray | None = None
     start: int = 0
     stop: int = 0
+    rows: np.ndarray | None = None
+
+    def index(self):
+        """The pool rows asked for: ``rows``, or ``slice(start, stop)``."""
+        return slice(self.start, self.stop) if self.rows is None else self.rows
 
 
 class ModelDrivenLearner:
@@ -220,6 +105,7 @@ class ModelDrivenLearner:
         self.band_loss = None          # mean loss per band at the last refresh
         self.last_info = {}
         self._warned_unchanged, self._tree = False, None
+        self._window = 0                # next row of the refresh_rows sweep
 
     # ------------------------------------------------------------------ pool
     pool_size = property(lambda self: self._x.shape[0], doc="N, the current pool size")
@@ -279,7 +165,6 @@ class ModelDrivenLearner:
         self._epoch = check_count(epoch, "epoch")
         self._n_before = self.pool_size
         self._old_pi = self._pi
-        self._signals = {}
         self._pending = ["signals_all"]
         if self.config.refine:
             self._pending.append("refine")
@@ -301,7 +186,7 @@ class ModelDrivenLearner:
         while True:
             step = self._pending[0]
             if step == "signals_all":
-                return Request("signals", start=0, stop=self.pool_size)
+                return self._rows_request()
             if step == "refine":
                 points = self._refine_points()
                 if points.shape[0]:
@@ -342,7 +227,7 @@ class ModelDrivenLearner:
         if not isinstance(answer, dict):
             raise TypeError(f"the answer to a 'signals' request must be a dict with 'q' "
                             f"(and 'grad_norm', 'loss' as needed), got {type(answer).__name__}")
-        n = req.stop - req.start
+        n = req.stop - req.start if req.rows is None else req.rows.size
         got = {}
         names = (("q", self.config.uses_q or self.config.refine), ("grad_norm", self.needs_grad),
                  ("loss", self.has_loss and self.config.uses_loss))
@@ -350,18 +235,36 @@ class ModelDrivenLearner:
             if not needed:
                 continue
             if answer.get(name) is None:
-                raise ValueError(f"the 'signals' answer needs {name!r} (rows {req.start}.."
-                                 f"{req.stop - 1})")
+                raise ValueError(f"the 'signals' answer needs {name!r} (pool rows "
+                                 f"{req.index()})")
             v = as_float_array(answer[name], _SOURCE[name], finite=True)
             if v.size != n:
                 raise ValueError(f"{name} must have one value per pool row ({n}), got {v.size}")
             if name != "q" and (v < 0).any():
-                raise ValueError(f"{name} must be >= 0, got {v.min()} at index "
-                                 f"{int(np.argmin(v)) + req.start}")
+                raise ValueError(f"{name} must be >= 0, got {v.min()} at position "
+                                 f"{int(np.argmin(v))} of the rows asked for")
             got[name] = v
         for name, v in got.items():
-            old = self._signals.get(name) if req.start else None
-            self._signals[name] = v if old is None else np.concatenate((old, v))
+            old = self._signals.get(name)
+            if req.rows is not None:
+                self._signals[name] = old = old.copy()
+                old[req.rows] = v
+            else:
+                self._signals[name] = v if not req.start else np.concatenate((old, v))
+        if req.rows is not None:
+            self._window = self._window_next
+
+    def _rows_request(self) -> Request:
+        """The rows of this refresh: all of them, or (refresh_rows = M) the M/2 holding
+        the most mass of pi and the next M/2 of the round-robin sweep."""
+        n, m = self.pool_size, self.config.refresh_rows
+        have = self._signals and all(v.size == n for v in self._signals.values())
+        if not m or m >= n or not have:
+            return Request("signals", start=0, stop=n)
+        top = np.argpartition(self._pi, n - m // 2)[n - m // 2:] if m // 2 else np.zeros(0, int)
+        sweep = (self._window + np.arange(m - m // 2)) % n
+        self._window_next = int((self._window + sweep.size) % n)
+        return Request("signals", rows=np.union1d(top, sweep).astype(np.int64))
 
     def distance(self) -> np.ndarray:
         """The scale-free signal of the last refresh in units of the pool spacing (N,):
@@ -554,13 +457,14 @@ class ModelDrivenLearner:
         return {"version": STATE_VERSION, "config": self.config.to_dict(), "seed": self.seed,
                 "batch_size": self.batch_size, "x_pool": self._x.copy(), "pi": self._pi.copy(),
                 "refresh_count": self.refresh_count, "decisions": self.decisions(),
-                "warned_unchanged": self._warned_unchanged}
+                "warned_unchanged": self._warned_unchanged, "window": self._window,
+                "signals": {k: v.copy() for k, v in self._signals.items()}}
 
     def load_state_dict(self, state) -> None:
         """Restore a :meth:`state_dict` (validated first; nothing changes on error)."""
         check_state(state, type(self).__name__, ("config", "seed", "batch_size", "x_pool", "pi",
                                                  "refresh_count", "decisions"),
-                    optional=("warned_unchanged",))
+                    optional=("warned_unchanged", "window", "signals"))
         cfg = config_fields(state["config"], type(self).__name__,
                             list(ModelDrivenConfig.__dataclass_fields__))
         cfg["band_edges"] = tuple(cfg["band_edges"])
@@ -572,13 +476,16 @@ class ModelDrivenLearner:
         other.refresh_count = check_count(state["refresh_count"], "refresh_count")
         other.set_decisions(state["decisions"])
         other._warned_unchanged = bool(state.get("warned_unchanged", False))
+        other._window = check_count(state.get("window", 0), "window")
+        other._signals = {k: as_float_array(v, f"signals[{k!r}]", allow_empty=True)
+                          for k, v in (state.get("signals") or {}).items()}
         self.__dict__.update(other.__dict__)
 
 
 def run_refresh(learner: ModelDrivenLearner, epoch: int, *, signals, q=None,
                 labels=None) -> None:
-    """The runner loop of one refresh: ``signals(start, stop) -> dict`` (q, grad_norm,
-    loss of pool rows start:stop), ``q(points (m, d)) -> (m,)`` (refinement),
+    """The runner loop of one refresh: ``signals(rows) -> dict`` (q, grad_norm, loss of
+    the pool rows ``rows``: a slice or an int64 array), ``q(points (m, d)) -> (m,)`` (refinement),
     ``labels(points (m, d))`` (label and append them to the caller's pool; returns None
     or the points it appended instead). On an error the refresh is undone
     (:meth:`ModelDrivenLearner.abort_refresh`) and re-raised."""
@@ -589,7 +496,7 @@ def run_refresh(learner: ModelDrivenLearner, epoch: int, *, signals, q=None,
             if req.kind == "done":
                 return
             if req.kind == "signals":
-                learner.tell(signals(req.start, req.stop))
+                learner.tell(signals(req.index()))
             elif req.kind == "q":
                 learner.tell(q(req.points))
             else:

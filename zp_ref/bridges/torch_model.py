@@ -192,8 +192,10 @@ class ModelDrivenSampler(torch.utils.data.Sampler):
             gs.append(_host(g.reshape(xc.shape[0], -1).norm(dim=1)))
         return np.concatenate(qs), np.concatenate(gs)
 
-    def _signals(self, start: int, stop: int, times: dict) -> dict:
-        x, out = self._x[start:stop], {}
+    def _signals(self, rows, times: dict) -> dict:
+        """q (and |grad q|) and the loss of pool rows ``rows`` (a slice or int64 array)."""
+        rows = rows if isinstance(rows, slice) else torch.from_numpy(rows).to(self._x.device)
+        x, out = self._x[rows], {}
         t0 = time.perf_counter()
         if self.q_fn is not None:
             if self.learner.needs_grad:
@@ -204,7 +206,7 @@ class ModelDrivenSampler(torch.utils.data.Sampler):
                 out["q"] = self._q_values(x)
         t1 = time.perf_counter()
         if self.loss_fn is not None:
-            y = self._y[start:stop]
+            y = self._y[rows]
             with torch.no_grad():
                 out["loss"] = np.concatenate([
                     _host(_rows(self.loss_fn(x[i:i + self.q_batch_size],
@@ -259,7 +261,7 @@ class ModelDrivenSampler(torch.utils.data.Sampler):
         t0 = time.perf_counter()
         try:
             run_refresh(self.learner, epoch,
-                        signals=lambda a, b: self._signals(a, b, times),
+                        signals=lambda rows: self._signals(rows, times),
                         q=lambda p: self._refine_q(p, times),
                         labels=lambda p: self._label(p, times))
             self._synchronise()

@@ -1,0 +1,142 @@
+"""Configuration of the model-driven learner (:mod:`zp_ref.model_driven`): a frozen
+dataclass whose defaults were fixed a priori, each with its reason, validated when it is
+built (ValueError/TypeError naming the field)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ._validation import check_choice, check_count, check_real
+from .bands import check_edges
+
+__all__ = ["ModelDrivenConfig", "Q_SIGNALS", "GROWTHS", "SCHEDULES"]
+
+Q_SIGNALS = ("distance", "quantile", "none")
+GROWTHS = ("model", "uniform")
+SCHEDULES = ("none", "bands")
+
+
+@dataclass(frozen=True)
+class ModelDrivenConfig:
+    """Configuration of :class:`ModelDrivenLearner`. The defaults were fixed a priori,
+    from the literature and first principles, before any study result existed:
+
+    floor = 0.5
+        Uniform floor: at least ``floor`` of every batch is uniform, so every pool point
+        keeps probability >= floor / N and likelihood ratios stay <= 1 / floor = 2.
+        RAD (Wu et al. 2023) draws with density ``loss^k / mean(loss^k) + c`` and finds
+        ``k = 1, c = 1`` robust; c = 1 is half the mass uniform. A floor is also the
+        defensive mixture of importance sampling (Hesterberg 1995): the variance can be
+        at most 1 / floor times uniform's, whatever the signal says.
+    q_signal = "distance", q_power = 1.0, distance_clip = 1.0
+        The model's Q enters through the first-order distance to its pole set,
+        ``|Q_m| / |grad_x Q_m|``: invariant when the model multiplies P and Q by a
+        constant (``implicit_loss`` is), unlike |Q_m|. Density ``1 / distance^1``
+        puts equal mass in every decade of distance (equal draws per |Q| band near a
+        simple pole, where |Q| grows linearly), floored at ``distance_clip`` times the
+        pool spacing ``h = (box volume / N)^(1/d)`` (closer than the pool can resolve).
+        ``"quantile"``: the rank of |Q_m| over the pool instead (no gradient needed),
+        the same density for a uniform pool.
+    loss_power = 1.0, loss_cap = 100.0
+        RAD's k = 1: the loss signal is ``loss / mean(loss)``, clipped at ``loss_cap`` so
+        that no single point takes more than 100x its uniform share of the loss mass (a
+        pole target's squared error can be 1e10x the mean at one point, which RAD's
+        bounded PDE residuals never are; 100 is ImportanceSamplerConfig's max_weight).
+    q_share = loss_share = refine_share = 1.0
+        The non-uniform mass is split between the signals present in these proportions
+        (renormalised over the signals that are on). Equal shares: nothing a priori says
+        which signal is right, and the model's Q can only point at poles the model
+        already has, while the loss points at those it lacks; with both on, neither
+        signal can take more than half of the non-uniform mass (a quarter of a batch).
+    refresh_every = 1
+        The signal should follow the model; a refresh is measured to cost a small part of
+        an epoch (benchmarks/bench_model_driven.py); no a-priori reason to let it lag.
+    refresh_rows = 0
+        Every refresh evaluates the whole pool. ``refresh_rows = M > 0`` (added after the
+        benchmark, for large pools): after the first refresh, evaluate only M rows: the
+        M/2 holding the most model-driven mass and the next M/2 of a round-robin sweep
+        (every row is re-evaluated every 2N/M refreshes); the others keep their values.
+    refine = False, refine_criterion = "sign", refine_initial_cells = 1024,
+    max_refinement_level = 10, max_grid_points = 20000, refine_neighbours = 8
+        Refining the model's Q is opt-in (without new labels it mostly re-finds the poles
+        the distance signal already sees). ``"sign"`` is scale-free; ~1024 initial cells
+        split over the axes, 10 levels (1-D cells 2**-10 of the initial width), a point
+        cap that bounds the cost; the mass of each refined cell goes to its 8 nearest
+        pool points.
+    label_budget = 0, growth = "model", growth_loss_share = 0.5
+        No pool growth unless asked for. With ``y_fn``: half the new points around the
+        highest-loss pool points (radius: the distance to their nearest pool
+        neighbour), half inside the refined cells (all around high-loss points without
+        ``refine``); ``growth="uniform"``: as many uniform points in the box (a control).
+    schedule = "none", band_edges = (1e-3, 1e-2, 1e-1), band_plateau = 0.9,
+    band_max_refreshes = 5
+        The band curriculum is opt-in; see docs/curriculum.md, "Model-driven bands".
+    """
+    floor: float = 0.5
+    q_signal: str = "distance"
+    q_power: float = 1.0
+    distance_clip: float = 1.0
+    loss_power: float | None = 1.0
+    loss_cap: float = 100.0
+    q_share: float = 1.0
+    loss_share: float = 1.0
+    refine_share: float = 1.0
+    refresh_every: int = 1
+    refresh_rows: int = 0
+    refine: bool = False
+    refine_criterion: str = "sign"
+    refine_initial_cells: int = 1024
+    max_refinement_level: int = 10
+    max_grid_points: int = 20000
+    refine_neighbours: int = 8
+    label_budget: int = 0
+    growth: str = "model"
+    growth_loss_share: float = 0.5
+    schedule: str = "none"
+    band_edges: tuple = (1e-3, 1e-2, 1e-1)
+    band_plateau: float = 0.9
+    band_max_refreshes: int = 5
+
+    def __post_init__(self):
+        check_real(self.floor, "floor", low=0.0, high=1.0, low_open=True)
+        check_choice(self.q_signal, "q_signal", Q_SIGNALS)
+        check_real(self.q_power, "q_power", low=0.0, low_open=True)
+        check_real(self.distance_clip, "distance_clip", low=0.0, low_open=True)
+        if self.loss_power is not None:
+            check_real(self.loss_power, "loss_power", low=0.0)
+        check_real(self.loss_cap, "loss_cap", low=1.0)
+        for name in ("q_share", "loss_share", "refine_share"):
+            check_real(getattr(self, name), name, low=0.0)
+        check_count(self.refresh_every, "refresh_every", minimum=1)
+        check_count(self.refresh_rows, "refresh_rows")
+        if not isinstance(self.refine, (bool, np.bool_)):
+            raise TypeError(f"refine must be True or False, got {self.refine!r}")
+        check_choice(self.refine_criterion, "refine_criterion", ("sign", "abs_or_sign"))
+        for name, low in (("refine_initial_cells", 1), ("max_refinement_level", 0),
+                          ("max_grid_points", 1), ("refine_neighbours", 1), ("label_budget", 0)):
+            check_count(getattr(self, name), name, minimum=low)
+        check_choice(self.growth, "growth", GROWTHS)
+        check_real(self.growth_loss_share, "growth_loss_share", low=0.0, high=1.0)
+        check_choice(self.schedule, "schedule", SCHEDULES)
+        e = check_edges(self.band_edges, "band_edges")
+        if e[0] <= 0 or e[-1] >= 1:
+            raise ValueError(f"band_edges must be pool fractions in (0, 1), got {e.tolist()}")
+        check_real(self.band_plateau, "band_plateau", low=0.0, high=1.0, low_open=True)
+        check_count(self.band_max_refreshes, "band_max_refreshes", minimum=1)
+        if self.schedule == "bands" and self.q_signal == "none":
+            raise ValueError("schedule='bands' needs q_signal 'distance' or 'quantile' (the "
+                             "bands are quantiles of the model's signal), got q_signal='none'")
+
+    @property
+    def uses_loss(self) -> bool:
+        return bool(self.loss_power) and self.loss_share > 0
+
+    @property
+    def uses_q(self) -> bool:
+        return self.q_signal != "none" and self.q_share > 0
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["band_edges"] = list(out["band_edges"])
+        return out
