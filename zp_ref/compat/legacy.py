@@ -32,6 +32,7 @@ from .. import refinement as _refinement
 from ..checks import check_count, check_real
 from ..rng import call_seed
 from ..schedule import DeltaSchedule
+from ..tensors import host_pool, q_to_numpy, scalar_value, to_numpy
 
 __all__ = ["SamplingStrategy", "ImportanceSamplerConfig", "ImportanceSampler",
            "ActiveSamplerConfig", "ActiveSampler", "DiagnosticConfig", "DiagnosticMonitor",
@@ -79,8 +80,16 @@ class TRTag(enum.Enum):
 
 
 def _tensor(a):
-    """``a`` as a torch tensor (a tensor is returned as is)."""
-    return a if isinstance(a, torch.Tensor) else torch.as_tensor(np.asarray(a))
+    """``a`` as a torch tensor (a tensor is returned as is; a big-endian array is
+    converted to native order first)."""
+    return a if isinstance(a, torch.Tensor) else torch.as_tensor(host_pool(np.asarray(a), "a"))
+
+
+def _snapshot(x_values, q_values) -> tuple:
+    """Copies of a weighted pool as the call saw it: x as a tensor, Q as float64 (N,)."""
+    x = _tensor(x_values).detach().clone()
+    q = np.array(q_to_numpy(q_values, "q_values"), dtype=np.float64).reshape(-1)
+    return x, q
 
 
 def _cache_key(x) -> str:
@@ -124,23 +133,24 @@ class ImportanceSampler:
         return defaultdict(int, {int(i): int(counts[i]) for i in np.flatnonzero(counts)})
 
     def _remember(self, x_values, q_values):
-        """Note a weighted pool; the same x object again replaces its entry."""
+        """Note a weighted pool (a snapshot: later writes to the caller's buffers do not
+        change what the caches say this call saw); the same x object again replaces its
+        entry."""
+        entry = (x_values, *_snapshot(x_values, q_values))
         if self._pending and self._pending[-1][0] is x_values:
-            self._pending[-1] = (x_values, q_values)
+            self._pending[-1] = entry
         else:
-            self._pending.append((x_values, q_values))
+            self._pending.append(entry)
         if len(self._pending) > self.PENDING_POOLS:
             self._fold()
 
     def _fold(self):
         """Add the pending pools to the caches (in order: later pools win)."""
-        for x, q in self._pending:
+        for _, x, q in self._pending:
             w = self._core.compute_weights(q)
-            w = w.detach().cpu().double().numpy() if isinstance(w, torch.Tensor) else w
-            qs = _tensor(q).detach().cpu().double().reshape(-1).numpy()
-            for i, xi in enumerate(_tensor(x)):
+            for i, xi in enumerate(x):
                 key = _cache_key(xi)
-                self._q_cache[key], self._w_cache[key] = float(qs[i]), float(w[i])
+                self._q_cache[key], self._w_cache[key] = float(q[i]), float(w[i])
         self._pending = []
 
     @property
@@ -230,6 +240,8 @@ class ActiveSampler:
         if not isinstance(q_values, dict):
             self._core.refine_grid(q_values)
             return
+        q_values = {k: check_real(scalar_value(v, f"q_values[{k!r}]"), f"q_values[{k!r}]",
+                                  allow_inf=True) for k, v in q_values.items()}
         self.q_history.update(q_values)
         keys = [self._point_key(p) for p in self.get_current_grid()]
         values = self._core.grid_values()
@@ -306,12 +318,18 @@ class DiagnosticMonitor:
 
     def update(self, epoch, metrics, p_values=None, q_values=None, gradients=None,
                tags=None):
-        self._core.update(epoch, metrics, p_values=p_values, q_values=q_values,
-                          gradients=gradients, tags=tags)
+        """The core's update; 0-d tensor metrics (``loss.detach()``) are numbers."""
+        if isinstance(metrics, dict):
+            metrics = {k: scalar_value(v, f"metrics[{k!r}]") for k, v in metrics.items()}
+        self._core.update(scalar_value(epoch, "epoch"), metrics, p_values=p_values,
+                          q_values=q_values, gradients=gradients, tags=tags)
 
     def update_batch(self, batch_idx, q_min, tags=None, loss=None):
-        self._core.update_batch(batch_idx=batch_idx, q_min=_scalar(q_min), tags=tags,
-                                loss=_scalar(loss))
+        """The core's update_batch; ``q_min`` and ``loss`` may be 0-d tensors (a tensor
+        of several elements raises ValueError naming it)."""
+        self._core.update_batch(batch_idx=scalar_value(batch_idx, "batch_idx"),
+                                q_min=scalar_value(q_min, "q_min"), tags=tags,
+                                loss=scalar_value(loss, "loss"))
 
     def export_diagnostics(self, epoch):
         return self._core.export_diagnostics(epoch)
@@ -323,10 +341,6 @@ class DiagnosticMonitor:
 def _dense(table) -> dict:
     """Columns without their None rows (legacy tables grow only when measured)."""
     return {k: [v for v in col if v is not None] for k, col in table.items()}
-
-
-def _scalar(value):
-    return value.item() if isinstance(value, torch.Tensor) else value
 
 
 # =========================================================================== integrated
@@ -375,10 +389,10 @@ class IntegratedSampler:
     def _refine_from_pool(self, x_pool, q_pool, epoch, limit=None):
         if epoch % self.active_sampler.config.adapt_frequency:
             return
-        x, q = _tensor(x_pool), _tensor(q_pool).detach().reshape(-1)
+        x, q = _tensor(x_pool), np.asarray(q_to_numpy(q_pool, "q_pool")).reshape(-1)
         n = len(x) if limit is None else min(limit, len(x))
         key = self.active_sampler._point_key
-        self.active_sampler.refine_grid({key(x[i]): q[i].item() for i in range(n)})
+        self.active_sampler.refine_grid({key(x[i]): float(q[i]) for i in range(n)})
 
     def _legacy_active(self, x_pool, q_pool, batch_size, epoch):
         from ..sampling import uniform_indices
@@ -443,7 +457,7 @@ class CurriculumScheduler(_curriculum.CurriculumScheduler):
 
     def get_sample_weights(self, x_values, q_values=None) -> np.ndarray:
         w = super().get_sample_weights(x_values, q_values)
-        return w.detach().cpu().numpy() if isinstance(w, torch.Tensor) else w
+        return to_numpy(w, "weights") if isinstance(w, torch.Tensor) else w
 
 
 # =========================================================================== schedule

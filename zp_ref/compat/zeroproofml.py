@@ -4,7 +4,11 @@
 of ``from zeroproof.training import ...``: the constructor, ``update(q_values,
 bottom_mask=None)``, ``weights``, ``dataloader(**overrides)``, ``__iter__`` and
 ``__len__`` are zeroproofml's. Added: ``seed=`` (draw c uses ``derive_seed(seed, c)``,
-so the batches are reproducible, also with ``num_workers > 0``), Q of shape (N, 1).
+so the batches are reproducible, also with ``num_workers > 0``), Q of shape (N, 1), and
+``q_fn=``/``x_pool=`` with ``set_epoch(e)`` (also on its loaders' sampler), which
+updates the weights from the model every ``refresh_every`` epochs, so
+``zp_ref.torch_bridge.EpochLoader(risk.dataloader(), lambda: trainer.current_epoch)``
+refreshes it under zeroproofml's ``SCMTrainer``.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from ..bridges.torch_pool import evaluate_q_fn, pool_tensor
 from ..tensors import q_to_numpy, squeeze_q, to_numpy
 from .._validation import check_count, check_real, check_seed
 from ..rng import call_seed
@@ -75,9 +80,17 @@ class AdaptiveSampler:
     """Wrap a dataset with adaptive sampling based on singularity risk (zeroproofml
     0.6.1's class). ``weights`` (float64 tensor (N,)) start at 1; every ``update`` sets
     ``ema = ema_update(ema, singularity_prob(q, tau_train, beta), gamma)`` and
-    ``weights = sampling_weights(ema, bottom_mask, alpha=alpha, s_min=s_min)``."""
+    ``weights = sampling_weights(ema, bottom_mask, alpha=alpha, s_min=s_min)``.
 
-    def __init__(self, dataset, config: AdaptiveSamplerConfig | None = None, *, seed=0):
+    Added: ``q_fn`` (the model's Q head, a callable) with ``x_pool`` (the dataset's
+    inputs, a tensor or NumPy array (N, ...)): ``set_epoch(e)`` calls
+    ``update(evaluate_q_fn(q_fn, x_pool))`` when ``e % refresh_every == 0`` (once per
+    epoch); without ``q_fn``, ``set_epoch`` only records the epoch. A loader made by
+    :meth:`dataloader` draws with the weights current at its creation, and from the
+    latest weights after each ``set_epoch`` of its sampler."""
+
+    def __init__(self, dataset, config: AdaptiveSamplerConfig | None = None, *, seed=0,
+                 q_fn=None, x_pool=None, refresh_every=1, q_batch_size=65536):
         if config is not None and not isinstance(config, AdaptiveSamplerConfig):
             raise TypeError(f"config must be an AdaptiveSamplerConfig or None, got "
                             f"{type(config).__name__}")
@@ -85,10 +98,33 @@ class AdaptiveSampler:
         self.config = config or AdaptiveSamplerConfig()
         self.seed = check_seed(seed)
         n = len(dataset)
+        if q_fn is not None and not callable(q_fn):
+            raise TypeError(f"q_fn must be callable (x -> Q(x)) or None, got "
+                            f"{type(q_fn).__name__}")
+        if q_fn is not None:
+            x_pool = pool_tensor(x_pool)
+            if x_pool.shape[0] != n:
+                raise ValueError(f"x_pool must have one row per dataset item ({n}), got "
+                                 f"{x_pool.shape[0]}")
+        elif x_pool is not None:
+            raise ValueError("x_pool is only used with q_fn")
+        self.q_fn, self.x_pool = q_fn, x_pool
+        self.refresh_every = check_count(refresh_every, "refresh_every", minimum=1)
+        self.q_batch_size = check_count(q_batch_size, "q_batch_size", minimum=1)
+        self.epoch, self.q_epoch = 0, None
         self._smoothed_prob = np.zeros(n)
         self._weights = np.ones(n)
         self._draws = 0                    # epochs drawn so far, over every loader
 
+    def set_epoch(self, epoch) -> None:
+        """Record the epoch about to start; with ``q_fn``, update the weights from the
+        model's Q on ``x_pool`` first when ``epoch % refresh_every == 0`` (once per
+        epoch). A failing ``q_fn`` changes nothing."""
+        epoch = check_count(epoch, "epoch")
+        if self.q_fn is not None and epoch % self.refresh_every == 0 and epoch != self.q_epoch:
+            self.update(evaluate_q_fn(self.q_fn, self.x_pool, self.q_batch_size))
+            self.q_epoch = epoch
+        self.epoch = epoch
     @property
     def weights(self) -> torch.Tensor:
         """The current sampling weights, float64 (N,) (a copy)."""
@@ -134,6 +170,15 @@ class _SharedCounterSampler(RiskWeightedSampler):
     def __init__(self, owner: AdaptiveSampler):
         super().__init__(owner._weights, len(owner.dataset), seed=owner.seed)
         self._owner = owner
+
+    @property
+    def epoch(self) -> int:
+        return self._owner.epoch
+
+    def set_epoch(self, epoch) -> None:
+        """``owner.set_epoch(epoch)``, then draw with the owner's latest weights."""
+        self._owner.set_epoch(epoch)
+        self.weights = self._owner._weights.copy()
 
     def __iter__(self):
         self.draws = self._owner._draws
