@@ -116,11 +116,11 @@ def _weights_block(q, config, backend, total):
 def importance_weights(q, *, weight_power=2.0, min_q_abs=1e-6, max_weight=100.0,
                        temperature=1.0, normalize=True, nan_policy="raise",
                        backend="auto") -> "da.Array":
-    """``zp_ref.importance_weights`` over a chunked pool: a lazy float64 dask array.
+    """``zp_ref.importance_weights`` over a chunked pool, as a lazy dask array.
 
-    Each chunk runs the in-memory kernel (``backend`` resolved per chunk). One eager
-    pass here counts NaNs (``ValueError`` naming the count and the global index of the
-    first, or a ``RuntimeWarning`` with ``nan_policy="omit"``) and sums the weights.
+    Each chunk runs the in-memory kernel. One eager pass here counts NaNs (``ValueError``
+    naming the count and the global index of the first, or a ``RuntimeWarning`` with
+    ``nan_policy="omit"``) and sums the weights.
     Float order of the total: each chunk's weights are summed with ``np.sum`` (NumPy
     pairwise summation), then the chunk totals are added sequentially in chunk order
     from 0.0; weights equal the in-memory ones to rtol 1e-12. The result is recomputed
@@ -128,6 +128,23 @@ def importance_weights(q, *, weight_power=2.0, min_q_abs=1e-6, max_weight=100.0,
     With ``normalize=False`` the eager pass also gathers what :func:`sample_indices`
     needs of these weights (block totals, validation counts), kept on the returned
     array, so drawing from it reads the pool once more, not twice.
+
+    Parameters
+    ----------
+    q : dask.array.Array, shape (N,)
+        Real Q values of the pool, in chunks.
+    weight_power, min_q_abs, max_weight, temperature : float
+        As in :func:`zp_ref.importance_weights` (defaults 2.0, 1e-6, 100.0, 1.0).
+    normalize : bool, default True
+        Divide by the total.
+    nan_policy : {"raise", "omit"}, default "raise"
+    backend : {"auto", "numpy", "cpu", "cuda"}, default "auto"
+        The in-memory kernel each chunk runs (resolved per chunk).
+
+    Returns
+    -------
+    dask.array.Array
+        float64, shape (N,), chunked as ``q``.
     """
     config = check_weight_config(weight_power, min_q_abs, max_weight, temperature)
     check_choice(nan_policy, "nan_policy", NAN_POLICIES)
@@ -216,8 +233,8 @@ def _top_keys(w, start, n, seed):
 
 
 def sample_indices(weights, n, *, seed, replace=True) -> np.ndarray:
-    """``zp_ref.sample_indices`` over a chunked pool: int64 (n,), equal to the in-memory
-    result on the concatenated weights for the same seed.
+    """``zp_ref.sample_indices`` over a chunked pool, equal to the in-memory result on
+    the concatenated weights for the same seed.
 
     With replacement, two passes: (1) every chunk returns its block totals and
     validation counts (skipped when ``weights`` is the result of
@@ -231,6 +248,22 @@ def sample_indices(weights, n, *, seed, replace=True) -> np.ndarray:
     only in the blocks holding draws. Without replacement: (1)
     validation counts; (2) every chunk returns its n largest keys
     ``log(w_i) - log(-log(u(seed, 1, i)))``; the client merges.
+
+    Parameters
+    ----------
+    weights : dask.array.Array, shape (N,)
+        Finite weights >= 0 with a positive total, in chunks.
+    n : int
+        Number of draws, >= 0.
+    seed : int
+        Seed in [0, 2**64).
+    replace : bool, default True
+        Draw with replacement.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64, shape (n,), global indices into ``weights``.
     """
     w = check_pool(weights, "weights", hint="zp_ref.sample_indices")   # the in-memory order
     n = check_draw_count(n, "n")
@@ -320,8 +353,24 @@ def _band_block(q, edges, backend, block_info=None):
 
 
 def band_of(q, edges=DEFAULT_EDGES, *, backend="auto") -> "da.Array":
-    """``zp_ref.band_of`` over a chunked pool: a lazy int64 dask array (the number of
-    edges strictly below |q|). A NaN raises ``ValueError`` when the result is computed."""
+    """``zp_ref.band_of`` over a chunked pool: the number of edges strictly below |q|.
+
+    A NaN raises ``ValueError`` when the result is computed.
+
+    Parameters
+    ----------
+    q : dask.array.Array, shape (N,)
+        Real Q values, in chunks.
+    edges : sequence of float, shape (K,), default DEFAULT_EDGES
+        Increasing band edges on |Q|.
+    backend : {"auto", "numpy", "cpu", "cuda"}, default "auto"
+        The in-memory kernel each chunk runs (resolved per chunk).
+
+    Returns
+    -------
+    dask.array.Array
+        Lazy int64, shape (N,), in [0, K].
+    """
     edges = check_edges(edges)
     check_backend(backend)
     q = check_pool(q, "q", allow_empty=True, hint="zp_ref.band_of")

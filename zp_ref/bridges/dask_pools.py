@@ -38,12 +38,22 @@ def _read_npy(path: str, lo: int, hi: int):
 def pool_from_npy(paths, *, chunk_size=None) -> "da.Array":
     """A pool stored as 1-D ``.npy`` files, as one lazy dask array (their concatenation).
 
-    paths: a glob pattern (files taken in sorted name order: zero-pad the numbers), a
-    path, or a list of paths (taken in the given order). Only headers are read here;
-    each chunk is a memory map opened by the worker that reads it, so no file is ever
-    loaded whole and the pool never passes through the client. Files must share one
-    real dtype; an empty file contributes no chunk. ``chunk_size``: at most this many
-    entries per chunk (files are split), default one chunk per file.
+    Only headers are read here; each chunk is a memory map opened by the worker that
+    reads it, so no file is ever loaded whole and the pool never passes through the
+    client. Files must share one real dtype; an empty file contributes no chunk.
+
+    Parameters
+    ----------
+    paths : str, os.PathLike or list of them
+        A glob pattern (files taken in sorted name order: zero-pad the numbers), a path,
+        or a list of paths (taken in the given order).
+    chunk_size : int or None, default None
+        At most this many entries per chunk (files are split); None: one chunk per file.
+
+    Returns
+    -------
+    dask.array.Array
+        shape (N,) (N the total length), the files' dtype.
     """
     if isinstance(paths, (str, os.PathLike)):
         pattern = os.fspath(paths)
@@ -107,11 +117,23 @@ def _check_component(component):
 def pool_from_zarr(path_or_store, *, chunk_size=None, component=None) -> "da.Array":
     """A pool stored as a 1-D zarr array, as one lazy dask array.
 
-    path_or_store: a directory path or a zarr store; component: the array's path inside
-    it (None when the store is the array itself). Only the metadata is read here; each
-    chunk is read by the worker that needs it. ``chunk_size``: entries per dask chunk,
-    default the zarr chunk length (a multiple of it reads each zarr chunk once).
+    Only the metadata is read here; each chunk is read by the worker that needs it.
     On a cluster, the path must be visible to the client and the workers alike.
+
+    Parameters
+    ----------
+    path_or_store : str, os.PathLike or zarr store
+        A directory path or a zarr store.
+    chunk_size : int or None, default None
+        Entries per dask chunk; None: the zarr chunk length (a multiple of it reads each
+        zarr chunk once).
+    component : str or None, default None
+        The array's path inside the store (None when the store is the array itself).
+
+    Returns
+    -------
+    dask.array.Array
+        shape (N,), the zarr array's dtype.
     """
     zarr = _zarr()
     store = _check_store(path_or_store, zarr)
@@ -142,12 +164,29 @@ def to_zarr(array, path_or_store, *, component=None, chunk_size=None, overwrite=
     """Write a 1-D dask array (weights, band ids, a pool) to a zarr array, chunk by chunk
     in the workers (nothing passes through the client).
 
-    The zarr chunks are ``chunk_size`` entries long (default: the array's largest chunk);
-    the array is rechunked to that regular grid first when its chunks are not already
-    on it, so every zarr chunk has one writer. ``overwrite=False`` refuses an existing
-    array (ValueError); ``compressors``: zarr's ("auto": its default codec; None: none,
-    fastest for incompressible floats). With ``compute=False``, returns the dask
-    object that writes when computed (pass it to ``distributed.progress``); else None.
+    The array is rechunked to the regular grid of the zarr chunks first when its chunks
+    are not already on it, so every zarr chunk has one writer.
+
+    Parameters
+    ----------
+    array : dask.array.Array, shape (N,)
+    path_or_store : str, os.PathLike or zarr store
+    component : str or None, default None
+        The array's path inside the store.
+    chunk_size : int or None, default None
+        Length of the zarr chunks (None: the array's largest chunk).
+    overwrite : bool, default False
+        False refuses an existing array (ValueError).
+    compressors : "auto", None or zarr codecs, default "auto"
+        zarr's ("auto": its default codec; None: none, fastest for incompressible floats).
+    compute : bool, default True
+        Write now; False returns the dask object that writes when computed (pass it to
+        ``distributed.progress``).
+
+    Returns
+    -------
+    dask.delayed.Delayed or None
+        None when ``compute``; else the object that writes.
     """
     zarr = _zarr()
     if not isinstance(array, da.Array) or array.ndim != 1:

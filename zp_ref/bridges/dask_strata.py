@@ -222,8 +222,8 @@ def _plan_uniform_bands(rank0, members, alloc, live, seed):
 
 def stratified_sample(q, n, *, edges=DEFAULT_EDGES, mix, seed, within="uniform",
                       weight_power=2.0, min_q_abs=1e-6, max_weight=None, backend="auto"):
-    """``zp_ref.stratified_sample`` over a chunked pool: (idx int64 (n,), info), equal
-    to the in-memory result on the concatenated q for the same arguments.
+    """``zp_ref.stratified_sample`` over a chunked pool, equal to the in-memory result
+    on the concatenated q for the same arguments.
 
     Passes: (1) per chunk, members and drawable members per band (and NaN counts);
     the client allocates the draws; (2, ``within="importance"`` only) per chunk and
@@ -234,6 +234,29 @@ def stratified_sample(q, n, *, edges=DEFAULT_EDGES, mix, seed, within="uniform",
     The chunk passes use the streaming cpu kernels whatever ``backend`` (validated as
     in memory), except for a power other than 0, 1/2, 1, 2 on another backend, whose
     weights they take from that backend segment by segment (module docstring).
+
+    Parameters
+    ----------
+    q : dask.array.Array, shape (N,)
+        Real pool values, in chunks (NaN refused).
+    n : int
+        Number of draws, >= 0.
+    edges : sequence of float, shape (K,), default DEFAULT_EDGES
+    mix : array_like, shape (K+1,)
+        Shares per band, summing to 1.
+    seed : int
+    within : {"uniform", "importance"}, default "uniform"
+    weight_power, min_q_abs : float, default 2.0, 1e-6
+    max_weight : float or None, default None
+    backend : {"auto", "numpy", "cpu", "cuda"}, default "auto"
+        All as in :func:`zp_ref.stratified_sample`.
+
+    Returns
+    -------
+    idx : numpy.ndarray
+        int64, shape (n,), band-major global indices.
+    info : dict
+        As :func:`zp_ref.stratified_sample`'s.
     """
     edges, n, mix, seed, within, weight_power, min_q_abs, max_weight = \
         check_stratified_args(edges, n, mix, seed, within, weight_power, min_q_abs, max_weight)
