@@ -8,6 +8,8 @@ against 23 ms on one thread).
 """
 from numba import njit
 
+from .cache_loading import load_cached_without_compiler
+
 
 @njit(cache=True)
 def last_positive(w):
@@ -16,3 +18,6 @@ def last_positive(w):
         if w[i] > 0.0:
             return i
     return -1
+
+
+load_cached_without_compiler(globals())   # cache loads skip Numba's compiler setup

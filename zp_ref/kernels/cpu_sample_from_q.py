@@ -19,6 +19,7 @@ one keeps LLVM from vectorising the weight loop.
 import numpy as np
 from numba import njit, prange
 
+from .cache_loading import load_cached_without_compiler
 from .cpu_sampling import (_GROUP, PREFIX_BLOCK, group_draws, guide_table, local_prefix_sums,
                            resolve_group)
 from .cpu_weights import fill_weights, importance_weight
@@ -130,3 +131,6 @@ def draws_from_q_cpu(q, params, ends, n, key) -> np.ndarray:
     if corner.size:                       # t rounded up to the total: last positive weight
         out[corner] = last_positive_weight(q, params)
     return out
+
+
+load_cached_without_compiler(globals())   # cache loads skip Numba's compiler setup

@@ -14,6 +14,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from .cache_loading import load_cached_without_compiler
 from .common import PREFIX_BLOCK
 from .counter_rng import uniform_at
 
@@ -426,3 +427,6 @@ def sample_without_replacement_cpu(w, n, key):
                           cand_keys)
     order = np.lexsort((idx, -cand_keys))
     return idx[order[:n]]
+
+
+load_cached_without_compiler(globals())   # cache loads skip Numba's compiler setup

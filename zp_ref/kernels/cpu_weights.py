@@ -10,6 +10,8 @@ so clean pools pay nothing for the NaN policy."""
 import numpy as np
 from numba import njit, prange
 
+from .cache_loading import load_cached_without_compiler
+
 #: Entries per partial sum.
 SUM_CHUNK = 1 << 16
 #: Entries written, then summed back from cache.
@@ -150,3 +152,6 @@ def importance_weights_cpu(q, p, min_q_abs, max_weight, temperature, out):
     for c in np.flatnonzero(np.isnan(sums)):
         n_nan += zero_nan_chunk(q, out, sums, c)
     return out, float(np.add.accumulate(sums)[-1]), n_nan
+
+
+load_cached_without_compiler(globals())   # cache loads skip Numba's compiler setup
