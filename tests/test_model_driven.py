@@ -316,3 +316,12 @@ def test_refresh_rows_evaluates_the_top_mass_and_a_sweep():
         seen |= rows
     assert seen == set(range(2000))
     assert learner.probabilities.min() >= 0.5 / 2000 * (1 - 1e-12)
+
+
+def test_a_model_without_a_pole_gives_a_uniform_q_share():
+    """Q constant (grad 0, no zero in reach): every distance is infinite, and the Q share
+    is spread uniformly instead of failing."""
+    learner = ModelDrivenLearner(pool(), batch_size=64)
+    run_refresh(learner, 0, signals=lambda rows: {"q": np.ones(2000),
+                                                  "grad_norm": np.zeros(2000)})
+    np.testing.assert_allclose(learner.probabilities, 1 / 2000, rtol=1e-12)

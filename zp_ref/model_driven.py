@@ -284,8 +284,10 @@ class ModelDrivenLearner:
         if c.schedule == "bands":
             return self._band_weights()
         clip = c.distance_clip if c.q_signal == "distance" and self.needs_grad else 1.0
-        return importance_weights(self.distance(), weight_power=c.q_power, min_q_abs=clip,
-                                  max_weight=clip ** -c.q_power)
+        w = importance_weights(self.distance(), weight_power=c.q_power, min_q_abs=clip,
+                               max_weight=clip ** -c.q_power, normalize=False)
+        total = w.sum()            # 0: the model's Q has no zero in reach (Q constant)
+        return w / total if total > 0 else np.full(w.size, 1.0 / w.size)
 
     def _loss_weights(self) -> np.ndarray:
         c = self.config
