@@ -325,3 +325,22 @@ def test_a_model_without_a_pole_gives_a_uniform_q_share():
     run_refresh(learner, 0, signals=lambda rows: {"q": np.ones(2000),
                                                   "grad_norm": np.zeros(2000)})
     np.testing.assert_allclose(learner.probabilities, 1 / 2000, rtol=1e-12)
+
+
+def test_an_infinite_loss_gets_the_cap_and_nan_is_refused():
+    """A model whose pole sits on a pool point has an infinite loss there: that point
+    gets loss_cap times the mean share, like any capped point; a loss whose mean would
+    overflow is handled the same way; NaN is refused."""
+    learner = ModelDrivenLearner(pool(), batch_size=64, has_loss=True,
+                                 config=ModelDrivenConfig(q_signal="none"))
+    loss = np.ones(2000)
+    loss[7] = np.inf
+    run_refresh(learner, 0, signals=lambda rows: {"loss": loss})
+    assert learner.weights[7] / learner.weights[0] == pytest.approx(100.0, rel=1e-12)
+    loss[8] = 1e308                                       # the plain mean would overflow
+    run_refresh(learner, 1, signals=lambda rows: {"loss": loss})
+    w = learner.weights
+    assert w[7] == w[8] == w.max() and w[7] == pytest.approx(0.5, rel=1e-9)
+    loss[9] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        run_refresh(learner, 2, signals=lambda rows: {"loss": loss})

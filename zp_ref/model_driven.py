@@ -237,7 +237,10 @@ class ModelDrivenLearner:
             if answer.get(name) is None:
                 raise ValueError(f"the 'signals' answer needs {name!r} (pool rows "
                                  f"{req.index()})")
-            v = as_float_array(answer[name], _SOURCE[name], finite=True)
+            v = as_float_array(answer[name], _SOURCE[name], finite=name != "loss")
+            if name == "loss" and np.isnan(v).any():     # +inf: a point the model misses
+                raise ValueError(f"{_SOURCE[name]} holds {int(np.isnan(v).sum())} NaN "
+                                 f"value(s), first at position {int(np.argmax(np.isnan(v)))}")
             if v.size != n:
                 raise ValueError(f"{name} must have one value per pool row ({n}), got {v.size}")
             if name != "q" and (v < 0).any():
@@ -291,11 +294,15 @@ class ModelDrivenLearner:
 
     def _loss_weights(self) -> np.ndarray:
         c = self.config
-        t = self._signals["loss"] ** c.loss_power
-        mean = t.mean()
-        if not mean > 0 or not np.isfinite(mean):
-            return np.full(t.size, 1.0 / t.size)
-        w = np.minimum(t / mean, c.loss_cap)
+        with np.errstate(over="ignore"):
+            t = self._signals["loss"] ** c.loss_power
+        finite = np.isfinite(t)                 # an infinite loss gets the cap
+        top = t[finite].max() if finite.any() else 0.0
+        if not top > 0:
+            return np.full(t.size, 1.0 / t.size) if not (~finite).any() else \
+                (~finite) / float((~finite).sum())
+        r = t / top                             # no overflow in the mean
+        w = np.where(finite, np.minimum(r / r[finite].mean(), c.loss_cap), c.loss_cap)
         return w / w.sum()
 
     # ------------------------------------------------------------------ bands
