@@ -1,7 +1,10 @@
-"""Weights + weighted draws (N=10**7, B=10**6, p=2): zp_ref's cpu backend against
-NumPy (Generator.choice) and PyTorch CPU (torch.multinomial), and the weight pass
-against np.sum. The benchmark itself lives in zp_ref.apps.bench, so that the installed
-``zp-ref bench`` runs it too.
+"""The contract's sampling rows (N=10**7, B=10**6, p=2; issue 24): the default call
+``sample_indices(importance_weights(q), B, seed=1)`` and ``sample_from_q`` against
+NumPy (``Generator.choice``), PyTorch CPU (``torch.multinomial``) and scipy's
+``DiscreteGuideTable``; the weight pass against ``np.sum``; the draws alone; the first
+call of a fresh process (warm and cold Numba cache, ``bench_first_call.py``). The
+benchmark itself lives in zp_ref.apps.bench, so that the installed ``zp-ref bench``
+runs it too.
 
     python benchmarks/bench_sampling.py [--quick] [--json PATH]
 """

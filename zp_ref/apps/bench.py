@@ -1,19 +1,22 @@
 """The benchmark suite behind ``zp-ref bench``: a timing harness, the sampling
 benchmark of the contract, the machine description and one ratio table.
 
-Every figure is the median of several timed runs after a warm-up (which also
-compiles the Numba kernels), with min and max. A benchmark is a function
-``run(quick: bool) -> list[dict]`` returning rows of this schema (JSON-able)::
+Every figure is the **median** of several timed calls after warm-up calls (which also
+load or compile the Numba kernels), with the spread (quartiles, max) and the minimum as
+an extra figure only; every ratio is computed from medians measured in the same run. A
+benchmark is a function ``run(quick: bool) -> list[dict]`` returning rows of this
+schema (JSON-able)::
 
-    {"benchmark": "sampling", "case": "weights + draws, N=1e7, B=1e6, p=2",
-     "ours": timing, "baseline": "NumPy Generator.choice", "baseline_time": timing,
+    {"benchmark": "sampling", "case": "default call ...", "ours": timing,
+     "baseline": "NumPy weights + Generator.choice", "baseline_time": timing,
      "ratio": baseline median / ours median  (> 1: ours is faster),
-     "target": 30.0 (the ratio the contract asks for, or None), "met": bool | None,
-     "note": str}
+     "target": 40.0 (the ratio the contract asks for, or None), "met": bool | None,
+     "load": [1, 5, 15 min load average when the row was measured], "note": str}
 
-with ``timing = {"median": s, "min": s, "max": s, "runs": int}`` (seconds). The
-refinement benchmark lives in ``benchmarks/bench_refinement.py`` of a checkout (it
-needs python-adaptive) and joins the table when it is found.
+with ``timing = {"median", "q1", "q3", "min", "max": s, "runs", "warmup": int,
+"times": [s, ...]}`` (seconds). The first-call rows (a fresh process, warm and cold
+Numba cache) and the refinement rows live in ``benchmarks/bench_first_call.py`` and
+``benchmarks/bench_refinement.py`` of a checkout and join the table when found.
 """
 from __future__ import annotations
 
@@ -33,12 +36,31 @@ from ..rng import STREAMS
 
 #: Stream of zp_ref.rng used to build benchmark inputs (``STREAMS["pool"]``).
 BENCH_STREAM = STREAMS["pool"]
-SCHEMA = "zp_ref.bench/1"
+SCHEMA = "zp_ref.bench/2"
+#: Timed calls and warm-up calls of our functions (full run, quick run).
+REPEATS, QUICK_REPEATS = 7, 3
+WARMUP, QUICK_WARMUP = 4, 2
+#: Weight parameters of the sampling rows (zp_ref's defaults, spelled out for the peers).
+CONFIG = dict(weight_power=2.0, min_q_abs=1e-6, max_weight=100.0)
+#: (our call, peer) -> the ratio the contract asks for (peer median / our median).
+TARGETS = {("default", "numpy_choice"): 40.0, ("default", "torch"): 18.0,
+           ("default", "scipy_guide"): 10.0, ("sample_from_q", "numpy_choice"): 60.0,
+           ("sample_from_q", "scipy_guide"): 15.0, ("weights", "np_sum"): 1 / 2.5,
+           ("weights_out", "np_sum"): 1 / 2.0}
 
 
 # ------------------------------------------------------------------ harness
+def timing(times, warmup: int = 0) -> dict:
+    """Median, quartiles, min and max of ``times`` (seconds), with the raw times."""
+    times = [float(t) for t in times]
+    q1, _, q3 = statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1 \
+        else (times[0], None, times[0])
+    return {"median": statistics.median(times), "q1": q1, "q3": q3, "min": min(times),
+            "max": max(times), "runs": len(times), "warmup": warmup, "times": times}
+
+
 def time_call(fn, repeats: int, warmup: int = 1) -> dict:
-    """Run ``fn()`` ``warmup`` times untimed, then ``repeats`` times timed (seconds)."""
+    """Run ``fn()`` ``warmup`` times untimed, then ``repeats`` times timed: ``timing``."""
     for _ in range(warmup):
         fn()
     times = []
@@ -46,17 +68,21 @@ def time_call(fn, repeats: int, warmup: int = 1) -> dict:
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return {"median": statistics.median(times), "min": min(times), "max": max(times),
-            "runs": repeats}
+    return timing(times, warmup)
+
+
+def load_average() -> list | None:
+    """The 1, 5 and 15 minute load averages (``uptime``), None where unknown."""
+    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
 def ratio_row(benchmark, case, ours, baseline, baseline_time, target=None, note="") -> dict:
-    """A table row; ``ratio`` = baseline median / ours median."""
+    """A table row; ``ratio`` = baseline median / ours median; ``load`` = now."""
     ratio = baseline_time["median"] / ours["median"] if baseline_time else None
     return {"benchmark": benchmark, "case": case, "ours": ours, "baseline": baseline,
             "baseline_time": baseline_time, "ratio": ratio, "target": target,
             "met": None if target is None or ratio is None else bool(ratio >= target),
-            "note": note}
+            "load": load_average(), "note": note}
 
 
 def _blas_threads() -> str:
@@ -68,6 +94,7 @@ def _blas_threads() -> str:
         return (", ".join(f"{k}={v}" for k, v in env.items()) or "library default") + \
             " (threadpoolctl not installed)"
     return ", ".join(f"{i.get('internal_api')}: {i.get('num_threads')}"
+                     f" ({i.get('architecture')})"
                      for i in threadpool_info()) or "no BLAS loaded"
 
 
@@ -81,16 +108,36 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _hugepages() -> str | None:
+    """The transparent huge page mode (Linux), e.g. ``always [madvise] never``."""
+    try:
+        return Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text().strip()
+    except OSError:
+        return None
+
+
 def machine_info() -> dict:
-    """Cores, load, library versions and thread counts of this machine."""
+    """Cores, load, library versions, thread counts and the environment that changes
+    NumPy's speed (OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE) of this machine."""
     import numba
+
+    from ..kernels import threading_layer
     info = {"cpu": _cpu_model(), "logical_cores": os.cpu_count(),
             "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
             else os.cpu_count(),
-            "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+            "load_average": load_average(),
             "python": platform.python_version(), "numpy": np.__version__,
             "numba": numba.__version__, "numba_threads": numba.get_num_threads(),
-            "blas_threads": _blas_threads(), "platform": platform.platform()}
+            "numba_threading_layer": threading_layer(),
+            "blas_threads": _blas_threads(), "platform": platform.platform(),
+            "transparent_hugepage": _hugepages(),
+            "openblas_env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE",
+                                                            "OPENBLAS_L2_SIZE")}}
+    try:
+        import scipy
+        info["scipy"] = scipy.__version__
+    except ImportError:
+        info["scipy"] = None
     try:
         import torch
         info.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
@@ -106,74 +153,152 @@ def _pool(n: int) -> np.ndarray:
     return uniforms(2026, BENCH_STREAM, n, backend="cpu") * 4.0 - 2.0
 
 
-def sampling_benchmarks(quick: bool = False, *, n_pool: int = 10**7, n_draws: int = 10**6,
-                        repeats: int | None = None) -> list:
-    """The contract's sampling benchmark (N=1e7 pool, B=1e6 draws, p=2): ours
-    (``importance_weights(out=...)`` + ``sample_indices``, cpu backend) against NumPy
-    (the oracle's weights, then ``Generator.choice(N, B, p=w)``) and PyTorch CPU
-    (weights in torch, then ``torch.multinomial(w, B, replacement=True)``), and the
-    weight pass alone against ``np.sum(q)`` (the memory-bound floor)."""
-    from ..sampling import sample_indices
+def peer_calls(q, w, n_draws) -> dict:
+    """The CPU peers, each as a user would run it: peer key -> (label, callable, or
+    None when the library is missing). ``w``: our unnormalised weights of ``q``, the
+    input of scipy's generators (their weight pass is not counted)."""
     from ..weighting import importance_weights
 
-    repeats = repeats or (3 if quick else 7)
-    q = _pool(n_pool)
-    w_buf = np.empty_like(q)
-    config = dict(weight_power=2.0, min_q_abs=1e-6, max_weight=100.0)
-    case = f"weights + {n_draws:.0e} draws, N={n_pool:.0e}, p=2".replace("e+0", "e")
-
-    def ours():
-        importance_weights(q, out=w_buf, backend="cpu", **config)
-        return sample_indices(w_buf, n_draws, seed=1, backend="cpu")
-
     def numpy_choice():
-        w = importance_weights(q, backend="numpy", **config)
-        return np.random.default_rng(1).choice(n_pool, n_draws, p=w)
+        p = importance_weights(q, backend="numpy", **CONFIG)
+        return np.random.default_rng(1).choice(q.size, n_draws, p=p)
 
-    base_warmup = 0 if quick else 1       # baselines compile nothing: no warm-up when quick
-    rows = []
-    t_ours = time_call(ours, repeats)
-    rows.append(ratio_row("sampling", case, t_ours, "NumPy weights + Generator.choice",
-                          time_call(numpy_choice, repeats, base_warmup), target=30.0))
+    def cumsum_searchsorted():
+        c = np.cumsum(importance_weights(q, normalize=False, backend="numpy", **CONFIG))
+        return np.searchsorted(c, np.random.default_rng(1).random(n_draws) * c[-1], "right")
+
+    peers = {"numpy_choice": ("NumPy weights + Generator.choice", numpy_choice),
+             "cumsum": ("NumPy weights + cumsum + searchsorted", cumsum_searchsorted)}
     try:
         import torch
     except ImportError:
-        rows.append(ratio_row("sampling", case, t_ours, "PyTorch CPU multinomial", None,
-                              target=12.0, note="torch not installed"))
+        peers["torch"] = ("PyTorch CPU weights + multinomial", None)
     else:
         q_t = torch.from_numpy(q)
         gen = torch.Generator().manual_seed(1)
 
         def torch_multinomial():
-            w = torch.clamp(1.0 / torch.clamp(q_t.abs(), min=1e-6) ** 2, max=100.0)
-            return torch.multinomial(w / w.sum(), n_draws, replacement=True, generator=gen)
-        rows.append(ratio_row("sampling", case, t_ours, "PyTorch CPU weights + multinomial",
-                              time_call(torch_multinomial, repeats, base_warmup), target=12.0,
-                              note=f"torch {torch.__version__}, {torch.get_num_threads()} threads"))
-    rows.append(ratio_row(
-        "sampling", f"weight pass alone, N={n_pool:.0e}".replace("e+0", "e"),
-        time_call(lambda: importance_weights(q, out=w_buf, backend="cpu", **config), repeats),
-        "np.sum(q) (memory-bound floor)", time_call(lambda: np.sum(q), repeats), target=0.25,
-        note="target: within 4x of np.sum"))
-    rows.append(ratio_row(
-        "sampling", case.replace("weights + ", "") + " (draws alone)",
-        time_call(lambda: sample_indices(w_buf, n_draws, seed=1, backend="cpu"), repeats),
-        None, None, note="sample_indices on precomputed weights"))
+            wt = torch.clamp(1.0 / torch.clamp(q_t.abs(), min=1e-6) ** 2, max=100.0)
+            return torch.multinomial(wt / wt.sum(), n_draws, replacement=True, generator=gen)
+        peers["torch"] = (f"PyTorch {torch.__version__} CPU weights + multinomial "
+                          f"({torch.get_num_threads()} threads)", torch_multinomial)
+    try:
+        from scipy.stats.sampling import DiscreteAliasUrn, DiscreteGuideTable
+    except ImportError:
+        for key in ("scipy_guide", "scipy_alias", "scipy_guide_rvs"):
+            peers[key] = (f"scipy {key}", None)
+    else:
+        built = DiscreteGuideTable(w, random_state=np.random.default_rng(1))
+        peers.update({
+            "scipy_guide": ("scipy DiscreteGuideTable (setup + draws)",
+                            lambda: DiscreteGuideTable(
+                                w, random_state=np.random.default_rng(1)).rvs(n_draws)),
+            "scipy_alias": ("scipy DiscreteAliasUrn (setup + draws)",
+                            lambda: DiscreteAliasUrn(
+                                w, random_state=np.random.default_rng(1)).rvs(n_draws)),
+            "scipy_guide_rvs": ("scipy DiscreteGuideTable.rvs alone",
+                                lambda: built.rvs(n_draws))})
+    peers["np_sum"] = ("np.sum(q) (memory-bound floor)", lambda: np.sum(q))
+    return peers
+
+
+def our_calls(q, n_draws) -> dict:
+    """Our calls of the sampling rows: key -> (label, callable)."""
+    from ..sampling import sample_indices
+    from ..sampling_from_q import sample_from_q
+    from ..weighting import importance_weights
+    w_buf = np.empty_like(q)
+    return {
+        "default": ("default call: sample_indices(importance_weights(q), B, seed=1)",
+                    lambda: sample_indices(importance_weights(q), n_draws, seed=1)),
+        "sample_from_q": ("sample_from_q(q, B, seed=1) (no weight array)",
+                          lambda: sample_from_q(q, n_draws, seed=1)),
+        "weights": ("weight pass importance_weights(q), allocating",
+                    lambda: importance_weights(q)),
+        "weights_out": ("weight pass importance_weights(q, out=w)",
+                        lambda: importance_weights(q, out=w_buf)),
+        "draws": ("draws alone: sample_indices(w, B, seed=1) on stored weights",
+                  lambda: sample_indices(w_buf, n_draws, seed=1)),
+    }
+
+
+#: Which peers each of our calls is compared with in the contract's table.
+PEERS_OF = {"default": ("numpy_choice", "torch", "scipy_guide"),
+            "sample_from_q": ("numpy_choice", "torch", "scipy_guide"),
+            "weights": ("np_sum",), "weights_out": ("np_sum",), "draws": ()}
+
+
+def compare(ours: dict, peers: dict, peers_of: dict, targets: dict, quick: bool,
+            benchmark: str = "sampling", repeats: int | None = None) -> list:
+    """Time every call of ``ours`` (after WARMUP warm-up calls) and each peer it is
+    compared with (once per run, after one warm-up call), in one run: rows whose ratios
+    are medians over medians."""
+    repeats = repeats or (QUICK_REPEATS if quick else REPEATS)
+    warmup = QUICK_WARMUP if quick else WARMUP
+    peer_times, rows = {}, []
+    for key, (label, fn) in ours.items():
+        t_ours = time_call(fn, repeats, warmup)
+        if not peers_of.get(key):
+            rows.append(ratio_row(benchmark, label, t_ours, None, None))
+        for peer in peers_of.get(key, ()):
+            peer_label, peer_fn = peers[peer]
+            if peer_fn is None:
+                rows.append(ratio_row(benchmark, label, t_ours, peer_label, None,
+                                      targets.get((key, peer)), note="not installed"))
+                continue
+            if peer not in peer_times:
+                peer_times[peer] = time_call(peer_fn, repeats, 0 if quick else 1)
+            rows.append(ratio_row(benchmark, label, t_ours, peer_label, peer_times[peer],
+                                  targets.get((key, peer))))
+    return rows
+
+
+def sampling_benchmarks(quick: bool = False, *, n_pool: int = 10**7, n_draws: int = 10**6,
+                        repeats: int | None = None, first_call: bool = True) -> list:
+    """The contract's sampling rows (N = 1e7 Q values uniform on [-2, 2), B = 1e6
+    draws, zp_ref's default weights p = 2, min_q_abs = 1e-6, max_weight = 100, backend
+    "auto"): the default call and ``sample_from_q`` against NumPy, PyTorch CPU and
+    scipy's guide table; the weight pass against ``np.sum(q)``; the draws alone; and,
+    from a checkout, the first call of a fresh process (``bench_first_call.py``)."""
+    from ..weighting import importance_weights
+
+    q = _pool(n_pool)
+    w = importance_weights(q, normalize=False, backend="cpu", **CONFIG)
+    rows = compare(our_calls(q, n_draws), peer_calls(q, w, n_draws), PEERS_OF, TARGETS,
+                   quick, repeats=repeats)
+    del q, w
+    if first_call:
+        module = _checkout_module("bench_first_call")
+        if module is not None:
+            rows.extend(module.run(quick, n_pool=n_pool, n_draws=n_draws, repeats=repeats))
     return rows
 
 
 # ------------------------------------------------------------------ suite
-def _refinement_module():
-    """benchmarks/bench_refinement.py of the checkout holding this package, or of the
-    working directory; None when neither exists."""
+def _checkout_path(name: str) -> Path | None:
+    """``benchmarks/<name>.py`` of the checkout holding this package, or of the working
+    directory; None when neither exists."""
     for root in (Path(__file__).resolve().parents[2], Path.cwd()):
-        path = root / "benchmarks" / "bench_refinement.py"
+        path = root / "benchmarks" / f"{name}.py"
         if path.is_file():
-            spec = importlib.util.spec_from_file_location("zp_ref_bench_refinement", path)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            return module
+            return path
     return None
+
+
+def _checkout_module(name: str):
+    """``benchmarks/<name>.py`` of a checkout, imported; None when absent."""
+    path = _checkout_path(name)
+    if path is None:
+        return None
+    spec = importlib.util.spec_from_file_location(f"zp_ref_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _refinement_module():
+    """benchmarks/bench_refinement.py of a checkout (None when absent)."""
+    return _checkout_module("bench_refinement")
 
 
 BENCHMARKS = ("sampling", "refinement")
@@ -187,6 +312,9 @@ def run_suite(quick: bool = False, include=BENCHMARKS) -> dict:
     rows, notes = [], []
     if "sampling" in include:
         rows.extend(sampling_benchmarks(quick))
+        if _checkout_path("bench_first_call") is None:
+            notes.append("first call: benchmarks/bench_first_call.py not found (run from a "
+                         "checkout of zp_ref to include it)")
     if "refinement" in include:
         try:
             module = _refinement_module()
@@ -197,38 +325,58 @@ def run_suite(quick: bool = False, include=BENCHMARKS) -> dict:
                 rows.extend(module.run(quick))
         except Exception as exc:  # a broken benchmark must not hide the other figures
             notes.append(f"refinement: benchmarks/bench_refinement.py failed: {exc!r}")
-    machine["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    machine["load_average_end"] = load_average()
     return {"schema": SCHEMA, "quick": bool(quick), "machine": machine, "rows": rows,
             "notes": notes, "seconds": time.perf_counter() - t0}
 
 
+def _seconds(s) -> str:
+    return f"{s * 1e3:.3g} ms" if s < 1 else f"{s:.3g} s"
+
+
 def _fmt_time(t) -> str:
+    """``median [q1, q3]`` (the spread of the middle half), or the median alone."""
     if not isinstance(t, dict) or "median" not in t:
         return "-"
-    def f(s):
-        return f"{s * 1e3:.3g} ms" if s < 1 else f"{s:.3g} s"
-    return f"{f(t['median'])} [{f(t['min'])}, {f(t['max'])}]"
+    if t.get("q1") is None or t.get("runs", 1) < 2:
+        return f"{_seconds(t['median'])} ({t.get('runs', 1)} run)"
+    return f"{_seconds(t['median'])} [{_seconds(t['q1'])}, {_seconds(t['q3'])}]"
+
+
+def _fmt_min(t) -> str:
+    return _seconds(t["min"]) if isinstance(t, dict) and "min" in t else "-"
+
+
+def _fmt_target(r) -> str:
+    if r.get("target_text"):
+        return r["target_text"]
+    return "-" if r.get("target") is None else f">= {r['target']:.3g}x"
 
 
 def format_table(result: dict) -> str:
-    """The suite's result as a plain-text table, the machine above it."""
+    """The suite's result as a plain-text table, the machine above it: medians with
+    their quartiles, the minimum as an extra column, ratios of medians."""
     m = result["machine"]
-    lines = [f"machine: {m['cpu']}, {m['usable_cores']} usable cores, load "
-             f"{' '.join(f'{x:.2f}' for x in (m.get('load_average') or []))}",
+    end = m.get("load_average_end")
+    lines = [f"machine: {m['cpu']}, {m['usable_cores']} usable cores, load average "
+             f"{' '.join(f'{x:.2f}' for x in (m.get('load_average') or []))} at the start"
+             + (f", {' '.join(f'{x:.2f}' for x in end)} at the end" if end else ""),
              f"python {m['python']}, numpy {m['numpy']}, numba {m['numba']} "
-             f"({m['numba_threads']} threads), torch {m.get('torch')}, BLAS {m['blas_threads']}",
-             ""]
-    header = ("benchmark", "case", "ours: median [min, max]", "baseline",
-              "baseline: median [min, max]", "ratio", "target", "met")
+             f"({m['numba_threads']} threads, {m.get('numba_threading_layer')}), scipy "
+             f"{m.get('scipy')}, torch {m.get('torch')}, BLAS {m['blas_threads']}, "
+             f"OPENBLAS env {m.get('openblas_env')}", ""]
+    header = ("benchmark", "case", "ours: median [q1, q3]", "ours min", "baseline",
+              "baseline: median [q1, q3]", "ratio", "target", "met", "load")
     table = [header]
     for r in result["rows"]:
-        ratio, target = r.get("ratio"), r.get("target")
+        ratio = r.get("ratio")
+        load = r.get("load")
         table.append((str(r.get("benchmark", "")), str(r.get("case", r.get("name", ""))),
-                      _fmt_time(r.get("ours")), str(r.get("baseline") or "-"),
-                      _fmt_time(r.get("baseline_time")),
-                      "-" if ratio is None else f"{ratio:.3g}x",
-                      "-" if target is None else f">= {target:.3g}x",
-                      {True: "yes", False: "NO", None: "-"}[r.get("met")]))
+                      _fmt_time(r.get("ours")), _fmt_min(r.get("ours")),
+                      str(r.get("baseline") or "-"), _fmt_time(r.get("baseline_time")),
+                      "-" if ratio is None else f"{ratio:.3g}x", _fmt_target(r),
+                      {True: "yes", False: "NO", None: "-"}[r.get("met")],
+                      f"{load[0]:.2f}" if load else "-"))
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for k, row in enumerate(table):
         lines.append("  ".join(c.ljust(wd) for c, wd in zip(row, widths)).rstrip())
@@ -237,7 +385,8 @@ def format_table(result: dict) -> str:
     notes = [f"{r.get('case', '')}: {r['note']}" for r in result["rows"] if r.get("note")]
     lines += [""] + [f"note: {n}" for n in notes + result["notes"]]
     lines.append(f"({'quick' if result['quick'] else 'full'} run, {result['seconds']:.0f} s; "
-                 "ratio = baseline time / our time)")
+                 "ratio = baseline median / our median, same run; load = 1-min load average "
+                 "when the row was measured)")
     return "\n".join(lines)
 
 
@@ -250,6 +399,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="zp-ref bench", description="zp_ref benchmark suite")
     p.add_argument("--quick", action="store_true", help="fewer repeats (under two minutes)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p.add_argument("--sampling", action="store_true",
+                   help="the sampling rows only (first calls included), no refinement")
     return p
 
 
@@ -272,6 +423,8 @@ def bench_command(args=None, include=BENCHMARKS) -> str:
         args = _parser().parse_args(sys.argv[1:] if args is None else list(args))
     path = getattr(args, "json", None)
     path = check_json_path(path) if path else None
+    if getattr(args, "sampling", False):
+        include = ("sampling",)
     result = run_suite(bool(getattr(args, "quick", False)), include)
     report = format_table(result)
     if path:
