@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 
+from . import recycled
 from .tensors import tensor_io
 from ._validation import as_float_array, check_choice, check_real
 from .backends import resolve_backend
@@ -105,7 +106,7 @@ def importance_weights(q, *, weight_power=2.0, min_q_abs=1e-6, max_weight=100.0,
         from .kernels.cpu_weights import importance_weights_cpu
         with threads_for(q.size):
             w, total, n_nan = importance_weights_cpu(q, p, min_q_abs, max_weight, temperature,
-                                                     np.empty_like(q) if out is None else out)
+                                                     recycled.empty(q.size) if out is None else out)
     else:
         from .kernels.gpu_weights import importance_weights_gpu
         w, total, n_nan = importance_weights_gpu(q, p, min_q_abs, max_weight, temperature,
