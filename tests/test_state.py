@@ -441,7 +441,8 @@ if step == "mid-write":
 elif step == "after-replace":
     os.replace = lambda a, b: (real["replace"](a, b), die())
 elif step == "after-folder-fsync":
-    st._fsync_folder = lambda folder: die()
+    from zp_ref import _atomic
+    _atomic._fsync_folder = lambda folder: die()
 else:
     setattr(os, step.split("-")[1], die)
 st.save_state(path, s)

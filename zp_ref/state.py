@@ -14,7 +14,9 @@ payload's hash too). Nothing is compressed: what is read is at most the file's s
 A file is written whole to a temporary file in the target's folder, fsync'ed and moved
 over the target with one ``os.replace`` (then the folder is fsync'ed), so the path holds
 the old file or the new one at every instant; concurrent writers each rename a complete
-file of their own and the last rename wins. ``save_state(path, obj)`` /
+file of their own and the last rename wins (:mod:`zp_ref._atomic`, which every file
+zp_ref writes goes through: a new file gets ``0o666 & ~umask``, a replaced one keeps
+its mode). ``save_state(path, obj)`` /
 ``load_state(path)`` store any object of the state protocol (``state_dict()``,
 ``load_state_dict(state)``, classmethod ``from_state_dict(state)``) whose class is in
 the registry below; classes are resolved by name from that fixed list, never from a
@@ -30,10 +32,13 @@ import math
 import os
 import re
 import stat
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from ._atomic import as_path as _as_path
+from ._atomic import atomic_write_bytes  # noqa: F401  (zp_ref.state's public name)
+from ._atomic import write_target as _write_target
 
 STATE_SCHEMA = "zp_ref.state/1"
 DOCUMENT_FORMAT = "zp_ref.document/2"
@@ -233,70 +238,6 @@ def parse_json(text: bytes, where) -> object:
 
 
 # ----------------------------------------------------------------- files
-def _as_path(path, name="path") -> Path:
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{name} must be a str or os.PathLike, got {type(path).__name__}")
-    return Path(path)
-
-
-def _write_target(path: Path) -> Path:
-    """The file a write to ``path`` replaces: a symlink is followed to its target.
-    Refuses a folder, a non-regular file or a missing parent folder (ValueError)."""
-    target = Path(os.path.realpath(path)) if path.is_symlink() else path
-    if target.is_dir():
-        raise ValueError(f"path {str(path)!r} is a folder; give a file name (nothing was "
-                         f"written)")
-    if target.exists() and not target.is_file():
-        raise ValueError(f"path {str(path)!r} exists and is not a regular file (FIFO, device "
-                         f"or socket); nothing was written")
-    if not target.parent.is_dir():
-        raise ValueError(f"path: folder {str(target.parent)!r} does not exist")
-    return target
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (best effort: some systems cannot open or
-    fsync a folder)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a uniquely named temp file in the same folder,
-    fsync, one ``os.replace`` and an fsync of the folder: ``path`` holds its old content
-    or ``data``, never a mix, whenever the process dies. On a failure the temp file is
-    removed and ``path`` is untouched. A symlink is followed (its target is replaced).
-    Returns ``path``."""
-    path = _as_path(path)
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError(f"data must be bytes, got {type(data).__name__}")
-    target = _write_target(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)                   # mkstemp makes 0600: readable like open()'s files
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_folder(target.parent)
-    return path
-
-
 def read_regular_file(path) -> bytes:
     """The bytes of ``path`` (symlinks followed). A folder, FIFO, device or socket is a
     ``ValueError``, found with ``os.stat`` before opening and again on the open
@@ -526,7 +467,9 @@ def _resolve(name: str):
 def save_state(path, obj) -> Path:
     """Save ``obj.state_dict()`` to ``path`` as one self-contained file, atomically.
 
-    Whenever the process dies, the path loads the old state or the new one.
+    Whenever the process dies, the path loads the old state or the new one. A new
+    file gets the umask's permissions (``0o666 & ~umask``); a file it replaces keeps
+    its mode (an 0600 checkpoint stays 0600).
 
     Parameters
     ----------
