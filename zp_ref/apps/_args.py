@@ -129,8 +129,9 @@ def check_memory(n_bytes: float, what: str) -> None:
 
 
 def save_figure(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=110)
-    return path
+    """``fig`` as a 110 dpi image at ``path``, written atomically (zp_ref._atomic)."""
+    from .._atomic import atomic_savefig
+    return atomic_savefig(fig, path, dpi=110)
 
 
 def text_table(header: list, rows: list) -> str:

@@ -10,12 +10,15 @@
 
 Bad arguments exit with status 2 and one line on stderr; this includes the
 ``ValueError``/``TypeError`` the library raises for a bad value while a command is set
-up from its arguments. Only this module prints; the library never does.
+up from its arguments. A file that cannot be written (a full disk) exits with status 1,
+Ctrl-C with 130, each with one line on stderr; every file is written atomically
+(``zp_ref._atomic``), so the previous file stays intact. Only this module prints; the
+library never does.
 """
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import sys
 import time
 import warnings
@@ -64,6 +67,11 @@ def _prepare_refine(args):
             bounds = (tuple(lo_hi),)
         else:
             r = _cauchy_bound(coeffs)
+            if not math.isfinite(2.0 * r):       # the interval's width must be finite too
+                raise UsageError(f"--coeffs {args.coeffs!r}: the bound on the real roots "
+                                 f"computed from them, 1 + max|c_i / c_n| = {r:g}, overflows "
+                                 f"float64 (the interval (-r, r) is {2.0 * r:g} wide); give "
+                                 f"the interval with --bounds LO,HI")
             bounds = ((-r, r),)
     else:
         if args.bounds is not None:
@@ -81,8 +89,7 @@ def _run_refine(args, name, q, sampler, out) -> int:
     import numpy as np
 
     from .. import plots
-    from ..state import atomic_write_bytes
-
+    from .._atomic import atomic_write_json
     from ..refinement import EnclosureOverflowWarning
 
     t0 = time.perf_counter()
@@ -103,10 +110,10 @@ def _run_refine(args, name, q, sampler, out) -> int:
     files = []
     if d <= 2:
         files.append(save_figure(plots.plot_refinement_tree(sampler), out / "tree.png"))
-    files.append(atomic_write_bytes(out / "poles.json", json.dumps({
+    files.append(atomic_write_json(out / "poles.json", {
         "q": name, "config": sampler.config.to_dict(), "statistics": stats,
         "centres": centres.tolist(), "half_widths": half.tolist(),
-        "q_at_centres": q_centre.tolist()}, indent=1).encode()))
+        "q_at_centres": q_centre.tolist()}))
 
     print(f"Q = {name}")
     print(f"criterion {sampler.config.criterion!r}: {stats['n_leaves']} leaves, "
@@ -309,14 +316,20 @@ def main(argv=None) -> int:
     except MemoryError as exc:         # a size the machine cannot hold
         return _error(argv, f"out of memory ({exc or 'MemoryError'}); use smaller sizes "
                             f"(--pool-size, --max-points)")
+    except OSError as exc:             # a file that cannot be written (a full disk, ...)
+        return _error(argv, exc, status=1)
+    except KeyboardInterrupt:          # every file is written atomically: none is torn
+        return _error(argv, "interrupted; the files written so far are complete and a "
+                            "file being written was left as it was", status=130)
 
 
-def _error(argv, exc) -> int:
-    """One line on stderr; exit status 2."""
+def _error(argv, exc, status: int = 2) -> int:
+    """One line on stderr; returns ``status`` (2: bad arguments, 1: the job failed,
+    130: interrupted)."""
     message = " ".join(str(exc).split())
     command = argv[0] if argv[:1] and not argv[0].startswith("-") else ""
     print(f"zp-ref{' ' + command if command else ''}: error: {message}", file=sys.stderr)
-    return 2
+    return status
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ summary.json, the curriculum state and PNG plots (the CLI's main job); it return
 report and zp_ref.apps.cli prints it."""
 from __future__ import annotations
 
-import json
 import sys
 import time
 import warnings
@@ -64,7 +63,8 @@ def run_demo(args, problem, out, sampler, curriculum, monitor) -> str:
     from .. import plots
     from ..bands import band_counts
     from ..diagnostics import QMinWarning
-    from ..state import atomic_write_bytes, save_state
+    from .._atomic import atomic_write_json
+    from ..state import save_state
     from ..weighting import importance_weights
 
     t0 = time.perf_counter()
@@ -137,7 +137,7 @@ def run_demo(args, problem, out, sampler, curriculum, monitor) -> str:
         "files": [p.name for p in files],
         "seconds": seconds,
     }
-    atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=1).encode())
+    atomic_write_json(out / "summary.json", summary)
 
     lines = []                               # the report; the CLI prints it
     lines.append(f"problem {problem.name}: {problem.description}")
