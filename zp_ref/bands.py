@@ -309,8 +309,13 @@ def stratified_sample(q, n, *, edges=DEFAULT_EDGES, mix, seed, within="uniform",
             j = uniform_indices(band_members.size, int(alloc[b]), seed=seed_b, backend=backend)
         else:
             from .sampling import sample_indices
-            j = sample_indices(weights[band_members], int(alloc[b]), seed=seed_b,
-                               replace=True, backend=backend)
+            try:
+                j = sample_indices(weights[band_members], int(alloc[b]), seed=seed_b,
+                                   replace=True, backend=backend)
+            except ValueError:
+                _check_band_total(weights[band_members], b, weight_power, min_q_abs,
+                                  max_weight)
+                raise
         parts.append(band_members[j])
     idx = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
     achieved = np.bincount(bands[idx], minlength=n_bands).astype(np.int64)
@@ -318,6 +323,22 @@ def stratified_sample(q, n, *, edges=DEFAULT_EDGES, mix, seed, within="uniform",
             "drawable": drawable.tolist(), "mix": m.tolist(), "target": target.tolist(),
             "achieved": achieved.tolist(), "redistributed": (achieved - target).tolist()}
     return idx.astype(np.int64, copy=False), info
+
+
+def _check_band_total(w, band, weight_power, min_q_abs, max_weight) -> None:
+    """ValueError naming the weight settings when the weights ``w`` of ``band`` sum to
+    inf (the draws' own message would ask to rescale weights the caller never gave)."""
+    with np.errstate(over="ignore"):
+        total = w.sum()
+    if math.isfinite(total):
+        return
+    cap = "None (no cap)" if max_weight == sys.float_info.max else f"{max_weight:g}"
+    raise ValueError(
+        f"the importance weights of band {band} ({w.size} members) sum beyond float64: "
+        f"each is min(max(|q|, min_q_abs={min_q_abs:g}) ** -weight_power={weight_power:g}, "
+        f"max_weight={cap}); lower weight_power, raise min_q_abs or set max_weight (e.g. "
+        f"100, importance_weights' default). A BandCurriculum sets only weight_power: "
+        f"lower it, or build it with within='uniform'") from None
 
 
 def _group_by_band(bands: np.ndarray, n_bands: int, backend: str):
