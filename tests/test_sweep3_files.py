@@ -143,3 +143,251 @@ def test_cuda_weights_when_a_power_underflows(p):
         np.testing.assert_array_equal(w, expected)
         np.testing.assert_array_equal(idx, sample_indices(expected, 200, seed=9,
                                                           backend=backend))
+
+
+# ------------------------------------------------------------------ clear messages
+def test_stratified_importance_overflow_names_the_weight_settings():
+    """Exact zeros with a tiny min_q_abs: each weight is the largest float, their sum
+    overflows; the message names the settings (the user passed no weights)."""
+    from zp_ref.bands import DEFAULT_EDGES, stratified_sample
+    q = np.array([0.0, 0.0, 0.5, 1.0, 2.0] * 10)
+    k = len(DEFAULT_EDGES) + 1
+    for backend in ("numpy", "cpu"):
+        with pytest.raises(ValueError) as info:
+            stratified_sample(q, 10, mix=[1.0 / k] * k, seed=1, within="importance",
+                              min_q_abs=1e-200, backend=backend)
+        message = str(info.value)
+        assert "rescale them" not in message
+        for word in ("band 0", "min_q_abs=1e-200", "max_weight", "weight_power=2"):
+            assert word in message, (word, message)
+
+
+def test_band_curriculum_overflow_names_its_config_fields():
+    """BandCurriculum(weight_power=60): 1e-6**-60 overflows; the message names
+    BandCurriculum's fields weight_power and within, and nothing is half-updated."""
+    from zp_ref.curriculum import BandCurriculum
+    q = np.array([0.0, 0.0, 0.5, 1.0, 2.0] * 10)
+    c = BandCurriculum(weight_power=60, backend="numpy")
+    epoch = c.epochs_per_stage * (c.n_stages - 1)            # the near stage draws band 0
+    with pytest.raises(ValueError) as info:
+        c.sample(q, 10, epoch)
+    message = str(info.value)
+    assert "rescale them" not in message
+    for word in ("BandCurriculum", "weight_power=60", "within='uniform'"):
+        assert word in message, (word, message)
+    assert c.n_calls == 0                                      # nothing half-updated
+
+
+def test_refine_coeffs_whose_root_bound_overflows(capsys, tmp_path):
+    """--coeffs=1,1e-308: the Cauchy bound 1e308 gives an interval of infinite width;
+    one line that says so and points at --bounds, not at grid_bounds."""
+    from zp_ref.apps.cli import main
+    code = main(["refine", "--coeffs=1,1e-308", "--out", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "--coeffs" in err and "overflows" in err and "--bounds" in err
+    assert "grid_bounds" not in err
+
+
+# ------------------------------------------------------------------ atomic writes
+class HalfWriteFigure:
+    """A figure whose savefig writes half an image and then fails like a full disk."""
+
+    def __init__(self, error=None):
+        self.error = error or OSError(28, "No space left on device")
+
+    def savefig(self, f, **kwargs):
+        f.write(b"\x89PNG\r\n\x1a\n" + b"x" * 100)
+        raise self.error
+
+
+def test_atomic_savefig_failing_half_way_keeps_the_old_file(tmp_path):
+    from zp_ref._atomic import WriteError, atomic_savefig
+    path = tmp_path / "plot.png"
+    path.write_bytes(b"old image")
+    with pytest.raises(WriteError) as info:
+        atomic_savefig(HalfWriteFigure(), path, dpi=50)
+    assert path.read_bytes() == b"old image"
+    assert os.listdir(tmp_path) == ["plot.png"]                 # no temporary file left
+    assert info.value.errno == 28
+    assert str(info.value) == (f"could not write {path}: No space left on device (the "
+                               f"previous file is unchanged)")
+
+
+def test_atomic_savefig_writes_the_image_matplotlib_writes(tmp_path):
+    """The same bytes as fig.savefig(path) for png, format from the suffix."""
+    from matplotlib.figure import Figure
+
+    from zp_ref._atomic import atomic_savefig
+    fig = Figure(figsize=(2, 2))
+    fig.add_subplot().plot([0, 1], [1, 0])
+    fig.savefig(tmp_path / "direct.png", dpi=40, metadata={"Software": None})
+    atomic_savefig(fig, tmp_path / "atomic.png", dpi=40, metadata={"Software": None})
+    assert (tmp_path / "atomic.png").read_bytes() == (tmp_path / "direct.png").read_bytes()
+    atomic_savefig(fig, tmp_path / "vector.svg")
+    assert (tmp_path / "vector.svg").read_bytes().lstrip().startswith(b"<?xml")
+
+
+def test_atomic_write_json_encodes_before_touching_the_file(tmp_path):
+    from zp_ref._atomic import atomic_write_json
+    path = tmp_path / "x.json"
+    atomic_write_json(path, {"a": [1, 2]})
+    before = path.read_bytes()
+    assert json.loads(before) == {"a": [1, 2]}
+    with pytest.raises(TypeError):
+        atomic_write_json(path, {"a": object()})
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["x.json"]
+
+
+def _fail_on(monkeypatch, name):
+    """Make the atomic write of the file called ``name`` fail half way (the others
+    proceed); returns the list of paths written through zp_ref._atomic."""
+    from zp_ref import _atomic
+    real = _atomic.atomic_write
+    seen = []
+
+    def write(path, fill):
+        seen.append(os.path.basename(path))
+        if os.path.basename(path) != name:
+            return real(path, fill)
+
+        def half(f):
+            f.write(b"partial")
+            raise OSError(28, "No space left on device")
+        return real(path, half)
+    monkeypatch.setattr(_atomic, "atomic_write", write)
+    return seen
+
+
+def test_refine_full_disk_keeps_old_files_and_prints_one_line(capsys, tmp_path, monkeypatch):
+    """A write failing half way through tree.png: exit 1, one line on stderr naming the
+    file, tree.png and poles.json byte-identical to the previous run's, no temp files."""
+    from zp_ref.apps.cli import main
+    argv = ["refine", "--coeffs=-2,0,1", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    before = {p: (tmp_path / p).read_bytes() for p in os.listdir(tmp_path)}
+    assert set(before) == {"tree.png", "poles.json"}
+    capsys.readouterr()
+    seen = _fail_on(monkeypatch, "tree.png")
+    code = main(argv)
+    _, err = capsys.readouterr()
+    assert code == 1 and err.count("\n") == 1
+    assert "could not write" in err and "tree.png" in err and "No space left" in err
+    assert "Traceback" not in err and seen == ["tree.png"]
+    assert {p: (tmp_path / p).read_bytes() for p in os.listdir(tmp_path)} == before
+
+
+def test_every_file_of_refine_and_demo_is_written_atomically(capsys, tmp_path, monkeypatch):
+    """Every file the refine and demo commands leave in --out went through
+    zp_ref._atomic.atomic_write; a demo plot failing half way keeps its old bytes."""
+    from zp_ref.apps.cli import main
+    seen = _fail_on(monkeypatch, "none")
+    assert main(["refine", "--out", str(tmp_path / "r")]) == 0
+    assert sorted(seen) == sorted(os.listdir(tmp_path / "r")) == ["poles.json", "tree.png"]
+    demo = ["demo", "--epochs", "3", "--batches", "1", "--batch-size", "32",
+            "--pool-size", "200", "--seed", "7", "--out", str(tmp_path / "d")]
+    seen.clear()
+    assert main(demo) == 0
+    files = sorted(os.listdir(tmp_path / "d"))
+    assert sorted(seen) == files and len(files) == 8
+    before = (tmp_path / "d" / "q_histogram.png").read_bytes()
+    capsys.readouterr()
+    _fail_on(monkeypatch, "q_histogram.png")
+    assert main(demo) == 1
+    _, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "q_histogram.png" in err
+    assert (tmp_path / "d" / "q_histogram.png").read_bytes() == before
+    assert not [p for p in os.listdir(tmp_path / "d") if p.endswith(".tmp")]
+
+
+SIGINT_CHILD = r"""
+import sys, time
+from matplotlib.figure import Figure
+from zp_ref.apps.cli import main
+real = Figure.savefig
+def slow(self, f, **kw):
+    if not hasattr(f, "write"):          # a path: written in place
+        f = open(f, "wb")
+    f.write(b"\x89PNG half an image")
+    f.flush()
+    print("writing", flush=True)
+    time.sleep(60)
+Figure.savefig = slow
+sys.exit(main(["refine", "--coeffs=-2,0,1", "--out", sys.argv[1]]))
+"""
+
+
+def test_sigint_during_the_png_write_keeps_the_old_png(tmp_path):
+    """zp-ref refine interrupted by SIGINT while tree.png is being written: exit 130,
+    one line on stderr, the previous tree.png intact, no temporary file left."""
+    import signal
+    from zp_ref.apps.cli import main
+    assert main(["refine", "--coeffs=-2,0,1", "--out", str(tmp_path)]) == 0
+    before = {p: (tmp_path / p).read_bytes() for p in os.listdir(tmp_path)}
+    child = subprocess.Popen([sys.executable, "-c", SIGINT_CHILD, str(tmp_path)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in child.stdout:                       # the write has begun
+            if line.strip() == "writing":
+                break
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    assert child.returncode == 130, err
+    assert err.count("\n") == 1 and "interrupted" in err
+    assert {p: (tmp_path / p).read_bytes() for p in os.listdir(tmp_path)} == before
+
+
+# ------------------------------------------------------------------ permissions
+@pytest.fixture
+def umask_077():
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def small_state():
+    from zp_ref.schedule import DeltaSchedule
+    return DeltaSchedule()
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_save_state_new_file_follows_the_umask(tmp_path, umask_077):
+    """umask 077: a new checkpoint (and a new plot) is 0600, not 0644."""
+    from matplotlib.figure import Figure
+
+    from zp_ref._atomic import atomic_savefig
+    from zp_ref.state import save_state
+    assert mode(save_state(tmp_path / "ckpt.json", small_state())) == 0o600
+    assert mode(atomic_savefig(Figure(figsize=(1, 1)), tmp_path / "p.png")) == 0o600
+
+
+def test_save_state_new_file_with_umask_022(tmp_path):
+    from zp_ref.state import save_state
+    old = os.umask(0o022)
+    try:
+        assert mode(save_state(tmp_path / "ckpt.json", small_state())) == 0o644
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.parametrize("existing", [0o600, 0o640, 0o444])
+def test_save_state_keeps_the_mode_of_the_file_it_replaces(tmp_path, existing):
+    """An existing checkpoint keeps its mode whatever the umask (0600 stays 0600)."""
+    from zp_ref.state import load_state, save_state
+    path = tmp_path / "ckpt.json"
+    save_state(path, small_state())
+    os.chmod(path, existing)
+    old = os.umask(0o022)
+    try:
+        save_state(path, small_state())
+    finally:
+        os.umask(old)
+    assert mode(path) == existing
+    assert load_state(path).__class__.__name__ == "DeltaSchedule"
