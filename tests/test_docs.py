@@ -1,7 +1,7 @@
 """Every ```python block of README.md and docs/*.md runs: the blocks of one file are
 joined in order into one script and run in a fresh interpreter, in a temporary folder.
-A page whose blocks import an optional extra (torch, dask, zarr, adaptive, zeroproofml) is
-skipped only when that package is missing."""
+A page whose blocks import an optional extra (torch, dask, zarr, adaptive, zeroproofml,
+pytorch_lightning, tensorboard) is skipped only when that package is missing."""
 import importlib.util
 import os
 import re
@@ -13,7 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
-OPTIONAL = ("torch", "dask", "distributed", "zarr", "adaptive", "zeroproofml")
+OPTIONAL = ("torch", "dask", "distributed", "zarr", "adaptive", "zeroproofml", "pytorch_lightning",
+            "tensorboard")
 TIMEOUT_S = 300
 
 

@@ -152,3 +152,11 @@ def test_lightning_ddp_shards_are_disjoint_and_interleave_into_the_single_proces
         union[0::2], union[1::2] = shards
         np.testing.assert_array_equal(union, single_process_draw("importance",
                                                                  ranks[0]["q"][epoch], epoch))
+
+
+def test_reloading_the_dataloader_every_epoch_evaluates_q_twice_per_later_epoch():
+    """Why the recipe keeps reload_dataloaders_every_n_epochs=0: a sampler rebuilt each
+    epoch evaluates q_fn at construction and again at set_epoch(e) for e > 0."""
+    module = RationalModule("importance")
+    fit(module, devices=1, reload_dataloaders_every_n_epochs=1)
+    assert module.q_fn_calls == 1 + 2 * (EPOCHS - 1)
