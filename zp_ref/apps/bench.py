@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import platform
 import statistics
@@ -428,8 +427,7 @@ def bench_command(args=None, include=BENCHMARKS) -> str:
     result = run_suite(bool(getattr(args, "quick", False)), include)
     report = format_table(result)
     if path:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2, default=_jsonable))
-        os.replace(tmp, path)
+        from .._atomic import atomic_write_json        # fsync'ed, unique temp file
+        atomic_write_json(path, result, indent=2, default=_jsonable)
         report += f"\nwrote {path}"
     return report
