@@ -41,14 +41,24 @@ __all__ = ["as_tensor", "to_numpy", "evaluate_q_fn", "ImportanceWeightedSampler"
 
 # ------------------------------------------------------------------ samplers
 class ImportanceWeightedSampler(PoolWeights, Sampler):
-    """``Sampler[int]`` drawing ``num_samples`` pool indices per epoch by 1/|Q|^p weights.
+    """``Sampler[int]`` drawing ``num_samples`` pool indices per epoch by ``1/|Q|**p``
+    weights.
 
     Epoch e's global draw is ``sample_indices(w, total_size, seed=derive_seed(seed, e))``
     with ``w = importance_weights(Q, **config)``; with one replica it is exactly call e of
     ``ImportanceSampler(config, seed=seed).sample_batch(x_pool, q_pool, num_samples)``
     (epoch 0 = its first call). Use as ``DataLoader(ds, sampler=s, batch_size=B)``.
-    ``backend`` computes weights and draws (every backend gives the same indices;
-    ``"numpy"`` is often fastest for pools below ~10**5).
+
+    Parameters
+    ----------
+    num_samples : int
+        Indices per epoch (>= 1), before sharding.
+    config : ImportanceSamplerConfig or None, default None
+        The weights (None: the defaults).
+    seed : int, default 0
+    backend : {"auto", "numpy", "cpu", "cuda"}, default "auto"
+        Computes weights and draws (every backend gives the same indices; ``"numpy"`` is
+        often fastest for pools below ~10**5).
     """
     __doc__ += "\n    " + Q_KEYWORDS + "\n"
 
@@ -136,8 +146,18 @@ class HybridBatchSampler(PoolWeights, Sampler):
     seed=derive_seed(seed, e * total_size + b))``: ``floor(batch_size * ratio)``
     importance draws and the rest uniform, shuffled; with one replica it is call
     ``e * num_batches + b`` of ``ImportanceSampler(config, seed=seed).hybrid_sample``.
-    ``ratio`` defaults to ``config.importance_batch_ratio``; ``ratio=0`` gives uniform
-    batches. Use as ``DataLoader(ds, batch_sampler=s)``. ``backend`` computes the weights.
+    Use as ``DataLoader(ds, batch_sampler=s)``.
+
+    Parameters
+    ----------
+    batch_size, num_batches : int
+        Batch size and batches per epoch (>= 1).
+    config : ImportanceSamplerConfig or None, default None
+    ratio : float or None, default None
+        Importance share in [0, 1] (None: ``config.importance_batch_ratio``; 0: uniform).
+    seed : int, default 0
+    backend : {"auto", "numpy", "cpu", "cuda"}, default "auto"
+        Computes the weights.
     """
     __doc__ += "\n    " + Q_KEYWORDS + "\n"
 

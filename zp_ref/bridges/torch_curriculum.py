@@ -23,15 +23,23 @@ class CurriculumBatchSampler(PoolQ, Sampler):
     iteration of that epoch: a pure function of (seed, e, the curriculum's state then,
     Q). The curriculum advances only through those draws and :meth:`update` (call it at
     the end of an epoch to let an adaptive curriculum advance); ``update_q`` after the
-    draw takes effect from the next epoch. ``curriculum=None`` builds
-    ``BandCurriculum(seed=seed, weight_power=config.weight_power)`` (default stages and
-    edges; ``seed`` defaults to 0 as in the other samplers); with a given curriculum its
-    own seed draws, and a ``seed`` other than 0 that differs from it is refused.
-    ``config`` (an ImportanceSamplerConfig or None): its ``resample_frequency`` is the
-    default of ``refresh_every``, its ``weight_power`` the built curriculum's; its other
-    fields do not apply to band draws. :meth:`likelihood_ratio` gives ``1 / (N * m_i)``
-    for the epoch's achieved band mix. With several replicas every rank must hold the same curriculum (same
-    construction, same ``update`` arguments, e.g. all-reduced coverage and loss).
+    draw takes effect from the next epoch. :meth:`likelihood_ratio` gives
+    ``1 / (N * m_i)`` for the epoch's achieved band mix. With several replicas every
+    rank must hold the same curriculum (same construction, same ``update`` arguments,
+    e.g. all-reduced coverage and loss).
+
+    Parameters
+    ----------
+    batch_size, num_batches : int
+        Batch size and batches per epoch (>= 1).
+    curriculum : BandCurriculum or None, default None
+        None builds ``BandCurriculum(seed=seed, weight_power=config.weight_power)``
+        (default stages and edges); a given curriculum draws with its own seed.
+    seed : int, default 0
+        A ``seed`` other than 0 that differs from a given curriculum's is refused.
+    config : ImportanceSamplerConfig or None, default None
+        Its ``resample_frequency`` is the default of ``refresh_every``, its
+        ``weight_power`` the built curriculum's; its other fields do not apply.
     """
     __doc__ += "\n    " + Q_KEYWORDS + "\n"
 

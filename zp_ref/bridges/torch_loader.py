@@ -16,17 +16,24 @@ class EpochLoader:
     start of every pass, for training loops with no epoch hook (zeroproofml's
     ``SCMTrainer.fit`` iterates its ``train_loader`` once per epoch and nothing more).
 
-    ``loader``: a DataLoader whose ``batch_sampler`` or ``sampler`` has ``set_epoch``.
-    ``epoch``: a callable giving the epoch of the pass about to start (e.g.
-    ``lambda: trainer.current_epoch``, right on resume), or None to number the passes
-    ``start_epoch, start_epoch + 1, ...``. ``len()`` is the loader's.
-    ``ratios=True``: while batch k of a pass is out (from its yield until the next
-    batch), ``batch_indices`` holds its pool indices (int64 tensor) and
-    ``batch_ratios`` their likelihood ratios ``sampler.likelihood_ratio(batch_indices)``
-    (float64 tensor), so a loss function can weight its per-sample terms without a
-    third batch element (which ``SCMTrainer`` reads as status labels). The indices
-    come from the sampler's epoch draw (``batches()``, or ``indices()`` cut into the
-    loader's ``batch_size``), which the loader yields in the same order.
+    ``len()`` is the loader's. The indices come from the sampler's epoch draw
+    (``batches()``, or ``indices()`` cut into the loader's ``batch_size``), which the
+    loader yields in the same order.
+
+    Parameters
+    ----------
+    loader : torch.utils.data.DataLoader
+        Its ``batch_sampler`` or ``sampler`` has ``set_epoch``.
+    epoch : callable or None, default None
+        Gives the epoch of the pass about to start (e.g. ``lambda: trainer.current_epoch``,
+        right on resume); None numbers the passes ``start_epoch, start_epoch + 1, ...``.
+    start_epoch : int, default 0
+    ratios : bool, default False
+        While batch k of a pass is out (from its yield until the next batch),
+        ``batch_indices`` holds its pool indices (int64 tensor) and ``batch_ratios``
+        their likelihood ratios ``sampler.likelihood_ratio(batch_indices)`` (float64
+        tensor), so a loss function can weight its per-sample terms without a third batch
+        element (which ``SCMTrainer`` reads as status labels).
     """
 
     def __init__(self, loader, epoch=None, *, start_epoch=0, ratios=False):

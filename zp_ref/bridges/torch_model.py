@@ -31,9 +31,16 @@ TIMINGS = ("total", "q", "loss", "refine", "label", "weights")
 
 class PoolDataset(torch.utils.data.Dataset):
     """A Dataset view over a sampler's current pool: item i is ``(x_pool[i], y_pool[i])``
-    (``x_pool[i]`` without y). It reads the sampler's tensors at every access, so it sees
-    the points a refresh adds (DataLoader workers get a copy when an epoch's iteration
-    starts: leave ``persistent_workers`` False when the pool grows)."""
+    (``x_pool[i]`` without y).
+
+    It reads the sampler's tensors at every access, so it sees the points a refresh adds
+    (DataLoader workers get a copy when an epoch's iteration starts: leave
+    ``persistent_workers`` False when the pool grows).
+
+    Parameters
+    ----------
+    sampler : ModelDrivenSampler
+    """
 
     def __init__(self, sampler):
         self.sampler = sampler
@@ -78,12 +85,31 @@ class ModelDrivenSampler(torch.utils.data.Sampler):
     ``q_fn`` (and ``loss_fn``, ``y_fn``); ``DataLoader(sampler.dataset, batch_sampler=
     sampler)``.
 
-    x_pool: tensor/array (N, d), or (N,) for d = 1. q_fn(x) -> (n,) or (n, 1). y_pool:
-    targets (N, ...), needed by ``loss_fn(x, y) -> (n,)`` (per-sample loss) and ``y_fn(x)
-    -> y`` (labels for new points). Epoch e's global draw is ``learner.batches(e,
-    total_size)`` (``total_size``: num_batches rounded up to a multiple of num_replicas);
-    rank r yields ``global[r::num_replicas]``. ``last_refresh``: seconds per part and
-    counts of the last refresh; ``refresh_log``: all of them.
+    Epoch e's global draw is ``learner.batches(e, total_size)`` (``total_size``:
+    num_batches rounded up to a multiple of num_replicas); rank r yields
+    ``global[r::num_replicas]``. ``last_refresh``: seconds per part and counts of the
+    last refresh; ``refresh_log``: all of them.
+
+    Parameters
+    ----------
+    x_pool : torch.Tensor or numpy.ndarray, shape (N, d), or (N,) for d = 1
+    batch_size, num_batches : int
+    q_fn : callable
+        ``q_fn(x) -> (n,) or (n, 1)``, the model's Q head.
+    y_pool : torch.Tensor or numpy.ndarray, shape (N, ...), or None
+        Targets, needed by ``loss_fn`` and ``y_fn``.
+    loss_fn : callable or None
+        ``loss_fn(x, y) -> (n,)``, the per-sample loss.
+    y_fn : callable or None
+        ``y_fn(x) -> y``, labels for new points.
+    config : ModelDrivenConfig or None, default None
+    seed : int, default 0
+    num_replicas, rank : int or None, default None
+        The process group's, else 1 and 0.
+    q_batch_size : int, default 65536
+        Rows per model call.
+    sync : {"broadcast", "check", "none"}, default "broadcast"
+        How ranks agree on the refreshed probabilities (``SYNCS``).
     """
 
     def __init__(self, x_pool, batch_size, num_batches, *, q_fn, y_pool=None, loss_fn=None,

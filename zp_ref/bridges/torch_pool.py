@@ -20,19 +20,29 @@ __all__ = ["as_tensor", "to_numpy", "evaluate_q_fn", "sharded_total", "PoolQ", "
 EPOCH_LIMIT = 2**64
 
 
-Q_KEYWORDS = """``q_pool``: Q values of the pool (tensor or array, (N,) or (N, 1)); or ``q_fn``
-    with ``x_pool``: Q from a callable (the model's Q head), see :func:`evaluate_q_fn`,
-    evaluated at construction and at ``set_epoch(e)`` when ``e % refresh_every == 0``;
-    ``refresh_every=None`` (default) takes ``config.resample_frequency`` when ``config``
-    is given, else 1. ``cls.from_model(q_fn, x_pool, <sizes>, ...)`` is the q_fn form
-    with the sizes in position. The sampler keeps a copy of ``q_pool``: the caller's
-    later writes to that buffer change nothing. ``set_epoch(e)`` accepts
-    ``0 <= e <= max_epoch`` (the seed indices of epoch e stay below 2**64).
-    ``num_replicas``/``rank`` (default: the process group's, else 1/0): rank r yields
-    ``global[r::num_replicas]`` of the epoch's global draw of ``total_size`` items, the
-    count rounded up to a multiple of ``num_replicas`` by further draws of the same
-    stream (``drop_last=True``: rounded down), so every rank has the same length and the
-    union of the shards is the draw of one process asked for ``total_size`` items."""
+Q_KEYWORDS = """q_pool : torch.Tensor or numpy.ndarray, shape (N,) or (N, 1), optional
+        Q values of the pool. The sampler keeps a copy: the caller's later writes to
+        that buffer change nothing. Or give ``q_fn`` with ``x_pool``.
+    x_pool : torch.Tensor or numpy.ndarray, shape (N, ...), optional
+        The pool's inputs, for ``q_fn``.
+    q_fn : callable, optional
+        Q from a callable (the model's Q head), see :func:`evaluate_q_fn`, evaluated at
+        construction and at ``set_epoch(e)`` when ``e % refresh_every == 0``.
+        ``cls.from_model(q_fn, x_pool, <sizes>, ...)`` is this form with the sizes in
+        position. ``set_epoch(e)`` accepts ``0 <= e <= max_epoch`` (the seed indices
+        of epoch e stay below 2**64).
+    refresh_every : int or None, default None
+        None takes ``config.resample_frequency`` when ``config`` is given, else 1.
+    q_batch_size : int, default 65536
+        Rows per ``q_fn`` call.
+    num_replicas, rank : int or None, default None
+        Default: the process group's, else 1 and 0. Rank r yields
+        ``global[r::num_replicas]`` of the epoch's global draw of ``total_size`` items,
+        the count rounded up to a multiple of ``num_replicas`` by further draws of the
+        same stream, so every rank has the same length and the union of the shards is
+        the draw of one process asked for ``total_size`` items.
+    drop_last : bool, default False
+        Round ``total_size`` down instead of up."""
 
 
 def as_tensor(a, device=None) -> "torch.Tensor":
@@ -41,7 +51,18 @@ def as_tensor(a, device=None) -> "torch.Tensor":
     NumPy array: ``torch.from_numpy(a)`` (zero-copy, CPU). Object with
     ``__cuda_array_interface__`` (a numba.cuda device array, CuPy, ...):
     ``torch.as_tensor(a, device="cuda")`` (zero-copy on its GPU). A tensor is returned
-    as is. ``device``: where the result must live; moving to another device copies.
+    as is.
+
+    Parameters
+    ----------
+    a : numpy.ndarray, torch.Tensor or CUDA array
+    device : str, torch.device or None, default None
+        Where the result must live; moving to another device copies.
+
+    Returns
+    -------
+    torch.Tensor
+        Same shape and dtype as ``a``.
     """
     if isinstance(a, torch.Tensor):
         t = a
@@ -64,8 +85,20 @@ def as_tensor(a, device=None) -> "torch.Tensor":
 
 def to_numpy(t) -> np.ndarray:
     """A NumPy view of a CPU tensor (zero-copy; detached from autograd), a host copy of a
-    GPU tensor; a NumPy array is returned as is. (Negative/conjugate bits resolved,
-    meta tensors refused: :func:`zp_ref.tensors.to_numpy` rules.)"""
+    GPU tensor; a NumPy array is returned as is.
+
+    Negative/conjugate bits are resolved and meta tensors refused
+    (:func:`zp_ref.tensors.to_numpy` rules).
+
+    Parameters
+    ----------
+    t : torch.Tensor or numpy.ndarray
+
+    Returns
+    -------
+    numpy.ndarray
+        Same shape and dtype as ``t``.
+    """
     if isinstance(t, np.ndarray):
         return t
     if not isinstance(t, torch.Tensor):
@@ -155,9 +188,25 @@ def _q_chunk(out, rows: int, start: int) -> np.ndarray:
 
 
 def evaluate_q_fn(q_fn, x_pool, batch_size: int = 65536) -> np.ndarray:
-    """Q of the pool from a callable: ``q_fn(x_pool[i:i + batch_size])`` for each chunk,
-    under ``torch.no_grad()`` on ``x_pool``'s device, each output ((n,) or (n, 1),
-    tensor or array) detached and concatenated. Returns float64 (N,) on the host."""
+    """Q of the pool from a callable, chunk by chunk.
+
+    ``q_fn(x_pool[i:i + batch_size])`` for each chunk, under ``torch.no_grad()`` on
+    ``x_pool``'s device, each output detached and concatenated.
+
+    Parameters
+    ----------
+    q_fn : callable
+        ``q_fn(x) -> (n,) or (n, 1)`` tensor or array (the model's Q head).
+    x_pool : torch.Tensor or numpy.ndarray, shape (N, ...)
+        At least one row.
+    batch_size : int, default 65536
+        Rows per call.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, shape (N,), on the host.
+    """
     if not callable(q_fn):
         raise TypeError(f"q_fn must be callable (x -> Q(x)), got {type(q_fn).__name__}")
     x = pool_tensor(x_pool)
@@ -185,9 +234,25 @@ def replicas(num_replicas, rank) -> tuple:
 
 
 def sharded_total(count: int, num_replicas: int, drop_last: bool, name: str) -> int:
-    """Size of an epoch's global draw so every rank gets the same share: ``count``
-    rounded up to a multiple of ``num_replicas`` (extra draws of the same stream), or
-    down with ``drop_last``."""
+    """Size of an epoch's global draw so every rank gets the same share.
+
+    Parameters
+    ----------
+    count : int
+        Draws (or batches) one process would make.
+    num_replicas : int
+        Number of ranks; ``count >= num_replicas`` with ``drop_last``.
+    drop_last : bool
+        Round down instead of up.
+    name : str
+        The argument named in errors.
+
+    Returns
+    -------
+    int
+        ``count`` rounded up to a multiple of ``num_replicas`` (extra draws of the same
+        stream), or down with ``drop_last``.
+    """
     if not isinstance(drop_last, (bool, np.bool_)):
         raise TypeError(f"drop_last must be True or False, got {drop_last!r}")
     if drop_last:

@@ -86,10 +86,9 @@ def _tensor(a):
 
 
 def _snapshot(x_values, q_values) -> tuple:
-    """Copies of a weighted pool as the call saw it: x as a tensor, Q as float64 (N,)."""
-    x = _tensor(x_values).detach().clone()
-    q = np.array(q_to_numpy(q_values, "q_values"), dtype=np.float64).reshape(-1)
-    return x, q
+    """Copies of a weighted pool as the call saw it, as tensors (Q in its own dtype, so
+    the cached weights equal the call's)."""
+    return _tensor(x_values).detach().clone(), _tensor(q_values).detach().clone()
 
 
 def _cache_key(x) -> str:
@@ -104,7 +103,12 @@ class ImportanceSampler:
     """Legacy ``ImportanceSampler`` over :class:`zp_ref.ImportanceSampler` (``seed=``
     added). ``sample_counts`` (pool index -> times drawn), ``q_cache`` /
     ``weight_cache`` (legacy cache key -> Q / weight of the pools weighted so far) and
-    ``total_samples`` keep their legacy meanings."""
+    ``total_samples`` keep their legacy meanings.
+
+    Parameters
+    ----------
+    config, seed, backend : as in :class:`zp_ref.ImportanceSampler` (config of this module)
+    """
 
     #: pools kept unfolded at most (then folded into the caches, legacy's O(N) cost)
     PENDING_POOLS = 8
@@ -147,7 +151,8 @@ class ImportanceSampler:
     def _fold(self):
         """Add the pending pools to the caches (in order: later pools win)."""
         for _, x, q in self._pending:
-            w = self._core.compute_weights(q)
+            w = to_numpy(self._core.compute_weights(q), "weights")
+            q = np.asarray(q_to_numpy(q, "q_values")).reshape(-1)
             for i, xi in enumerate(x):
                 key = _cache_key(xi)
                 self._q_cache[key], self._w_cache[key] = float(q[i]), float(w[i])
@@ -197,7 +202,12 @@ FAR_Q = 1e300
 
 class ActiveSampler:
     """Legacy ``ActiveSampler(config, input_dim)`` over :class:`zp_ref.ActiveSampler`
-    (its 2**d-tree replaces the legacy point list; ``q=`` and ``backend=`` added)."""
+    (its 2**d-tree replaces the legacy point list; ``q=`` and ``backend=`` added).
+
+    Parameters
+    ----------
+    config, input_dim, q, backend : as in :class:`zp_ref.ActiveSampler`
+    """
 
     def __init__(self, config=None, input_dim=1, *, q=None, backend="auto"):
         config = ActiveSamplerConfig() if config is None else config
@@ -429,10 +439,16 @@ def _core_strategy(strategy, q):
 
 def create_integrated_sampler(strategy="hybrid", weight_power=2.0, export_path="diagnostics",
                               **kwargs) -> IntegratedSampler:
-    """The legacy factory (keywords ``temperature``, ``importance_ratio``, ``grid_size``,
-    ``refinement_threshold``, ``max_refinement``, ``export_frequency``,
-    ``track_gradients``, ``track_tags``, plus zp_ref's, see
-    :func:`zp_ref.create_integrated_sampler`)."""
+    """The legacy factory: the anchor's keywords and zp_ref's, all listed in the core's.
+
+    Parameters
+    ----------
+    strategy, weight_power, export_path, **kwargs : as in :func:`zp_ref.create_integrated_sampler`
+
+    Returns
+    -------
+    IntegratedSampler
+    """
     strategy = _integrated._strategy(strategy)
     core = _integrated.create_integrated_sampler(
         _core_strategy(strategy, kwargs.get("q")), weight_power, export_path, **kwargs)
@@ -462,6 +478,7 @@ class CurriculumScheduler(_curriculum.CurriculumScheduler):
 
 # =========================================================================== schedule
 class ScheduleType(enum.Enum):
+    """The legacy schedule types (``schedule_type`` of :class:`HybridGradientSchedule`)."""
     LINEAR = enum.auto()
     EXPONENTIAL = enum.auto()
     COSINE = enum.auto()
@@ -556,7 +573,17 @@ class HybridGradientSchedule:
 
 def create_default_schedule(aggressive=False, warmup_epochs=0,
                             force_exploration=True) -> HybridGradientSchedule:
-    """The legacy default (or aggressive) schedule."""
+    """The legacy default (or aggressive) schedule.
+
+    Parameters
+    ----------
+    aggressive, force_exploration : bool, default False, True
+    warmup_epochs : int, default 0
+
+    Returns
+    -------
+    HybridGradientSchedule
+    """
     if aggressive:
         return HybridGradientSchedule(
             warmup_epochs=warmup_epochs, transition_epochs=20, delta_init=1e-1,

@@ -30,7 +30,20 @@ __all__ = ["AdaptiveSampler", "AdaptiveSamplerConfig", "RiskWeightedSampler"]
 
 @dataclass
 class AdaptiveSamplerConfig:
-    """zeroproofml 0.6.1's fields and defaults (validated here)."""
+    """zeroproofml 0.6.1's fields and defaults (validated here).
+
+    Parameters
+    ----------
+    tau_train, beta : float, default 1e-4, 0.1
+        Threshold and width of :func:`zp_ref.singularity_prob`, on the scale of |Q|.
+    gamma : float, default 0.1
+        EMA weight of the newest probabilities.
+    alpha, s_min : float, default 1.0, 0.1
+        ``weight = max(s_min, 1 + alpha * |ema - bottom|)``.
+    batch_size, num_workers : int, default 32, 0
+    drop_last, pin_memory : bool, default False
+        Passed to the ``DataLoader`` of :meth:`AdaptiveSampler.dataloader`.
+    """
 
     tau_train: float = 1e-4      # |Q| threshold of the singularity probability
     beta: float = 0.1            # sigmoid width (|Q| units)
@@ -56,9 +69,21 @@ class AdaptiveSamplerConfig:
 
 
 class RiskWeightedSampler(Sampler):
-    """Indices of one epoch drawn with replacement from fixed weights: iteration c of
-    this sampler yields ``sample_indices(weights, num_samples, seed=derive_seed(seed, c))``
-    (c counts the sampler's iterations, starting at ``first_draw``)."""
+    """Indices of one epoch drawn with replacement from fixed weights.
+
+    Iteration c of this sampler yields
+    ``sample_indices(weights, num_samples, seed=derive_seed(seed, c))``.
+
+    Parameters
+    ----------
+    weights : array_like or torch.Tensor, shape (N,)
+        Finite weights >= 0 with a positive total.
+    num_samples : int
+        Draws per epoch.
+    seed : int
+    first_draw : int, default 0
+        c of the first iteration (c counts the sampler's iterations).
+    """
 
     def __init__(self, weights, num_samples: int, *, seed: int, first_draw: int = 0):
         self.weights = np.array(weights, dtype=np.float64)
@@ -82,12 +107,25 @@ class AdaptiveSampler:
     ``ema = ema_update(ema, singularity_prob(q, tau_train, beta), gamma)`` and
     ``weights = sampling_weights(ema, bottom_mask, alpha=alpha, s_min=s_min)``.
 
-    Added: ``q_fn`` (the model's Q head, a callable) with ``x_pool`` (the dataset's
-    inputs, a tensor or NumPy array (N, ...)): ``set_epoch(e)`` calls
-    ``update(evaluate_q_fn(q_fn, x_pool))`` when ``e % refresh_every == 0`` (once per
-    epoch); without ``q_fn``, ``set_epoch`` only records the epoch. A loader made by
-    :meth:`dataloader` draws with the weights current at its creation, and from the
-    latest weights after each ``set_epoch`` of its sampler."""
+    A loader made by :meth:`dataloader` draws with the weights current at its creation,
+    and from the latest weights after each ``set_epoch`` of its sampler.
+
+    Parameters
+    ----------
+    dataset : torch.utils.data.Dataset
+        N items.
+    config : AdaptiveSamplerConfig or None, default None
+    seed : int, default 0
+    q_fn : callable or None, default None
+        Added: the model's Q head; ``set_epoch(e)`` calls
+        ``update(evaluate_q_fn(q_fn, x_pool))`` when ``e % refresh_every == 0`` (once per
+        epoch); without ``q_fn``, ``set_epoch`` only records the epoch.
+    x_pool : torch.Tensor or numpy.ndarray, shape (N, ...), or None
+        The dataset's inputs (with ``q_fn``).
+    refresh_every : int, default 1
+    q_batch_size : int, default 65536
+        Rows per ``q_fn`` call.
+    """
 
     def __init__(self, dataset, config: AdaptiveSamplerConfig | None = None, *, seed=0,
                  q_fn=None, x_pool=None, refresh_every=1, q_batch_size=65536):
