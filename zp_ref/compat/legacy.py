@@ -169,7 +169,7 @@ class ImportanceSampler:
         return self._w_cache
 
     def compute_weights(self, x_values, q_values) -> torch.Tensor:
-        """Normalised importance weights 1/|Q|^p of the pool (clipped, tempered)."""
+        """Normalised importance weights ``1/|Q|**p`` of the pool (clipped, tempered)."""
         w = self._core.compute_weights(q_values)
         self._remember(x_values, q_values)
         return _tensor(w)
