@@ -135,7 +135,8 @@ class ModelDrivenLearner:
         if idx.size and (idx.min() < 0 or idx.max() >= self.pool_size):
             raise ValueError(f"indices must lie in [0, {self.pool_size}), got range "
                              f"[{idx.min()}, {idx.max()}]")
-        return 1.0 / (self.pool_size * self.probabilities[idx])
+        r = self.importance_count() / self.batch_size
+        return 1.0 / (self.pool_size * (r * self._pi[idx] + (1.0 - r) / self.pool_size))
 
     # ------------------------------------------------------------------ draws
     def batches(self, epoch: int, num_batches: int) -> list:
@@ -264,7 +265,7 @@ class ModelDrivenLearner:
         have = self._signals and all(v.size == n for v in self._signals.values())
         if not m or m >= n or not have:
             return Request("signals", start=0, stop=n)
-        top = np.argpartition(self._pi, n - m // 2)[n - m // 2:] if m // 2 else np.zeros(0, int)
+        top = _largest(self._pi, m // 2)
         sweep = (self._window + np.arange(m - m // 2)) % n
         self._window_next = int((self._window + sweep.size) % n)
         return Request("signals", rows=np.union1d(top, sweep).astype(np.int64))
@@ -274,10 +275,11 @@ class ModelDrivenLearner:
         ``|Q| / |grad Q| / h`` ("distance") or the rank of |Q| (1 = nearest, "quantile")."""
         q = np.abs(self._signals["q"])
         if self.config.q_signal == "distance" and "grad_norm" in self._signals:
-            g = self._signals["grad_norm"]
             with np.errstate(divide="ignore", invalid="ignore"):
-                d = np.where(g > 0, q / np.where(g > 0, g, 1.0), np.where(q == 0, 0.0, np.inf))
-            return d / self.spacing
+                d = np.divide(q, self._signals["grad_norm"], out=q)   # g = 0: inf
+                d[np.isnan(d)] = 0.0                                 # q = g = 0: on the pole
+                d *= 1.0 / self.spacing
+            return d
         rank = np.empty(q.size)
         rank[np.argsort(q, kind="stable")] = np.arange(1, q.size + 1)
         return rank
@@ -295,7 +297,12 @@ class ModelDrivenLearner:
     def _loss_weights(self) -> np.ndarray:
         c = self.config
         with np.errstate(over="ignore"):
-            t = self._signals["loss"] ** c.loss_power
+            t = self._signals["loss"]
+            t = t if c.loss_power == 1 else t ** c.loss_power
+        top = t.max()
+        if 0 < top < 1e300:                     # the common case: one pass each
+            w = np.minimum(t, c.loss_cap * t.mean())
+            return w / w.sum()
         finite = np.isfinite(t)                 # an infinite loss gets the cap
         top = t[finite].max() if finite.any() else 0.0
         if not top > 0:
@@ -489,6 +496,20 @@ class ModelDrivenLearner:
         other._signals = {k: as_float_array(v, f"signals[{k!r}]", allow_empty=True)
                           for k, v in (state.get("signals") or {}).items()}
         self.__dict__.update(other.__dict__)
+
+
+def _largest(w: np.ndarray, k: int) -> np.ndarray:
+    """Indices of k largest entries of w (those argpartition picks), found among the
+    entries above a threshold read off a strided subsample (one pass over w)."""
+    n = w.size
+    if k <= 0:
+        return np.zeros(0, np.int64)
+    step = max(1, n // 65536)
+    sub = np.sort(w[::step])
+    cand = np.flatnonzero(w >= sub[max(0, int(sub.size * (1.0 - 2.0 * k / n)) - 1)])
+    if cand.size < k:
+        cand = np.arange(n)
+    return cand[np.argpartition(w[cand], cand.size - k)[cand.size - k:]]
 
 
 def run_refresh(learner: ModelDrivenLearner, epoch: int, *, signals, q=None,
