@@ -24,7 +24,7 @@ from .state import STATE_VERSION, check_state, config_fields
 
 # --- the oracle -----------------------------------------------------------------------
 
-@tensor_io(q_args=("w",), returns="float64")
+@tensor_io(other_args=("w",), returns="float64")
 def prefix_sums(w: np.ndarray) -> np.ndarray:
     """The prefix sums C that define every weighted draw.
 
