@@ -227,28 +227,47 @@ PEERS_OF = {"default": ("numpy_choice", "torch", "scipy_guide"),
             "weights": ("np_sum",), "weights_out": ("np_sum",), "draws": ()}
 
 
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 def compare(ours: dict, peers: dict, peers_of: dict, targets: dict, quick: bool,
             benchmark: str = "sampling", repeats: int | None = None) -> list:
-    """Time every call of ``ours`` (after WARMUP warm-up calls) and each peer it is
-    compared with (once per run, after one warm-up call), in one run: rows whose ratios
-    are medians over medians."""
+    """Time every call of ``ours`` and each peer it is compared with, interleaved: after
+    the warm-up calls (WARMUP for ours, one per peer), each of ``repeats`` rounds times
+    every call once (ours right after one untimed call of itself, as in a loop), so a
+    change of the machine's load during the run reaches both sides of every ratio.
+    Returns rows whose ratios are medians over medians."""
     repeats = repeats or (QUICK_REPEATS if quick else REPEATS)
     warmup = QUICK_WARMUP if quick else WARMUP
-    peer_times, rows = {}, []
-    for key, (label, fn) in ours.items():
-        t_ours = time_call(fn, repeats, warmup)
+    used = [p for key in ours for p in peers_of.get(key, ()) if peers[p][1] is not None]
+    used = list(dict.fromkeys(used))
+    for _, fn in ours.values():
+        for _ in range(warmup):
+            fn()
+    if not quick:
+        for peer in used:
+            peers[peer][1]()
+    times = {("ours", k): [] for k in ours} | {("peer", p): [] for p in used}
+    for _ in range(repeats):
+        for key, (_, fn) in ours.items():
+            fn()
+            times["ours", key].append(_timed(fn))
+        for peer in used:
+            times["peer", peer].append(_timed(peers[peer][1]))
+    peer_times = {p: timing(times["peer", p], 0 if quick else 1) for p in used}
+    rows = []
+    for key, (label, _) in ours.items():
+        t_ours = timing(times["ours", key], warmup)
         if not peers_of.get(key):
             rows.append(ratio_row(benchmark, label, t_ours, None, None))
         for peer in peers_of.get(key, ()):
             peer_label, peer_fn = peers[peer]
-            if peer_fn is None:
-                rows.append(ratio_row(benchmark, label, t_ours, peer_label, None,
-                                      targets.get((key, peer)), note="not installed"))
-                continue
-            if peer not in peer_times:
-                peer_times[peer] = time_call(peer_fn, repeats, 0 if quick else 1)
-            rows.append(ratio_row(benchmark, label, t_ours, peer_label, peer_times[peer],
-                                  targets.get((key, peer))))
+            rows.append(ratio_row(benchmark, label, t_ours, peer_label, peer_times.get(peer),
+                                  targets.get((key, peer)),
+                                  note="" if peer_fn else "not installed"))
     return rows
 
 
