@@ -1,6 +1,4 @@
-"""The PyTorch bridge (zp_ref.torch_bridge) and the training study (zp_ref.apps.study)."""
-import dataclasses
-import json
+"""The PyTorch bridge (zp_ref.torch_bridge); the training study is in tests/test_study.py."""
 import subprocess
 import sys
 
@@ -660,101 +658,6 @@ def test_missing_torch_gives_a_clear_import_error():
             "except ImportError as e:\n    assert 'pip install zp_ref[torch]' in str(e), e\n"
             "else:\n    raise SystemExit('no ImportError')")
     subprocess.run([sys.executable, "-c", code], check=True)
-
-
-# ------------------------------------------------------------------ the study
-def test_rational_model_form():
-    from zp_ref.apps.study import RationalModel
-    m = RationalModel(2, 3, 2, seed=4)
-    x = torch.tensor([[0.0, 0.0], [0.5, -0.25], [1.0, 1.0]], dtype=torch.float64)
-    q = m.q(x)
-    assert q[0].item() == 1.0                        # Q(0) = 1: the constant is pinned
-    np.testing.assert_allclose(m.q_polynomial()(x.numpy()), q.detach().numpy(), rtol=1e-12)
-    assert m.p.numel() == 10 and m.phi.numel() == 5  # monomials of degree <= 3 and 1..2
-    same = RationalModel(2, 3, 2, seed=4)
-    assert torch.equal(same.p, m.p) and torch.equal(same.phi, m.phi)
-
-
-def test_study_test_set_is_stratified():
-    from zp_ref.apps.study import BANDS, StudyConfig, targets, test_set
-    cfg = StudyConfig(test_per_band=20, test_uniform=50)
-    for target in targets().values():
-        test = test_set(target, cfg)
-        for b, name in enumerate(BANDS):
-            x, y = test[name]
-            assert x.shape == (20, target.dim)
-            _, q = target.evaluate(x)
-            np.testing.assert_array_equal(band_of(q), np.full(20, b))
-            assert np.isfinite(y).all()
-
-
-def test_study_quick_smoke(tmp_path):
-    from zp_ref.apps.study import BANDS, METHODS, StudyConfig, run_study, study_command
-    tiny = dataclasses.replace(StudyConfig.quick(), pool_size=512, batch_size=32, epochs=3,
-                               steps_per_epoch=4, test_per_band=16, test_uniform=64,
-                               active_levels=(10, 4))
-    report = run_study(quick=True, seeds=2, out=tmp_path, progress=False, config=tiny)
-    saved = json.loads((tmp_path / "study.json").read_text())
-    assert saved == json.loads(json.dumps(report))
-    assert (tmp_path / "study.png").stat().st_size > 10_000
-    assert set(saved["targets"]) == {"rational_1d", "rational_2d"}
-    for res in saved["targets"].values():
-        assert list(res["methods"]) == list(METHODS)
-        for m in res["methods"].values():
-            assert list(m["band_mse"]) == list(BANDS)
-            for b in BANDS:
-                assert m["band_mse"][b]["n"] == 2 and m["band_mse"][b]["mean"] > 0
-                assert m["band_mse"][b]["std"] >= 0
-            assert m["overall_mse"]["mean"] > 0 and m["seconds"] > 0
-            assert 0 <= m["near_pole_coverage"] <= 1
-            assert abs(sum(m["train_band_fractions"]) - 1) < 1e-12
-    # the same config and seeds give the same numbers (every draw is seeded)
-    again = run_study(quick=True, seeds=2, out=tmp_path / "again", progress=False,
-                      config=dataclasses.replace(tiny, targets=("rational_1d",)))
-    for method, m in again["targets"]["rational_1d"]["methods"].items():
-        assert m["band_mse"] == report["targets"]["rational_1d"]["methods"][method]["band_mse"]
-    with pytest.raises(SystemExit) as exc:
-        study_command(["--seeds", "0"])
-    assert exc.value.code == 2
-    with pytest.raises(ValueError, match="methods"):
-        run_study(seeds=1, out=tmp_path, progress=False,
-                  config=dataclasses.replace(tiny, methods=("sgd",)))
-
-
-def test_study_model_q_arm_draws_from_the_models_q_each_epoch():
-    """importance_model_q: epoch e's draws are sample_indices of the weights of the
-    model's Q on the pool at the start of epoch e (not the true Q)."""
-    from zp_ref.apps.study import RationalModel, StudyConfig, _batches
-    cfg = dataclasses.replace(StudyConfig.quick(), batch_size=8, steps_per_epoch=3, epochs=2)
-    x = torch.linspace(-1.0, 1.0, 400, dtype=torch.float64)[:, None]
-    model = RationalModel(1, 3, 3, seed=1)
-    true_q = np.ones(400)                       # would give uniform weights if used
-    draws = _batches("importance_model_q", true_q, cfg, 5, model, x)
-    for epoch in range(2):
-        with torch.no_grad():
-            w = importance_weights(model.q(x).numpy())
-        got = [next(draws) for _ in range(3)]
-        assert [e for e, _ in got] == [epoch] * 3
-        np.testing.assert_array_equal(np.concatenate([i for _, i in got]),
-                                      sample_indices(w, 24, seed=derive_seed(5, epoch)))
-        with torch.no_grad():                   # "training": give the model a pole at 0.2
-            model.phi.copy_(torch.tensor([-5.0, 0.0, 0.0], dtype=torch.float64))
-    assert not np.array_equal(w, importance_weights(true_q))
-
-
-def test_study_config_variants_are_validated_and_used():
-    from zp_ref.apps.study import StudyConfig, _batches
-    for bad, err in [({"hybrid_ratio": 1.5}, ValueError), ({"hybrid_ratio": "0.3"}, TypeError),
-                     ({"curriculum_within": "edge"}, ValueError)]:
-        with pytest.raises(err, match=next(iter(bad))):
-            dataclasses.replace(StudyConfig.quick(), **bad).validate()
-    cfg = dataclasses.replace(StudyConfig.quick(), batch_size=10, steps_per_epoch=2, epochs=1,
-                              hybrid_ratio=0.3)
-    q = np.linspace(-1.0, 1.0, 500)
-    got = [idx for _, idx in _batches("hybrid", q, cfg, 4)]
-    for b, idx in enumerate(got):
-        np.testing.assert_array_equal(
-            idx, hybrid_indices(importance_weights(q), 10, ratio=0.3, seed=derive_seed(4, b))[0])
 
 
 def test_q_pool_column_is_read_as_the_vector(q_pool):

@@ -1,15 +1,19 @@
 """Training study: does near-pole sampling improve accuracy near poles?
 
-A small learnable rational model ``P(x) / Q(x)`` with ``Q(x) = 1 + sum_k phi_k m_k(x)``
-(ZeroProofML's TR-rational form: the constant term of Q is pinned to 1) is fitted to
-targets with known poles by each sampling method under the same step budget, model,
-initialisation and optimiser; the error is then measured per |Q| band B0..B4 on a test
-set stratified by band. The ``*_model_q`` methods are the realistic arm: their sampler
-sees only the model's own Q head on the pool (``q_fn``), refreshed at every epoch start.
-See docs/training_study.md. Needs torch (``zp_ref[torch]``).
+Two model families are fitted to targets with known poles by each sampling method (an
+*arm*, :mod:`zp_ref.apps.study_arms`) under the same step budget, initialisation and
+optimiser, with a constant learning rate and with a cosine decay; the error is then
+measured per |Q| band B0..B4 on a test set stratified by band, with the pole distance,
+the far field and the sampler's share of the training time.
 
-Random numbers come from :mod:`zp_ref.rng` only: its streams ``pool`` (16, training
-pool), ``model_init`` (17, model initialisation) and ``test_set`` (18, test set).
+- The study's own model (:class:`RationalModel`, ``P / Q`` with ``Q = 1 + sum_k phi_k
+  m_k(x)``) under a plain Adam loop with the linearized loss.
+- zeroproofml 0.6.1's models under its ``SCMTrainer`` with ``implicit_loss``
+  (:mod:`zp_ref.apps.study_zeroproofml`; skipped without zeroproofml).
+
+See docs/training_study.md. Needs torch (``zp_ref[torch]``). Random numbers come from
+:mod:`zp_ref.rng` only: its streams ``pool`` (16, training pool and grown points),
+``model_init`` (17, model initialisation) and ``test_set`` (18, test set).
 """
 from __future__ import annotations
 
@@ -22,44 +26,57 @@ from pathlib import Path
 import numpy as np
 
 from ..bands import DEFAULT_EDGES, WITHIN, band_of
-from ..bridges.torch import (CurriculumBatchSampler, HybridBatchSampler,
-                             ImportanceWeightedSampler, torch)
+from ..bridges.torch import torch
 from ..checks import check_choice, check_count, check_real
-from ..rng import STREAMS, derive_seed, uniforms
+from ..rng import derive_seed, uniforms
+from . import study_zeroproofml
+from .study_arms import GROW_METHODS, METHODS, MODEL_DRIVEN_METHODS, make_source
+from .study_data import TEST_STREAM, test_set, training_pool
 from .study_model import (RationalModel, Target, batch_loss, draw_optimum, model_errors,
-                          pole_distance, targets)
+                          pole_distance, real_poles_1d, targets, true_poles)
+from .study_report import BANDS, TEST_RANGES, plot_study, summarise, table
 
 __all__ = ["METHODS", "BANDS", "RationalModel", "StudyConfig", "Target", "targets",
-           "run_study", "study_command"]
+           "run_study", "study_command", "test_set", "train_one"]
 
-METHODS = ("uniform", "importance", "hybrid", "curriculum", "active", "importance_model_q",
-           "hybrid_model_q", "curriculum_model_q")
-#: The realistic arm: the sampler's Q is the model's own Q head on the pool (``q_fn``),
-#: re-evaluated at every epoch start, instead of the target's true Q.
-MODEL_Q_METHODS = ("importance_model_q", "hybrid_model_q", "curriculum_model_q")
-BANDS = tuple(f"B{b}" for b in range(len(DEFAULT_EDGES) + 1))
-#: |Q| range of the test points of B0..B3 (log-uniform inside); B4 is |Q| > 1e-2.
-TEST_RANGES = ((1e-6, 1e-5), (1e-5, 1e-4), (1e-4, 1e-3), (1e-3, 1e-2))
-POOL_STREAM, TEST_STREAM = STREAMS["pool"], STREAMS["test_set"]
-#: Training losses: "linearized" mean((Q_m y - P_m)^2 / (1 + y^2)) (a weighted least
-#: squares in the parameters, no barrier at Q_m = 0), "mse" mean((P_m/Q_m - y)^2).
+#: Training losses of the study's own model: "linearized" mean((Q_m y - P_m)^2 / (1 + y^2))
+#: (a weighted least squares in the parameters, no barrier at Q_m = 0), "mse"
+#: mean((P_m/Q_m - y)^2). The zeroproofml models use zeroproofml's implicit_loss.
 LOSSES = ("linearized", "mse")
-SCHEMA_VERSION = 1
+LR_SCHEDULES = ("cosine", "constant")
+TRAINERS = ("adam", "zeroproofml")
+#: study.json's schema: 2 adds LR schedules, trainers and the model-driven arms (see
+#: docs/training_study.md); 1 had one block of statistics per method.
+SCHEMA_VERSION = 2
+#: Arms run under the constant learning rate (the cosine runs have every arm).
+CONSTANT_METHODS = ("uniform", "zeroproofml_adaptive", "model_driven", "model_driven_grow",
+                    "uniform_grow", "oracle_grow")
+#: Arms run with zeroproofml's models under its SCMTrainer (constant LR, SCMTrainer's
+#: default of no scheduler).
+ZEROPROOFML_METHODS = ("uniform", "hybrid_model_q", "zeroproofml_adaptive", "model_driven",
+                       "model_driven_grow", "uniform_grow")
+#: A model pole farther than this from every true pole (1-D) counts as spurious.
+SPURIOUS_TOLERANCE = 0.05
 
 
 # ------------------------------------------------------------------ configuration
 @dataclasses.dataclass(frozen=True)
 class StudyConfig:
-    """Budget and hyper-parameters, shared by every method (see :meth:`full`, :meth:`quick`).
+    """Budget and hyper-parameters, shared by every arm (see :meth:`full`, :meth:`quick`).
 
     Steps = ``epochs * steps_per_epoch`` batches of ``batch_size``. ``q_floor``: training
-    and test points need |Q| >= q_floor (targets at most ~1/q_floor). Adam with cosine
-    decay from ``lr`` to ``lr_min``. Test: ``test_per_band`` points per band, plus
-    ``test_uniform`` uniform points for ``overall_mse``. Active pool: ActiveSampler with
-    ``criterion="sign"``, ``initial_grid`` cells per axis and ``active_levels[dim-1]``
-    levels, sampled with ``weighting="leaf"``. ``hybrid_ratio``: importance share of a
-    hybrid batch; ``curriculum_within``: how the curricula draw inside a band
-    (:data:`zp_ref.bands.WITHIN`).
+    and test points need |Q| >= q_floor (targets at most ~1/q_floor). Adam from ``lr``,
+    constant or with cosine decay to ``lr_min`` (``lr_schedules``). Test:
+    ``test_per_band`` points per band, plus ``test_uniform`` uniform points for
+    ``overall_mse``. Active pool: ActiveSampler with ``criterion="sign"``,
+    ``initial_grid`` cells per axis and ``active_levels[dim-1]`` levels, sampled with
+    ``weighting="leaf"``. ``hybrid_ratio``: importance share of a hybrid batch;
+    ``curriculum_within``: how the curricula draw inside a band. ``label_budget``: new
+    labels per refresh of the growing arms when ModelDrivenConfig's default is 0.
+    ``zeroproofml_lr``: the learning rate of zeroproofml's models, (1-D, 2-D).
+    ``methods`` run under the cosine schedule, ``constant_methods`` under the constant
+    one, ``zeroproofml_methods`` with zeroproofml's models on ``zeroproofml_targets``
+    under ``zeroproofml_schedules``.
     """
     pool_size: int = 1 << 15
     batch_size: int = 256
@@ -76,8 +93,15 @@ class StudyConfig:
     loss: str = "linearized"
     hybrid_ratio: float = 0.7
     curriculum_within: str = "importance"
-    targets: tuple = ("rational_1d", "rational_2d")
+    label_budget: int = 256
+    zeroproofml_lr: tuple = (0.02, 0.005)
+    targets: tuple = ("rational_1d", "rational_2d", "three_poles_1d", "spurious_1d")
+    lr_schedules: tuple = LR_SCHEDULES
     methods: tuple = METHODS
+    constant_methods: tuple = CONSTANT_METHODS
+    zeroproofml_methods: tuple = ZEROPROOFML_METHODS
+    zeroproofml_targets: tuple = ("rational_1d", "rational_2d")
+    zeroproofml_schedules: tuple = ("constant",)
 
     @classmethod
     def full(cls) -> "StudyConfig":
@@ -86,17 +110,32 @@ class StudyConfig:
     @classmethod
     def quick(cls) -> "StudyConfig":
         return cls(pool_size=1 << 13, batch_size=128, epochs=9, steps_per_epoch=40,
-                   test_per_band=64, test_uniform=1024, active_levels=(15, 7))
+                   test_per_band=64, test_uniform=1024, active_levels=(15, 7),
+                   label_budget=64)
 
     @property
     def steps(self) -> int:
         return self.epochs * self.steps_per_epoch
 
+    def methods_for(self, schedule: str, trainer: str) -> tuple:
+        """The arms run with ``schedule`` and ``trainer``, in ``METHODS`` order."""
+        if trainer == "zeroproofml":
+            chosen = set(self.zeroproofml_methods if schedule in self.zeroproofml_schedules
+                         else ())
+        else:
+            chosen = set(self.methods if schedule == "cosine" else self.constant_methods)
+        return tuple(m for m in METHODS if m in chosen)
+
     def validate(self) -> "StudyConfig":
         for name in ("pool_size", "batch_size", "epochs", "steps_per_epoch", "test_per_band",
-                     "test_uniform", "active_max_points"):
+                     "test_uniform", "active_max_points", "label_budget"):
             check_count(getattr(self, name), name, minimum=1)
         check_real(self.lr, "lr", low=0.0, low_open=True)
+        if len(self.zeroproofml_lr) != 2:
+            raise ValueError(f"zeroproofml_lr must be (1-D rate, 2-D rate), got "
+                             f"{self.zeroproofml_lr!r}")
+        for rate in self.zeroproofml_lr:
+            check_real(rate, "zeroproofml_lr", low=self.lr_min, low_open=True)
         check_real(self.lr_min, "lr_min", low=0.0, high=self.lr)
         check_real(self.q_floor, "q_floor", low=0.0, high=TEST_RANGES[0][0])
         check_real(self.hybrid_ratio, "hybrid_ratio", low=0.0, high=1.0)
@@ -104,169 +143,165 @@ class StudyConfig:
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {list(LOSSES)}, got {self.loss!r}")
         known = targets()
-        for t in self.targets:
-            if t not in known:
-                raise ValueError(f"targets must be names from {list(known)}, got {t!r}")
-        for m in self.methods:
-            if m not in METHODS:
-                raise ValueError(f"methods must be names from {list(METHODS)}, got {m!r}")
+        for field in ("targets", "zeroproofml_targets"):
+            for t in getattr(self, field):
+                if t not in known:
+                    raise ValueError(f"{field} must be names from {list(known)}, got {t!r}")
+        for field in ("methods", "constant_methods", "zeroproofml_methods"):
+            for m in getattr(self, field):
+                if m not in METHODS:
+                    raise ValueError(f"{field} must be names from {list(METHODS)}, got {m!r}")
+        for field in ("lr_schedules", "zeroproofml_schedules"):
+            value = getattr(self, field)
+            if not value or any(s not in LR_SCHEDULES for s in value):
+                raise ValueError(f"{field} must be a non-empty tuple of {list(LR_SCHEDULES)}, "
+                                 f"got {value!r}")
         return self
 
 
-# ------------------------------------------------------------------ data
-def _box(target: Target, u: np.ndarray) -> np.ndarray:
-    lo = np.array([b[0] for b in target.bounds])
-    hi = np.array([b[1] for b in target.bounds])
-    return lo + (hi - lo) * u
-
-
-def _uniform_points(target: Target, n: int, seed: int, stream: int, start: int = 0):
-    d = target.dim
-    u = uniforms(seed, stream, n * d, start=start * d, backend="numpy").reshape(n, d)
-    return _box(target, u)
-
-
-def _points_at_level(target: Target, c: np.ndarray, start: np.ndarray) -> np.ndarray:
-    """Newton steps along grad Q from points on Q = 0 to Q = c (c small), (n, dim)."""
-    x = start.copy()
-    for _ in range(30):
-        _, q = target.evaluate(x)
-        g = target.q_gradient(x)
-        x = x - ((q - c) / np.einsum("ij,ij->i", g, g))[:, None] * g
-        if np.all(np.abs(target.evaluate(x)[1] - c) <= 1e-9 * np.abs(c)):
-            break
-    return x
-
-
-def test_set(target: Target, cfg: StudyConfig, seed: int = 0) -> dict:
-    """Test points per band and uniform ones, with targets: {"B0": (x, y), ...,
-    "uniform": (x, y)}. Bands B0..B3: |Q| log-uniform in TEST_RANGES with a random sign,
-    reached by Newton steps from a random point of the pole set; B4: uniform points
-    with |Q| > 1e-2 (rejection). The band of every point is checked."""
-    n = cfg.test_per_band
-    u = uniforms(seed, TEST_STREAM, 3 * n * 4, backend="numpy").reshape(4, 3, n)
-    out = {}
-    for b, (lo, hi) in enumerate(TEST_RANGES):
-        mag = np.exp(np.log(lo) + (np.log(hi) - np.log(lo)) * u[b, 0])
-        c = np.where(u[b, 1] < 0.5, -mag, mag)
-        x = _points_at_level(target, c, target.pole_points(u[b, 2]))
-        out[BANDS[b]] = x
-    far, start = [], 12 * n
-    while sum(len(f) for f in far) < n:
-        x = _uniform_points(target, 4 * n, seed, TEST_STREAM, start)
-        start += 4 * n
-        far.append(x[np.abs(target.evaluate(x)[1]) > DEFAULT_EDGES[-1]])
-    out[BANDS[-1]] = np.concatenate(far)[:n]
-    x = _uniform_points(target, cfg.test_uniform, seed, TEST_STREAM, start)
-    out["uniform"] = x[np.abs(target.evaluate(x)[1]) >= cfg.q_floor]
-    result = {}
-    for name, x in out.items():
-        y, q = target.evaluate(x)
-        if name != "uniform":
-            band = band_of(q, DEFAULT_EDGES, backend="numpy")
-            if not (band == BANDS.index(name)).all() or not (np.abs(q) >= cfg.q_floor).all():
-                raise RuntimeError(f"test points of {name} left their band")  # a bug, not input
-        result[name] = (x, y)
-    return result
-
-
-def _training_pool(target: Target, method: str, cfg: StudyConfig, seed: int):
-    """Pool points x (n, dim), targets y, Q values q; |Q| >= q_floor and y finite."""
-    if method == "active":
-        from ..refinement import ActiveSampler, ActiveSamplerConfig
-        d = target.dim
-        sampler = ActiveSampler(ActiveSamplerConfig(
-            initial_grid_size=cfg.initial_grid[d - 1], grid_bounds=target.bounds,
-            max_refinement_level=cfg.active_levels[d - 1], criterion="sign",
-            max_grid_points=cfg.active_max_points), q=target.q, input_dim=d).refine()
-        x = sampler.sample(cfg.pool_size, seed=seed, weighting="leaf")
-    else:
-        x = _uniform_points(target, cfg.pool_size, seed, POOL_STREAM)
-    y, q = target.evaluate(x)
-    keep = (np.abs(q) >= cfg.q_floor) & np.isfinite(y)
-    return x[keep], y[keep], q[keep]
-
-
-def _batches(method: str, q: np.ndarray, cfg: StudyConfig, seed: int, model=None, x=None):
-    """Yield (epoch, batch index array) for the method, drawn by the bridge's samplers
-    (``backend="numpy"``: the same indices as the Numba kernels, and faster on pools
-    this small). The ``*_model_q`` methods get ``q_fn=model.q`` on the pool ``x`` (a
-    tensor (n, dim)) instead of the true ``q``, refreshed at every epoch start."""
-    b, spe = cfg.batch_size, cfg.steps_per_epoch
-    kind = method.replace("_model_q", "")
-    source = ({"x_pool": x, "q_fn": model.q, "refresh_every": 1}
-              if method in MODEL_Q_METHODS else {"q_pool": q})
-    if kind == "importance":
-        sampler = ImportanceWeightedSampler(num_samples=b * spe, seed=seed, backend="numpy",
-                                            **source)
-    elif kind == "curriculum":
-        from ..curriculum import BandCurriculum
-        curriculum = BandCurriculum(epochs_per_stage=max(1, cfg.epochs // 3), seed=seed,
-                                    within=cfg.curriculum_within, backend="numpy")
-        sampler = CurriculumBatchSampler(batch_size=b, num_batches=spe, curriculum=curriculum,
-                                         **source)
-    else:   # uniform and active draw uniformly from their pool; hybrid mixes by hybrid_ratio
-        sampler = HybridBatchSampler(batch_size=b, num_batches=spe,
-                                     ratio=cfg.hybrid_ratio if kind == "hybrid" else 0.0,
-                                     seed=seed,
-                                     backend="numpy", **source)
-    for epoch in range(cfg.epochs):
-        sampler.set_epoch(epoch)
-        if kind == "importance":
-            batches = sampler.indices().reshape(spe, b)
-        else:
-            batches = sampler.batches()
-        for idx in batches:
-            yield epoch, idx
-        if kind == "curriculum":
-            sampler.update()
-
-
 # ------------------------------------------------------------------ one run
-def train_one(target: Target, method: str, cfg: StudyConfig, seed: int, test: dict) -> dict:
-    """Train one model with one method and seed; per-band test errors and draw statistics.
+class _Recorder:
+    """Per-run bookkeeping of the draws: counts per true band (the band of each pool
+    point, extended as the pool grows), and draws per pool entry in the last quarter."""
 
-    With the linearized loss, ``optimum`` reports the same errors for the exact minimiser
-    of the loss over the draws of the last quarter of the steps (:func:`draw_optimum`).
+    def __init__(self, target: Target, cfg: StudyConfig):
+        self.target, self.cfg = target, cfg
+        self.band = np.zeros(0, np.int64)
+        self.drawn = np.zeros(len(BANDS), np.int64)
+        self.late = np.zeros(0, np.int64)
+        self.step = 0
+
+    def see_pool(self, x) -> None:
+        n = len(x)
+        if n > self.band.size:
+            new = np.asarray(x[self.band.size:], dtype=np.float64).reshape(-1, self.target.dim)
+            q = self.target.evaluate(new)[1]
+            self.band = np.concatenate([self.band, band_of(q, DEFAULT_EDGES, backend="numpy")])
+            self.late = np.concatenate([self.late, np.zeros(n - self.late.size, np.int64)])
+
+    def see_batch(self, idx: np.ndarray) -> None:
+        self.drawn += np.bincount(self.band[idx], minlength=len(BANDS))
+        if 4 * self.step >= 3 * self.cfg.steps:
+            self.late += np.bincount(idx, minlength=self.late.size)
+        self.step += 1
+
+
+def _poles_now(model, target: Target) -> tuple:
+    """(the model's real poles in the box, how many are spurious), 1-D only. Spurious:
+    the model's real poles beyond the target's count that lie farther than
+    SPURIOUS_TOLERANCE from every true pole (a pole still migrating towards a true one
+    that the model has not yet found does not count)."""
+    poles = real_poles_1d(model, target.bounds)
+    truth = true_poles(target)
+    far = (np.abs(poles[:, None] - truth[None, :]).min(axis=1) > SPURIOUS_TOLERANCE
+           if truth.size else np.ones(poles.size, bool))
+    return ([round(float(p), 4) for p in poles],
+            int(min(far.sum(), max(poles.size - truth.size, 0))))
+
+
+def _build_model(target: Target, trainer: str, seed: int):
+    if trainer == "zeroproofml":
+        return study_zeroproofml.build_model(target.dim, seed)
+    return RationalModel(target.dim, *target.model_degrees, seed=seed)
+
+
+def train_one(target: Target, method: str, cfg: StudyConfig, seed: int, test: dict,
+              schedule: str = "cosine", trainer: str = "adam") -> dict:
+    """Train one model with one arm, LR schedule, trainer and seed; the per-band test
+    errors, pole distance, draw statistics and timings (dict).
+
+    ``seconds``: training wall time (pool, sampler and steps); ``sampler_share``: the
+    part of it spent in the sampler (refreshes and draws). 1-D: ``poles_by_epoch`` /
+    ``spurious_by_epoch``, the model's real poles at every epoch start and at the end,
+    and how many of them are farther than SPURIOUS_TOLERANCE from every true pole. With
+    the linearized loss, ``optimum`` reports the same errors for the exact minimiser of
+    the loss over the draws of the last quarter of the steps (:func:`draw_optimum`).
     """
+    check_choice(schedule, "schedule", LR_SCHEDULES)
+    check_choice(trainer, "trainer", TRAINERS)
     t0 = time.perf_counter()
-    x, y, q = _training_pool(target, method, cfg, seed)
-    model = RationalModel(target.dim, *target.model_degrees, seed=seed)
-    xt = torch.from_numpy(x)
-    fp, fq = model.features(xt)
-    yt = torch.from_numpy(y)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps, eta_min=cfg.lr_min)
-    pool_band = band_of(q, DEFAULT_EDGES, backend="numpy")
-    drawn = np.zeros(len(BANDS), np.int64)
-    late = np.zeros(y.size, np.int64)          # draws per pool entry in the last quarter
+    x, y, q = training_pool(target, method, cfg, seed)
+    model = _build_model(target, trainer, seed)
+    source = make_source(method, target, x, y, q, cfg, seed, model)
+    rec = _Recorder(target, cfg)
+    poles, spurious = [], []
+
+    def at_epoch_start(_epoch=None):
+        if target.dim == 1:
+            p, s = _poles_now(model, target)
+            poles.append(p)
+            spurious.append(s)
+
     diverged = False
-    for step, (_, idx) in enumerate(_batches(method, q, cfg, seed, model, xt)):
-        drawn += np.bincount(pool_band[idx], minlength=len(BANDS))
-        if 4 * step >= 3 * cfg.steps:
-            late += np.bincount(idx, minlength=y.size)
-        it = torch.from_numpy(idx)
-        loss = batch_loss(model, fp[it], fq[it], yt[it], cfg.loss)
-        if not torch.isfinite(loss):
-            diverged = True
-            break
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
+    if trainer == "zeroproofml":
+        class _Watched:     # the source, with the epoch-start hooks of the Adam loop below
+            def epoch_batches(self, epoch):
+                at_epoch_start()
+                batches = source.epoch_batches(epoch)
+                rec.see_pool(source.pool()[0])
+                return batches
+
+            def pool(self):
+                return source.pool()
+        diverged = study_zeroproofml.fit(model, _Watched(), epochs=cfg.epochs,
+                                         lr=cfg.zeroproofml_lr[target.dim - 1],
+                                         lr_min=cfg.lr_min, schedule=schedule,
+                                         steps=cfg.steps, on_batch=rec.see_batch)
+    else:
+        diverged = _adam_loop(model, source, rec, cfg, schedule, at_epoch_start)
+    at_epoch_start()
     seconds = time.perf_counter() - t0
-    poles = target.pole_points(uniforms(0, TEST_STREAM, 256, start=1 << 40, backend="numpy"))
-    out = _evaluate(model, test, poles)
-    out.update({"near_pole_coverage": float(drawn[:-1].sum() / drawn.sum()),
-                "train_band_fractions": (drawn / drawn.sum()).tolist(),
-                "pool_size": int(y.size), "diverged": diverged, "seconds": seconds})
-    if cfg.loss == "linearized" and late.any():
-        draw_optimum(model, fp, fq, y, late)
-        out["optimum"] = _evaluate(model, test, poles)
+    pole_pts = target.pole_points(uniforms(0, TEST_STREAM, 256, start=1 << 40,
+                                           backend="numpy"))
+    out = _evaluate(model, test, pole_pts)
+    xt, yt = source.pool()
+    out.update({"near_pole_coverage": float(rec.drawn[:-1].sum() / rec.drawn.sum()),
+                "train_band_fractions": (rec.drawn / rec.drawn.sum()).tolist(),
+                "pool_size": int(len(yt)), "n_new": int(len(yt) - len(y)),
+                "diverged": bool(diverged), "seconds": seconds,
+                "sampler_seconds": source.seconds, "sampler_share": source.seconds / seconds,
+                "poles_by_epoch": poles or None, "spurious_by_epoch": spurious or None})
+    if hasattr(source, "refresh_log"):
+        out["refresh_seconds"] = float(sum(r.get("total", 0.0) for r in source.refresh_log()))
+    if hasattr(source, "weight_range"):
+        out["weight_range"] = [min(w[0] for w in source.weight_range),
+                               max(w[1] for w in source.weight_range)]
+    if trainer == "adam" and cfg.loss == "linearized" and rec.late.any() and not diverged:
+        fp, fq = model.features(xt)
+        draw_optimum(model, fp, fq, yt.numpy(), rec.late)
+        out["optimum"] = _evaluate(model, test, pole_pts)
     return out
 
 
-def _evaluate(model: RationalModel, test: dict, poles: np.ndarray) -> dict:
+def _adam_loop(model, source, rec, cfg: StudyConfig, schedule: str, at_epoch_start) -> bool:
+    """The study's own loop: Adam on the model's loss over the source's batches;
+    True when the loss went non-finite (training stops there)."""
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps,
+                                                        eta_min=cfg.lr_min)
+             if schedule == "cosine" else None)
+    for epoch in range(cfg.epochs):
+        at_epoch_start()
+        batches = source.epoch_batches(epoch)
+        xt, yt = source.pool()
+        rec.see_pool(xt)
+        for idx in batches:
+            rec.see_batch(idx)
+            it = torch.from_numpy(idx)
+            fp, fq = model.features(xt[it])
+            loss = batch_loss(model, fp, fq, yt[it], cfg.loss)
+            if not torch.isfinite(loss):
+                return True
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+        source.end_epoch()
+    return False
+
+
+def _evaluate(model, test: dict, poles: np.ndarray) -> dict:
     errors = {name: model_errors(model, *test[name]) for name in BANDS + ("uniform",)}
     return {"band_mse": {b: errors[b][0] for b in BANDS},
             "band_median_rel_err": {b: errors[b][1] for b in BANDS},
@@ -274,49 +309,78 @@ def _evaluate(model: RationalModel, test: dict, poles: np.ndarray) -> dict:
 
 
 # ------------------------------------------------------------------ the study
-def _stats(values) -> dict:
-    v = np.asarray(values, dtype=np.float64)
-    ok = v[np.isfinite(v)]
-    if ok.size == 0:
-        return {"mean": None, "std": None, "n": 0}
-    return {"mean": float(ok.mean()), "std": float(ok.std(ddof=1)) if ok.size > 1 else 0.0,
-            "n": int(ok.size)}
+def _jobs(cfg: StudyConfig, seeds: int) -> list:
+    """(target, trainer, method, schedule, seed) of every run, in run order."""
+    trainers = ("adam", "zeroproofml") if study_zeroproofml.available() else ("adam",)
+    jobs = []
+    for name in cfg.targets:
+        for trainer in trainers:
+            if trainer == "zeroproofml" and name not in cfg.zeroproofml_targets:
+                continue
+            for schedule in cfg.lr_schedules:
+                for method in cfg.methods_for(schedule, trainer):
+                    jobs += [(name, trainer, method, schedule, s) for s in range(seeds)]
+    return jobs
 
 
-def _summarise(runs: list) -> dict:
-    summary = {
-        "band_mse": {b: _stats([r["band_mse"][b] for r in runs]) for b in BANDS},
-        "band_median_rel_err": {b: _stats([r["band_median_rel_err"][b] for r in runs])
-                                for b in BANDS},
-        "overall_mse": _stats([r["overall_mse"] for r in runs]),
-        "near_pole_coverage": float(np.mean([r["near_pole_coverage"] for r in runs])),
-        "train_band_fractions": np.mean([r["train_band_fractions"] for r in runs],
-                                        axis=0).tolist(),
-        "pole_distance": _stats([r["pole_distance"] for r in runs]),
-        "seconds": float(np.mean([r["seconds"] for r in runs])),
-        "diverged": int(sum(r["diverged"] for r in runs)),
-        "runs": [{k: r[k] for k in ("band_mse", "band_median_rel_err", "overall_mse",
-                                    "pole_distance", "pool_size", "seconds")} for r in runs],
-    }
-    if all("optimum" in r for r in runs):
-        opt = [r["optimum"] for r in runs]
-        summary["optimum"] = {
-            "band_median_rel_err": {b: _stats([o["band_median_rel_err"][b] for o in opt])
-                                    for b in BANDS},
-            "band_mse": {b: _stats([o["band_mse"][b] for o in opt]) for b in BANDS},
-            "pole_distance": _stats([o["pole_distance"] for o in opt])}
-    return summary
+def method_key(trainer: str, method: str) -> str:
+    """study.json's name of an arm: the method, prefixed "zeroproofml/" for zeroproofml's
+    models under SCMTrainer."""
+    return method if trainer == "adam" else f"zeroproofml/{method}"
 
 
-def run_study(quick=True, seeds=3, out="runs/study", progress=True, config=None) -> dict:
-    """Run every method on every target for ``seeds`` seeds; write ``study.json`` and
-    ``study.png`` into ``out``; return the JSON dict.
+#: StudyConfig fields that choose which runs happen (not what a run computes).
+SELECTION_FIELDS = ("targets", "lr_schedules", "methods", "constant_methods",
+                    "zeroproofml_methods", "zeroproofml_targets", "zeroproofml_schedules")
 
-    ``study.json``: {"schema_version", "config", "targets": {target: {"methods":
-    {method: {"band_mse": {"B0": {"mean", "std", "n"}, ...}, "overall_mse": {...},
-    "near_pole_coverage", "seconds", ...}}}}} (the issue's per-method schema, one block
-    per target). ``config`` (a :class:`StudyConfig`) replaces the preset chosen by
-    ``quick``.
+
+def run_fingerprint(cfg: StudyConfig) -> str:
+    """A hash of everything a run's result depends on besides its own key: the config
+    without the selection fields and the library versions (the model-driven defaults
+    are part of the key of the arms that use them, see :func:`_cache_key`)."""
+    return _digest([{k: v for k, v in dataclasses.asdict(cfg).items()
+                     if k not in SELECTION_FIELDS}, torch.__version__,
+                    study_zeroproofml.version()])
+
+
+def _digest(value) -> str:
+    import hashlib
+    blob = json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _cache_key(job: tuple) -> list:
+    """A run's key in runs.jsonl: (target, trainer, method, schedule, seed), plus a hash
+    of ModelDrivenConfig's defaults for the arms that use them."""
+    uses = job[2] in MODEL_DRIVEN_METHODS + GROW_METHODS
+    return list(job) + [_digest(_model_driven_defaults()) if uses else ""]
+
+
+def _load_cache(path: Path, fingerprint: str) -> dict:
+    cache = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:      # a line cut short by an interrupted run
+                continue
+            if entry.get("fingerprint") == fingerprint:
+                cache[tuple(entry["key"])] = entry["run"]
+    return cache
+
+
+def run_study(quick=True, seeds=5, out="runs/study", progress=True, config=None,
+              resume=False) -> dict:
+    """Run every arm on every target, LR schedule and trainer for ``seeds`` seeds; write
+    ``study.json`` and ``study.png`` into ``out``; return the JSON dict.
+
+    ``study.json``: {"schema_version", "config", "targets": {target: {"target",
+    "test_points", "methods": {method: {"trainer", "arm", "schedules": {schedule:
+    {"band_mse": {"B0": {"mean", "std", "n"}, ...}, "overall_mse", "near_pole_coverage",
+    "seconds", "band_median_rel_err", "pole_distance", "sampler_share", ...}}}}}}}
+    (docs/training_study.md). ``config`` (a :class:`StudyConfig`) replaces the preset
+    chosen by ``quick``. Every finished run is appended to ``runs.jsonl`` in ``out``;
+    ``resume=True`` reuses the runs found there for the same :func:`run_fingerprint`.
     """
     if not isinstance(quick, (bool, np.bool_)):
         raise TypeError(f"quick must be True or False, got {quick!r}")
@@ -333,103 +397,74 @@ def run_study(quick=True, seeds=3, out="runs/study", progress=True, config=None)
 
     from tqdm import tqdm
     known = targets()
-    jobs = [(t, m, s) for t in cfg.targets for m in cfg.methods for s in range(seeds)]
-    bar = tqdm(total=len(jobs), desc="zp-ref study", disable=not progress)
+    jobs = _jobs(cfg, seeds)
+    runs, tests = {}, {}
+    fingerprint = run_fingerprint(cfg)
+    cache = _load_cache(out / "runs.jsonl", fingerprint) if resume else {}
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    with tqdm(total=len(jobs), desc="zp-ref study", disable=not progress) as bar, \
+            open(out / "runs.jsonl", "a" if resume else "w") as log:
+        for job in jobs:
+            name, trainer, method, schedule, s = job
+            if name not in tests:
+                tests[name] = test_set(known[name], cfg)
+            run = cache.get(tuple(_cache_key(job)))
+            if run is None:
+                bar.set_postfix_str(f"{name} {method_key(trainer, method)} {schedule} "
+                                    f"seed {s}")
+                run = train_one(known[name], method, cfg, derive_seed(s, 0), tests[name],
+                                schedule=schedule, trainer=trainer)
+                run["seed"] = s
+                log.write(json.dumps({"fingerprint": fingerprint, "key": _cache_key(job),
+                                      "run": run}) + "\n")
+                log.flush()
+            runs.setdefault((name, trainer, method), {}).setdefault(schedule, []).append(run)
+            bar.update()
     results = {}
     for name in cfg.targets:
-        target = known[name]
-        test = test_set(target, cfg)
         methods = {}
-        for method in cfg.methods:
-            runs = []
-            for s in range(seeds):
-                bar.set_postfix_str(f"{name} {method} seed {s}")
-                runs.append(train_one(target, method, cfg, derive_seed(s, 0), test))
-                bar.update()
-            methods[method] = _summarise(runs)
-        results[name] = {"target": target.config(), "methods": methods,
-                         "test_points": {k: int(v[1].size) for k, v in test.items()}}
-    bar.close()
+        for (tname, trainer, method), by_schedule in runs.items():
+            if tname == name:
+                methods[method_key(trainer, method)] = {
+                    "trainer": trainer, "arm": method,
+                    "schedules": {sch: summarise(r) for sch, r in by_schedule.items()}}
+        results[name] = {"target": known[name].config(), "methods": methods,
+                         "test_points": {k: int(v[1].size) for k, v in tests[name].items()}}
     report = {
         "schema_version": SCHEMA_VERSION,
         "config": {**{k: (list(v) if isinstance(v, tuple) else v)
                       for k, v in dataclasses.asdict(cfg).items()},
                    "steps": cfg.steps, "quick": bool(quick), "seeds": seeds,
                    "band_edges": list(DEFAULT_EDGES), "test_ranges": [list(r) for r in TEST_RANGES],
+                   "spurious_tolerance": SPURIOUS_TOLERANCE,
                    "sampler_config": "ImportanceSamplerConfig() defaults (weight_power=2, "
                                      "min_q_abs=1e-6, max_weight=100, importance_batch_ratio=0.7)",
-                   "torch": torch.__version__},
+                   "model_driven_config": _model_driven_defaults(),
+                   "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+                   "zeroproofml": study_zeroproofml.version(),
+                   "fingerprint": fingerprint, "reused_runs": len(cache),
+                   "cpu_seconds": time.process_time() - cpu0,
+                   "wall_seconds": time.perf_counter() - wall0},
         "targets": results,
     }
-    (out / "study.json").write_text(json.dumps(report, indent=1))
-    plot_study(report).savefig(out / "study.png", dpi=110)
+    _save(out, report)
     return report
 
 
-def plot_study(report: dict):
-    """Per-band test MSE (top row) and median |relative error| (bottom row) by method:
-    mean over seeds, bars = std, log axes; one column per target. A matplotlib Figure."""
-    from matplotlib.figure import Figure
-    names = list(report["targets"])
-    fig = Figure(figsize=(6.5 * len(names), 8.0), layout="constrained")
-    axes = fig.subplots(2, len(names), squeeze=False)
-    ticks = [f"{b}\n{lo:.0e}..{hi:.0e}" for b, (lo, hi) in zip(BANDS, TEST_RANGES)]
-    ticks.append(f"{BANDS[-1]}\n>{DEFAULT_EDGES[-1]:.0e}")
-    for col, name in enumerate(names):
-        methods = report["targets"][name]["methods"]
-        width = 0.8 / len(methods)
-        for row, (key, label) in enumerate((("band_mse", "test MSE"),
-                                             ("band_median_rel_err", "median |rel. error|"))):
-            ax = axes[row, col]
-            for i, (method, res) in enumerate(methods.items()):
-                mean = np.array([np.nan if res[key][b]["mean"] is None else res[key][b]["mean"]
-                                 for b in BANDS])
-                std = np.array([res[key][b]["std"] or 0.0 for b in BANDS])
-                pos = np.arange(len(BANDS)) - 0.4 + (i + 0.5) * width
-                low = np.minimum(std, 0.95 * mean)     # keep the lower bar on the log axis
-                ax.bar(pos, mean, width, yerr=np.vstack([low, std]), capsize=2, label=method)
-            ax.set_yscale("log")
-            ax.set_xticks(np.arange(len(BANDS)), ticks)
-            ax.set_ylabel(f"{label} (mean over seeds, bar = std)")
-            ax.set_title(f"{name}: {label} per |Q| band")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4),
-               fontsize=8)
-    return fig
+def _model_driven_defaults():
+    """ModelDrivenConfig() as a dict (None before zp_ref.model_driven exists)."""
+    try:
+        from ..model_driven import ModelDrivenConfig
+    except ImportError:
+        return None
+    return {k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in dataclasses.asdict(ModelDrivenConfig()).items()}
 
 
-def _table(report: dict) -> str:
-    """The study as text: per target, test MSE and median |relative error| per band."""
-    seeds = report["config"]["seeds"]
-    lines = []
-    for name, res in report["targets"].items():
-        methods = res["methods"]
-        lines.append(f"{name}: test MSE per band (mean +- std over {seeds} seeds)")
-        lines.append(f"{'method':<19}" + "".join(f"{b:>20}" for b in BANDS + ("uniform",))
-                     + f"{'near-pole':>10}{'s/run':>7}")
-        for method, m in methods.items():
-            cells = [m["band_mse"][b] for b in BANDS] + [m["overall_mse"]]
-            lines.append(f"{method:<19}" + "".join(f"{_fmt(c):>20}" for c in cells)
-                         + f"{m['near_pole_coverage']:>10.3f}{m['seconds']:>7.1f}")
-        lines.append(f"{name}: median |relative error| per band, and pole distance")
-        lines.append(f"{'method':<19}" + "".join(f"{b:>20}" for b in BANDS + ("pole dist",)))
-        for method, m in methods.items():
-            cells = [m["band_median_rel_err"][b] for b in BANDS] + [m["pole_distance"]]
-            lines.append(f"{method:<19}" + "".join(f"{_fmt(c):>20}" for c in cells))
-        if all("optimum" in m for m in methods.values()):
-            lines.append(f"{name}: the same for the exact optimum of each method's late draws")
-            for method, m in methods.items():
-                o = m["optimum"]
-                cells = [o["band_median_rel_err"][b] for b in BANDS] + [o["pole_distance"]]
-                lines.append(f"{method:<19}" + "".join(f"{_fmt(c):>20}" for c in cells))
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _fmt(stat: dict) -> str:
-    if stat["mean"] is None:
-        return "diverged"
-    return f"{stat['mean']:.2e} +- {stat['std']:.1e}"
+def _save(out: Path, report: dict) -> None:
+    from .._atomic import atomic_savefig, atomic_write_json   # no torn file on a crash
+    atomic_write_json(out / "study.json", report)
+    atomic_savefig(plot_study(report), out / "study.png", dpi=110)
 
 
 def _positive_int(text: str) -> int:
@@ -443,26 +478,50 @@ def _positive_int(text: str) -> int:
 
 
 def study_command(argv=None) -> str:
-    """``zp-ref study [--quick] [--seeds N] [--out DIR]``: run the study; returns its
-    table for the command line to show (bad arguments: SystemExit(2), one line)."""
+    """``zp-ref study [--quick] [--seeds N] [--lr-schedule S] [--out DIR] ...``: run the
+    study; returns its table for the command line to show (bad arguments:
+    SystemExit(2), one line)."""
     from ._args import OneLineArgumentParser          # bad arguments: one line, exit 2
     parser = OneLineArgumentParser(
         prog="zp-ref study",
-        description="Train a rational model with each sampling method and report the test "
-                    "MSE per |Q| band (writes study.json and study.png).")
+        description="Train rational models with each sampling method and report the error "
+                    "per |Q| band, pole distance and sampler cost (writes study.json and "
+                    "study.png).")
     parser.add_argument("--quick", action="store_true",
-                        help="small budget (360 steps per run, a few minutes) instead of the "
-                             "full run")
-    parser.add_argument("--seeds", type=_positive_int, default=3, help="seeds per method (3)")
+                        help="small budget (360 steps per run, 2 seeds), a smoke test, "
+                             "instead of the full run")
+    parser.add_argument("--seeds", type=_positive_int, default=None,
+                        help="seeds per arm (5; 2 with --quick)")
+    parser.add_argument("--lr-schedule", choices=("constant", "cosine", "both"), default=None,
+                        help="learning-rate schedules to run (both)")
+    parser.add_argument("--targets", default=None,
+                        help=f"comma-separated targets (default: all of {', '.join(targets())})")
     parser.add_argument("--out", default="runs/study", help="output folder (runs/study)")
     parser.add_argument("--loss", choices=LOSSES, default="linearized",
-                        help="training loss (linearized: mean((Q y - P)^2 / (1 + y^2)); "
-                             "mse: mean((P/Q - y)^2))")
+                        help="training loss of the study's own model (linearized: "
+                             "mean((Q y - P)^2 / (1 + y^2)); mse: mean((P/Q - y)^2))")
+    parser.add_argument("--threads", type=_positive_int, default=1,
+                        help="torch CPU threads (1)")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse the finished runs in OUT/runs.jsonl (same settings)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     preset = StudyConfig.quick() if args.quick else StudyConfig.full()
-    report = run_study(quick=args.quick, seeds=args.seeds, out=args.out,
-                       progress=not args.no_progress,
-                       config=dataclasses.replace(preset, loss=args.loss))
-    return (f"{_table(report)}\n"
+    changes = {"loss": args.loss}
+    if args.lr_schedule is not None:
+        changes["lr_schedules"] = (LR_SCHEDULES if args.lr_schedule == "both"
+                                   else (args.lr_schedule,))
+    if args.targets is not None:
+        names = tuple(t.strip() for t in args.targets.split(",") if t.strip())
+        unknown = [t for t in names if t not in targets()]
+        if not names or unknown:
+            parser.error(f"--targets: unknown target(s) {unknown or [args.targets]}; "
+                         f"choose from {', '.join(targets())}")
+        changes["targets"] = names
+    torch.set_num_threads(args.threads)
+    seeds = args.seeds if args.seeds is not None else (2 if args.quick else 5)
+    report = run_study(quick=args.quick, seeds=seeds, out=args.out,
+                       progress=not args.no_progress, resume=args.resume,
+                       config=dataclasses.replace(preset, **changes))
+    return (f"{table(report)}\n"
             f"wrote {Path(args.out) / 'study.json'} and {Path(args.out) / 'study.png'}")

@@ -16,7 +16,7 @@ from ..rational import Polynomial
 from ..rng import STREAMS, uniforms
 
 __all__ = ["RationalModel", "Target", "targets", "monomial_exponents", "batch_loss",
-           "pole_distance", "draw_optimum", "model_errors"]
+           "true_poles", "pole_distance", "real_poles_1d", "draw_optimum", "model_errors"]
 
 #: Stream of the model's initial parameters.
 INIT_STREAM = STREAMS["model_init"]
@@ -70,6 +70,16 @@ class RationalModel(torch.nn.Module):
 
     def forward(self, x):
         return self.from_features(*self.features(x))[0]
+
+    def predict(self, x):
+        """The model's value P(x) / Q(x), (n,) (the same as calling the model)."""
+        return self.forward(x)
+
+    def sample_loss(self, x, y):
+        """Per-point linearized loss (Q y - P)^2 / (1 + y^2), (n,); its batch mean is
+        :func:`batch_loss`'s ``"linearized"``."""
+        fp, fq = self.features(x)
+        return ((1.0 + fq @ self.phi) * y - fp @ self.p) ** 2 / (1.0 + y * y)
 
     def q(self, x):
         """The denominator Q(x), (n,)."""
@@ -168,9 +178,46 @@ def _rational_2d() -> Target:
         ((-1.0, 1.0), (-1.0, 1.0)), on_circle, (3, 3))
 
 
+POLES_THREE = (-0.7, 0.05, 0.6)
+POLE_SPURIOUS, COMPLEX_SPURIOUS = 0.4, (-0.55, 0.1)
+
+
+def _one_d(name: str, description: str, q: Polynomial, poles: tuple) -> Target:
+    """A 1-D target exp(x/2) / Q on [-1, 1], Q scaled to Q(0) = 1, real poles ``poles``."""
+    q = Polynomial(q.coeffs / q.coeffs[0])
+    p = np.asarray(poles, dtype=np.float64)
+    return Target(name, description, lambda x: np.exp(0.5 * x[:, 0]), q, ((-1.0, 1.0),),
+                  lambda u: p[np.minimum((u * p.size).astype(np.int64), p.size - 1)][:, None],
+                  (3, 3))
+
+
+def _three_poles_1d() -> Target:
+    return _one_d("three_poles_1d", "exp(0.5x) / Q, Q = (x + 0.7)(x - 0.05)(x - 0.6) scaled "
+                  "to Q(0) = 1; three poles, all absent from the initial model; x in [-1, 1]",
+                  Polynomial.from_roots(POLES_THREE), POLES_THREE)
+
+
+def _spurious_1d() -> Target:
+    (re, im) = COMPLEX_SPURIOUS
+    q = Polynomial(np.convolve([-POLE_SPURIOUS, 1.0], [re * re + im * im, -2.0 * re, 1.0]))
+    return _one_d("spurious_1d", "exp(0.5x) / Q, Q = (x - 0.4)((x + 0.55)^2 + 0.1^2) scaled "
+                  "to Q(0) = 1; one real pole at 0.4 and a complex pair at -0.55 +- 0.1i "
+                  "(a peak the model first fits with a spurious real pole); x in [-1, 1]",
+                  q, (POLE_SPURIOUS,))
+
+
 def targets() -> dict:
     """The study's targets by name."""
-    return {t.name: t for t in (_rational_1d(), _rational_2d())}
+    return {t.name: t for t in (_rational_1d(), _rational_2d(), _three_poles_1d(),
+                                _spurious_1d())}
+
+
+def true_poles(target: Target) -> np.ndarray:
+    """The real poles of a 1-D target in its box, sorted (float64 (k,))."""
+    r = np.roots(target.q.coeffs[::-1])
+    lo, hi = target.bounds[0]
+    r = r[(np.abs(r.imag) < 1e-12) & (r.real >= lo) & (r.real <= hi)].real
+    return np.sort(r)
 
 
 def batch_loss(model: RationalModel, fp, fq, y, kind: str):
@@ -182,19 +229,33 @@ def batch_loss(model: RationalModel, fp, fq, y, kind: str):
 
 
 def model_errors(model, x, y) -> tuple:
-    """(mean squared error, median |relative error|) of the model on (x, y)."""
+    """(mean squared error, median |relative error|) of ``model.predict`` on (x, y)."""
     with torch.no_grad():
-        pred = model(torch.from_numpy(x)).numpy()
+        pred = model.predict(torch.from_numpy(x)).numpy()
     return float(np.mean((pred - y) ** 2)), float(np.median(np.abs(pred - y) / np.abs(y)))
 
 
-def pole_distance(model: RationalModel, points: np.ndarray) -> float:
+def pole_distance(model, points: np.ndarray) -> float:
     """Mean first-order distance ``|Q_model| / |grad Q_model|`` from true pole points
-    (n, dim) to the model's pole set."""
-    qm = model.q_polynomial()
-    xs = points if model.dim > 1 else points[:, 0]
-    g = np.stack([dq(xs) for dq in _gradient(qm)], axis=1)
-    return float(np.mean(np.abs(qm(xs)) / np.maximum(np.linalg.norm(g, axis=1), 1e-300)))
+    (n, dim) to the model's pole set (``model.q(x) -> (n,)``; the gradient by autograd,
+    exact for polynomial Q)."""
+    x = torch.from_numpy(np.ascontiguousarray(points, dtype=np.float64)).requires_grad_()
+    q = model.q(x)
+    (g,) = torch.autograd.grad(q.sum(), x)
+    q, g = q.detach().numpy(), g.numpy()
+    return float(np.mean(np.abs(q) / np.maximum(np.linalg.norm(g, axis=1), 1e-300)))
+
+
+def real_poles_1d(model, bounds: tuple, n: int = 8193) -> np.ndarray:
+    """The model's real poles in the 1-D box ``bounds`` ((lo, hi),): sign changes of
+    ``model.q`` between neighbours of an n-point grid, located by linear interpolation
+    (float64 (k,), sorted). A pole pair closer than the grid step (2/n here) is missed."""
+    (lo, hi), = bounds
+    x = np.linspace(lo, hi, n)
+    with torch.no_grad():
+        q = model.q(torch.from_numpy(x[:, None])).numpy().reshape(-1)
+    i = np.flatnonzero(np.sign(q[:-1]) * np.sign(q[1:]) < 0)
+    return x[i] + (x[i + 1] - x[i]) * q[i] / (q[i] - q[i + 1])
 
 
 def draw_optimum(model: RationalModel, fp, fq, y: np.ndarray, counts: np.ndarray) -> None:

@@ -1,0 +1,239 @@
+"""The training study's arms: where each method's batches come from (see
+:mod:`zp_ref.apps.study`, docs/training_study.md).
+
+Every arm is a *batch source*: ``epoch_batches(epoch)`` gives the epoch's batches (int64
+index arrays into the current pool), ``pool()`` the current pool tensors (x (n, dim),
+y (n,)), which grow in the ``*_grow`` arms; ``end_epoch()`` runs after the epoch's steps;
+``seconds`` is the wall time spent in the sampler (refreshes and draws). Random numbers
+come from :mod:`zp_ref.rng` only.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+from ..bridges.torch import (CurriculumBatchSampler, HybridBatchSampler,
+                             ImportanceWeightedSampler, evaluate_q_fn, torch)
+from ..rng import STREAMS, derive_seed, uniforms
+from ..sampling import sample_indices
+
+__all__ = ["TRUE_Q_METHODS", "MODEL_Q_METHODS", "MODEL_DRIVEN_METHODS", "GROW_METHODS",
+           "METHODS", "make_source", "model_driven_config"]
+
+#: Samplers given the target's true Q on the pool (the most favourable case).
+TRUE_Q_METHODS = ("importance", "hybrid", "curriculum", "active")
+#: Today's samplers with the model's own Q head on the pool (``q_fn``), refreshed every epoch.
+MODEL_Q_METHODS = ("importance_model_q", "hybrid_model_q", "curriculum_model_q")
+#: The safe model-driven sampler (zp_ref.torch_bridge.ModelDrivenSampler): its defaults,
+#: with refinement of the model's Q, and growing the pool through y_fn.
+MODEL_DRIVEN_METHODS = ("model_driven", "model_driven_refine", "model_driven_grow")
+#: Arms that label new points with y_fn, all with the same budget of new labels:
+#: the model-driven one, uniform new points (its control) and the true-Q oracle (the
+#: same sampler and settings given the target's true Q instead of the model's).
+GROW_METHODS = ("model_driven_grow", "uniform_grow", "oracle_grow")
+METHODS = (("uniform",) + TRUE_Q_METHODS + MODEL_Q_METHODS + ("zeroproofml_adaptive",)
+           + MODEL_DRIVEN_METHODS + ("uniform_grow", "oracle_grow"))
+#: Stream of the uniform_grow arm's new points (offset past the pool's own draws).
+GROW_STREAM, GROW_START = STREAMS["pool"], 1 << 36
+
+
+class _Timed:
+    """Accumulates the wall time of the sampler's work in ``seconds``."""
+    seconds = 0.0
+
+    def _timed(self, fn, *args):
+        t0 = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    def end_epoch(self) -> None:
+        pass
+
+
+class _FixedPool(_Timed):
+    def __init__(self, x: np.ndarray, y: np.ndarray):
+        self._x, self._y = torch.from_numpy(x), torch.from_numpy(y)
+
+    def pool(self):
+        return self._x, self._y
+
+
+class BridgeSource(_FixedPool):
+    """Today's samplers of :mod:`zp_ref.torch_bridge` (uniform, importance, hybrid,
+    curriculum; true Q or the model's Q head)."""
+
+    def __init__(self, method, x, y, q, cfg, seed, model):
+        super().__init__(x, y)
+        b, spe = cfg.batch_size, cfg.steps_per_epoch
+        self.kind = kind = method.replace("_model_q", "")
+        self.spe, self.b = spe, b
+        source = ({"x_pool": self._x, "q_fn": model.q, "refresh_every": 1}
+                  if method in MODEL_Q_METHODS else {"q_pool": q})
+        if kind == "importance":
+            self.sampler = ImportanceWeightedSampler(num_samples=b * spe, seed=seed,
+                                                     backend="numpy", **source)
+        elif kind == "curriculum":
+            from ..curriculum import BandCurriculum
+            curriculum = BandCurriculum(epochs_per_stage=max(1, cfg.epochs // 3), seed=seed,
+                                        within=cfg.curriculum_within, backend="numpy")
+            self.sampler = CurriculumBatchSampler(batch_size=b, num_batches=spe,
+                                                  curriculum=curriculum, **source)
+        else:   # uniform and active draw uniformly from their pool; hybrid mixes
+            ratio = cfg.hybrid_ratio if kind == "hybrid" else 0.0
+            self.sampler = HybridBatchSampler(batch_size=b, num_batches=spe, ratio=ratio,
+                                              seed=seed, backend="numpy", **source)
+
+    def _draw(self, epoch):
+        self.sampler.set_epoch(epoch)
+        if self.kind == "importance":
+            return list(self.sampler.indices().reshape(self.spe, self.b))
+        return self.sampler.batches()
+
+    def epoch_batches(self, epoch):
+        return self._timed(self._draw, epoch)
+
+    def end_epoch(self):
+        if self.kind == "curriculum":
+            self._timed(self.sampler.update)
+
+
+class AdaptiveSource(_FixedPool):
+    """zeroproofml 0.6.1's ``AdaptiveSampler``: at every epoch start ``update`` with the
+    model's Q over the pool (its documented use), then ``steps_per_epoch * batch_size``
+    draws with replacement from its weights by :func:`zp_ref.sampling.sample_indices`
+    (seed ``derive_seed(seed, epoch)``) instead of torch's global random state."""
+
+    def __init__(self, x, y, cfg, seed, model):
+        from .study_zeroproofml import adaptive_sampler
+        super().__init__(x, y)
+        self.sampler, self.implementation = adaptive_sampler(len(y))
+        self.model, self.cfg, self.seed = model, cfg, seed
+        self.weight_range = []
+
+    def _draw(self, epoch):
+        from .study_zeroproofml import adaptive_weights
+        w = adaptive_weights(self.sampler, evaluate_q_fn(self.model.q, self._x))
+        self.weight_range.append((float(w.min()), float(w.max())))
+        b, spe = self.cfg.batch_size, self.cfg.steps_per_epoch
+        idx = sample_indices(w, b * spe, seed=derive_seed(self.seed, epoch), backend="numpy")
+        return list(idx.reshape(spe, b))
+
+    def epoch_batches(self, epoch):
+        return self._timed(self._draw, epoch)
+
+
+def model_driven_config(method: str, cfg):
+    """The ModelDrivenConfig of a model-driven arm: the library's defaults
+    (``model_driven``); with ``refine=True`` (``model_driven_refine``); with
+    ``refine=True`` and ``cfg.label_budget`` new labels per refresh when the defaults
+    grow none (``model_driven_grow`` and ``oracle_grow``: new points around high-loss
+    points and in the refined cells of Q, as docs/torch.md describes)."""
+    from ..model_driven import ModelDrivenConfig
+    base = ModelDrivenConfig()
+    if method == "model_driven_refine":
+        return dataclasses.replace(base, refine=True)
+    if method in GROW_METHODS:
+        return dataclasses.replace(base, refine=True,
+                                   label_budget=base.label_budget or cfg.label_budget)
+    return base
+
+
+class ModelDrivenSource(_Timed):
+    """zp_ref's ModelDrivenSampler over the pool: the model's Q head (``q_fn``) and its
+    per-point loss (``loss_fn``); ``y_fn`` for the growing arms; the true Q as ``q_fn``
+    for ``oracle_grow``."""
+
+    def __init__(self, method, target, x, y, cfg, seed, model):
+        from ..bridges.torch_model import ModelDrivenSampler
+        self.config = model_driven_config(method, cfg)
+        q_fn = _true_q_fn(target) if method == "oracle_grow" else model.q
+        grow = method in ("model_driven_grow", "oracle_grow")
+        self.sampler = ModelDrivenSampler(
+            torch.from_numpy(x), cfg.batch_size, cfg.steps_per_epoch, q_fn=q_fn,
+            y_pool=torch.from_numpy(y), loss_fn=model.sample_loss,
+            y_fn=_y_fn(target) if grow else None, config=self.config, seed=seed)
+
+    def pool(self):
+        return self.sampler.x_pool, self.sampler.y_pool
+
+    def _draw(self, epoch):
+        self.sampler.set_epoch(epoch)
+        return list(self.sampler.batches())
+
+    def epoch_batches(self, epoch):
+        return self._timed(self._draw, epoch)
+
+    def refresh_log(self) -> list:
+        return [dict(r) for r in getattr(self.sampler, "refresh_log", [])]
+
+
+class UniformGrowSource(_Timed):
+    """The y_fn control: at every refresh of the model-driven grow arm (epochs 0,
+    refresh_every, 2 refresh_every, ...) as many new uniform points of the box as its
+    ``label_budget``, labelled by the target, join the pool; batches are uniform draws
+    over the current pool."""
+
+    def __init__(self, target, x, y, cfg, seed):
+        mdc = model_driven_config("model_driven_grow", cfg)
+        self.budget, self.every = int(mdc.label_budget), int(mdc.refresh_every)
+        self.target, self.cfg, self.seed = target, cfg, seed
+        self._x, self._y = x, y
+        self.n_new = 0
+
+    def pool(self):
+        return torch.from_numpy(self._x), torch.from_numpy(self._y)
+
+    def _draw(self, epoch):
+        if epoch % self.every == 0 and self.budget:
+            d = self.target.dim
+            u = uniforms(self.seed, GROW_STREAM, self.budget * d,
+                         start=GROW_START + self.n_new * d, backend="numpy")
+            lo = np.array([b[0] for b in self.target.bounds])
+            hi = np.array([b[1] for b in self.target.bounds])
+            new = lo + (hi - lo) * u.reshape(self.budget, d)
+            y_new = self.target.evaluate(new)[0]
+            self._x = np.concatenate([self._x, new])
+            self._y = np.concatenate([self._y, y_new])
+            self.n_new += self.budget
+        b, spe = self.cfg.batch_size, self.cfg.steps_per_epoch
+        u = uniforms(derive_seed(self.seed, epoch), STREAMS["uniform"], b * spe,
+                     backend="numpy")
+        idx = np.minimum((u * self._y.size).astype(np.int64), self._y.size - 1)
+        return list(idx.reshape(spe, b))
+
+    def epoch_batches(self, epoch):
+        return self._timed(self._draw, epoch)
+
+
+def _true_q_fn(target):
+    """The target's true Q as a torch function of x (n, dim) (differentiable, for the
+    distance signal |Q| / |grad Q| of the oracle arm)."""
+    exps = torch.from_numpy(np.array(target.q.exponents, dtype=np.float64))
+    coeffs = torch.from_numpy(np.array(target.q.coefficients, dtype=np.float64))
+
+    def q_fn(x):
+        x = torch.as_tensor(x, dtype=torch.float64).reshape(-1, target.dim)
+        return torch.prod(x[:, None, :] ** exps[None, :, :], dim=2) @ coeffs
+    return q_fn
+
+
+def _y_fn(target):
+    def y_fn(x):
+        xs = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        return torch.from_numpy(target.evaluate(np.reshape(xs, (len(xs), target.dim)))[0])
+    return y_fn
+
+
+def make_source(method, target, x, y, q, cfg, seed, model):
+    """The batch source of ``method`` over the pool (x (n, dim), y (n,), true Q q (n,))."""
+    if method == "zeroproofml_adaptive":
+        return AdaptiveSource(x, y, cfg, seed, model)
+    if method in MODEL_DRIVEN_METHODS or method == "oracle_grow":
+        return ModelDrivenSource(method, target, x, y, cfg, seed, model)
+    if method == "uniform_grow":
+        return UniformGrowSource(target, x, y, cfg, seed)
+    return BridgeSource(method, x, y, q, cfg, seed, model)
