@@ -45,11 +45,19 @@ GROWTH_PART = 7
 
 @dataclass(frozen=True)
 class Request:
-    """What the learner needs next: ``kind`` "signals" (rows ``start:stop`` of the
-    current pool: q, and grad_norm / loss as configured), "q" (the model's Q at
-    ``points`` (m, d)), "labels" (label ``points`` (m, d) and append them to the pool),
-    or "done". A "signals" request with ``rows`` (int64, sorted) asks for those rows
-    instead of ``start:stop``."""
+    """What the learner needs next (:meth:`ModelDrivenLearner.ask`).
+
+    Parameters
+    ----------
+    kind : {"signals", "q", "labels", "done"}
+        "signals": rows ``start:stop`` of the current pool (q, and grad_norm / loss as
+        configured); "q": the model's Q at ``points``; "labels": label ``points`` and
+        append them to the pool; "done": the refresh is over.
+    points : numpy.ndarray, shape (m, d), or None
+    start, stop : int, default 0
+    rows : numpy.ndarray of int64 (sorted), or None
+        A "signals" request with ``rows`` asks for those rows instead of ``start:stop``.
+    """
     kind: str
     points: np.ndarray | None = None
     start: int = 0
@@ -62,12 +70,23 @@ class Request:
 
 
 class ModelDrivenLearner:
-    """The model-driven learner over a pool ``x_pool`` (N, d) (or (N,) for d = 1).
+    """The model-driven learner over a pool (ask/tell, no torch).
 
     ``needs_grad``: the runner tells ``grad_norm`` with every "signals" answer (the
-    distance signal). ``has_loss``: it tells ``loss``. ``has_labels``: it can label new
-    points (``y_fn``). Probabilities ``m`` (N,) sum to 1 with ``m_i >= floor / N``; the
+    distance signal). Probabilities ``m`` (N,) sum to 1 with ``m_i >= floor / N``; the
     draw of epoch e is a pure function of (seed, e, what the last refresh was told).
+
+    Parameters
+    ----------
+    x_pool : numpy.ndarray, shape (N, d), or (N,) for d = 1
+    config : ModelDrivenConfig or None, default None
+    seed : int, default 0
+    batch_size : int
+        Indices per batch (>= 1).
+    has_loss : bool, default False
+        The runner tells ``loss``.
+    has_labels : bool, default False
+        The runner can label new points (``y_fn``).
     """
 
     def __init__(self, x_pool, *, config=None, seed=0, batch_size, has_loss=False,
@@ -514,11 +533,22 @@ def _largest(w: np.ndarray, k: int) -> np.ndarray:
 
 def run_refresh(learner: ModelDrivenLearner, epoch: int, *, signals, q=None,
                 labels=None) -> None:
-    """The runner loop of one refresh: ``signals(rows) -> dict`` (q, grad_norm, loss of
-    the pool rows ``rows``: a slice or an int64 array), ``q(points (m, d)) -> (m,)`` (refinement),
-    ``labels(points (m, d))`` (label and append them to the caller's pool; returns None
-    or the points it appended instead). On an error the refresh is undone
-    (:meth:`ModelDrivenLearner.abort_refresh`) and re-raised."""
+    """The runner loop of one refresh; on an error the refresh is undone
+    (:meth:`ModelDrivenLearner.abort_refresh`) and re-raised.
+
+    Parameters
+    ----------
+    learner : ModelDrivenLearner
+    epoch : int
+    signals : callable
+        ``signals(rows) -> dict``: q, grad_norm, loss of the pool rows ``rows`` (a slice or
+        an int64 array).
+    q : callable or None, default None
+        ``q(points (m, d)) -> (m,)`` (refinement).
+    labels : callable or None, default None
+        ``labels(points (m, d))`` labels them and appends them to the caller's pool;
+        returns None or the points it appended instead.
+    """
     learner.start_refresh(epoch)
     try:
         while True:

@@ -20,16 +20,18 @@ SCHEDULES = ("none", "bands")
 @dataclass(frozen=True)
 class ModelDrivenConfig:
     """Configuration of :class:`ModelDrivenLearner`. The defaults were fixed a priori,
-    from the literature and first principles, before any study result existed:
+    from the literature and first principles, before any study result existed.
 
-    floor = 0.5
+    Parameters
+    ----------
+    floor : float, default 0.5
         Uniform floor: at least ``floor`` of every batch is uniform, so every pool point
         keeps probability >= floor / N and likelihood ratios stay <= 1 / floor = 2.
         RAD (Wu et al. 2023) draws with density ``loss^k / mean(loss^k) + c`` and finds
         ``k = 1, c = 1`` robust; c = 1 is half the mass uniform. A floor is also the
         defensive mixture of importance sampling (Hesterberg 1995): the variance can be
         at most 1 / floor times uniform's, whatever the signal says.
-    q_signal = "distance", q_power = 1.0, distance_clip = 1.0
+    q_signal, q_power, distance_clip : str, float, float, default "distance", 1.0, 1.0
         The model's Q enters through the first-order distance to its pole set,
         ``|Q_m| / |grad_x Q_m|``: invariant when the model multiplies P and Q by a
         constant (``implicit_loss`` is), unlike |Q_m|. Density ``1 / distance^1``
@@ -38,39 +40,39 @@ class ModelDrivenConfig:
         pool spacing ``h = (box volume / N)^(1/d)`` (closer than the pool can resolve).
         ``"quantile"``: the rank of |Q_m| over the pool instead (no gradient needed),
         the same density for a uniform pool.
-    loss_power = 1.0, loss_cap = 100.0
+    loss_power, loss_cap : float, default 1.0, 100.0
         RAD's k = 1: the loss signal is ``loss / mean(loss)``, clipped at ``loss_cap`` so
         that no single point takes more than 100x its uniform share of the loss mass (a
         pole target's squared error can be 1e10x the mean at one point, which RAD's
         bounded PDE residuals never are; 100 is ImportanceSamplerConfig's max_weight).
-    q_share = loss_share = refine_share = 1.0
+    q_share, loss_share, refine_share : float, default 1.0
         The non-uniform mass is split between the signals present in these proportions
         (renormalised over the signals that are on). Equal shares: nothing a priori says
         which signal is right, and the model's Q can only point at poles the model
         already has, while the loss points at those it lacks; with both on, neither
         signal can take more than half of the non-uniform mass (a quarter of a batch).
-    refresh_every = 1
+    refresh_every : int, default 1
         The signal should follow the model; a refresh is measured to cost a small part of
         an epoch (benchmarks/bench_model_driven.py); no a-priori reason to let it lag.
-    refresh_rows = 0
+    refresh_rows : int, default 0
         Every refresh evaluates the whole pool. ``refresh_rows = M > 0`` (added after the
         benchmark, for large pools): after the first refresh, evaluate only M rows: the
         M/2 holding the most model-driven mass and the next M/2 of a round-robin sweep
         (every row is re-evaluated every 2N/M refreshes); the others keep their values.
-    refine = False, refine_criterion = "sign", refine_initial_cells = 1024,
-    max_refinement_level = 10, max_grid_points = 20000, refine_neighbours = 8
+    refine, refine_criterion, refine_initial_cells : bool, str, int, default False, "sign", 1024
+    max_refinement_level, max_grid_points, refine_neighbours : int, default 10, 20000, 8
         Refining the model's Q is opt-in (without new labels it mostly re-finds the poles
         the distance signal already sees). ``"sign"`` is scale-free; ~1024 initial cells
         split over the axes, 10 levels (1-D cells 2**-10 of the initial width), a point
         cap that bounds the cost; the mass of each refined cell goes to its 8 nearest
         pool points.
-    label_budget = 0, growth = "model", growth_loss_share = 0.5
+    label_budget, growth, growth_loss_share : int, str, float, default 0, "model", 0.5
         No pool growth unless asked for. With ``y_fn``: half the new points around the
         highest-loss pool points (radius: the distance to their nearest pool
         neighbour), half inside the refined cells (all around high-loss points without
         ``refine``); ``growth="uniform"``: as many uniform points in the box (a control).
-    schedule = "none", band_edges = (1e-3, 1e-2, 1e-1), band_plateau = 0.9,
-    band_max_refreshes = 5
+    schedule, band_edges : str, tuple, default "none", (1e-3, 1e-2, 1e-1)
+    band_plateau, band_max_refreshes : float, int, default 0.9, 5
         The band curriculum is opt-in; see docs/curriculum.md, "Model-driven bands".
     """
     floor: float = 0.5
