@@ -146,8 +146,10 @@ def test_a_cap_the_machine_cannot_hold_is_refused_up_front(monkeypatch, backend)
 @pytest.mark.parametrize("n_take", [1, 7, 40, 10 ** 6])
 def test_kernel_urgency_order_is_a_prefix_of_the_oracle_order(n_take):
     """Values drawn from a few levels (many ties), with exact zeros, both signs and NaN:
-    the kernel's order is the oracle's lexsort order, cut after >= n_take cells."""
+    the kernel's order (from the urgency keys the cpu engine's cell_flags stores) is the
+    oracle's lexsort order, cut after >= n_take cells."""
     from zp_ref.kernels.cpu_cap import urgency_order
+    from zp_ref.refinement.cpu import CpuEngine
     from zp_ref.refinement.tree import Lattice, initial_tree
     from zp_ref.rng import uniforms
 
@@ -158,9 +160,34 @@ def test_kernel_urgency_order_is_a_prefix_of_the_oracle_order(n_take):
     u = uniforms(5, 0, tree.n_points, backend="numpy")
     levels = np.array([-0.5, 0.0, 0.25, 0.5, 1.0, np.nan, -np.inf, 3.0])
     tree.value[:tree.n_points] = levels[(u * levels.size).astype(np.int64)]
+    eng = CpuEngine(lat, tree, engine.QSpec(None, 2))
+    eng.update_flags(0, tree.n)
     cand = np.arange(tree.n)
     want = engine.urgency_order(lat, tree, cand)
-    got = urgency_order(cand, tree.lo, tree.level, tree.corner, tree.centre, tree.value,
-                        lat.strides, n_take)
+    got = urgency_order(cand, tree.lo, tree.level, eng.urgency, lat.strides, n_take)
     assert got.size >= min(n_take, cand.size)
+    assert np.array_equal(got, want[:got.size])
+
+
+@pytest.mark.parametrize("n_take", [1, 500, 10 ** 6])
+def test_kernel_urgency_order_breaks_long_ties_by_level_then_key(n_take):
+    """Cells of three levels with keys in every bit range and only two urgency values
+    (long runs of ties, as a symmetric Q gives): the radix sort's order equals NumPy's
+    lexsort on (urgency, level, key)."""
+    from zp_ref.kernels.cpu_cap import urgency_order
+    from zp_ref.kernels.cpu_refinement import NO_SIGN_BIT
+    from zp_ref.rng import uniforms
+
+    n = 5000
+    u = uniforms(11, 0, 3 * n, backend="numpy").reshape(3, n)
+    lo = np.stack([(u[0] * 2.0 ** 40).astype(np.int64), (u[1] * 2.0 ** 20).astype(np.int64)],
+                  axis=1)
+    strides = np.array([2 ** 21, 1], np.int64)
+    level = (u[2] * 3).astype(np.int8)
+    urgency = np.where(u[1] < 0.5, np.uint64(0), NO_SIGN_BIT | np.float64(0.25).view(
+        np.uint64))
+    cand = np.arange(n)[::-1].copy()
+    want = cand[np.lexsort(((lo[cand] * strides).sum(1), level[cand], urgency[cand]))]
+    got = urgency_order(cand, lo, level, urgency, strides, n_take)
+    assert got.size >= min(n_take, n)
     assert np.array_equal(got, want[:got.size])

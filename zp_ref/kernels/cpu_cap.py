@@ -13,70 +13,85 @@ is ever built.
 import numpy as np
 from numba import njit
 
-from .cpu_refinement import insert_or_get, lattice_key, table_has
+from .cpu_refinement import NO_SIGN_BIT, insert_or_get, lattice_key, table_has
 
-#: Bit 63 of the primary sort key: set for a cell without a sign change (less urgent).
-NO_SIGN_BIT = np.uint64(1) << np.uint64(63)
+#: Bits per digit of the radix sort of the urgency order.
+RADIX_BITS = 11
 
 
 @njit(cache=True)
-def urgency_order(cand, lo, level, corner, centre, value, strides, n_take):
+def stable_sort_by(keys, order):
+    """``order`` re-sorted stably by ``keys`` (int64 >= 0, one per entry of order, in
+    order's order): an LSD radix sort in RADIX_BITS-bit digits, skipping the digits that
+    every key shares. Returns the new order; ``keys`` and ``order`` are overwritten."""
+    m = order.size
+    k, idx = keys, order
+    k2, idx2 = np.empty_like(k), np.empty_like(idx)
+    common_or, common_and = np.int64(0), np.int64(-1)
+    for j in range(m):
+        common_or |= k[j]
+        common_and &= k[j]
+    varying = common_or ^ common_and
+    count = np.empty(1 << RADIX_BITS, np.int64)
+    mask = (1 << RADIX_BITS) - 1
+    for shift in range(0, 63, RADIX_BITS):
+        if (varying >> shift) & mask == 0:
+            continue
+        count[:] = 0
+        for j in range(m):
+            count[(k[j] >> shift) & mask] += 1
+        total = 0
+        for b in range(count.size):
+            c = count[b]
+            count[b] = total
+            total += c
+        for j in range(m):
+            b = (k[j] >> shift) & mask
+            p = count[b]
+            count[b] = p + 1
+            k2[p] = k[j]
+            idx2[p] = idx[j]
+        k, k2 = k2, k
+        idx, idx2 = idx2, idx
+    return idx
+
+
+@njit(cache=True)
+def urgency_order(cand, lo, level, urgency, strides, n_take):
     """The ``n_take`` most urgent of cand (at least; all when n_take >= cand.size), most
     urgent first: sign change (or an exact 0) first, then smaller min |Q| over the
     corners and centre (NaN last), then lower level, then the packed key of the lower
     corner (unique among leaves, so the order is total).
 
-    min |Q| >= 0 (or NaN) orders as its IEEE bits, so (no sign change, min |Q|) packs
-    into one uint64 ``primary`` key. The cells up to the n_take-th smallest primary key
-    (ties included) are sorted on it; runs of equal keys are then sorted by level and
-    key (two stable passes)."""
+    ``urgency[i]`` is cell i's pair (no sign change, min |Q|) packed into one uint64
+    (``cpu_refinement.urgency_key``, stored by ``cell_flags``), so no value is read
+    here. The cells up to the n_take-th smallest of these (ties included: a symmetric Q
+    gives long runs of equal min |Q|) are radix-sorted, least significant field first:
+    key, level, min |Q| (its 63 bits), sign. O(candidates) memory and time, whatever
+    the ties."""
     n = cand.size
-    nc = corner.shape[1]
-    min_abs = np.empty(n)
-    no_sign = np.empty(n, np.bool_)
-    for s in range(n):
-        i = cand[s]
-        plus, minus, zero, nan = False, False, False, False
-        m = np.inf
-        for j in range(nc + 1):
-            v = value[corner[i, j]] if j < nc else value[centre[i]]
-            plus |= v > 0
-            minus |= v < 0
-            zero |= v == 0
-            if v != v:
-                nan = True
-            elif abs(v) < m:
-                m = abs(v)
-        min_abs[s] = np.nan if nan else m
-        no_sign[s] = not ((plus and minus) or zero)
-    primary = min_abs.view(np.uint64)
-    for s in range(n):
-        primary[s] &= ~NO_SIGN_BIT          # +NaN: above +inf
-        if no_sign[s]:
-            primary[s] |= NO_SIGN_BIT
+    primary = urgency[cand]
     if n_take < n:
         last = np.partition(primary, n_take - 1)[n_take - 1]
-        order = np.flatnonzero(primary <= last)
+        pick = np.flatnonzero(primary <= last)
     else:
-        order = np.arange(n)
-    order = order[np.argsort(primary[order])]
-    a = 0
-    while a < order.size:
-        b = a + 1
-        while b < order.size and primary[order[b]] == primary[order[a]]:
-            b += 1
-        if b - a > 1:
-            run = cand[order[a:b]]
-            pos = np.empty(b - a, np.int64)
-            lev = np.empty(b - a, np.int64)
-            for r in range(b - a):
-                pos[r] = lattice_key(lo, run[r], strides)
-            by_pos = np.argsort(pos)
-            for r in range(b - a):
-                lev[r] = level[run[by_pos[r]]]
-            order[a:b] = order[a:b][by_pos[np.argsort(lev, kind="mergesort")]]
-        a = b
-    return cand[order]
+        pick = np.arange(n)
+    m = pick.size
+    field = np.empty(m, np.int64)
+    order = np.arange(m)
+    for r in range(m):
+        field[r] = lattice_key(lo, cand[pick[r]], strides)
+    order = stable_sort_by(field, order)
+    for r in range(m):
+        field[r] = level[cand[pick[order[r]]]]
+    order = stable_sort_by(field, order)
+    for r in range(m):
+        field[r] = np.int64(primary[pick[order[r]]] & ~NO_SIGN_BIT)
+    order = stable_sort_by(field, order)
+    for r in range(m):
+        field[r] = 1 if primary[pick[order[r]]] & NO_SIGN_BIT else 0
+    order = stable_sort_by(field, order)
+    return cand[pick[order]]
 
 
 @njit(cache=True)
@@ -123,3 +138,34 @@ def fitting_prefix(order, lo, level, strides, L, offsets, face_pos, nc, split_be
         if used > room:
             return s
     return order.size
+
+
+@njit(cache=True)
+def existing_face_keys(cells, lo, level, strides, L, offsets, face_pos, split_before, pkey,
+                       n_points, query, qshift, known, kshift):
+    """Insert into ``known`` (key -> point id) the face keys of ``cells`` (those of levels
+    with ``split_before``) that are points among pkey[:n_points]: the face keys go into
+    the empty table ``query``, then one pass over the points looks each point up there.
+    O(cells x F + points) time with tables of cells x F keys: far cheaper than a table of
+    every point when the walk reaches few cells (a round the cap nearly closes). Both
+    tables need more than 2 * cells.size * F slots."""
+    d = lo.shape[1]
+    n_face = face_pos.size
+    n_query = 0
+    for s in range(cells.size):
+        i = cells[s]
+        if not split_before[level[i]]:
+            continue
+        half = np.int64(1) << (L - level[i])
+        base = lattice_key(lo, i, strides)
+        for f in range(n_face):
+            key = base
+            for a in range(d):
+                key += offsets[face_pos[f], a] * half * strides[a]
+            if insert_or_get(query, key, n_query, qshift) == n_query:
+                n_query += 1
+    if n_query == 0:
+        return
+    for p in range(n_points):
+        if table_has(query, pkey[p], qshift):
+            insert_or_get(known, pkey[p], p, kshift)

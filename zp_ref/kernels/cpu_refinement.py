@@ -23,6 +23,8 @@ EMPTY = -1
 HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
 #: Cells / points per chunk of the parallel loops (one scratch allocation per chunk).
 CHUNK = 16384
+#: Bit 63 of a cell's urgency key: set for a cell without a sign change (less urgent).
+NO_SIGN_BIT = np.uint64(1) << np.uint64(63)
 
 
 # ------------------------------------------------------------------ hash table of keys
@@ -267,13 +269,24 @@ def bound_sum(exps, w, spow):
     return B
 
 
+@njit(cache=True, inline="always")
+def urgency_key(sign, min_abs, fbuf, ubuf):
+    """A cell's urgency as one uint64 that orders as the cap's urgency order does
+    (``zp_ref.refinement.engine.urgency_order``): bit 63 set without a sign change
+    (or exact 0), below it the IEEE bits of min |Q| >= 0 (NaN, when a value is pending,
+    above +inf). ``fbuf`` (1,) float64 and ``ubuf``, its uint64 view, carry the bits."""
+    fbuf[0] = min_abs
+    key = ubuf[0] & ~NO_SIGN_BIT
+    return key if sign else key | NO_SIGN_BIT
+
+
 @njit(cache=True)
 def cell_flags(c0, c1, lo, level, corner, centre, value, crit, small_cut, L, M, box_lo,
                box_hi, width, exps, w, emax, term, flat, mult, cexp, bexp, err_factor,
-               flag, exhausted):
-    """flag / exhausted of nodes [c0, c1): the criterion on the cell's corner and centre
-    values (a pending NaN value: not flagged; "small" is |Q| < small_cut[level]), or its
-    certified enclosure (values play no part)."""
+               flag, exhausted, urgency):
+    """flag / exhausted / urgency (``urgency_key``) of nodes [c0, c1): the criterion on
+    the cell's corner and centre values (a pending NaN value: not flagged; "small" is
+    |Q| < small_cut[level]), or its certified enclosure (values play no part)."""
     d = lo.shape[1]
     nc = corner.shape[1]
     taylor = np.empty(bexp.shape[0])
@@ -282,8 +295,11 @@ def cell_flags(c0, c1, lo, level, corner, centre, value, crit, small_cut, L, M, 
     spow = np.empty((d, emax.max() + 1))
     xlo = np.empty(d)
     xhi = np.empty(d)
+    fbuf = np.empty(1)
+    ubuf = fbuf.view(np.uint64)
     for i in range(c0, c1):
         pending, pos, neg, zero, small = False, False, False, False, False
+        m = np.inf
         for j in range(nc + 1):
             v = value[corner[i, j]] if j < nc else value[centre[i]]
             if v != v:
@@ -292,6 +308,8 @@ def cell_flags(c0, c1, lo, level, corner, centre, value, crit, small_cut, L, M, 
             neg |= v < 0
             zero |= v == 0
             small |= abs(v) < small_cut[level[i]]
+            m = min(m, abs(v))
+        urgency[i] = urgency_key((pos and neg) or zero, np.nan if pending else m, fbuf, ubuf)
         ex = False
         if crit != CRIT_INTERVAL:
             f = simple_flag(crit, (pos and neg) or zero, small)
@@ -312,10 +330,10 @@ def cell_flags(c0, c1, lo, level, corner, centre, value, crit, small_cut, L, M, 
 @njit(parallel=True, cache=True)
 def cell_flags_parallel(c0, c1, lo, level, corner, centre, value, crit, small_cut, L, M,
                         box_lo, box_hi, width, exps, w, emax, term, flat, mult, cexp, bexp,
-                        err_factor, flag, exhausted):
+                        err_factor, flag, exhausted, urgency):
     """cell_flags over chunks of CHUNK nodes in parallel."""
     for c in prange((c1 - c0 + CHUNK - 1) // CHUNK):
         a = c0 + c * CHUNK
         cell_flags(a, min(c1, a + CHUNK), lo, level, corner, centre, value, crit, small_cut, L,
                    M, box_lo, box_hi, width, exps, w, emax, term, flat, mult, cexp, bexp,
-                   err_factor, flag, exhausted)
+                   err_factor, flag, exhausted, urgency)

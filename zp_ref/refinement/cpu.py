@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels import PARALLEL_MIN_WORK, serialised_method
-from ..kernels.cpu_cap import fitting_prefix, urgency_order
+from ..kernels.cpu_cap import existing_face_keys, fitting_prefix, urgency_order
 from ..kernels.cpu_refinement import (EMPTY, assign_face_ids, cell_flags, cell_flags_parallel,
                                       collect_candidates, emit_children, eval_points_1d,
                                       eval_points_nd, eval_points_nd_parallel, face_keys_of,
@@ -41,6 +41,16 @@ class CpuEngine(HostEngine):
         levels = np.unique(tree.level[:tree.n])
         self.split_levels = set((levels[levels > 0] - 1).tolist())
         self._buffers = {}
+        #: Per node, its urgency key (``cpu_refinement.urgency_key``), kept by update_flags.
+        self.urgency = np.empty(tree.level.size, np.uint64)
+
+    def _reserve(self, extra_nodes: int, extra_points: int) -> None:
+        """Grow the tree's arrays and the urgency keys with them."""
+        t = self.tree
+        t.reserve(extra_nodes, extra_points)
+        if self.urgency.size < t.level.size:
+            old, self.urgency = self.urgency, np.empty(t.level.size, np.uint64)
+            self.urgency[:t.n] = old[:t.n]
 
     def _buffer(self, name: str, size: int, dtype) -> np.ndarray:
         """A scratch array of at least ``size`` entries, kept across rounds (fresh memory
@@ -77,17 +87,27 @@ class CpuEngine(HostEngine):
         if room < 2 ** lat.d:                   # not even the first cell's centres fit
             return cand[:0], True
         # every cell costs >= 2**d points: the walk stops within room // 2**d + 1 cells
-        order = urgency_order(cand, t.lo, t.level, t.corner, t.centre, t.value, lat.strides,
+        order = urgency_order(cand, t.lo, t.level, self.urgency, lat.strides,
                               room // 2 ** lat.d + 1)
         n_face = lat.tables["face_pos"].size
         max_fresh = min(room, cand.size * n_face)
         split_before = np.zeros(lat.L + 1, np.bool_)
         split_before[list(self.split_levels)] = True
-        if split_before[t.level[cand]].any():
+        walked = order[:room // 2 ** lat.d + 1]
+        if not split_before[t.level[walked]].any():
+            table, shift = _new_table(0)    # no face key of these levels exists yet
+        elif not self.index_fresh and 4 * walked.size * n_face <= t.n_points:
+            # few cells to walk: find which of their face keys exist by one pass over
+            # the points instead of a table of every point
+            query, qshift = _new_table(walked.size * n_face)
+            table, shift = _new_table(walked.size * n_face)
+            existing_face_keys(walked, t.lo, t.level, lat.strides, lat.L,
+                               lat.tables["offsets"], lat.tables["face_pos"], split_before,
+                               t.key, t.n_points, query, qshift, table, shift)
+            del query
+        else:
             self._full_index(max_fresh)         # with room for the split's new faces
             table, shift = self.table, self.shift
-        else:   # no face key of these levels exists yet: the table is not read
-            table, shift = _new_table(0)
         brought, bshift = self._round_table(max_fresh + n_face)
         k = fitting_prefix(order, t.lo, t.level, lat.strides, lat.L, lat.tables["offsets"],
                            lat.tables["face_pos"], 2 ** lat.d, split_before, table, shift,
@@ -129,7 +149,7 @@ class CpuEngine(HostEngine):
         nc, n_face, S = 2 ** lat.d, tab["face_pos"].size, sel.size
         # the selection keeps the new points under the cap: new faces <= room - S * nc
         max_faces = min(S * n_face, max(lat.max_points - t.n_points - S * nc, 0))
-        t.reserve(S * nc, S * nc + max_faces)
+        self._reserve(S * nc, S * nc + max_faces)
         levels = set(np.flatnonzero(np.bincount(t.level[sel], minlength=lat.L + 1)).tolist())
         if levels & self.split_levels:
             self._full_index(max_faces)
@@ -189,7 +209,7 @@ class CpuEngine(HostEngine):
             else empty_interval_args(lat.d)
         kernel = cell_flags_parallel if c1 - c0 >= PARALLEL_MIN_WORK else cell_flags
         kernel(c0, c1, t.lo, t.level, t.corner, t.centre, t.value, lat.crit_code, lat.small_cut,
-               lat.L, lat.M, lat.lo, lat.hi, lat.width, *args, t.flag, t.exhausted)
+               lat.L, lat.M, lat.lo, lat.hi, lat.width, *args, t.flag, t.exhausted, self.urgency)
 
 
 def _table_slots(min_slots: int) -> int:

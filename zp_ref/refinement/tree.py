@@ -157,9 +157,9 @@ class Tree:
 
 def initial_capacity(lat: Lattice) -> int:
     """Rows to reserve up front: every node owns its centre point, so nodes <= points <=
-    max_grid_points; np.empty only maps the memory, pages are touched when used, and
-    a tree under 2**22 points never copies its arrays to grow."""
-    return min(lat.max_points, 1 << 22)
+    max_grid_points; np.empty only maps the memory (``check_cap_fits`` keeps it within
+    the physical memory), pages are touched when used, and the arrays never grow."""
+    return lat.max_points
 
 
 def initial_tree(lat: Lattice) -> Tree:
