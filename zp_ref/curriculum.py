@@ -386,13 +386,13 @@ class BandCurriculum:
         :meth:`update` once coverage >= ``coverage_floor`` and loss <= ``loss_ceiling``
         (None: not checked) held for ``min_epochs`` consecutive updates in the stage.
     epochs_per_stage, min_epochs : int, default 10, 3
-    coverage_floor, loss_ceiling : float or None, default 0.7, 1.0
+    coverage_floor, loss_ceiling : float or None, default 0.7, 1.0 (advance="adaptive")
     delta_schedule : DeltaSchedule or None, default None
         From its warmup's end ``get_delta(t, q_min)`` (q_min of the previous batch)
         replaces the near edge ``edges[0]``; it must stay below ``edges[1]``.
     within : {"importance", "uniform"}, default "importance"
     weight_power, seed, backend : float, int, str, default 2.0, 0, "auto"
-        Epochs passed to ``sample``/``update`` must not decrease.
+        Epochs must not decrease; ``update`` is optional with "epochs" (``sample`` advances).
     """
 
     def __init__(self, stages=None, *, edges=DEFAULT_EDGES, advance="epochs",
