@@ -78,6 +78,27 @@ def test_ci_runs_the_readme_quick_start_verbatim_before_any_extra():
     assert len(runs) == 2, runs                      # both commands are executed
 
 
+def test_ci_pass_2_installs_every_extra_and_runs_every_test():
+    """The README's command runs the fast selection (pyproject's addopts deselect
+    ``slow``); .ci/run's last pytest call selects slow tests too, after installing every
+    extra of pyproject that the tests import (and the pinned CPU torch)."""
+    import tomllib
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    addopts = project["tool"]["pytest"]["ini_options"]["addopts"]
+    assert "-m 'not slow'" in addopts
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    last = quick_start_commands()[-1]
+    after = ci[ci.index(last) + 1:]
+    pytest_calls = [line for line in after if "python -m pytest" in line]
+    assert pytest_calls and pytest_calls[-1].endswith('python -m pytest -q -m "slow or not slow"')
+    installs = " ".join(line for line in after if "pip install" in line)
+    assert "torch==2.13.0" in installs
+    extras = re.search(r'-e "\.\[([\w,]+)\]"', installs).group(1).split(",")
+    used = {"test", "dask", "zarr", "zeroproofml", "lightning", "tensorboard"}
+    assert used <= set(extras) <= set(project["project"]["optional-dependencies"])
+    assert "adaptive" in installs.split()
+
+
 def test_readme_quadtree_caption_states_the_counts_of_its_command():
     """The caption quotes the command and the counts make_images.py recorded for it."""
     import json
