@@ -37,8 +37,15 @@ def copy_notebooks() -> None:
     if NOTEBOOK_COPY.exists():
         shutil.rmtree(NOTEBOOK_COPY)
     NOTEBOOK_COPY.mkdir()
+    names = []
     for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         shutil.copyfile(nb, NOTEBOOK_COPY / nb.name)
+        names.append(nb.stem)
+    # a section page, so the site's sidebar lists the notebooks side by side
+    (NOTEBOOK_COPY / "index.md").write_text(
+        "# Notebooks\n\nExecuted notebooks, rendered with their outputs; each is a jupytext\n"
+        "pair with a percent-format script in `notebooks/` (see the home page).\n\n"
+        "```{toctree}\n:maxdepth: 1\n\n" + "\n".join(names) + "\n```\n")
 
 
 copy_notebooks()
@@ -78,6 +85,7 @@ numpydoc_validation_exclude = {
 html_theme = "pydata_sphinx_theme"
 html_title = "zp_ref"
 html_theme_options = {"navigation_with_keys": False, "show_toc_level": 2,
+                      "header_links_before_dropdown": 4,
                       "secondary_sidebar_items": ["page-toc"]}
 html_static_path = []
 nitpicky = False
