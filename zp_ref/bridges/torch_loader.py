@@ -16,9 +16,10 @@ class EpochLoader:
     start of every pass, for training loops with no epoch hook (zeroproofml's
     ``SCMTrainer.fit`` iterates its ``train_loader`` once per epoch and nothing more).
 
-    ``len()`` is the loader's. The indices come from the sampler's epoch draw
-    (``batches()``, or ``indices()`` cut into the loader's ``batch_size``), which the
-    loader yields in the same order.
+    ``len()`` is the loader's. With ``ratios=True`` the indices come from the sampler's
+    epoch draw (``batches()``, or ``indices()`` cut into the loader's ``batch_size``),
+    which the loader yields in the same order; the draw is a pure function of the
+    epoch, so asking for it costs one more draw per pass (not one more ``q_fn`` call).
 
     Parameters
     ----------
