@@ -118,14 +118,16 @@ def _run_in_a_temporary_folder(tmp_path, monkeypatch):
 
 
 def _default_selection(session) -> bool:
-    """True for a run of the whole fast selection: ``pytest`` with no test arguments (or
-    only ``tests``), no ``-k``, ``-m`` left at addopts' ``not slow``, not an xdist worker."""
+    """True for a run of the whole fast selection in this process: ``pytest`` with no
+    test arguments (or only ``tests``), no ``-k``, ``-m`` left at addopts' ``not slow``,
+    not ``--collect-only``, no xdist."""
     cfg = session.config
-    args = [os.path.normpath(str(a)) for a in cfg.args]
+    args = [os.path.normpath(os.path.join(cfg.invocation_params.dir, str(a))) for a in cfg.args]
     root = os.path.normpath(str(cfg.rootpath))
     whole = all(a in (root, os.path.join(root, "tests")) for a in args)
     return (whole and not cfg.option.keyword and cfg.option.markexpr == "not slow"
-            and not cfg.option.collectonly and not hasattr(cfg, "workerinput"))
+            and not cfg.option.collectonly and not hasattr(cfg, "workerinput")
+            and not getattr(cfg.option, "numprocesses", None))   # xdist: tests ran elsewhere
 
 
 def pytest_sessionfinish(session, exitstatus):
