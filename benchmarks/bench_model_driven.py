@@ -9,7 +9,13 @@ quartiles, and the load average (``uptime``) before and after; the refresh is sp
 into its parts (``last_refresh``: q, loss, weights) so the table says where the time
 goes.
 
-    python benchmarks/bench_model_driven.py [--quick] [--repeats 7] [--pool 1000000] [--json PATH]
+    python benchmarks/bench_model_driven.py [--quick] [--repeats 7] [--pool 1000000]
+        [--threads N] [--json PATH]
+
+``--threads N`` sets torch's and Numba's thread counts (default: theirs). On a machine
+whose cores are shared by more processes than it has, 1 thread is the honest figure:
+torch's intra-op parallel regions (tensors above ~32k elements, such as a refresh's
+chunks, but not a training batch of 256) wait for descheduled threads.
 """
 import argparse
 import json
@@ -125,8 +131,13 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="a pool of 10**5, 3 repeats")
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--pool", type=int, default=10**6)
+    p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
+    if args.threads:
+        import numba
+        torch.set_num_threads(args.threads)
+        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     n_pool, repeats = (10**5, 3) if args.quick else (args.pool, args.repeats)
     load_before = bench.load_average()
     result = run(n_pool, repeats)
