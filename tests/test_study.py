@@ -159,13 +159,15 @@ def test_adaptive_arm_draws_from_zeroproofmls_weights():
 # ------------------------------------------------------------------ the study
 def test_study_smoke_schema_determinism_and_resume(tmp_path):
     from zp_ref.apps.study import BANDS, SCHEMA_VERSION, run_study, study_command
+    from zp_ref.apps.study_report import markdown_tables
     from zp_ref.apps import study_zeroproofml
     arms = ("uniform", "curriculum_model_q", "zeroproofml_adaptive", "model_driven",
             "model_driven_grow", "uniform_grow", "oracle_grow")
     cfg = tiny_config(targets=("spurious_1d", "rational_2d"), methods=arms,
                       constant_methods=("uniform", "model_driven"),
                       zeroproofml_methods=("uniform", "model_driven"),
-                      zeroproofml_targets=("spurious_1d",))
+                      zeroproofml_targets=("spurious_1d",),
+                      lr_schedules=("cosine", "constant"), zeroproofml_schedules=("constant",))
     report = run_study(quick=True, seeds=2, out=tmp_path, progress=False, config=cfg)
     saved = json.loads((tmp_path / "study.json").read_text())
     assert saved == json.loads(json.dumps(report))
@@ -197,6 +199,10 @@ def test_study_smoke_schema_determinism_and_resume(tmp_path):
         for arm in ("model_driven_grow", "uniform_grow", "oracle_grow"):   # same label budget
             assert grow[arm]["schedules"]["cosine"]["n_new"]["mean"] == 3 * 16
         assert grow["model_driven"]["schedules"]["cosine"]["n_new"]["mean"] == 0
+    tables = markdown_tables(report)
+    for name in ("spurious_1d", "rational_2d"):
+        assert f"#### {name}, cosine LR (mean ± std over 2 seeds)" in tables
+    assert tables.count("\n| uniform | ") == 4        # cosine and constant, both targets
     # every draw is seeded: the same settings give the same numbers; resume reuses runs
     again = run_study(quick=True, seeds=2, out=tmp_path, progress=False, config=cfg,
                       resume=True)
@@ -204,7 +210,10 @@ def test_study_smoke_schema_determinism_and_resume(tmp_path):
         len(r["runs"]) for t in report["targets"].values() for b in t["methods"].values()
         for r in b["schedules"].values())
     fresh = run_study(quick=True, seeds=2, out=tmp_path / "fresh", progress=False,
-                      config=dataclasses.replace(cfg, targets=("spurious_1d",)))
+                      config=dataclasses.replace(cfg, targets=("spurious_1d",),
+                                                 methods=("model_driven_grow",),
+                                                 constant_methods=("model_driven",),
+                                                 zeroproofml_methods=("model_driven",)))
     for key, blk in fresh["targets"]["spurious_1d"]["methods"].items():
         old = report["targets"]["spurious_1d"]["methods"][key]["schedules"]
         for sch, m in blk["schedules"].items():

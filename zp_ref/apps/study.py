@@ -109,9 +109,10 @@ class StudyConfig:
 
     @classmethod
     def quick(cls) -> "StudyConfig":
-        return cls(pool_size=1 << 13, batch_size=128, epochs=9, steps_per_epoch=40,
+        return cls(pool_size=1 << 13, batch_size=128, epochs=6, steps_per_epoch=40,
                    test_per_band=64, test_uniform=1024, active_levels=(15, 7),
-                   label_budget=64)
+                   label_budget=64, lr_schedules=("cosine",),
+                   zeroproofml_schedules=("cosine",))
 
     @property
     def steps(self) -> int:
@@ -488,12 +489,12 @@ def study_command(argv=None) -> str:
                     "per |Q| band, pole distance and sampler cost (writes study.json and "
                     "study.png).")
     parser.add_argument("--quick", action="store_true",
-                        help="small budget (360 steps per run, 2 seeds), a smoke test, "
-                             "instead of the full run")
+                        help="small budget (240 steps per run, 2 seeds, cosine LR), a "
+                             "smoke test, instead of the full run")
     parser.add_argument("--seeds", type=_positive_int, default=None,
                         help="seeds per arm (5; 2 with --quick)")
     parser.add_argument("--lr-schedule", choices=("constant", "cosine", "both"), default=None,
-                        help="learning-rate schedules to run (both)")
+                        help="learning-rate schedules to run (both; cosine with --quick)")
     parser.add_argument("--targets", default=None,
                         help=f"comma-separated targets (default: all of {', '.join(targets())})")
     parser.add_argument("--out", default="runs/study", help="output folder (runs/study)")

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..bands import DEFAULT_EDGES
 
-__all__ = ["BANDS", "TEST_RANGES", "summarise", "plot_study", "table"]
+__all__ = ["BANDS", "TEST_RANGES", "summarise", "plot_study", "table", "markdown_tables"]
 
 BANDS = tuple(f"B{b}" for b in range(len(DEFAULT_EDGES) + 1))
 #: |Q| range of the test points of B0..B3 (log-uniform inside); B4 is |Q| > 1e-2.
@@ -133,3 +133,37 @@ def plot_study(report: dict):
     handles, legend = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, legend, loc="outside lower center", ncol=len(legend), fontsize=8)
     return fig
+
+
+def _md(stat: dict, digits: int = 2) -> str:
+    if stat is None or stat["mean"] is None:
+        return "-"
+    return f"{stat['mean']:.{digits}e} ± {stat['std']:.1e}"
+
+
+def markdown_tables(report: dict) -> str:
+    """docs/training_study.md's full tables from a study.json dict: per target and LR
+    schedule, median |relative error| per band B0..B4, pole distance, uniform-test MSE, sampler share of the training time, runs with a
+    spurious pole (any epoch / at the end; 1-D) and new labels per run."""
+    seeds = report["config"]["seeds"]
+    out = []
+    for name, res in report["targets"].items():
+        for schedule in report["config"]["lr_schedules"]:
+            rows = [(m, blk["schedules"][schedule]) for m, blk in res["methods"].items()
+                    if schedule in blk["schedules"]]
+            if not rows:
+                continue
+            out += [f"#### {name}, {schedule} LR (mean ± std over {seeds} seeds)", "",
+                    "| arm | B0 | B1 | B2 | B3 | B4 | pole distance | uniform-test MSE | "
+                    "sampler share | spurious (any / end) | new labels |",
+                    "|---|---|---|---|---|---|---|---|---|---|---|"]
+            for method, m in rows:
+                sp = m.get("spurious")
+                cells = [_md(m["band_median_rel_err"][b]) for b in BANDS]
+                cells += [_md(m["pole_distance"]), _md(m["overall_mse"], 1),
+                          f"{m['sampler_share']['mean']:.3f}",
+                          f"{sp['runs_with_any']} / {sp['runs_at_end']}" if sp else "-",
+                          f"{m['n_new']['mean']:.0f}"]
+                out.append(f"| {method} | " + " | ".join(cells) + " |")
+            out.append("")
+    return "\n".join(out)
