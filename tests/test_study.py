@@ -238,3 +238,28 @@ def test_study_config_is_validated():
             dataclasses.replace(StudyConfig.quick(), **bad).validate()
     with pytest.raises(TypeError, match="config"):
         run_study(seeds=1, progress=False, config={"epochs": 1})
+
+
+def test_model_driven_arms_rank_by_the_training_loss():
+    """The sampler's loss_fn is the loss being trained: the linearized loss by default,
+    (P/Q - y)^2 with loss="mse", zeroproofml's implicit loss for its models."""
+    from zp_ref.apps.study_arms import _sample_loss
+    from zp_ref.apps.study_model import RationalModel
+    m = RationalModel(1, 3, 3, seed=0)
+    x = torch.linspace(-1.0, 1.0, 5, dtype=torch.float64)[:, None]
+    y = torch.tensor([1.0, -2.0, 0.5, 3.0, 1.0], dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.equal(_sample_loss(m, tiny_config())(x, y), m.sample_loss(x, y))
+        assert torch.equal(_sample_loss(m, tiny_config(loss="mse"))(x, y), (m(x) - y) ** 2)
+    from zp_ref.apps import study_zeroproofml
+    if study_zeroproofml.available():
+        z = study_zeroproofml.build_model(1, seed=0)
+        with torch.no_grad():
+            p, q = z(x)
+            want = (p[:, 0] - q[:, 0] * y) ** 2 / (q[:, 0] ** 2 + p[:, 0] ** 2 * y ** 2 + 1e-9)
+            torch.testing.assert_close(_sample_loss(z, tiny_config(loss="mse"))(x, y), want,
+                                       rtol=1e-15, atol=0)
+            from zeroproofml.losses import implicit_loss
+            torch.testing.assert_close(want.mean(), implicit_loss(p, q, y[:, None],
+                                                                  torch.ones_like(p)),
+                                       rtol=1e-12, atol=0)

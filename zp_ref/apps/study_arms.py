@@ -154,7 +154,7 @@ class ModelDrivenSource(_Timed):
         grow = method in ("model_driven_grow", "oracle_grow")
         self.sampler = ModelDrivenSampler(
             torch.from_numpy(x), cfg.batch_size, cfg.steps_per_epoch, q_fn=q_fn,
-            y_pool=torch.from_numpy(y), loss_fn=model.sample_loss,
+            y_pool=torch.from_numpy(y), loss_fn=_sample_loss(model, cfg),
             y_fn=_y_fn(target) if grow else None, config=self.config, seed=seed)
 
     def pool(self):
@@ -207,6 +207,14 @@ class UniformGrowSource(_Timed):
 
     def epoch_batches(self, epoch):
         return self._timed(self._draw, epoch)
+
+
+def _sample_loss(model, cfg):
+    """The per-point training loss of ``model`` (the sampler's ``loss_fn``): the study
+    model's ``cfg.loss`` ((P/Q - y)^2 for "mse"), else the model's own."""
+    if cfg.loss == "mse" and hasattr(model, "from_features"):
+        return lambda x, y: (model.predict(x) - y) ** 2
+    return model.sample_loss
 
 
 def _true_q_fn(target):
