@@ -68,9 +68,21 @@ class DrawTable:
         self._ends, self.total, _, self._last_positive = prefix_ends_device(self._w_dev, w)
 
     def sample(self, n, *, seed) -> np.ndarray:
-        """``n`` indices drawn with probability proportional to the weights: int64 (n,),
-        equal to ``sample_indices(weights, n, seed=seed)`` (an int64 tensor on the
-        weights' device when the table was built from a tensor)."""
+        """``n`` indices drawn with probability proportional to the weights.
+
+        Parameters
+        ----------
+        n : int
+            Number of draws, >= 0.
+        seed : int
+            Seed in [0, 2**64).
+
+        Returns
+        -------
+        numpy.ndarray
+            int64, shape (n,), equal to ``sample_indices(weights, n, seed=seed)`` (an int64
+            tensor on the weights' device when the table was built from a tensor).
+        """
         idx = self._sample(n, seed)
         return idx if self._ref is None else index_like(idx, self._ref)
 

@@ -45,7 +45,17 @@ class Polynomial:
     # ------------------------------------------------------------ construction
     @classmethod
     def from_roots(cls, roots) -> "Polynomial":
-        """The monic 1-D polynomial prod_i (x - roots[i]) (multiplied out in order)."""
+        """The monic 1-D polynomial prod_i (x - roots[i]) (multiplied out in order).
+
+        Parameters
+        ----------
+        roots : array_like, shape (k,)
+            Finite roots (may be empty: the constant 1).
+
+        Returns
+        -------
+        Polynomial
+        """
         r = as_float_array(roots, "roots", ndim=1, finite=True, allow_empty=True)
         c = np.array([1.0])
         for root in r:
@@ -59,8 +69,18 @@ class Polynomial:
     def from_terms(cls, exponents, coeffs) -> "Polynomial":
         """Sparse polynomial in d = exponents.shape[1] variables.
 
-        exponents: non-negative integers (k, d), rows unique; coeffs: finite (k,).
         With d == 1 the result is the equivalent dense 1-D polynomial.
+
+        Parameters
+        ----------
+        exponents : array_like of int, shape (k, d)
+            Non-negative, rows unique.
+        coeffs : array_like, shape (k,)
+            Finite coefficients.
+
+        Returns
+        -------
+        Polynomial
         """
         e = np.asarray(exponents)
         if e.dtype.kind not in "iu":
@@ -136,9 +156,19 @@ class Polynomial:
         return self.evaluate(x)
 
     def evaluate(self, x, *, backend="auto"):
-        """Q at the points ``x``: (n,) or (n, 1) in 1-D, (n, dim) otherwise -> float64 (n,).
+        """Q at the points ``x``.
 
-        A scalar is accepted in 1-D and gives a float.
+        Parameters
+        ----------
+        x : float or array_like, shape (n,) or (n, 1) in 1-D, (n, dim) otherwise
+            A scalar is accepted in 1-D and gives a float.
+        backend : {"auto", "numpy", "cpu", "cuda"}, default "auto"
+            Where it runs; every backend returns the same values.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64, shape (n,).
         """
         scalar = self.dim == 1 and isinstance(x, (numbers.Real, np.number))
         pts = points_array(np.atleast_1d(x) if scalar else x, self.dim, "x")
@@ -171,7 +201,19 @@ class Rational:
         return self.evaluate(x)
 
     def evaluate(self, x, *, backend="auto"):
-        """P(x) / Q(x) (IEEE division: +-inf or nan where Q(x) = 0)."""
+        """P(x) / Q(x) (IEEE division: +-inf or nan where Q(x) = 0).
+
+        Parameters
+        ----------
+        x : float or array_like, shape (n,) or (n, 1) in 1-D, (n, dim) otherwise
+        backend : {"auto", "numpy", "cpu", "cuda"}, default "auto"
+            Where it runs; every backend returns the same values.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64, shape (n,).
+        """
         num = self.p.evaluate(x, backend=backend)
         den = self.q.evaluate(x, backend=backend)
         with np.errstate(divide="ignore", invalid="ignore"):

@@ -396,7 +396,17 @@ class ImportanceSampler:
 
     # -- weights and draws --------------------------------------------------------------
     def compute_weights(self, q_values) -> np.ndarray:
-        """Normalised importance weights of the pool, float64 (N,)."""
+        """Normalised importance weights of the pool.
+
+        Parameters
+        ----------
+        q_values : array_like or torch.Tensor, shape (N,) or (N, 1)
+
+        Returns
+        -------
+        numpy.ndarray
+            float64, shape (N,), summing to 1.
+        """
         from .weighting import importance_weights
         return importance_weights(q_values, **self.config.weight_kwargs(), backend=self.backend)
 
@@ -415,7 +425,21 @@ class ImportanceSampler:
 
     @pool_io
     def sample_batch(self, x_pool, q_pool, batch_size):
-        """(x_pool[idx], idx) for ``batch_size`` importance draws with replacement."""
+        """``batch_size`` importance draws with replacement (the next call's seed).
+
+        Parameters
+        ----------
+        x_pool : array_like, shape (N, ...)
+        q_pool : array_like, shape (N,) or (N, 1)
+        batch_size : int
+
+        Returns
+        -------
+        x : array_like, shape (batch_size, ...)
+            ``x_pool[idx]``.
+        idx : numpy.ndarray
+            int64, shape (batch_size,).
+        """
         with self._lock:
             q, batch_size = self._check_pool(x_pool, q_pool, batch_size)
             w = self._pool_weights(q)
@@ -427,8 +451,23 @@ class ImportanceSampler:
 
     @pool_io
     def hybrid_sample(self, x_pool, q_pool, batch_size):
-        """(x_pool[idx], idx): importance and uniform draws mixed by importance_batch_ratio.
-        ``last_likelihood_ratios`` holds the matching 1 / (N * m_i)."""
+        """Importance and uniform draws mixed by ``importance_batch_ratio``.
+
+        ``last_likelihood_ratios`` holds the matching ``1 / (N * m_i)``.
+
+        Parameters
+        ----------
+        x_pool : array_like, shape (N, ...)
+        q_pool : array_like, shape (N,) or (N, 1)
+        batch_size : int
+
+        Returns
+        -------
+        x : array_like, shape (batch_size, ...)
+            ``x_pool[idx]``.
+        idx : numpy.ndarray
+            int64, shape (batch_size,).
+        """
         with self._lock:
             q, batch_size = self._check_pool(x_pool, q_pool, batch_size)
             w = self._pool_weights(q)

@@ -187,10 +187,22 @@ class ActiveSampler:
             self._running = None
 
     def refine(self, max_rounds=None) -> "ActiveSampler":
-        """Run rounds (ask / evaluate / tell) until no leaf is flagged and splittable (or
-        ``max_rounds``); returns the sampler. A round opened by :meth:`ask` is finished
-        first. With ``criterion="interval"``, warns once (:class:`EnclosureOverflowWarning`)
-        when it stops with flagged leaves whose enclosure overflowed."""
+        """Run rounds (ask / evaluate / tell) until no leaf is flagged and splittable.
+
+        A round opened by :meth:`ask` is finished first. With ``criterion="interval"``, warns
+        once (:class:`EnclosureOverflowWarning`) when it stops with flagged leaves whose
+        enclosure overflowed.
+
+        Parameters
+        ----------
+        max_rounds : int or None, default None
+            Stop after this many rounds (None: no limit).
+
+        Returns
+        -------
+        ActiveSampler
+            The sampler itself.
+        """
         if max_rounds is not None:
             max_rounds = check_count(max_rounds, "max_rounds")
         if self._qspec.kind == "none":
@@ -307,9 +319,15 @@ class ActiveSampler:
         return tree.value[order]
 
     def pole_estimates(self) -> tuple:
-        """(centres, half_widths), both (m, d): the flagged leaves (criterion holds, not
-        split further because of max_refinement_level, the cap or rounding); in 1-D runs
-        of adjacent flagged leaves are merged into one interval."""
+        """The flagged leaves: criterion holds, not split further because of
+        max_refinement_level, the cap or rounding; in 1-D runs of adjacent flagged leaves are
+        merged into one interval.
+
+        Returns
+        -------
+        centres, half_widths : numpy.ndarray
+            float64, shape (m, d) each.
+        """
         lat = self._lat
         tree, ids = self._leaf_order()
         ids = ids[tree.flag[ids]]
@@ -326,10 +344,22 @@ class ActiveSampler:
         """Draw ``n`` points: a leaf with ``sample_indices`` on the leaf masses (seed
         ``seed``), then coordinate a of point i = lo + (hi - lo) * u(seed, 5, i*d + a).
 
-        Leaf masses: "volume" (uniform over the box), "leaf" (every leaf equal), or
-        "importance" (volume times ``importance_weights(q_center)`` with its defaults).
-        Returns x (n, d), and the leaf index per point (into :meth:`leaves`) with
-        ``return_leaf=True``.
+        Parameters
+        ----------
+        n : int
+        seed : int
+        weighting : {"volume", "leaf", "importance"}, default "volume"
+            Leaf masses: uniform over the box, every leaf equal, or volume times
+            ``importance_weights(q_center)`` with its defaults.
+        return_leaf : bool, default False
+            Also return the leaf index per point (into :meth:`leaves`).
+
+        Returns
+        -------
+        x : numpy.ndarray
+            float64, shape (n, d).
+        leaf : numpy.ndarray
+            int64, shape (n,); only with ``return_leaf=True``.
         """
         from ..rng import STREAMS, uniforms
         from ..sampling import sample_indices
