@@ -332,13 +332,20 @@ def _check_band_total(w, band, weight_power, min_q_abs, max_weight) -> None:
         total = w.sum()
     if math.isfinite(total):
         return
+    raise band_overflow_error(band, w.size, weight_power, min_q_abs, max_weight) from None
+
+
+def band_overflow_error(band: int, members: int, weight_power, min_q_abs,
+                        max_weight) -> ValueError:
+    """The ValueError for band ``band`` (``members`` entries) whose importance weights
+    sum to inf, naming the settings that made them (in memory and over Dask alike)."""
     cap = "None (no cap)" if max_weight == sys.float_info.max else f"{max_weight:g}"
-    raise ValueError(
-        f"the importance weights of band {band} ({w.size} members) sum beyond float64: "
+    return ValueError(
+        f"the importance weights of band {band} ({members} members) sum beyond float64: "
         f"each is min(max(|q|, min_q_abs={min_q_abs:g}) ** -weight_power={weight_power:g}, "
         f"max_weight={cap}); lower weight_power, raise min_q_abs or set max_weight (e.g. "
         f"100, importance_weights' default). A BandCurriculum sets only weight_power: "
-        f"lower it, or build it with within='uniform'") from None
+        f"lower it, or build it with within='uniform'")
 
 
 def _group_by_band(bands: np.ndarray, n_bands: int, backend: str):

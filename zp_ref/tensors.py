@@ -205,7 +205,15 @@ def convert_result(result, ref, returns):
 def host_pool(x_pool, name: str = "x_pool"):
     """A NumPy pool that a tensor batch can be made from: native byte order (a
     big-endian array is converted), real or bool values; TypeError naming ``name``
-    otherwise. Other pools are returned as is."""
+    otherwise. A list or tuple pool becomes an array first; other pools are returned
+    as is."""
+    if isinstance(x_pool, (list, tuple)):
+        try:
+            x_pool = np.asarray(x_pool)
+        except (ValueError, TypeError) as exc:        # ragged or mixed rows
+            raise TypeError(f"{name} must be an array-like of equal-length real rows to "
+                            f"give a tensor batch, got a {type(x_pool).__name__} NumPy "
+                            f"cannot make an array of ({exc})") from None
     if not isinstance(x_pool, np.ndarray):
         return x_pool
     if x_pool.dtype.kind not in "biuf":

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backends import resolve_backend
-from ..bands import DEFAULT_EDGES, allocate_draws, check_stratified_args
+from ..bands import DEFAULT_EDGES, allocate_draws, band_overflow_error, check_stratified_args
 from ..checks import check_backend
 from ..kernels.cpu_band_stream import (band_block_pieces, band_counts_stream, member_positions,
                                        resolve_band_blocks, same_weights_everywhere,
@@ -188,6 +188,8 @@ def _plan_weighted_bands(q, starts, rank0, per_chunk, members, alloc, live, seed
     draws, weighted = {}, [dict() for _ in range(n_chunks)]
     for b in live:
         blocks = Blocks({c: p[b][0] for c, p in pieces.items() if b in p}, int(members[b]))
+        if not np.isfinite(blocks.total):                     # the in-memory message
+            raise band_overflow_error(b, int(members[b]), *weight_config)
         check_total(blocks.total)
         key = key_of(derive_seed(seed, b), STREAMS["importance"])
         # u * total rounded up to the total: the band's last nonzero weight
