@@ -94,9 +94,11 @@ def test_ci_pass_2_installs_every_extra_and_runs_every_test():
     installs = " ".join(line for line in after if "pip install" in line)
     assert "torch==2.13.0" in installs
     extras = re.search(r'-e "\.\[([\w,]+)\]"', installs).group(1).split(",")
-    used = {"test", "dask", "zarr", "zeroproofml", "lightning", "tensorboard"}
+    used = {"test", "dask", "zarr", "zeroproofml", "lightning", "tensorboard", "docs"}
     assert used <= set(extras) <= set(project["project"]["optional-dependencies"])
     assert "adaptive" in installs.split()
+    build = [line for line in after if line.startswith("python -m sphinx")]
+    assert build and build[0].startswith("python -m sphinx -W --keep-going -b html docs ")
 
 
 def test_readme_quadtree_caption_states_the_counts_of_its_command():
