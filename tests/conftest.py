@@ -23,6 +23,7 @@ import pytest  # noqa: E402
 SLOW_TESTS = (
     # CUDA-simulator runs of whole refinement trees and large draws (numpy/cpu stay fast)
     "tests/test_gpu_refinement.py::test_capped_selection_by_radix_sort_matches_the_oracle",  # 60 s
+    "tests/test_gpu_refinement.py::test_cuda_sphere_trees_are_the_oracles_*",               # 190 s
     "tests/test_gpu_refinement.py::test_syncs_per_round_are_the_same_constant_*",           # 22 s
     "tests/test_gpu_refinement.py::test_a_failing_callable_in_a_capped_round_*",            # 14 s
     "tests/test_gpu_refinement.py::test_capped_rounds_select_on_the_device_*",              # 11 s

@@ -164,3 +164,67 @@ def test_a_failing_callable_in_a_capped_round_leaves_the_tree_as_before():
     same_leaves(s, sampler("bivariate_deg6_2d", "numpy", **kw).refine(max_rounds=2))
     s.refine()
     same_leaves(s, sampler("bivariate_deg6_2d", "numpy", **kw).refine())
+
+
+def sphere_sampler(d, backend, cap, level):
+    """|x|^2 = 0.5 in d dimensions, small enough for the simulator (one level-0 cell from
+    4-D on)."""
+    from zp_ref import Polynomial
+    e = np.vstack([2 * np.eye(d, dtype=np.int64), np.zeros((1, d), np.int64)])
+    q = Polynomial.from_terms(e, np.r_[np.ones(d), -0.5])
+    config = ActiveSamplerConfig(initial_grid_size=2 if d <= 3 else 1, grid_bounds=(-1.0, 1.0),
+                                 max_refinement_level=level, criterion="sign",
+                                 max_grid_points=cap)
+    return ActiveSampler(config, q=q, input_dim=d, backend=backend)
+
+
+#: (d, levels of the uncapped tree, levels and cap of the capped one): the cap binds in a
+#: round whose walk reaches part of its candidates (in 6-D 19 of 64 cells, one chunk each).
+SPHERES = [(1, 3, 3, 12), (2, 3, 3, 90), (3, 3, 3, 700), (4, 2, 2, 500), (5, 1, 2, 2500),
+           (6, 1, 2, 2000)]
+
+
+@pytest.mark.parametrize("d, level, capped_level, cap", SPHERES)
+def test_cuda_sphere_trees_are_the_oracles_capped_and_uncapped_in_1_to_6_d(d, level,
+                                                                           capped_level, cap):
+    for lv, max_points in ((level, 10 ** 6), (capped_level, cap)):
+        ref = sphere_sampler(d, "numpy", max_points, lv).refine()
+        capped = ref.get_statistics()["capped_rounds"]
+        assert capped > 0 if max_points == cap else capped == 0
+        assert ref.refinement_history[0]["n_refined"] > 0
+        same_leaves(sphere_sampler(d, "cuda", max_points, lv).refine(), ref)
+
+
+@pytest.mark.parametrize("d, cap", [(2, 90), (6, 2000)])
+def test_capped_selection_scratch_stays_under_the_stated_bound(monkeypatch, d, cap):
+    """Every device array allocated while the capped selection runs adds up to at most
+    gpu_cap.selection_scratch_bytes(max_grid_points): bounded by the cap, not by
+    candidates x 3**d (in 6-D the old face-key arrays alone would pass the bound)."""
+    from numba import cuda
+
+    from zp_ref.kernels import gpu_cap
+    from zp_ref.kernels.gpu_refinement import SCAN_THREADS
+    from zp_ref.refinement.cuda import CudaEngine
+    allocated, selections = [], []
+    device_array = cuda.device_array
+
+    def counting_device_array(shape, dtype=np.float64, *a, **kw):
+        arr = device_array(shape, dtype, *a, **kw)
+        if allocated:
+            allocated[-1] += arr.nbytes
+        return arr
+    select = CudaEngine._select_under_cap
+
+    def counting_select(self, d_cand, n):
+        allocated.append(0)
+        selections.append(n)
+        return select(self, d_cand, n)
+    monkeypatch.setattr(cuda, "device_array", counting_device_array)
+    monkeypatch.setattr(CudaEngine, "_select_under_cap", counting_select)
+    s = sphere_sampler(d, "cuda", cap, 3 if d <= 3 else 2).refine()
+    assert s.get_statistics()["capped_rounds"] > 0 and len(allocated) > 0
+    bound = gpu_cap.selection_scratch_bytes(cap, SCAN_THREADS)
+    assert max(allocated) <= bound, (allocated, bound)
+    old_face_arrays = 8 * 4 * max(selections) * (3 ** d - 2 ** d - 1)
+    if d == 6:
+        assert old_face_arrays > bound

@@ -16,10 +16,36 @@ is the longest prefix of the order whose charges fit in the room left.
 import numpy as np
 from numba import cuda
 
+from .common import cuda_simulated
 from .gpu_refinement import EMPTY, _claim, _home
 
 #: Most candidates ranked by counting (n**2 comparisons); more go through the radix sort.
 RANK_MAX = 1 << 13
+#: Face points per chunk of the capped walk: >= 3**6, so one cell's face points always fit
+#: in a chunk (small under the simulator, so that the tests walk several chunks).
+CAP_BATCH_KEYS = 1024 if cuda_simulated() else 1 << 20
+#: int64 arrays of one entry per candidate the selection may allocate (urgency fields,
+#: order and its radix scratch, the selected nodes).
+PER_CANDIDATE_ARRAYS = 9
+
+
+def table_slots(n_keys: int) -> int:
+    """Slots of a device hash table for ``n_keys`` keys: a power of two > 2 * n_keys (>= 16)."""
+    return 1 << max(4, int(2 * max(n_keys, 1) - 1).bit_length())
+
+
+def selection_scratch_bytes(max_points: int, scan_threads: int) -> int:
+    """Upper bound of the device memory the capped selection allocates, whatever d is.
+    With P = max_points (candidates <= leaves <= points <= P), B = CAP_BATCH_KEYS and S
+    the scan's block width: ``PER_CANDIDATE_ARRAYS`` int64 arrays over the candidates
+    (72 P), the scan's block totals and offsets (at most twice each, 32 (max(P, B) //
+    (S - 1) + 64)), the scratch table of keys and ranks (16 B a slot, < 4 (P + B)
+    slots: 64 (P + B)), one chunk's slots, charges and their scan (24 B), and the walk's
+    three counters: about 138 bytes per point of the cap plus 88 bytes per key of a
+    chunk."""
+    p, b = int(max_points), CAP_BATCH_KEYS
+    scan = 32 * (max(p, b) // (scan_threads - 1) + 64)
+    return 8 * PER_CANDIDATE_ARRAYS * p + scan + 64 * (p + b) + 24 * b + 24
 
 
 @cuda.jit
@@ -108,45 +134,62 @@ def _contains(tkeys, key, shift):
 
 
 @cuda.jit
-def _face_ranks(n, order, cand, lo, level, strides, L, offsets, face_pos, tkeys, shift,
-                rkeys, rshift, rank, fresh, rslot):
-    """Thread j = r * F + f: face point f of the rank-r cell; ``fresh`` when it is no
-    tree point; its scratch slot, whose ``rank`` becomes the lowest claiming rank."""
+def _claim_fresh_faces(r0, m, order, cand, lo, level, strides, L, offsets, face_pos, tkeys,
+                       shift, rkeys, rshift, rank, rslot, state):
+    """Thread j = t * F + f of a chunk of m ranks from r0: face point f of the rank-(r0 + t)
+    cell. A tree point gets ``rslot[j] = -1``; a fresh one is claimed in the scratch
+    table, whose ``rank`` becomes the lowest claiming rank. Nothing once the walk is
+    over (``state[1]``)."""
     j = cuda.grid(1)
     n_face = face_pos.size
-    if j < n * n_face:
-        r, f = j // n_face, j % n_face
-        i = cand[order[r]]
-        half = np.int64(1) << (L - level[i])
-        key = 0
-        for a in range(lo.shape[1]):
-            key += (lo[i, a] + offsets[face_pos[f], a] * half) * strides[a]
-        fresh[j] = 0 if _contains(tkeys, key, shift) else 1
-        h, _ = _claim(rkeys, key, rshift)
-        cuda.atomic.min(rank, h, r)
-        rslot[j] = h
+    if j >= m * n_face or state[1] != 0:
+        return
+    r = r0 + j // n_face
+    f = j % n_face
+    i = cand[order[r]]
+    half = np.int64(1) << (L - level[i])
+    key = 0
+    for a in range(lo.shape[1]):
+        key += (lo[i, a] + offsets[face_pos[f], a] * half) * strides[a]
+    if _contains(tkeys, key, shift):
+        rslot[j] = -1
+        return
+    h, _ = _claim(rkeys, key, rshift)
+    cuda.atomic.min(rank, h, r)
+    rslot[j] = h
 
 
 @cuda.jit
-def _charges(n, n_face, n_centres, fresh, rslot, rank, charge):
-    """charge[r] = 2**d + the fresh face points whose lowest claiming rank is r."""
-    r = cuda.grid(1)
-    if r < n:
-        c = n_centres
-        for f in range(n_face):
-            j = r * n_face + f
-            if fresh[j] != 0 and rank[rslot[j]] == r:
-                c += 1
-        charge[r] = c
+def _chunk_charges(r0, m, n_face, n_centres, rslot, rank, charge, state):
+    """charge[t] = 2**d + the fresh face points whose lowest claiming rank is r0 + t."""
+    t = cuda.grid(1)
+    if t >= m or state[1] != 0:
+        return
+    c = n_centres
+    for f in range(n_face):
+        h = rslot[t * n_face + f]
+        if h >= 0 and rank[h] == r0 + t:
+            c += 1
+    charge[t] = c
 
 
 @cuda.jit
-def _count_fitting(n, charge, before, room, out):
-    """out[0] += 1 for every rank whose cumulative charge (before + own) fits in room
-    (a prefix, as charges are positive)."""
-    r = cuda.grid(1)
-    if r < n and before[r] + charge[r] <= room:
-        cuda.atomic.add(out, 0, 1)
+def _chunk_fits(m, charge, before, room, state):
+    """state[2] += 1 for every rank of the chunk whose cumulative charge (the walk's total
+    before the chunk, state[0], + before + own) fits in room (a prefix: charges > 0)."""
+    t = cuda.grid(1)
+    if t < m and state[1] == 0 and state[0] + before[t] + charge[t] <= room:
+        cuda.atomic.add(state, 2, 1)
+
+
+@cuda.jit
+def _chunk_close(m, charge, before, room, state):
+    """Add the chunk's charges to the walk's total state[0]; past room, the walk is over
+    (state[1] = 1) and later chunks do nothing."""
+    if cuda.grid(1) == 0 and state[1] == 0:
+        state[0] += before[m - 1] + charge[m - 1]
+        if state[0] > room:
+            state[1] = 1
 
 
 @cuda.jit

@@ -22,8 +22,9 @@ from numba import cuda
 
 from ..kernels import gpu_cap
 from ..kernels.common import CRIT_INTERVAL
-from ..kernels.gpu_cap import (_bit_is_zero, _charges, _count_fitting, _face_ranks, _gather,
-                               _iota, _rank_by_count, _split_scatter, _urgency_fields)
+from ..kernels.gpu_cap import (_bit_is_zero, _chunk_charges, _chunk_close, _chunk_fits,
+                               _claim_fresh_faces, _gather, _iota, _rank_by_count,
+                               _split_scatter, _urgency_fields)
 from ..kernels.gpu_launch import one_per_item_shape
 from ..kernels.gpu_poly import MAX_AXIS_DEGREE, check_supported
 from ..kernels.gpu_refinement import (EMPTY, MAX_TAYLOR, _candidate_flags, _cell_flags, _compact,
@@ -81,6 +82,15 @@ class CudaEngine:
             buf = self._buffers[name] = cuda.device_array(max(size, 1, 2 * (0 if buf is None
                                                                           else buf.shape[0])),
                                                           dtype)
+        return buf[:max(size, 1)]
+
+    def _exact_buffer(self, name: str, size: int, dtype=np.int64):
+        """As ``_buffer``, but grown to exactly ``size`` (the capped selection's scratch,
+        bounded by ``gpu_cap.selection_scratch_bytes``)."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape[0] < size or buf.dtype != dtype:
+            self._buffers.pop(name, None)
+            buf = self._buffers[name] = cuda.device_array(max(size, 1), dtype)
         return buf[:max(size, 1)]
 
     # -- host <-> device
@@ -242,7 +252,8 @@ class CudaEngine:
         if n_sel == 0:
             return PendingRound(n, 0, self.n_points, 0, None, round_info(
                 n_cand, 0, capped, 0, self.n_points, self.n_leaves))
-        self._reserve(n_sel * nc, n_sel * (n_face + nc), n_sel * n_face)
+        room = lat.max_points - self.n_points     # the selection keeps new points in it
+        self._reserve(n_sel * nc, min(n_sel * (n_face + nc), room), min(n_sel * n_face, room))
         c0, p0 = self.n, self.n_points
         n_sf = n_sel * n_face
         slot = self._buffer("slot", n_sf)
@@ -277,42 +288,52 @@ class CudaEngine:
     def _select_under_cap(self, d_cand, n: int) -> tuple:
         """The oracle's ``select_under_cap`` on the device (kernels of
         :mod:`zp_ref.kernels.gpu_cap`): the candidates ``d_cand`` (n,) in urgency order and
-        the length of the prefix that fits; one read (that length)."""
+        the length of the prefix that fits; one read (that length). Only the first
+        room // 2**d + 1 ranks can fit; they are walked in chunks of at most
+        ``gpu_cap.CAP_BATCH_KEYS`` face points, so the scratch stays within
+        ``gpu_cap.selection_scratch_bytes(max_grid_points)`` whatever d is."""
         lat, nd, tab = self.lat, self.d_nodes, self.lat.tables
-        buf, shape = self._buffer, one_per_item_shape(n)
+        buf = self._exact_buffer
+        shape = one_per_item_shape(n)
         sign_bit, lvl, key = buf("u_sign", n), buf("u_level", n), buf("u_key", n)
         min_abs = buf("u_min_abs", n, np.float64)
         _urgency_fields[shape](n, d_cand, nd["corner"], nd["centre"], self.d_value, nd["lo"],
                                nd["level"], self.c_geom[0], sign_bit, min_abs, lvl, key)
         order = self._urgency_order(n, sign_bit, min_abs, lvl, key)
         n_face, nc = tab["face_pos"].size, 2 ** lat.d
-        charge, before = buf("u_charge", n), buf("u_before", n)
-        if n_face:
-            n_sf = n * n_face
-            cap = 1 << max(4, int(2 * n_sf - 1).bit_length())
-            rkeys, rank = buf("u_rkeys", cap), buf("u_rank", cap)
-            _fill[one_per_item_shape(cap)](rkeys, cap, EMPTY)
-            _fill[one_per_item_shape(cap)](rank, cap, n)
-            fresh, rslot = buf("u_fresh", n_sf), buf("u_rslot", n_sf)
-            _face_ranks[one_per_item_shape(n_sf)](
-                n, order, d_cand, nd["lo"], nd["level"], self.c_geom[0], lat.L,
-                self.c_tab["offsets"], self.c_tab["face_pos"], self.d_tkeys, self.shift, rkeys,
-                31 - (cap.bit_length() - 1), rank, fresh, rslot)
-            _charges[shape](n, n_face, nc, fresh, rslot, rank, charge)
-        else:
-            _fill[shape](charge, n, nc)
-        exclusive_scan(charge, n, before, buf)
-        fits = buf("u_fits", 1)
-        _fill[1, 1](fits, 1, 0)
-        _count_fitting[shape](n, charge, before, lat.max_points - self.n_points, fits)
+        room = lat.max_points - self.n_points
+        n_walk = min(n, room // nc + 1)
+        chunk = max(1, gpu_cap.CAP_BATCH_KEYS // max(n_face, 1))
+        slots = gpu_cap.table_slots(room + min(chunk, n_walk) * n_face)
+        rkeys, rank = buf("u_rkeys", slots), buf("u_rank", slots)
+        _fill[one_per_item_shape(slots)](rkeys, slots, EMPTY)
+        _fill[one_per_item_shape(slots)](rank, slots, n)
+        m_max = min(chunk, n_walk)
+        rslot = buf("u_rslot", m_max * n_face)
+        charge, before = buf("u_charge", m_max), buf("u_before", m_max)
+        state = buf("u_state", 3)           # walk's total charge, walk over, ranks that fit
+        _fill[1, 3](state, 3, 0)
+        rshift = 31 - (slots.bit_length() - 1)
+        for r0 in range(0, n_walk, chunk):
+            m = min(chunk, n_walk - r0)
+            if n_face:
+                _claim_fresh_faces[one_per_item_shape(m * n_face)](
+                    r0, m, order, d_cand, nd["lo"], nd["level"], self.c_geom[0], lat.L,
+                    self.c_tab["offsets"], self.c_tab["face_pos"], self.d_tkeys, self.shift,
+                    rkeys, rshift, rank, rslot, state)
+            part = one_per_item_shape(m)
+            _chunk_charges[part](r0, m, n_face, nc, rslot, rank, charge, state)
+            exclusive_scan(charge, m, before, buf)
+            _chunk_fits[part](m, charge, before, room, state)
+            _chunk_close[1, 1](m, charge, before, room, state)
         sel = buf("u_sel", n)
         _gather[shape](n, order, d_cand, sel)
-        return sel, int(self._to_host(fits)[0])
+        return sel, int(self._to_host(state[2:3])[0])
 
     def _urgency_order(self, n: int, sign_bit, min_abs, lvl, key):
         """Candidate positions (n,) most urgent first: ranked by counting up to
         ``gpu_cap.RANK_MAX`` candidates, else radix-sorted one bit per pass."""
-        buf, shape = self._buffer, one_per_item_shape(n)
+        buf, shape = self._exact_buffer, one_per_item_shape(n)
         order, spare = buf("u_order", n), buf("u_spare", n)
         if n <= gpu_cap.RANK_MAX:
             _rank_by_count[shape](n, sign_bit, min_abs, lvl, key, order)
