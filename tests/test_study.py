@@ -201,7 +201,7 @@ def test_study_smoke_schema_determinism_and_resume(tmp_path):
         assert grow["model_driven"]["schedules"]["cosine"]["n_new"]["mean"] == 0
     tables = markdown_tables(report)
     for name in ("spurious_1d", "rational_2d"):
-        assert f"#### {name}, cosine LR (mean ± std over 2 seeds)" in tables
+        assert f"### {name}, cosine LR (mean ± std over 2 seeds)" in tables
     assert tables.count("\n| uniform | ") == 4        # cosine and constant, both targets
     # every draw is seeded: the same settings give the same numbers; resume reuses runs
     again = run_study(quick=True, seeds=2, out=tmp_path, progress=False, config=cfg,

@@ -153,7 +153,7 @@ def markdown_tables(report: dict) -> str:
                     if schedule in blk["schedules"]]
             if not rows:
                 continue
-            out += [f"#### {name}, {schedule} LR (mean ± std over {seeds} seeds)", "",
+            out += [f"### {name}, {schedule} LR (mean ± std over {seeds} seeds)", "",
                     "| arm | B0 | B1 | B2 | B3 | B4 | pole distance | uniform-test MSE | "
                     "sampler share | spurious (any / end) | new labels |",
                     "|---|---|---|---|---|---|---|---|---|---|---|"]
