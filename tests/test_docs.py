@@ -90,7 +90,9 @@ def test_ci_pass_2_installs_every_extra_and_runs_every_test():
     last = quick_start_commands()[-1]
     after = ci[ci.index(last) + 1:]
     pytest_calls = [line for line in after if "python -m pytest" in line]
-    assert pytest_calls and pytest_calls[-1].endswith('python -m pytest -q -m "slow or not slow"')
+    every = 'python -m pytest -q -m "slow or not slow"'
+    assert pytest_calls and pytest_calls[-1].endswith(every)
+    assert f"`{every}`" in (ROOT / "README.md").read_text()      # the README says so
     installs = " ".join(line for line in after if "pip install" in line)
     assert "torch==2.13.0" in installs
     extras = re.search(r'-e "\.\[([\w,]+)\]"', installs).group(1).split(",")
