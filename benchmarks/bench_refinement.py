@@ -15,7 +15,11 @@
    against the NumPy oracle (target >= 10x); the 6-D sphere |x|^2 = 0.5 (grid 4,
    ``sign``, level 3) at cap 1e6 against the 8.7 s the cpu engine took with the NumPy
    cap selection (issue 14; target >= 10x) and at cap 5e6 against cap 1e6 (target:
-   at most 6x the time, ratio >= 1/6). With ``--quick``: one repeat each.
+   at most 5.5x the time, ratio >= 1/5.5).
+
+Timings are medians of ``bench.REPEATS`` (7) runs after a warm-up (``--quick``: 3), with
+quartiles and the minimum; the two sides of each ratio are timed interleaved, and each
+row records the load average (``uptime``).
 4. On a machine with a GPU: the level-12 tree on the cuda backend against the cpu
    backend, with its leaves checked identical.
 
@@ -118,34 +122,54 @@ def _sphere_6d(cap: int, backend: str = "cpu"):
     return ActiveSampler(config, q=q, input_dim=d, backend=backend).refine()
 
 
+def interleaved(calls: dict, repeats: int, warmup: int = 1) -> dict:
+    """``bench.timing`` of each call of ``calls`` (name -> fn), timed interleaved: after
+    ``warmup`` untimed calls of each, every one of ``repeats`` rounds times each call
+    once, so a change of the machine's load during the run reaches both sides of a
+    ratio. Each timing also records the load average (``uptime``) before its first call."""
+    load = bench.load_average()
+    for fn in calls.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, fn in calls.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: dict(bench.timing(t, warmup), load_before=load) for name, t in times.items()}
+
+
 def capped_rows(quick: bool) -> list:
-    """The capped 2-D tree against the oracle, the capped 6-D sphere at caps 1e6 and 5e6."""
-    reps = 1 if quick else 3
+    """The capped 2-D tree against the oracle (target >= 10x), the capped 6-D sphere at
+    cap 1e6 (against the 8.7 s of issue 14) and 5e6 against 1e6 (target: 5x the cap in at
+    most 5.5x the time); medians of REPEATS interleaved runs after a warm-up."""
+    reps = bench.QUICK_REPEATS if quick else bench.REPEATS
     tree = _tree(20, "cpu", grid=64, cap=2 * 10 ** 6)
     st = tree.get_statistics()
     case = (f"capped 2-D tree, degree-6 Q, grid 64, level 20, cap 2e6: {st['n_leaves']:.3g} "
             f"leaves, {st['capped_rounds']} capped rounds")
-    ours = bench.time_call(lambda: _tree(20, "cpu", grid=64, cap=2 * 10 ** 6), repeats=reps)
-    oracle = bench.time_call(lambda: _tree(20, "numpy", grid=64, cap=2 * 10 ** 6),
-                             repeats=1, warmup=0)
-    rows = [dict(bench.ratio_row("refinement", case, ours, "NumPy oracle (same tree)", oracle,
-                                 target=10.0), leaves=st["n_leaves"])]
-    times = {}
+    t = interleaved({"cpu": lambda: _tree(20, "cpu", grid=64, cap=2 * 10 ** 6),
+                     "numpy": lambda: _tree(20, "numpy", grid=64, cap=2 * 10 ** 6)}, reps)
+    rows = [dict(bench.ratio_row("refinement", case, t["cpu"], "NumPy oracle (same tree)",
+                                 t["numpy"], target=10.0), leaves=st["n_leaves"])]
+    cases = {}
     for cap in (10 ** 6, 5 * 10 ** 6):
         s = _sphere_6d(cap)
         st = s.get_statistics()
-        times[cap] = (bench.time_call(lambda: _sphere_6d(cap), repeats=reps),
-                      f"capped 6-D sphere, grid 4, level 3, cap {cap:.0e}: {st['n_leaves']} "
+        cases[cap] = (f"capped 6-D sphere, grid 4, level 3, cap {cap:.0e}: {st['n_leaves']} "
                       f"leaves, {s.n_evaluations} evaluations")
-    (t1, case1), (t5, case5) = times[10 ** 6], times[5 * 10 ** 6]
+    t = interleaved({cap: (lambda cap=cap: _sphere_6d(cap)) for cap in cases}, reps)
+    t1, t5 = t[10 ** 6], t[5 * 10 ** 6]
     before = {"median": SPHERE_6D_BEFORE, "min": SPHERE_6D_BEFORE, "max": SPHERE_6D_BEFORE,
               "runs": 1}
-    rows.append(bench.ratio_row("refinement", case1, t1,
+    rows.append(bench.ratio_row("refinement", cases[10 ** 6], t1,
                                 "cpu with the NumPy cap selection (8.7 s, issue 14)", before,
                                 target=10.0, note="baseline recorded, not rerun"))
-    rows.append(bench.ratio_row("refinement", case5, t5, "the same at cap 1e6", t1,
-                                target=1 / 6, note="ratio >= 1/6: cap 5e6 takes at most 6x "
-                                                   "the time of cap 1e6"))
+    rows.append(bench.ratio_row("refinement", cases[5 * 10 ** 6], t5, "the same at cap 1e6",
+                                t1, target=1 / 5.5,
+                                note="ratio >= 1/5.5: cap 5e6 takes at most 5.5x the time "
+                                     "of cap 1e6 (linear in the cap)"))
     return rows
 
 
@@ -167,11 +191,12 @@ def tree_rows(quick: bool) -> list:
     tree = _tree(level, "cpu")
     n_leaves, n_eval = tree.get_statistics()["n_leaves"], tree.n_evaluations
     case = f"2-D tree, degree-6 Q, {n_leaves:.3g} leaves, {n_eval:.3g} evaluations"
-    ours = bench.time_call(lambda: _tree(level, "cpu"), repeats=3 if quick else 5)
-    oracle = bench.time_call(lambda: _tree(level, "numpy"), repeats=1 if quick else 3,
-                             warmup=0)
+    t = interleaved({"cpu": lambda: _tree(level, "cpu"), "numpy": lambda: _tree(level, "numpy")},
+                    bench.QUICK_REPEATS if quick else bench.REPEATS)
+    ours, oracle = t["cpu"], t["numpy"]
     c, x, y = _polyval2d_points(n_eval)
-    bare = bench.time_call(lambda: npoly.polyval2d(x, y, c), repeats=3 if quick else 5)
+    bare = bench.time_call(lambda: npoly.polyval2d(x, y, c),
+                           repeats=bench.QUICK_REPEATS if quick else bench.REPEATS)
     extra = {"leaves": n_leaves, "evaluations": n_eval, "level": level}
     return [
         dict(bench.ratio_row("refinement", case, ours, "NumPy oracle (same tree)", oracle,
