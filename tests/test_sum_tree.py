@@ -1,0 +1,78 @@
+"""The sum tree (zp_ref.sum_tree): every node is the sum of its children, an update
+gives the tree a rebuild gives, draws never reach a zero weight and follow the weights,
+and the Numba kernels give the NumPy spec's trees and indices."""
+import numpy as np
+import pytest
+from scipy import stats
+
+from zp_ref.rng import uniforms
+from zp_ref.sum_tree import tree_build, tree_draws, tree_leaves, tree_update
+
+BACKENDS = ("numpy", "cpu")
+
+
+def weights(n, seed=0):
+    w = uniforms(seed, 16, n) ** 3
+    w[::7] = 0.0                                   # zero weights among them
+    return w
+
+
+@pytest.mark.parametrize("n", [1, 3, 8, 1000])
+def test_every_node_is_the_sum_of_its_children(n):
+    w = weights(n)
+    tree = tree_build(w)
+    size = tree.size // 2
+    assert size >= n and size & (size - 1) == 0 and (size == 1 or size < 2 * n)
+    np.testing.assert_array_equal(tree_leaves(tree, n), w)
+    assert (tree[size + n:] == 0).all()
+    k = np.arange(1, size)
+    np.testing.assert_array_equal(tree[k], tree[2 * k] + tree[2 * k + 1])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_update_gives_the_rebuilt_tree_exactly(backend):
+    n = 1000
+    w = weights(n)
+    tree = tree_build(w)
+    for seed in range(5):
+        rows = np.unique((uniforms(seed, 17, 50) * n).astype(np.int64))
+        values = uniforms(seed, 18, rows.size)
+        values[:3] = 0.0
+        tree_update(tree, rows, values, backend=backend)
+        w[rows] = values
+        np.testing.assert_array_equal(tree, tree_build(w))
+
+
+@pytest.mark.parametrize("n", [1, 5, 1000])
+def test_draws_are_the_same_on_both_backends_and_never_hit_a_zero_weight(n):
+    w = weights(n) if n > 1 else np.ones(1)
+    tree = tree_build(w)
+    u = np.concatenate((uniforms(3, 0, 5000), [0.0, 1.0 - 2.0 ** -53]))
+    a, b = (tree_draws(tree, u, backend=bk) for bk in BACKENDS)
+    np.testing.assert_array_equal(a, b)
+    assert a.dtype == np.int64 and (w[a] > 0).all()
+
+
+def test_a_draw_falls_in_its_interval_of_the_cumulative_weights():
+    """Leaf i is drawn for t = u * total in [C_{i-1}, C_i) (C the cumulative sums): every
+    t farther than 1e-9 * total from the ends of its interval draws searchsorted's index."""
+    w = weights(300)
+    tree = tree_build(w)
+    u = uniforms(4, 0, 4000)
+    idx = tree_draws(tree, u)
+    c = np.cumsum(w)
+    t = u * tree[1]
+    want = np.searchsorted(c, t, side="right")
+    margin = 1e-9 * c[-1]
+    clear = (np.abs(t - c[want]) > margin) & (np.abs(t - (c[want] - w[want])) > margin)
+    assert clear.mean() > 0.99
+    np.testing.assert_array_equal(idx[clear], want[clear])
+
+
+def test_draws_follow_the_weights():
+    """Chi-square goodness of fit of 20,000 draws over 40 weights (fixed seed)."""
+    w = weights(40)
+    counts = np.bincount(tree_draws(tree_build(w), uniforms(5, 0, 20000)), minlength=40)
+    pos = w > 0
+    assert (counts[~pos] == 0).all()
+    assert stats.chisquare(counts[pos], w[pos] / w.sum() * 20000).pvalue > 1e-3
