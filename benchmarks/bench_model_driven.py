@@ -5,12 +5,14 @@ per-sample loss, the weights) plus the epoch's draws, against one training epoch
 RationalModel``, degrees (3, 3), 1-D and 2-D, float64; each step featurises its batch
 as the study does, then loss, backward and an Adam step). Target: refresh <= 10 % of
 the epoch. Medians of ``--repeats`` (default 7) calls after one warm-up call, with the
-quartiles, and the load average (``uptime``) before and after; the refresh is split
+quartiles, and the load average (``uptime``) before and after; epochs and refreshes
+alternate (a load change hits both sides; the median of the pairs' ratios is given
+too); the refresh is split
 into its parts (``last_refresh``: q, loss, weights) so the table says where the time
 goes.
 
     python benchmarks/bench_model_driven.py [--quick] [--repeats 7] [--pool 1000000]
-        [--threads N] [--json PATH]
+        [--threads N] [--json PATH] [--only refresh_rows]
 
 ``--threads N`` sets torch's and Numba's thread counts (default: theirs). On a machine
 whose cores are shared by more processes than it has, 1 thread is the honest figure:
@@ -60,69 +62,74 @@ def per_sample_loss(model):
     return loss_fn
 
 
-def epoch_timing(model, x, y, batches, repeats):
+def epoch_and_refresh_timing(model, x, y, sampler, repeats):
+    """An epoch and a refresh + draws, timed alternately (``repeats`` pairs after one
+    warm-up pair), so a change of the machine's load hits both sides of the ratio."""
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = per_sample_loss(model)
+    batches = sampler.batches()
+    parts, draws, totals, epochs = {k: [] for k in ("q", "loss", "weights")}, [], [], []
 
     def epoch():
+        t0 = time.perf_counter()
         for idx in batches:
             it = torch.from_numpy(idx)
             opt.zero_grad()
             loss_fn(x[it], y[it]).mean().backward()
             opt.step()
-    return bench.time_call(epoch, repeats)
+        return time.perf_counter() - t0
 
-
-def refresh_timing(sampler, repeats):
-    parts, draws, totals = {k: [] for k in ("q", "loss", "weights")}, [], []
-    epoch = [0]
-
-    def one():
-        epoch[0] += 1
+    def refresh(e):
         t0 = time.perf_counter()
-        sampler.refresh(epoch[0])
-        sampler.set_epoch(epoch[0])
+        sampler.refresh(e)
+        sampler.set_epoch(e)
         t1 = time.perf_counter()
         sampler.global_batches()
-        t2 = time.perf_counter()
-        return t1 - t0, t2 - t1
-    one()                                                      # warm-up
-    for _ in range(repeats):
-        r, d = one()
+        return t1 - t0, time.perf_counter() - t1
+    epoch()
+    refresh(1)                                                # warm-up pair
+    for e in range(2, repeats + 2):
+        epochs.append(epoch())
+        r, d = refresh(e)
         totals.append(r + d)
         draws.append(d)
         for k in parts:
             parts[k].append(sampler.last_refresh[k])
-    return {"refresh_and_draws": bench.timing(totals, 1), "draws": bench.timing(draws, 1),
-            **{k: bench.timing(v, 1) for k, v in parts.items()}}
+    rf = {"refresh_and_draws": bench.timing(totals, 1), "draws": bench.timing(draws, 1),
+          **{k: bench.timing(v, 1) for k, v in parts.items()}}
+    pair = sorted(t / e for t, e in zip(totals, epochs))
+    return bench.timing(epochs, 1), rf, pair[len(pair) // 2]
 
 
-def run(n_pool: int, repeats: int) -> dict:
+def run(n_pool: int, repeats: int, only: str = "") -> dict:
     rows = []
     for name in ("rational_1d", "rational_2d"):
         target = targets()[name]
         x, y = pool(target, n_pool)
         model = RationalModel(target.dim, *target.model_degrees, seed=0)
         for label, cfg in CONFIGS.items():
+            if only not in label:
+                continue
             s = ModelDrivenSampler(x, BATCH, STEPS, q_fn=model.q, y_pool=y,
                                    loss_fn=per_sample_loss(model), config=cfg)
-            ep = epoch_timing(model, x, y, s.batches(), repeats)
-            rf = refresh_timing(s, repeats)
+            ep, rf, pair = epoch_and_refresh_timing(model, x, y, s, repeats)
             rows.append({"target": name, "config": label, "n_pool": n_pool,
-                         "epoch": ep, "refresh": rf,
+                         "epoch": ep, "refresh": rf, "pair_ratio": pair,
                          "ratio": rf["refresh_and_draws"]["median"] / ep["median"]})
     return {"rows": rows}
 
 
 def format_rows(result) -> str:
     out = [f"| target | signal | epoch ({STEPS} x {BATCH}) | refresh + draws | q head | loss "
-           f"| weights | draws | refresh / epoch |", "|---|---|---|---|---|---|---|---|---|"]
+           f"| weights | draws | refresh / epoch | median of pair ratios |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     ms = lambda t: f"{1e3 * t['median']:.0f} ms ({1e3 * t['q1']:.0f}-{1e3 * t['q3']:.0f})"
     for r in result["rows"]:
         f = r["refresh"]
         out.append(f"| {r['target']} | {r['config']} | {ms(r['epoch'])} | "
                    f"{ms(f['refresh_and_draws'])} | {ms(f['q'])} | {ms(f['loss'])} | "
-                   f"{ms(f['weights'])} | {ms(f['draws'])} | {r['ratio']:.2f} |")
+                   f"{ms(f['weights'])} | {ms(f['draws'])} | {r['ratio']:.2f} | "
+                   f"{r['pair_ratio']:.2f} |")
     return "\n".join(out)
 
 
@@ -133,6 +140,7 @@ def main(argv=None):
     p.add_argument("--pool", type=int, default=10**6)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--only", default="", help="run the configs whose label contains this")
     args = p.parse_args(argv)
     if args.threads:
         import numba
@@ -140,7 +148,7 @@ def main(argv=None):
         numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     n_pool, repeats = (10**5, 3) if args.quick else (args.pool, args.repeats)
     load_before = bench.load_average()
-    result = run(n_pool, repeats)
+    result = run(n_pool, repeats, args.only)
     result.update(load_before=load_before, load_after=bench.load_average(),
                   torch_threads=torch.get_num_threads(), command=" ".join(sys.argv))
     table = format_rows(result)

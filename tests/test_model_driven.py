@@ -344,3 +344,117 @@ def test_an_infinite_loss_gets_the_cap_and_nan_is_refused():
     loss[9] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         run_refresh(learner, 2, signals=lambda rows: {"loss": loss})
+
+
+# ------------------------------------------------------------------ partial refreshes (sum trees)
+def drifting_signals(learner, epoch):
+    """The model's pole moves by 0.01 a refresh, so every partial refresh changes rows."""
+    def signals(rows):
+        x = learner.x_pool[rows, 0]
+        return {"q": x - MODEL_POLE - 0.01 * epoch, "grad_norm": np.ones(x.size),
+                "loss": target_loss(x) * (1.0 + 0.1 * epoch)}
+    return signals
+
+
+def partially_refreshed(epochs=6, config=None):
+    cfg = ModelDrivenConfig(refresh_rows=400) if config is None else config
+    learner = ModelDrivenLearner(pool(), config=cfg, batch_size=64, has_loss=True)
+    for e in range(epochs):
+        run_refresh(learner, e, signals=drifting_signals(learner, e))
+    return learner
+
+
+def test_a_partial_refresh_gives_the_full_definition_of_pi_on_the_held_signals():
+    """After partial refreshes, pi equals (rtol 1e-12) the pi of a full refresh that is
+    told the signals the learner now holds, and the trees equal rebuilt ones exactly."""
+    part = partially_refreshed()
+    held = {k: v.copy() for k, v in part._signals.items()}
+    full = ModelDrivenLearner(pool(), batch_size=64, has_loss=True)
+    run_refresh(full, 0, signals=lambda rows: {k: v[rows] for k, v in held.items()})
+    np.testing.assert_allclose(part.weights, full.weights, rtol=1e-12)
+    rebuilt = ModelDrivenLearner(pool(), config=part.config, batch_size=64, has_loss=True)
+    run_refresh(rebuilt, 0, signals=lambda rows: {k: v[rows] for k, v in held.items()})
+    for k, tree in part._mixture.trees.items():
+        np.testing.assert_array_equal(tree, rebuilt._mixture.trees[k])
+    assert [b.tolist() for b in part.batches(9, 4)] == [b.tolist() for b in
+                                                       rebuilt.batches(9, 4)]
+    idx = np.arange(0, 2000, 7)
+    np.testing.assert_array_equal(part.likelihood_ratio(idx),
+                                  1.0 / (2000 * part.probabilities[idx]))
+
+
+def test_partial_refresh_draws_follow_their_definition():
+    """Importance draw j of epoch e (s = call_seed(seed, e)): the signal whose cumulative
+    share first exceeds u(call_seed(s, 1), 0, j) * (q_share + loss_share) ("loss" before
+    "q"), then the leaf of that signal's sum tree reached by u(s, 0, j)."""
+    from zp_ref.model_driven_mixture import q_distance
+    from zp_ref.sum_tree import tree_build, tree_draws
+    from zp_ref.weighting import importance_weights
+    learner = partially_refreshed(config=ModelDrivenConfig(refresh_rows=400, loss_share=3.0))
+    sig = learner._signals
+    w_q = importance_weights(q_distance(sig["q"], sig["grad_norm"], learner.spacing),
+                             weight_power=1.0, min_q_abs=1.0, max_weight=1.0,
+                             normalize=False)
+    t = sig["loss"]
+    w_loss = np.minimum(t, 100.0 * tree_build(t)[1] / t.size)
+    B, nb, n_imp = 64, 5, 32
+    s = call_seed(0, 4)
+    n = nb * n_imp
+    pick = uniforms(call_seed(s, 1), STREAMS["importance"], n) * 4.0
+    u = uniforms(s, STREAMS["importance"], n)
+    imp = np.where(pick < 3.0, tree_draws(tree_build(w_loss), u, backend="numpy"),
+                   tree_draws(tree_build(w_q), u, backend="numpy")).reshape(nb, n_imp)
+    uni = uniform_indices(2000, nb * (B - n_imp), seed=s).reshape(nb, -1)
+    keys = uniforms(s, STREAMS["shuffle"], nb * B).reshape(nb, B)
+    for b, got in enumerate(learner.batches(4, nb)):
+        np.testing.assert_array_equal(
+            got, np.concatenate((imp[b], uni[b]))[np.argsort(keys[b], kind="stable")])
+
+
+def test_partial_refresh_draws_follow_the_probabilities():
+    """Chi-square of 400 batches over a 40-point pool after partial refreshes (seed fixed)."""
+    learner = ModelDrivenLearner(pool(40), batch_size=32, has_loss=True,
+                                 config=ModelDrivenConfig(refresh_rows=8))
+    for e in range(4):
+        run_refresh(learner, e, signals=drifting_signals(learner, e))
+    assert learner._mixture is not None
+    counts = np.bincount(np.concatenate(learner.batches(1, 400)), minlength=40)
+    assert stats.chisquare(counts, learner.probabilities * counts.sum()).pvalue > 1e-3
+
+
+def test_partial_refresh_state_and_draw_state_round_trips():
+    """load_state_dict and set_draw_state (rank 0's, under DDP) give the same draws, and
+    the restored learner's later partial refreshes stay identical."""
+    a = partially_refreshed(epochs=3)
+    b = ModelDrivenLearner(pool(), config=a.config, batch_size=64, has_loss=True)
+    b.load_state_dict(a.state_dict())
+    for e in (3, 4):
+        assert [x.tolist() for x in a.batches(e, 3)] == [x.tolist() for x in b.batches(e, 3)]
+        for learner in (a, b):
+            run_refresh(learner, e, signals=drifting_signals(learner, e))
+    c = partially_refreshed(epochs=1)
+    c.set_draw_state(a.draw_state())
+    assert [x.tolist() for x in a.batches(7, 3)] == [x.tolist() for x in c.batches(7, 3)]
+    with pytest.raises(ValueError, match="draw state"):
+        c.set_draw_state(a.draw_state()[:-1])
+
+
+def test_a_partial_refresh_that_changes_nothing_warns_once_and_an_infinite_loss_is_capped():
+    learner = ModelDrivenLearner(pool(), batch_size=64, has_loss=True,
+                                 config=ModelDrivenConfig(refresh_rows=400))
+    run_refresh(learner, 0, signals=signals_of(learner))
+    with pytest.warns(RuntimeWarning, match="changed nothing"):
+        run_refresh(learner, 1, signals=signals_of(learner))
+    assert learner.last_info["changed"] is False
+    loss = target_loss(pool())
+    loss[300] = np.inf                      # a row of the next sweep window (200..399)
+
+    def signals(rows):
+        return {**signals_of(learner)(rows), "loss": loss[rows]}
+    run_refresh(learner, 2, signals=signals)
+    assert learner.last_info["changed"] is True
+    full = ModelDrivenLearner(pool(), batch_size=64, has_loss=True)
+    held = {k: v.copy() for k, v in learner._signals.items()}
+    run_refresh(full, 0, signals=lambda rows: {k: v[rows] for k, v in held.items()})
+    np.testing.assert_allclose(learner.weights, full.weights, rtol=1e-12)
+

@@ -73,8 +73,13 @@ def test_batches_honour_the_floor_and_return_bounded_ratios():
                                    "n_pool", "n_new"}
 
 
-def test_workers_0_and_2_fetch_the_same_items():
-    s = sampler()
+#: Partial refreshes (sum trees) after the first: 200 of the 1000 rows per refresh.
+ROWS = ModelDrivenConfig(refresh_rows=200)
+
+
+@pytest.mark.parametrize("config", [None, ROWS], ids=["full", "refresh_rows"])
+def test_workers_0_and_2_fetch_the_same_items(config):
+    s = sampler(config=config)
     s.set_epoch(1)
     got = []
     for workers in (0, 2):
@@ -87,9 +92,10 @@ def test_workers_0_and_2_fetch_the_same_items():
     assert torch.equal(got[0][0][0], want)
 
 
-def test_two_simulated_ranks_split_the_single_process_draw():
-    single = sampler()
-    ranks = [sampler(num_replicas=2, rank=r) for r in (0, 1)]
+@pytest.mark.parametrize("config", [None, ROWS], ids=["full", "refresh_rows"])
+def test_two_simulated_ranks_split_the_single_process_draw(config):
+    single = sampler(config=config)
+    ranks = [sampler(num_replicas=2, rank=r, config=config) for r in (0, 1)]
     for epoch in (0, 1, 2):
         for s in (single, *ranks):
             s.set_epoch(epoch)
@@ -217,6 +223,11 @@ def _ddp_worker(rank, init_file, out_dir):
         out[f"{sync}_pi"] = s.learner.weights
         out[f"{sync}_x"] = s.x_pool.numpy()
         out[f"{sync}_batches"] = np.stack(s.batches())
+    s = ModelDrivenSampler(x_pool(), 32, 6, q_fn=q_fn, y_pool=target(x_pool()),
+                           loss_fn=lambda xb, yb: (model(xb) - yb) ** 2, config=ROWS)
+    for epoch in (1, 2, 3):                    # partial refreshes: the trees' leaves broadcast
+        s.set_epoch(epoch)
+    out["rows_state"], out["rows_batches"] = s.learner.draw_state(), np.stack(s.batches())
     try:
         ModelDrivenSampler(x_pool(), 32, 6, q_fn=q_fn, sync="check")
         out["check_raised"] = np.array(False)
@@ -245,3 +256,11 @@ def test_two_gloo_ranks_with_last_bit_differences_draw_rank_zeros_global_draw(tm
     np.testing.assert_array_equal(r0["broadcast_batches"], whole[0::2])
     np.testing.assert_array_equal(r1["broadcast_batches"], whole[1::2])
     assert bool(r0["check_raised"]) and bool(r1["check_raised"])
+    rows = ModelDrivenSampler(x_pool(), 32, 6, q_fn=model.q, y_pool=target(x_pool()),
+                              loss_fn=lambda xb, yb: (model(xb) - yb) ** 2, config=ROWS)
+    for epoch in (1, 2, 3):
+        rows.set_epoch(epoch)
+    np.testing.assert_array_equal(r1["rows_state"], rows.learner.draw_state())
+    whole = np.stack(rows.global_batches())
+    np.testing.assert_array_equal(r0["rows_batches"], whole[0::2])
+    np.testing.assert_array_equal(r1["rows_batches"], whole[1::2])

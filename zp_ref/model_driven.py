@@ -15,7 +15,7 @@ It then holds the epoch's probabilities ``m = (n_imp / B) pi + (1 - n_imp / B) /
 (the hybrid mixture of :func:`zp_ref.sampling.hybrid_indices`, ``n_imp = floor(B (1 -
 floor))``) where ``pi`` mixes the signals' distributions (Q: ``importance_weights`` of
 the scale-free distance; loss: RAD; refined cells; bands). Every pool point keeps
-``m_i >= floor / N``. Pure NumPy: the torch runner is :mod:`zp_ref.bridges.torch_model`.
+``m_i >= floor / N``. No torch (the torch runner is :mod:`zp_ref.bridges.torch_model`).
 """
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ import numpy as np
 from ._validation import as_float_array, check_count, check_seed
 from .model_driven_config import GROWTHS, Q_SIGNALS, SCHEDULES, ModelDrivenConfig
 from .model_bands import band_losses, band_weights, next_stage, signal_bands, stage_mix
+from .model_driven_mixture import SignalMixture, largest_rows
+from .model_driven_runner import run_refresh
 from .rng import STREAMS, call_seed, uniforms
 from .sampling import sample_indices, uniform_indices
 from .state import STATE_VERSION, check_state, config_fields
@@ -125,6 +127,7 @@ class ModelDrivenLearner:
         self.last_info = {}
         self._warned_unchanged, self._tree = False, None
         self._window = 0                # next row of the refresh_rows sweep
+        self._mixture = None            # refresh_rows: the signals' sum trees
 
     # ------------------------------------------------------------------ pool
     pool_size = property(lambda self: self._x.shape[0], doc="N, the current pool size")
@@ -134,7 +137,7 @@ class ModelDrivenLearner:
     @property
     def weights(self) -> np.ndarray:
         """``pi`` (N,): the model-driven distribution (sums to 1), before the floor."""
-        return self._pi
+        return self._pi if self._mixture is None else self._mixture.pi()
 
     def importance_count(self) -> int:
         """Importance draws per batch, ``floor(batch_size * (1 - floor))``."""
@@ -144,7 +147,7 @@ class ModelDrivenLearner:
     def probabilities(self) -> np.ndarray:
         """``m`` (N,): the probability of every pool point in a draw (sums to 1)."""
         r = self.importance_count() / self.batch_size
-        return r * self._pi + (1.0 - r) / self.pool_size
+        return r * self.weights + (1.0 - r) / self.pool_size
 
     def likelihood_ratio(self, indices) -> np.ndarray:
         """``1 / (N * m_i)`` for pool indices, float64, bounded by 1 / floor."""
@@ -155,7 +158,8 @@ class ModelDrivenLearner:
             raise ValueError(f"indices must lie in [0, {self.pool_size}), got range "
                              f"[{idx.min()}, {idx.max()}]")
         r = self.importance_count() / self.batch_size
-        return 1.0 / (self.pool_size * (r * self._pi[idx] + (1.0 - r) / self.pool_size))
+        pi = self._pi[idx] if self._mixture is None else self._mixture.pi_at(idx)
+        return 1.0 / (self.pool_size * (r * pi + (1.0 - r) / self.pool_size))
 
     # ------------------------------------------------------------------ draws
     def batches(self, epoch: int, num_batches: int) -> list:
@@ -164,12 +168,15 @@ class ModelDrivenLearner:
         With s = call_seed(seed, epoch), n_imp importance draws per batch: batch b holds
         ``sample_indices(pi, num_batches * n_imp, seed=s)[b*n_imp:(b+1)*n_imp]`` then
         ``uniform_indices(N, num_batches * n_uni, seed=s)[b*n_uni:(b+1)*n_uni]``, in the
-        order ``argsort(u(s, 3, b*B .. b*B+B-1), stable)``."""
+        order ``argsort(u(s, 3, b*B .. b*B+B-1), stable)``. After a refresh that kept
+        the signals' sum trees (``refresh_rows > 0``, :mod:`zp_ref.model_driven_mixture`),
+        the importance draws are ``SignalMixture.draws(num_batches * n_imp, s)`` instead."""
         epoch = check_count(epoch, "epoch")
         nb = check_count(num_batches, "num_batches", minimum=1)
         B, n_imp = self.batch_size, self.importance_count()
         s = call_seed(self.seed, epoch)
-        imp = sample_indices(self._pi, nb * n_imp, seed=s).reshape(nb, n_imp)
+        imp = (sample_indices(self._pi, nb * n_imp, seed=s) if self._mixture is None
+               else self._mixture.draws(nb * n_imp, s)).reshape(nb, n_imp)
         uni = uniform_indices(self.pool_size, nb * (B - n_imp), seed=s).reshape(nb, B - n_imp)
         both = np.concatenate((imp, uni), axis=1)
         order = np.argsort(uniforms(s, STREAMS["shuffle"], nb * B).reshape(nb, B), axis=1,
@@ -184,7 +191,7 @@ class ModelDrivenLearner:
                              "until ask() returns kind 'done'")
         self._epoch = check_count(epoch, "epoch")
         self._n_before = self.pool_size
-        self._old_pi = self._pi
+        self._old_pi, self._told_changed = self._pi, False
         self._pending = ["signals_all"]
         if self.config.refine:
             self._pending.append("refine")
@@ -269,11 +276,17 @@ class ModelDrivenLearner:
             got[name] = v
         for name, v in got.items():
             old = self._signals.get(name)
-            if req.rows is not None:
-                self._signals[name] = old = old.copy()
+            if req.rows is not None:       # the sum trees own their arrays: update in place
+                if self._mixture is None:
+                    self._signals[name] = old = old.copy()
+                self._told_changed |= not np.array_equal(old[req.rows], v)
                 old[req.rows] = v
+            elif req.start:
+                self._signals[name] = np.concatenate((old, v))
             else:
-                self._signals[name] = v if not req.start else np.concatenate((old, v))
+                self._told_changed |= old is None or not np.array_equal(old, v)
+                self._signals[name] = v.copy() if self.config.refresh_rows else v
+        self._told = (req.rows, got)
         if req.rows is not None:
             self._window = self._window_next
 
@@ -284,7 +297,8 @@ class ModelDrivenLearner:
         have = self._signals and all(v.size == n for v in self._signals.values())
         if not m or m >= n or not have:
             return Request("signals", start=0, stop=n)
-        top = _largest(self._pi, m // 2)
+        top = (largest_rows(self._pi, m // 2) if self._mixture is None
+               else self._mixture.largest(m // 2))
         sweep = (self._window + np.arange(m - m // 2)) % n
         self._window_next = int((self._window + sweep.size) % n)
         return Request("signals", rows=np.union1d(top, sweep).astype(np.int64))
@@ -431,8 +445,39 @@ class ModelDrivenLearner:
         return np.clip(np.concatenate(parts), lo, hi)
 
     # ------------------------------------------------------------------ the new distribution
+    def _mixture_shares(self) -> dict | None:
+        """The signals' shares when the refresh keeps sum trees (refresh_rows > 0, the
+        distance and loss signals only), else None."""
+        c, have = self.config, self._signals
+        if not c.refresh_rows or c.schedule != "none" or c.refine or c.label_budget:
+            return None
+        shares = {}
+        if c.uses_q and "q" in have:
+            if not (self.needs_grad and "grad_norm" in have):
+                return None
+            shares["q"] = c.q_share
+        if self.has_loss and c.uses_loss and "loss" in have:
+            shares["loss"] = c.loss_share
+        return shares or None
+
+    def _finish_mixture(self, shares) -> None:
+        """The sum trees: the told rows only after a partial refresh, else built."""
+        rows, told = self._told
+        if rows is not None and self._mixture is not None and \
+                self._mixture.names == sorted(shares):
+            self._mixture.update(rows, told, self._signals, self._loss_weights)
+        else:
+            self._mixture = SignalMixture(self.config, self.spacing, shares)
+            self._mixture.build(self._signals, self._loss_weights)
+
     def _finish(self) -> None:
         c = self.config
+        shares = self._mixture_shares()
+        if shares is not None:             # unchanged: the same signals, told the same
+            same = self._mixture is not None and self._mixture.names == sorted(shares)
+            self._finish_mixture(shares)
+            return self._close(same and not self._told_changed)
+        self._mixture = None
         parts = []
         if c.uses_q and "q" in self._signals:
             parts.append((c.q_share, self._q_weights()))
@@ -445,10 +490,12 @@ class ModelDrivenLearner:
         total = sum(share for share, _ in parts)
         self.set_weights(sum(share * w for share, w in parts) / total if total > 0 else
                          np.full(self.pool_size, 1.0 / self.pool_size))
+        self._close(self.pool_size == self._n_before and np.array_equal(self._pi, self._old_pi))
+
+    def _close(self, unchanged: bool) -> None:
         self.refresh_count += 1
         self._pending = None
         self.last_info.update(n_pool=self.pool_size, stage=self.stage)
-        unchanged = self.pool_size == self._n_before and np.array_equal(self._pi, self._old_pi)
         self.last_info["changed"] = not unchanged
         if unchanged and self.refresh_count > 1 and not self._warned_unchanged:
             self._warned_unchanged = True
@@ -473,7 +520,22 @@ class ModelDrivenLearner:
         if pi.size != self.pool_size or (pi < 0).any() or not abs(pi.sum() - 1.0) < 1e-9:
             raise ValueError(f"pi must be {self.pool_size} non-negative values summing to 1, "
                              f"got size {pi.size}, min {pi.min()}, sum {pi.sum()}")
-        self._pi = pi
+        self._pi, self._mixture = pi, None
+
+    def draw_state(self) -> np.ndarray:
+        """What the draws depend on, float64: ``pi``, or the sum trees' leaves after a
+        partial-refresh-capable refresh (broadcast under DDP, :meth:`set_draw_state`)."""
+        return self._pi if self._mixture is None else self._mixture.leaves()
+
+    def set_draw_state(self, vec) -> None:
+        """Replace :meth:`draw_state` by another learner's (rank 0's)."""
+        if self._mixture is None:
+            return self.set_weights(vec)
+        vec = as_float_array(vec, "draw state", finite=True)
+        if vec.size != self._mixture.leaves().size or (vec < 0).any():
+            raise ValueError(f"the draw state must be {self._mixture.leaves().size} "
+                             f"non-negative values, got size {vec.size}")
+        self._mixture.set_leaves(vec)
 
     def decisions(self) -> np.ndarray:
         """The state that steers later refreshes, float64: (stage, stage_refreshes,
@@ -490,7 +552,8 @@ class ModelDrivenLearner:
     def state_dict(self) -> dict:
         """Config, seed, batch size, the pool inputs, pi and the curriculum's state."""
         return {"version": STATE_VERSION, "config": self.config.to_dict(), "seed": self.seed,
-                "batch_size": self.batch_size, "x_pool": self._x.copy(), "pi": self._pi.copy(),
+                "batch_size": self.batch_size, "x_pool": self._x.copy(),
+                "pi": self.weights.copy(),
                 "refresh_count": self.refresh_count, "decisions": self.decisions(),
                 "warned_unchanged": self._warned_unchanged, "window": self._window,
                 "signals": {k: v.copy() for k, v in self._signals.items()}}
@@ -514,53 +577,9 @@ class ModelDrivenLearner:
         other._window = check_count(state.get("window", 0), "window")
         other._signals = {k: as_float_array(v, f"signals[{k!r}]", allow_empty=True)
                           for k, v in (state.get("signals") or {}).items()}
+        shares = other._mixture_shares()
+        if shares and all(v.size == other.pool_size for v in other._signals.values()):
+            other._signals = {k: v.copy() for k, v in other._signals.items()}
+            other._mixture = SignalMixture(other.config, other.spacing, shares)
+            other._mixture.build(other._signals, other._loss_weights)
         self.__dict__.update(other.__dict__)
-
-
-def _largest(w: np.ndarray, k: int) -> np.ndarray:
-    """Indices of k largest entries of w (those argpartition picks), found among the
-    entries above a threshold read off a strided subsample (one pass over w)."""
-    n = w.size
-    if k <= 0:
-        return np.zeros(0, np.int64)
-    step = max(1, n // 65536)
-    sub = np.sort(w[::step])
-    cand = np.flatnonzero(w >= sub[max(0, int(sub.size * (1.0 - 2.0 * k / n)) - 1)])
-    if cand.size < k:
-        cand = np.arange(n)
-    return cand[np.argpartition(w[cand], cand.size - k)[cand.size - k:]]
-
-
-def run_refresh(learner: ModelDrivenLearner, epoch: int, *, signals, q=None,
-                labels=None) -> None:
-    """The runner loop of one refresh; on an error the refresh is undone
-    (:meth:`ModelDrivenLearner.abort_refresh`) and re-raised.
-
-    Parameters
-    ----------
-    learner : ModelDrivenLearner
-    epoch : int
-    signals : callable
-        ``signals(rows) -> dict``: q, grad_norm, loss of the pool rows ``rows`` (a slice or
-        an int64 array).
-    q : callable or None, default None
-        ``q(points (m, d)) -> (m,)`` (refinement).
-    labels : callable or None, default None
-        ``labels(points (m, d))`` labels them and appends them to the caller's pool;
-        returns None or the points it appended instead.
-    """
-    learner.start_refresh(epoch)
-    try:
-        while True:
-            req = learner.ask()
-            if req.kind == "done":
-                return
-            if req.kind == "signals":
-                learner.tell(signals(req.index()))
-            elif req.kind == "q":
-                learner.tell(q(req.points))
-            else:
-                learner.tell(labels(req.points))
-    except BaseException:
-        learner.abort_refresh()
-        raise

@@ -59,6 +59,9 @@ class ModelDrivenConfig:
         benchmark, for large pools): after the first refresh, evaluate only M rows: the
         M/2 holding the most model-driven mass and the next M/2 of a round-robin sweep
         (every row is re-evaluated every 2N/M refreshes); the others keep their values.
+        With the distance and loss signals (no bands, refinement or growth) the signals'
+        weights are then kept as sum trees and a refresh updates the M rows only,
+        O(M log N) (:mod:`zp_ref.model_driven_mixture`, which defines the draws then).
     refine, refine_criterion, refine_initial_cells : bool, str, int, default False, "sign", 1024
     max_refinement_level, max_grid_points, refine_neighbours : int, default 10, 20000, 8
         Refining the model's Q is opt-in (without new labels it mostly re-finds the poles

@@ -313,11 +313,12 @@ class ModelDrivenSampler(torch.utils.data.Sampler):
         return "cuda" if torch.distributed.get_backend() == "nccl" else "cpu"
 
     def _synchronise(self) -> None:
-        """Every rank uses rank 0's probabilities and curriculum decisions."""
+        """Every rank uses rank 0's draw state (pi, or the sum trees' leaves with
+        refresh_rows) and curriculum decisions."""
         dist = self._dist()
         if dist is None or self.sync == "none":
             return
-        pi, dec = self.learner.weights, self.learner.decisions()
+        pi, dec = self.learner.draw_state(), self.learner.decisions()
         if self.sync == "check":
             digest = hashlib.sha256(pi.tobytes() + dec.tobytes()).hexdigest()
             every = [None] * dist.get_world_size()
@@ -332,7 +333,7 @@ class ModelDrivenSampler(torch.utils.data.Sampler):
         d = torch.from_numpy(dec.copy()).to(self._comm_device())
         dist.broadcast(t, src=0)
         dist.broadcast(d, src=0)
-        self.learner.set_weights(t.cpu().numpy())
+        self.learner.set_draw_state(t.cpu().numpy())
         self.learner.set_decisions(d.cpu().numpy())
 
     # ------------------------------------------------------------------ epochs and draws
