@@ -80,8 +80,9 @@ def test_every_point_keeps_the_floor_and_ratios_are_bounded(name):
 
 
 def test_the_signals_move_mass_to_both_poles():
-    """Q's share goes near the model's pole, the loss's near the data's (missing) pole."""
-    m, x = refreshed().probabilities, pool()
+    """Q's share goes near the model's pole, the loss's near the data's (missing) pole
+    (from the second refresh on: the default loss_warmup = 1)."""
+    m, x = refreshed(epochs=2).probabilities, pool()
     near = lambda p: m[np.abs(x - p) < 0.01].sum()   # 1 % of the pool each
     assert near(MODEL_POLE) > 0.05 and near(TRUE_POLE) > 0.05
 
@@ -181,7 +182,7 @@ def test_refinement_finds_the_model_pole_and_boosts_its_neighbours():
 
 
 def test_growth_adds_the_budget_near_high_loss_and_refined_cells():
-    cfg = ModelDrivenConfig(refine=True, label_budget=40)
+    cfg = ModelDrivenConfig(refine=True, label_budget=40, loss_warmup=0)
     added = []
     learner = refreshed(cfg, epochs=2, labels=lambda p: added.append(p.copy()))
     assert learner.pool_size == 2000 + 2 * 40 and [a.shape for a in added] == [(40, 1)] * 2
@@ -237,7 +238,7 @@ def test_stages_advance_on_a_loss_plateau_or_a_refresh_count():
 def test_bands_cannot_lock_onto_the_model_pole():
     """Whatever the stage, the data's pole (where the loss is) keeps mass."""
     x = pool()
-    for epochs in (1, 4, 12):
+    for epochs in (2, 4, 12):     # the loss is used from the second refresh on
         learner = refreshed(ModelDrivenConfig(schedule="bands"), epochs=epochs)
         m = learner.probabilities
         assert m[np.abs(x - TRUE_POLE) < 0.01].sum() > 0.05
@@ -248,7 +249,8 @@ def test_bands_cannot_lock_onto_the_model_pole():
 # ------------------------------------------------------------------ errors
 @pytest.mark.parametrize("field, value", [
     ("floor", 0.0), ("floor", 1.5), ("q_signal", "abs"), ("q_power", 0.0),
-    ("loss_power", -1.0), ("loss_cap", 0.5), ("q_share", -1.0), ("refresh_every", 0),
+    ("loss_power", -1.0), ("loss_cap", 0.5), ("loss_warmup", -1), ("q_share", -1.0),
+    ("refresh_every", 0),
     ("refine_criterion", "interval"), ("label_budget", -1), ("growth", "random"),
     ("schedule", "stages"), ("band_edges", (0.1, 0.01)), ("band_edges", (0.1, 1.0)),
     ("band_plateau", 0.0), ("band_max_refreshes", 0), ("growth_loss_share", 2.0)])
@@ -297,7 +299,7 @@ def test_bad_signals_are_refused_and_change_nothing(answer, match):
 def test_refresh_rows_evaluates_the_top_mass_and_a_sweep():
     """refresh_rows = M: after a full first refresh, each refresh asks for the M/2 rows
     of most mass and the next M/2 rows of the sweep; every row comes around."""
-    cfg = ModelDrivenConfig(refresh_rows=400)
+    cfg = ModelDrivenConfig(refresh_rows=400, loss_warmup=0)
     learner = ModelDrivenLearner(pool(), config=cfg, batch_size=64, has_loss=True)
     asked, full = [], signals_of(learner)
 
@@ -332,7 +334,7 @@ def test_an_infinite_loss_gets_the_cap_and_nan_is_refused():
     gets loss_cap times the mean share, like any capped point; a loss whose mean would
     overflow is handled the same way; NaN is refused."""
     learner = ModelDrivenLearner(pool(), batch_size=64, has_loss=True,
-                                 config=ModelDrivenConfig(q_signal="none"))
+                                 config=ModelDrivenConfig(q_signal="none", loss_warmup=0))
     loss = np.ones(2000)
     loss[7] = np.inf
     run_refresh(learner, 0, signals=lambda rows: {"loss": loss})
@@ -357,7 +359,7 @@ def drifting_signals(learner, epoch):
 
 
 def partially_refreshed(epochs=6, config=None):
-    cfg = ModelDrivenConfig(refresh_rows=400) if config is None else config
+    cfg = ModelDrivenConfig(refresh_rows=400, loss_warmup=0) if config is None else config
     learner = ModelDrivenLearner(pool(), config=cfg, batch_size=64, has_loss=True)
     for e in range(epochs):
         run_refresh(learner, e, signals=drifting_signals(learner, e))
@@ -369,7 +371,8 @@ def test_a_partial_refresh_gives_the_full_definition_of_pi_on_the_held_signals()
     told the signals the learner now holds, and the trees equal rebuilt ones exactly."""
     part = partially_refreshed()
     held = {k: v.copy() for k, v in part._signals.items()}
-    full = ModelDrivenLearner(pool(), batch_size=64, has_loss=True)
+    full = ModelDrivenLearner(pool(), batch_size=64, has_loss=True,
+                              config=ModelDrivenConfig(loss_warmup=0))
     run_refresh(full, 0, signals=lambda rows: {k: v[rows] for k, v in held.items()})
     np.testing.assert_allclose(part.weights, full.weights, rtol=1e-12)
     rebuilt = ModelDrivenLearner(pool(), config=part.config, batch_size=64, has_loss=True)
@@ -390,7 +393,8 @@ def test_partial_refresh_draws_follow_their_definition():
     from zp_ref.model_driven_mixture import q_distance
     from zp_ref.sum_tree import tree_build, tree_draws
     from zp_ref.weighting import importance_weights
-    learner = partially_refreshed(config=ModelDrivenConfig(refresh_rows=400, loss_share=3.0))
+    learner = partially_refreshed(config=ModelDrivenConfig(refresh_rows=400, loss_share=3.0,
+                                                           loss_warmup=0))
     sig = learner._signals
     w_q = importance_weights(q_distance(sig["q"], sig["grad_norm"], learner.spacing),
                              weight_power=1.0, min_q_abs=1.0, max_weight=1.0,
@@ -414,7 +418,7 @@ def test_partial_refresh_draws_follow_their_definition():
 def test_partial_refresh_draws_follow_the_probabilities():
     """Chi-square of 400 batches over a 40-point pool after partial refreshes (seed fixed)."""
     learner = ModelDrivenLearner(pool(40), batch_size=32, has_loss=True,
-                                 config=ModelDrivenConfig(refresh_rows=8))
+                                 config=ModelDrivenConfig(refresh_rows=8, loss_warmup=0))
     for e in range(4):
         run_refresh(learner, e, signals=drifting_signals(learner, e))
     assert learner._mixture is not None
@@ -441,7 +445,7 @@ def test_partial_refresh_state_and_draw_state_round_trips():
 
 def test_a_partial_refresh_that_changes_nothing_warns_once_and_an_infinite_loss_is_capped():
     learner = ModelDrivenLearner(pool(), batch_size=64, has_loss=True,
-                                 config=ModelDrivenConfig(refresh_rows=400))
+                                 config=ModelDrivenConfig(refresh_rows=400, loss_warmup=0))
     run_refresh(learner, 0, signals=signals_of(learner))
     with pytest.warns(RuntimeWarning, match="changed nothing"):
         run_refresh(learner, 1, signals=signals_of(learner))
@@ -453,8 +457,62 @@ def test_a_partial_refresh_that_changes_nothing_warns_once_and_an_infinite_loss_
         return {**signals_of(learner)(rows), "loss": loss[rows]}
     run_refresh(learner, 2, signals=signals)
     assert learner.last_info["changed"] is True
-    full = ModelDrivenLearner(pool(), batch_size=64, has_loss=True)
+    full = ModelDrivenLearner(pool(), batch_size=64, has_loss=True,
+                              config=ModelDrivenConfig(loss_warmup=0))
     held = {k: v.copy() for k, v in learner._signals.items()}
     run_refresh(full, 0, signals=lambda rows: {k: v[rows] for k, v in held.items()})
     np.testing.assert_allclose(learner.weights, full.weights, rtol=1e-12)
 
+
+# ------------------------------------------------------------------ the loss warm-up
+def test_the_first_refresh_ignores_the_loss_of_the_model_as_built():
+    """loss_warmup = 1 (default): the refresh made when the sampler is built draws as if
+    there were no loss_fn (the loss of an untrained model is the loss of its initial
+    output, e.g. y^2 for a model that starts at ~0); the second refresh uses it;
+    loss_warmup = 0 uses it from the first. Probabilities compared exactly."""
+    without = refreshed(loss=False).probabilities
+    first = refreshed().probabilities
+    np.testing.assert_array_equal(first, without)
+    assert refreshed(ModelDrivenConfig(loss_warmup=0)).probabilities[
+        np.abs(pool() - TRUE_POLE) < 0.01].sum() > 0.05
+    second = refreshed(epochs=2).probabilities
+    assert second[np.abs(pool() - TRUE_POLE) < 0.01].sum() > 0.05
+    np.testing.assert_array_equal(second, refreshed(ModelDrivenConfig(loss_warmup=0)).probabilities)
+
+
+def test_warmup_growth_does_not_aim_at_the_initial_loss():
+    """During the warm-up, growth (label_budget, no refine) has no loss to aim at: its
+    new points are uniform in the box (the same draws as growth='uniform')."""
+    got, want = [], []
+    refreshed(ModelDrivenConfig(label_budget=50), labels=lambda p: got.append(p.copy()))
+    refreshed(ModelDrivenConfig(label_budget=50, growth="uniform"),
+              labels=lambda p: want.append(p.copy()))
+    np.testing.assert_array_equal(got[0], want[0])
+
+
+def test_the_refresh_ending_the_warmup_evaluates_every_row():
+    """refresh_rows = M with loss_warmup = 2: refreshes 0 and 2 ask for all rows (the loss
+    of refresh 0 is not kept for rows a partial refresh would skip), refreshes 1 and 3
+    for at most M."""
+    cfg = ModelDrivenConfig(refresh_rows=400, loss_warmup=2)
+    learner = ModelDrivenLearner(pool(), config=cfg, batch_size=64, has_loss=True)
+    asked, full = [], signals_of(learner)
+
+    def signals(rows):
+        asked.append(np.arange(2000)[rows].size)
+        return full(rows)
+    for e in range(4):
+        run_refresh(learner, e, signals=signals)
+    assert asked[0] == asked[2] == 2000 and asked[1] <= 400 and asked[3] <= 400
+
+
+def test_a_state_saved_before_loss_warmup_loads_without_a_warmup():
+    """A state dict without the loss_warmup field (saved by an older release) loads with
+    loss_warmup = 0, the behaviour it was saved with."""
+    learner = refreshed(ModelDrivenConfig(loss_warmup=0))
+    state = learner.state_dict()
+    del state["config"]["loss_warmup"]
+    other = ModelDrivenLearner(pool(), batch_size=64, has_loss=True)
+    other.load_state_dict(state)
+    assert other.config.loss_warmup == 0
+    np.testing.assert_array_equal(other.probabilities, learner.probabilities)

@@ -74,7 +74,7 @@ def test_batches_honour_the_floor_and_return_bounded_ratios():
 
 
 #: Partial refreshes (sum trees) after the first: 200 of the 1000 rows per refresh.
-ROWS = ModelDrivenConfig(refresh_rows=200)
+ROWS = ModelDrivenConfig(refresh_rows=200, loss_warmup=0)
 
 
 @pytest.mark.parametrize("config", [None, ROWS], ids=["full", "refresh_rows"])
@@ -177,7 +177,7 @@ def test_y_fn_grows_the_pool_and_the_dataset_follows():
 
 
 def test_an_unchanged_refresh_warns_once():
-    s = sampler()
+    s = sampler(config=ModelDrivenConfig(loss_warmup=0))   # refresh 1 would turn the loss on
     with pytest.warns(RuntimeWarning, match="changed nothing"):
         s.set_epoch(1)
     import warnings

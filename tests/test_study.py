@@ -263,3 +263,24 @@ def test_model_driven_arms_rank_by_the_training_loss():
             torch.testing.assert_close(want.mean(), implicit_loss(p, q, y[:, None],
                                                                   torch.ones_like(p)),
                                        rtol=1e-12, atol=0)
+
+
+def test_zeroproofml_first_refresh_does_not_draw_by_the_label_size():
+    """zeroproofml's heads start at P ~ 0, so their per-sample implicit loss at the first
+    refresh (made before any step) is min(y^2, 1 / m^2), a function of the label's size
+    (log-correlation with y^2 > 0.98 here). With loss_warmup = 1 that refresh does not
+    use it: the draw share of the pool points with |y| > 30 stays within 1.5x their pool
+    share (it was 11-14x: 0.18-0.26 against 0.017-0.023 on the study's pools)."""
+    from zp_ref.apps import study, study_zeroproofml
+    from zp_ref.apps.study_arms import make_source
+    if not study_zeroproofml.available():
+        pytest.skip("zeroproofml is not installed")
+    cfg = dataclasses.replace(tiny_config(), pool_size=8192)
+    target = study.targets()["rational_1d"]
+    x, y, q = study.training_pool(target, "model_driven", cfg, derive_seed(0, 0))
+    model = study_zeroproofml.build_model(1, derive_seed(0, 0))
+    source = make_source("model_driven", target, x, y, q, cfg, derive_seed(0, 0), model)
+    big = np.abs(y) > 30
+    loss = source.sampler.learner._signals["loss"]
+    assert np.corrcoef(np.log(loss), np.log(y ** 2))[0, 1] > 0.98
+    assert 0.005 < big.mean() and source.sampler.probabilities[big].sum() < 1.5 * big.mean()

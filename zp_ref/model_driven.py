@@ -295,7 +295,7 @@ class ModelDrivenLearner:
         the most mass of pi and the next M/2 of the round-robin sweep."""
         n, m = self.pool_size, self.config.refresh_rows
         have = self._signals and all(v.size == n for v in self._signals.values())
-        if not m or m >= n or not have:
+        if not m or m >= n or not have or self._loss_starts():
             return Request("signals", start=0, stop=n)
         top = (largest_rows(self._pi, m // 2) if self._mixture is None
                else self._mixture.largest(m // 2))
@@ -326,6 +326,19 @@ class ModelDrivenLearner:
                                max_weight=clip ** -c.q_power, normalize=False)
         total = w.sum()            # 0: the model's Q has no zero in reach (Q constant)
         return w / total if total > 0 else np.full(w.size, 1.0 / w.size)
+
+    def _loss_on(self) -> bool:
+        """The loss signal is told and past its warm-up: this refresh is at least the
+        ``loss_warmup``-th (the loss of the model as built says nothing of its error)."""
+        c = self.config
+        return (self.has_loss and c.uses_loss and "loss" in self._signals
+                and self.refresh_count >= c.loss_warmup)
+
+    def _loss_starts(self) -> bool:
+        """The first refresh to use the loss after a warm-up (it evaluates every row)."""
+        c = self.config
+        return (self.has_loss and c.uses_loss and c.loss_warmup > 0
+                and self.refresh_count == c.loss_warmup)
 
     def _loss_weights(self) -> np.ndarray:
         c = self.config
@@ -427,7 +440,7 @@ class ModelDrivenLearner:
         if c.growth == "uniform":
             return lo + (hi - lo) * u
         cell_lo, cell_hi = self.refined_cells()
-        loss_ok = self.has_loss and c.uses_loss and "loss" in self._signals
+        loss_ok = self._loss_on()
         n_loss = n if cell_lo.shape[0] == 0 else (int(round(n * c.growth_loss_share))
                                                   if loss_ok else 0)
         if not loss_ok and cell_lo.shape[0] == 0:
@@ -456,7 +469,7 @@ class ModelDrivenLearner:
             if not (self.needs_grad and "grad_norm" in have):
                 return None
             shares["q"] = c.q_share
-        if self.has_loss and c.uses_loss and "loss" in have:
+        if self._loss_on():
             shares["loss"] = c.loss_share
         return shares or None
 
@@ -481,7 +494,7 @@ class ModelDrivenLearner:
         parts = []
         if c.uses_q and "q" in self._signals:
             parts.append((c.q_share, self._q_weights()))
-        if self.has_loss and c.uses_loss and "loss" in self._signals:
+        if self._loss_on():
             parts.append((c.loss_share, self._loss_weights()))
         if c.refine and c.refine_share > 0:
             w = self._refine_weights()
@@ -563,7 +576,9 @@ class ModelDrivenLearner:
         check_state(state, type(self).__name__, ("config", "seed", "batch_size", "x_pool", "pi",
                                                  "refresh_count", "decisions"),
                     optional=("warned_unchanged", "window", "signals"))
-        cfg = config_fields(state["config"], type(self).__name__,
+        saved = {"loss_warmup": 0, **state["config"]} if isinstance(state["config"], dict) \
+            else state["config"]          # saved before loss_warmup existed: none
+        cfg = config_fields(saved, type(self).__name__,
                             list(ModelDrivenConfig.__dataclass_fields__))
         cfg["band_edges"] = tuple(cfg["band_edges"])
         other = ModelDrivenLearner(state["x_pool"], config=ModelDrivenConfig(**cfg),

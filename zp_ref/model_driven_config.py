@@ -45,6 +45,14 @@ class ModelDrivenConfig:
         that no single point takes more than 100x its uniform share of the loss mass (a
         pole target's squared error can be 1e10x the mean at one point, which RAD's
         bounded PDE residuals never are; 100 is ImportanceSamplerConfig's max_weight).
+    loss_warmup : int, default 1
+        The loss signal is used from the ``loss_warmup``-th refresh on (0: from the
+        first). The first refresh runs when the sampler is built, usually before any
+        training step; a model that starts with output ~0 (zeroproofml's heads: P ~
+        N(0, 0.01^2)) then has the loss of predicting 0, a function of the label alone
+        (``y^2`` for ``implicit_loss`` and MSE): RAD would draw by |y|^2 on pole data, not
+        by the model's error (docs/training_study.md, "Diagnosis and confirmation run").
+        RAD itself resamples only after a first training phase on uniform points.
     q_share, loss_share, refine_share : float, default 1.0
         The non-uniform mass is split between the signals present in these proportions
         (renormalised over the signals that are on). Equal shares: nothing a priori says
@@ -84,6 +92,7 @@ class ModelDrivenConfig:
     distance_clip: float = 1.0
     loss_power: float | None = 1.0
     loss_cap: float = 100.0
+    loss_warmup: int = 1
     q_share: float = 1.0
     loss_share: float = 1.0
     refine_share: float = 1.0
@@ -111,6 +120,7 @@ class ModelDrivenConfig:
         if self.loss_power is not None:
             check_real(self.loss_power, "loss_power", low=0.0)
         check_real(self.loss_cap, "loss_cap", low=1.0)
+        check_count(self.loss_warmup, "loss_warmup")
         for name in ("q_share", "loss_share", "refine_share"):
             check_real(getattr(self, name), name, low=0.0)
         check_count(self.refresh_every, "refresh_every", minimum=1)
