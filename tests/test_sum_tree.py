@@ -76,3 +76,34 @@ def test_draws_follow_the_weights():
     pos = w > 0
     assert (counts[~pos] == 0).all()
     assert stats.chisquare(counts[pos], w[pos] / w.sum() * 20000).pvalue > 1e-3
+
+
+# ------------------------------------------------------------------ the mixture's passes
+def mixture(q_constant=False):
+    from zp_ref.model_driven_config import ModelDrivenConfig
+    from zp_ref.model_driven_mixture import SignalMixture
+    n = 5000
+    x = uniforms(2, 16, n) * 2 - 1
+    q = np.ones(n) if q_constant else x - 0.3
+    signals = {"q": q, "grad_norm": np.zeros(n) if q_constant else np.ones(n),
+               "loss": 1.0 / (np.abs(x + 0.5) + 1e-3)}
+    m = SignalMixture(ModelDrivenConfig(), 2.0 / n, {"q": 1.0, "loss": 2.0})
+    m.build(signals, loss_weights=None)
+    return m
+
+
+@pytest.mark.parametrize("q_constant", [False, True], ids=["q", "q_without_zero"])
+def test_the_mixtures_pi_is_the_numpy_sum_and_its_top_rows_are_largest_rows(q_constant):
+    """pi (Numba passes) equals the NumPy expression 0 + a_loss l_loss / W_loss + (a_q
+    l_q / W_q or a_q / N) exactly; largest(k) is largest_rows(pi, k) (the same rows)."""
+    from zp_ref.model_driven_mixture import largest_rows
+    m = mixture(q_constant)
+    lo, lq = (tree_leaves(m.trees[k], m.n) for k in ("loss", "q"))
+    want = np.zeros(m.n) + (2.0 / 3.0) / m.trees["loss"][1] * lo
+    want = want + (1.0 / 3.0 / m.n if q_constant else (1.0 / 3.0) / m.trees["q"][1] * lq)
+    assert (m.trees["q"][1] == 0) == q_constant
+    np.testing.assert_array_equal(m.pi(), want)
+    idx = np.arange(0, m.n, 3)
+    np.testing.assert_array_equal(m.pi_at(idx), want[idx])
+    for k in (1, 10, 100, 2500):
+        assert set(m.largest(k).tolist()) == set(largest_rows(want, k).tolist())
