@@ -40,7 +40,11 @@ SLOW_TESTS = (
     "tests/test_sample_from_q.py::test_without_replacement_equals_the_two_step_call[cuda]",  # 27 s
     "tests/test_sample_from_q.py::test_indices_equal_the_two_step_call[*-cuda]",            # 90 s
     "tests/test_draw_table.py::test_repeated_draws_equal_sample_indices[cuda]",             # 16 s
+    "tests/test_refinement.py::test_numpy_cpu_cuda_build_the_same_tree[double_root_1d-kw3]",  # 9 s
+    "tests/test_refinement.py::test_numpy_cpu_cuda_build_the_same_tree[sphere_plane_3d-kw5]",  # 5 s
     # large matrices, trees and pools
+    # the fork + 4-thread determinism check under the workqueue layer (tbb stays fast)
+    "tests/test_determinism.py::test_forked_child_and_four_threads_draw_the_parents_indices[*workqueue]",  # 18 s
     "tests/test_refinement_cap.py::test_peak_memory_of_a_capped_6d_tree_*",                 # 10 s
     "tests/test_refinement.py::test_interval_flags_cells_whose_enclosure_overflows_and_warns_once[numpy-kw0]",  # 14 s
     "tests/test_memory.py::test_scratch_of_large_draws_is_not_kept_after_the_call",         # 9 s

@@ -50,7 +50,7 @@ class ModelDrivenConfig:
         first). The first refresh runs when the sampler is built, usually before any
         training step; a model that starts with output ~0 (zeroproofml's heads: P ~
         N(0, 0.01^2)) then has the loss of predicting 0, a function of the label alone
-        (``y^2`` for ``implicit_loss`` and MSE): RAD would draw by |y|^2 on pole data, not
+        (``y^2`` for ``implicit_loss`` and MSE): RAD would draw by ``|y|^2`` on pole data, not
         by the model's error (docs/training_study.md, "Diagnosis and confirmation run").
         RAD itself resamples only after a first training phase on uniform points.
     q_share, loss_share, refine_share : float, default 1.0
