@@ -69,29 +69,34 @@ def _fmt(stat: dict) -> str:
     return f"{stat['mean']:.2e} +- {stat['std']:.1e}"
 
 
+def _cells(report: dict):
+    """(target name, LR schedule, [(method, its statistics)]) for every cell with runs."""
+    for name, res in report["targets"].items():
+        for schedule in report["config"]["lr_schedules"]:
+            rows = [(m, blk["schedules"][schedule]) for m, blk in res["methods"].items()
+                    if schedule in blk["schedules"]]
+            if rows:
+                yield name, schedule, rows
+
+
 def table(report: dict) -> str:
     """The study as text: per target and LR schedule, median |relative error| per band,
     pole distance, uniform-test MSE and the sampler's share of the training time."""
     seeds = report["config"]["seeds"]
     lines = []
-    for name, res in report["targets"].items():
-        for schedule in report["config"]["lr_schedules"]:
-            rows = [(m, blk["schedules"][schedule]) for m, blk in res["methods"].items()
-                    if schedule in blk["schedules"]]
-            if not rows:
-                continue
-            lines.append(f"{name}, {schedule} LR: median |relative error| per band, pole "
-                         f"distance, uniform-test MSE (mean +- std over {seeds} seeds), "
-                         f"sampler share of training time")
-            lines.append(f"{'method':<28}" + "".join(f"{b:>19}" for b in BANDS)
-                         + f"{'pole dist':>19}{'uniform MSE':>19}{'sampler':>8}")
-            for method, m in rows:
-                cells = [m["band_median_rel_err"][b] for b in BANDS] + [m["pole_distance"],
-                                                                         m["overall_mse"]]
-                share = m["sampler_share"]["mean"]
-                lines.append(f"{method:<28}" + "".join(f" {_fmt(c):>18}" for c in cells)
-                             + (f"{share:>8.3f}" if share is not None else f"{'-':>8}"))
-            lines.append("")
+    for name, schedule, rows in _cells(report):
+        lines.append(f"{name}, {schedule} LR: median |relative error| per band, pole "
+                     f"distance, uniform-test MSE (mean +- std over {seeds} seeds), "
+                     f"sampler share of training time")
+        lines.append(f"{'method':<28}" + "".join(f"{b:>19}" for b in BANDS)
+                     + f"{'pole dist':>19}{'uniform MSE':>19}{'sampler':>8}")
+        for method, m in rows:
+            cells = [m["band_median_rel_err"][b] for b in BANDS] + [m["pole_distance"],
+                                                                     m["overall_mse"]]
+            share = m["sampler_share"]["mean"]
+            lines.append(f"{method:<28}" + "".join(f" {_fmt(c):>18}" for c in cells)
+                         + (f"{share:>8.3f}" if share is not None else f"{'-':>8}"))
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -147,23 +152,18 @@ def markdown_tables(report: dict) -> str:
     spurious pole (any epoch / at the end; 1-D) and new labels per run."""
     seeds = report["config"]["seeds"]
     out = []
-    for name, res in report["targets"].items():
-        for schedule in report["config"]["lr_schedules"]:
-            rows = [(m, blk["schedules"][schedule]) for m, blk in res["methods"].items()
-                    if schedule in blk["schedules"]]
-            if not rows:
-                continue
-            out += [f"### {name}, {schedule} LR (mean ± std over {seeds} seeds)", "",
-                    "| arm | B0 | B1 | B2 | B3 | B4 | pole distance | uniform-test MSE | "
-                    "sampler share | spurious (any / end) | new labels |",
-                    "|---|---|---|---|---|---|---|---|---|---|---|"]
-            for method, m in rows:
-                sp = m.get("spurious")
-                cells = [_md(m["band_median_rel_err"][b]) for b in BANDS]
-                cells += [_md(m["pole_distance"]), _md(m["overall_mse"], 1),
-                          f"{m['sampler_share']['mean']:.3f}",
-                          f"{sp['runs_with_any']} / {sp['runs_at_end']}" if sp else "-",
-                          f"{m['n_new']['mean']:.0f}"]
-                out.append(f"| {method} | " + " | ".join(cells) + " |")
-            out.append("")
+    for name, schedule, rows in _cells(report):
+        out += [f"### {name}, {schedule} LR (mean ± std over {seeds} seeds)", "",
+                "| arm | B0 | B1 | B2 | B3 | B4 | pole distance | uniform-test MSE | "
+                "sampler share | spurious (any / end) | new labels |",
+                "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for method, m in rows:
+            sp = m.get("spurious")
+            cells = [_md(m["band_median_rel_err"][b]) for b in BANDS]
+            cells += [_md(m["pole_distance"]), _md(m["overall_mse"], 1),
+                      f"{m['sampler_share']['mean']:.3f}",
+                      f"{sp['runs_with_any']} / {sp['runs_at_end']}" if sp else "-",
+                      f"{m['n_new']['mean']:.0f}"]
+            out.append(f"| {method} | " + " | ".join(cells) + " |")
+        out.append("")
     return "\n".join(out)
