@@ -176,24 +176,9 @@ def run(quick: bool = False, *, n_pool: int = 10**7, n_draws: int = 10**6,
 
 
 def main(argv=None) -> str:
-    import argparse
-
     from zp_ref.apps import bench
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer processes, no cold row")
-    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
-    args = parser.parse_args(argv)
-    t0 = time.perf_counter()
-    machine = bench.machine_info()
-    rows = run(args.quick)
-    machine["load_average_end"] = bench.load_average()
-    result = {"schema": bench.SCHEMA, "quick": args.quick, "machine": machine, "rows": rows,
-              "notes": [], "seconds": time.perf_counter() - t0}
-    report = bench.format_table(result)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2, default=str))
-        report += f"\nwrote {args.json}"
-    return report
+    return bench.script_command(__doc__.splitlines()[0], run, argv,
+                                quick_help="fewer processes, no cold row")
 
 
 if __name__ == "__main__":

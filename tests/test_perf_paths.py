@@ -202,3 +202,23 @@ def test_ratios_are_medians_over_medians():
     table = bench.format_table({"machine": bench.machine_info(), "rows": [row], "notes": [],
                                 "quick": True, "seconds": 1.0})
     assert "ours min" in table and "30x" in table
+
+
+def test_script_command_writes_the_rows_of_run_as_json_and_a_table(tmp_path):
+    """A checkout's benchmark script main: run(quick) rows in one schema-tagged result,
+    written to --json and shown as the table."""
+    import json
+
+    from zp_ref.apps import bench
+    seen = []
+
+    def run(quick):
+        seen.append(quick)
+        return []
+
+    out = tmp_path / "rows.json"
+    report = bench.script_command("a test benchmark", run, ["--quick", "--json", str(out)])
+    result = json.loads(out.read_text())
+    assert seen == [True]
+    assert result["schema"] == bench.SCHEMA and result["rows"] == [] and result["quick"] is True
+    assert report.endswith(f"wrote {out}")

@@ -443,10 +443,31 @@ def bench_command(args=None, include=BENCHMARKS) -> str:
     path = check_json_path(path) if path else None
     if getattr(args, "sampling", False):
         include = ("sampling",)
-    result = run_suite(bool(getattr(args, "quick", False)), include)
+    return _report(run_suite(bool(getattr(args, "quick", False)), include), path)
+
+
+def _report(result: dict, path) -> str:
+    """The table of ``result``; with ``path``, also ``result`` as JSON there."""
     report = format_table(result)
     if path:
         from .._atomic import atomic_write_json        # fsync'ed, unique temp file
         atomic_write_json(path, result, indent=2, default=_jsonable)
         report += f"\nwrote {path}"
     return report
+
+
+def script_command(description: str, run, argv=None, quick_help: str = "fewer repeats") -> str:
+    """The ``main`` of a checkout's benchmark script: ``--quick``/``--json PATH``, then
+    ``run(quick)`` rows in one result (schema, machine, load at the end) and its table."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
+    args = parser.parse_args(argv)
+    path = check_json_path(args.json) if args.json else None
+    t0 = time.perf_counter()
+    machine = machine_info()
+    rows = run(args.quick)
+    machine["load_average_end"] = load_average()
+    result = {"schema": SCHEMA, "quick": args.quick, "machine": machine, "rows": rows,
+              "notes": [], "seconds": time.perf_counter() - t0}
+    return _report(result, path)
