@@ -30,7 +30,8 @@ from ..bridges.torch import torch
 from ..checks import check_choice, check_count, check_real
 from ..rng import derive_seed, uniforms
 from . import study_zeroproofml
-from .study_arms import GROW_METHODS, METHODS, MODEL_DRIVEN_METHODS, make_source
+from .study_arms import (GROW_METHODS, METHODS, MODEL_DRIVEN_METHODS, make_source,
+                         model_driven_config)
 from .study_data import TEST_STREAM, test_set, training_pool
 from .study_model import (RationalModel, Target, batch_loss, draw_optimum, model_errors,
                           pole_distance, real_poles_1d, targets, true_poles)
@@ -49,12 +50,12 @@ TRAINERS = ("adam", "zeroproofml")
 #: docs/training_study.md); 1 had one block of statistics per method.
 SCHEMA_VERSION = 2
 #: Arms run under the constant learning rate (the cosine runs have every arm).
-CONSTANT_METHODS = ("uniform", "zeroproofml_adaptive", "model_driven", "model_driven_grow",
-                    "uniform_grow", "oracle_grow")
+CONSTANT_METHODS = ("uniform", "zeroproofml_adaptive", "model_driven", "model_driven_gate",
+                    "model_driven_grow", "uniform_grow", "oracle_grow")
 #: Arms run with zeroproofml's models under its SCMTrainer (constant LR, SCMTrainer's
 #: default of no scheduler).
 ZEROPROOFML_METHODS = ("uniform", "hybrid_model_q", "zeroproofml_adaptive", "model_driven",
-                       "model_driven_grow", "uniform_grow")
+                       "model_driven_gate", "model_driven_grow", "uniform_grow")
 #: A model pole farther than this from every true pole (1-D) counts as spurious.
 SPURIOUS_TOLERANCE = 0.05
 
@@ -76,7 +77,8 @@ class StudyConfig:
     ``zeroproofml_lr``: the learning rate of zeroproofml's models, (1-D, 2-D).
     ``methods`` run under the cosine schedule, ``constant_methods`` under the constant
     one, ``zeroproofml_methods`` with zeroproofml's models on ``zeroproofml_targets``
-    under ``zeroproofml_schedules``.
+    under ``zeroproofml_schedules``. ``model_driven``: ``((field, value), ...)`` replacing
+    ModelDrivenConfig's defaults in every model-driven arm (``()``: the library's defaults).
     """
     pool_size: int = 1 << 15
     batch_size: int = 256
@@ -102,6 +104,7 @@ class StudyConfig:
     zeroproofml_methods: tuple = ZEROPROOFML_METHODS
     zeroproofml_targets: tuple = ("rational_1d", "rational_2d")
     zeroproofml_schedules: tuple = ("constant",)
+    model_driven: tuple = ()
 
     @classmethod
     def full(cls) -> "StudyConfig":
@@ -152,6 +155,7 @@ class StudyConfig:
             for m in getattr(self, field):
                 if m not in METHODS:
                     raise ValueError(f"{field} must be names from {list(METHODS)}, got {m!r}")
+        model_driven_config("model_driven", self)     # ValueError/TypeError naming a bad field
         for field in ("lr_schedules", "zeroproofml_schedules"):
             value = getattr(self, field)
             if not value or any(s not in LR_SCHEDULES for s in value):
@@ -310,8 +314,9 @@ def _evaluate(model, test: dict, poles: np.ndarray) -> dict:
 
 
 # ------------------------------------------------------------------ the study
-def _jobs(cfg: StudyConfig, seeds: int) -> list:
-    """(target, trainer, method, schedule, seed) of every run, in run order."""
+def _jobs(cfg: StudyConfig, seeds: int, first_seed: int = 0) -> list:
+    """(target, trainer, method, schedule, seed) of every run, in run order (seeds
+    ``first_seed .. first_seed + seeds - 1``)."""
     trainers = ("adam", "zeroproofml") if study_zeroproofml.available() else ("adam",)
     jobs = []
     for name in cfg.targets:
@@ -320,7 +325,8 @@ def _jobs(cfg: StudyConfig, seeds: int) -> list:
                 continue
             for schedule in cfg.lr_schedules:
                 for method in cfg.methods_for(schedule, trainer):
-                    jobs += [(name, trainer, method, schedule, s) for s in range(seeds)]
+                    jobs += [(name, trainer, method, schedule, s)
+                             for s in range(first_seed, first_seed + seeds)]
     return jobs
 
 
@@ -371,7 +377,7 @@ def _load_cache(path: Path, fingerprint: str) -> dict:
 
 
 def run_study(quick=True, seeds=5, out="runs/study", progress=True, config=None,
-              resume=False) -> dict:
+              resume=False, first_seed=0) -> dict:
     """Run every arm on every target, LR schedule and trainer for ``seeds`` seeds; write
     ``study.json`` and ``study.png`` into ``out``; return the JSON dict.
 
@@ -380,12 +386,14 @@ def run_study(quick=True, seeds=5, out="runs/study", progress=True, config=None,
     {"band_mse": {"B0": {"mean", "std", "n"}, ...}, "overall_mse", "near_pole_coverage",
     "seconds", "band_median_rel_err", "pole_distance", "sampler_share", ...}}}}}}}
     (docs/training_study.md). ``config`` (a :class:`StudyConfig`) replaces the preset
-    chosen by ``quick``. Every finished run is appended to ``runs.jsonl`` in ``out``;
+    chosen by ``quick``. Seeds are ``first_seed .. first_seed + seeds - 1`` (a fresh
+    set for a confirmation run). Every finished run is appended to ``runs.jsonl`` in ``out``;
     ``resume=True`` reuses the runs found there for the same :func:`run_fingerprint`.
     """
     if not isinstance(quick, (bool, np.bool_)):
         raise TypeError(f"quick must be True or False, got {quick!r}")
     seeds = check_count(seeds, "seeds", minimum=1)
+    first_seed = check_count(first_seed, "first_seed")
     if not isinstance(progress, (bool, np.bool_)):
         raise TypeError(f"progress must be True or False, got {progress!r}")
     if config is None:
@@ -398,7 +406,7 @@ def run_study(quick=True, seeds=5, out="runs/study", progress=True, config=None,
 
     from tqdm import tqdm
     known = targets()
-    jobs = _jobs(cfg, seeds)
+    jobs = _jobs(cfg, seeds, first_seed)
     runs, tests = {}, {}
     fingerprint = run_fingerprint(cfg)
     cache = _load_cache(out / "runs.jsonl", fingerprint) if resume else {}
@@ -436,11 +444,12 @@ def run_study(quick=True, seeds=5, out="runs/study", progress=True, config=None,
         "config": {**{k: (list(v) if isinstance(v, tuple) else v)
                       for k, v in dataclasses.asdict(cfg).items()},
                    "steps": cfg.steps, "quick": bool(quick), "seeds": seeds,
+                   "first_seed": first_seed,
                    "band_edges": list(DEFAULT_EDGES), "test_ranges": [list(r) for r in TEST_RANGES],
                    "spurious_tolerance": SPURIOUS_TOLERANCE,
                    "sampler_config": "ImportanceSamplerConfig() defaults (weight_power=2, "
                                      "min_q_abs=1e-6, max_weight=100, importance_batch_ratio=0.7)",
-                   "model_driven_config": _model_driven_defaults(),
+                   "model_driven_config": model_driven_config("model_driven", cfg).to_dict(),
                    "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
                    "zeroproofml": study_zeroproofml.version(),
                    "fingerprint": fingerprint, "reused_runs": len(cache),
@@ -453,13 +462,17 @@ def run_study(quick=True, seeds=5, out="runs/study", progress=True, config=None,
 
 
 def _model_driven_defaults():
-    """ModelDrivenConfig() as a dict (None before zp_ref.model_driven exists)."""
+    """ModelDrivenConfig() as a dict (None before zp_ref.model_driven exists), without
+    the fields added later whose default draws as before they existed (``variance_gate
+    = 0``: off), so that the runs cached before them keep their keys."""
     try:
         from ..model_driven import ModelDrivenConfig
     except ImportError:
         return None
+    added_off = {"variance_gate": 0.0}
     return {k: (list(v) if isinstance(v, tuple) else v)
-            for k, v in dataclasses.asdict(ModelDrivenConfig()).items()}
+            for k, v in dataclasses.asdict(ModelDrivenConfig()).items()
+            if not (k in added_off and v == added_off[k])}
 
 
 def _save(out: Path, report: dict) -> None:
@@ -468,18 +481,26 @@ def _save(out: Path, report: dict) -> None:
     atomic_savefig(plot_study(report), out / "study.png", dpi=110)
 
 
-def _positive_int(text: str) -> int:
+def _int_at_least(text: str, low: int, what: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"must be a {what} integer, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be a {what} integer, got {value}")
     return value
 
 
+def _positive_int(text: str) -> int:
+    return _int_at_least(text, 1, "positive")
+
+
+def _count(text: str) -> int:
+    return _int_at_least(text, 0, "non-negative")
+
+
 def study_command(argv=None) -> str:
-    """``zp-ref study [--quick] [--seeds N] [--lr-schedule S] [--out DIR] ...``: run the
+    """``zp-ref study [--quick] [--seeds N] [--first-seed K] [--lr-schedule S] ...``: run the
     study; returns its table for the command line to show (bad arguments:
     SystemExit(2), one line)."""
     from ._args import OneLineArgumentParser          # bad arguments: one line, exit 2
@@ -493,6 +514,9 @@ def study_command(argv=None) -> str:
                              "smoke test, instead of the full run")
     parser.add_argument("--seeds", type=_positive_int, default=None,
                         help="seeds per arm (5; 2 with --quick)")
+    parser.add_argument("--first-seed", type=_count, default=0,
+                        help="first seed (0); seeds FIRST .. FIRST + N - 1, e.g. 5 for a "
+                             "confirmation on fresh seeds")
     parser.add_argument("--lr-schedule", choices=("constant", "cosine", "both"), default=None,
                         help="learning-rate schedules to run (both; cosine with --quick)")
     parser.add_argument("--targets", default=None,
@@ -523,6 +547,7 @@ def study_command(argv=None) -> str:
     seeds = args.seeds if args.seeds is not None else (2 if args.quick else 5)
     report = run_study(quick=args.quick, seeds=seeds, out=args.out,
                        progress=not args.no_progress, resume=args.resume,
-                       config=dataclasses.replace(preset, **changes))
+                       config=dataclasses.replace(preset, **changes),
+                       first_seed=args.first_seed)
     return (f"{table(report)}\n"
             f"wrote {Path(args.out) / 'study.json'} and {Path(args.out) / 'study.png'}")

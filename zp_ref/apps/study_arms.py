@@ -20,21 +20,29 @@ from ..rng import STREAMS, derive_seed, uniforms
 from ..sampling import sample_indices
 
 __all__ = ["TRUE_Q_METHODS", "MODEL_Q_METHODS", "MODEL_DRIVEN_METHODS", "GROW_METHODS",
-           "METHODS", "make_source", "model_driven_config"]
+           "METHODS", "MODEL_DRIVEN_GATE", "make_source", "model_driven_config"]
 
 #: Samplers given the target's true Q on the pool (the most favourable case).
 TRUE_Q_METHODS = ("importance", "hybrid", "curriculum", "active")
 #: Today's samplers with the model's own Q head on the pool (``q_fn``), refreshed every epoch.
 MODEL_Q_METHODS = ("importance_model_q", "hybrid_model_q", "curriculum_model_q")
 #: The safe model-driven sampler (zp_ref.torch_bridge.ModelDrivenSampler): its defaults,
-#: with refinement of the model's Q, and growing the pool through y_fn.
-MODEL_DRIVEN_METHODS = ("model_driven", "model_driven_refine", "model_driven_grow")
+#: with refinement of the model's Q, growing the pool through y_fn, and with the variance
+#: gate of Katharopoulos & Fleuret 2018 (``variance_gate=MODEL_DRIVEN_GATE``).
+MODEL_DRIVEN_METHODS = ("model_driven", "model_driven_refine", "model_driven_grow",
+                        "model_driven_gate")
 #: Arms that label new points with y_fn, all with the same budget of new labels:
 #: the model-driven one, uniform new points (its control) and the true-Q oracle (the
 #: same sampler and settings given the target's true Q instead of the model's).
 GROW_METHODS = ("model_driven_grow", "uniform_grow", "oracle_grow")
 METHODS = (("uniform",) + TRUE_Q_METHODS + MODEL_Q_METHODS + ("zeroproofml_adaptive",)
            + MODEL_DRIVEN_METHODS + ("uniform_grow", "oracle_grow"))
+#: The model_driven_gate arm's ``variance_gate``: importance stays on only while it is
+#: estimated to lower the gradient's second moment at all (tau >= 1). K&F's threshold
+#: tau_th = (B + 3b) / (3b) prices the extra forward passes that score a large batch B
+#: for a batch b; the model-driven refresh has already paid for its scores (the loss of
+#: every pool point), so that cost term is 1 here.
+MODEL_DRIVEN_GATE = 1.0
 #: Stream of the uniform_grow arm's new points (offset past the pool's own draws).
 GROW_STREAM, GROW_START = STREAMS["pool"], 1 << 36
 
@@ -131,11 +139,25 @@ def model_driven_config(method: str, cfg):
     (``model_driven``); with ``refine=True`` (``model_driven_refine``); with
     ``refine=True`` and ``cfg.label_budget`` new labels per refresh when the defaults
     grow none (``model_driven_grow`` and ``oracle_grow``: new points around high-loss
-    points and in the refined cells of Q, as docs/torch.md describes)."""
+    points and in the refined cells of Q, as docs/torch.md describes); with
+    ``variance_gate=MODEL_DRIVEN_GATE`` (``model_driven_gate``). The defaults are
+    ``ModelDrivenConfig()`` with ``cfg.model_driven``'s (field, value) pairs replaced."""
     from ..model_driven import ModelDrivenConfig
-    base = ModelDrivenConfig()
+    overrides = getattr(cfg, "model_driven", ())
+    try:
+        overrides = dict(overrides)
+    except (TypeError, ValueError):
+        raise TypeError(f"model_driven must be ((field, value), ...) pairs, got "
+                        f"{overrides!r}") from None
+    unknown = sorted(set(overrides) - set(ModelDrivenConfig.__dataclass_fields__))
+    if unknown:
+        raise ValueError(f"model_driven names no ModelDrivenConfig field: {unknown}; "
+                         f"accepted: {sorted(ModelDrivenConfig.__dataclass_fields__)}")
+    base = ModelDrivenConfig(**overrides)
     if method == "model_driven_refine":
         return dataclasses.replace(base, refine=True)
+    if method == "model_driven_gate":
+        return dataclasses.replace(base, variance_gate=MODEL_DRIVEN_GATE)
     if method in GROW_METHODS:
         return dataclasses.replace(base, refine=True,
                                    label_budget=base.label_budget or cfg.label_budget)

@@ -1,0 +1,113 @@
+"""The rule that chose ModelDrivenConfig's defaults (zp_ref.apps.study_select), the
+study's ``model_driven`` overrides and its ``first_seed`` (fresh seeds)."""
+import dataclasses
+import math
+
+import pytest
+
+pytest.importorskip("torch")
+
+from zp_ref.apps.study import StudyConfig, _jobs  # noqa: E402
+from zp_ref.apps.study_arms import model_driven_config  # noqa: E402
+from zp_ref.apps.study_select import (CANDIDATES, FAR_FIELD_FACTOR, cell_scores,  # noqa: E402
+                                      choose, selection_config)
+
+
+def _cells(*pairs):
+    return {f"cell{i}": {"ratio": r, "far_ratio": f} for i, (r, f) in enumerate(pairs)}
+
+
+def test_choose_takes_the_safe_candidate_with_the_largest_geometric_mean_ratio():
+    scores = {"defaults": _cells((1.5, 1.0), (1.5, 1.0)),        # geo 1.5
+              "q_power_2": _cells((4.0, 1.0), (1.0, 1.2)),       # geo 2.0, safe
+              "floor_0.3": _cells((9.0, 1.0), (0.99, 1.0))}      # geo 2.98, loses one cell
+    assert choose(scores) == "q_power_2"
+
+
+def test_choose_counts_a_far_field_loss_beyond_the_factor_as_unsafe():
+    scores = {"defaults": _cells((1.1, 1.0)),
+              "q_power_2": _cells((5.0, FAR_FIELD_FACTOR * (1 + 1e-9)))}
+    assert choose(scores) == "defaults"
+    scores["q_power_2"] = _cells((5.0, FAR_FIELD_FACTOR))     # at the factor: still safe
+    assert choose(scores) == "q_power_2"
+
+
+def test_choose_without_a_safe_candidate_takes_the_least_bad_worst_cell():
+    scores = {"defaults": _cells((0.5, 1.0), (3.0, 1.0)),
+              "q_power_2": _cells((0.8, 1.0), (1.0, 1.0)),
+              "floor_0.3": _cells((0.7, 1.0), (9.0, 1.0))}
+    assert choose(scores) == "q_power_2"
+
+
+def test_choose_breaks_ties_towards_the_earlier_candidate():
+    same = _cells((2.0, 1.0))
+    assert choose({"q_power_2": same, "defaults": dict(same)}) == "defaults"
+
+
+def test_choose_refuses_scores_without_a_known_candidate():
+    with pytest.raises(ValueError, match="scores must hold candidates"):
+        choose({"mine": _cells((2.0, 1.0))})
+
+
+def _summary(poles, b4):
+    return {"runs": [{"pole_distance": p} for p in poles],
+            "band_median_rel_err": {"B4": {"mean": b4}}}
+
+
+def test_cell_scores_is_the_ratio_of_geometric_means_and_of_far_field_means():
+    uniform = {"targets": {"t": {"methods": {
+        "uniform": {"schedules": {"cosine": _summary([1e-2, 1e-4], 0.2)}},
+        "zeroproofml/uniform": {"schedules": {"constant": _summary([1.0], 0.5)}}}}}}
+    cand = {"targets": {"t": {"methods": {
+        "model_driven": {"schedules": {"cosine": _summary([1e-3, 1e-5], 0.3)}},
+        "zeroproofml/model_driven": {"schedules": {"constant": _summary([4.0], 0.25)}}}}}}
+    cells = cell_scores(uniform, cand)
+    assert sorted(cells) == ["t, cosine", "zeroproofml/t, constant"]
+    assert math.isclose(cells["t, cosine"]["ratio"], 10.0, rel_tol=1e-12)
+    assert math.isclose(cells["t, cosine"]["far_ratio"], 1.5, rel_tol=1e-12)
+    assert math.isclose(cells["zeroproofml/t, constant"]["ratio"], 0.25, rel_tol=1e-12)
+    assert math.isclose(cells["zeroproofml/t, constant"]["far_ratio"], 0.5, rel_tol=1e-12)
+
+
+def test_selection_config_puts_one_arm_in_every_cell_with_the_candidate_defaults():
+    cfg = selection_config("q_power_2_floor_0.3")
+    assert cfg.methods == cfg.constant_methods == cfg.zeroproofml_methods == ("model_driven",)
+    md = model_driven_config("model_driven", cfg)
+    assert (md.q_power, md.floor) == (2.0, 0.3)
+    assert selection_config("uniform").methods == ("uniform",)
+    assert set(CANDIDATES) >= {"defaults"} and CANDIDATES["defaults"] == ()
+    with pytest.raises(ValueError, match="'uniform' or one of"):
+        selection_config("q_power_3")
+
+
+def test_study_model_driven_overrides_reach_every_model_driven_arm():
+    cfg = dataclasses.replace(StudyConfig.full(), model_driven=(("floor", 0.25),)).validate()
+    for arm in ("model_driven", "model_driven_refine", "model_driven_grow", "oracle_grow"):
+        assert model_driven_config(arm, cfg).floor == 0.25
+    assert model_driven_config("model_driven_grow", cfg).label_budget == cfg.label_budget
+
+
+@pytest.mark.parametrize("bad, error, match", [
+    ((("flor", 0.3),), ValueError, r"names no ModelDrivenConfig field: \['flor'\]"),
+    ((("floor", 0.0),), ValueError, "floor"),
+    (3, TypeError, "model_driven must be"),
+])
+def test_study_refuses_bad_model_driven_overrides(bad, error, match):
+    with pytest.raises(error, match=match):
+        dataclasses.replace(StudyConfig.full(), model_driven=bad).validate()
+
+
+def test_first_seed_runs_the_fresh_seeds_only():
+    cfg = dataclasses.replace(StudyConfig.full(), targets=("rational_1d",),
+                              methods=("uniform",), constant_methods=("uniform",),
+                              zeroproofml_methods=("uniform",))
+    seeds = sorted({job[-1] for job in _jobs(cfg, 5, first_seed=5)})
+    assert seeds == [5, 6, 7, 8, 9]
+    assert sorted({job[-1] for job in _jobs(cfg, 2)}) == [0, 1]
+
+
+def test_study_command_refuses_a_negative_first_seed_in_one_line():
+    from zp_ref.apps.study import study_command
+    with pytest.raises(SystemExit) as exc:
+        study_command(["--first-seed", "-1"])
+    assert exc.value.code == 2

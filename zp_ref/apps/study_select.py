@@ -1,0 +1,140 @@
+"""Choosing ModelDrivenConfig's defaults from a development run, by a rule fixed in code
+before that run (docs/training_study.md, "Choosing the defaults").
+
+The candidates and :func:`choose` were committed before any of their runs. The development
+run trains the study's ``uniform`` arm and, once per candidate, its ``model_driven`` arm
+(every target, LR schedule and trainer of :meth:`StudyConfig.full`) on seeds 0-4; the
+chosen candidate becomes the library's default, and the whole study is then run again on
+fresh seeds (``zp-ref study --first-seed 5``) as the confirmation. The development
+run: ``python -c "from zp_ref.apps.study_select import run_selection; run_selection()"``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .._atomic import atomic_write_json
+from .study import StudyConfig, run_study
+
+__all__ = ["CANDIDATES", "FAR_FIELD_FACTOR", "cell_scores", "choose", "selection_config",
+           "run_selection", "selection_table"]
+
+#: Candidate replacements of ModelDrivenConfig's defaults, with their reasons:
+#: - ``defaults``: the shipped defaults (floor 0.5, ``1 / distance``).
+#: - ``q_power_2``: density ``1 / distance^2``, the library's importance default
+#:   (``weight_power=2`` on |Q|, and |Q| grows linearly with the distance near a simple
+#:   pole); it concentrates the Q share within a few pool spacings of the model's poles,
+#:   where ``1 / distance`` spreads it evenly over every decade of distance.
+#: - ``floor_0.3``: the hybrid sampler's 70 % importance (``importance_batch_ratio=0.7``);
+#:   likelihood ratios stay <= 1 / 0.3.
+#: - ``q_power_2_floor_0.3``: both.
+CANDIDATES = {
+    "defaults": (),
+    "q_power_2": (("q_power", 2.0),),
+    "floor_0.3": (("floor", 0.3),),
+    "q_power_2_floor_0.3": (("q_power", 2.0), ("floor", 0.3)),
+}
+#: A candidate is *safe* when, in every cell, its far-field error (B4's median relative
+#: error, mean over seeds) is at most this factor times uniform's.
+FAR_FIELD_FACTOR = 1.5
+
+
+def selection_config(name: str):
+    """The study configuration of one part of the development run: the full study's
+    budget with one arm in every cell: ``uniform`` for ``name="uniform"``, else
+    ``model_driven`` with candidate ``name``'s defaults."""
+    if name != "uniform" and name not in CANDIDATES:
+        raise ValueError(f"name must be 'uniform' or one of {list(CANDIDATES)}, got {name!r}")
+    arms = ("uniform",) if name == "uniform" else ("model_driven",)
+    return dataclasses.replace(StudyConfig.full(), methods=arms, constant_methods=arms,
+                               zeroproofml_methods=arms,
+                               model_driven=CANDIDATES.get(name, ())).validate()
+
+
+def cell_scores(uniform: dict, candidate: dict) -> dict:
+    """Per (trainer prefix, target, schedule) cell of two study reports (``uniform``'s
+    arm and a candidate's ``model_driven`` arm): ``{"ratio": uniform's geometric-mean
+    pole distance over the candidate's (> 1: closer than uniform), "far_ratio": the
+    candidate's mean B4 error over uniform's}``."""
+    cells = {}
+    for target, entry in candidate["targets"].items():
+        for prefix in ("", "zeroproofml/"):
+            arm = entry["methods"].get(prefix + "model_driven")
+            if arm is None:
+                continue
+            base = uniform["targets"][target]["methods"][prefix + "uniform"]
+            for schedule, ours in arm["schedules"].items():
+                theirs = base["schedules"][schedule]
+                cells[f"{prefix}{target}, {schedule}"] = {
+                    "ratio": _geo_pole_distance(theirs) / _geo_pole_distance(ours),
+                    "far_ratio": (ours["band_median_rel_err"]["B4"]["mean"]
+                                  / theirs["band_median_rel_err"]["B4"]["mean"])}
+    return cells
+
+
+def _geo_pole_distance(summary: dict) -> float:
+    values = np.array([r["pole_distance"] for r in summary["runs"]], dtype=np.float64)
+    return float(np.exp(np.mean(np.log(values))))
+
+
+def choose(scores: dict) -> str:
+    """The rule, fixed before the runs. ``scores``: {candidate: :func:`cell_scores`}.
+
+    A candidate is safe when in every cell ``ratio >= 1`` and ``far_ratio <=
+    FAR_FIELD_FACTOR``. The safe candidate with the largest geometric mean of ``ratio``
+    over the cells wins; with no safe candidate, the one with the largest smallest
+    ``ratio`` (the least bad worst cell). Ties go to the earlier of :data:`CANDIDATES`.
+    """
+    def geo(cells):
+        return math.exp(np.mean([math.log(c["ratio"]) for c in cells.values()]))
+
+    def safe(cells):
+        return all(c["ratio"] >= 1.0 and c["far_ratio"] <= FAR_FIELD_FACTOR
+                   for c in cells.values())
+
+    order = [c for c in CANDIDATES if c in scores]
+    if not order:
+        raise ValueError(f"scores must hold candidates from {list(CANDIDATES)}, got "
+                         f"{list(scores)}")
+    safe_ones = [c for c in order if safe(scores[c])]
+    if safe_ones:
+        return max(safe_ones, key=lambda c: (geo(scores[c]), -order.index(c)))
+    return max(order, key=lambda c: (min(x["ratio"] for x in scores[c].values()),
+                                     -order.index(c)))
+
+
+def run_selection(out="runs/select", seeds=5, progress=True, names=None) -> dict | None:
+    """Run the development run's parts (``"uniform"`` and every candidate; ``names``: a
+    subset, e.g. to share them between processes) into ``out/<name>`` (resumable). With
+    every part run, write ``out/selection.json`` ({"scores": {candidate: cells},
+    "chosen": name, ...}) and return it; else return None."""
+    parts = ("uniform",) + tuple(CANDIDATES)
+    names = parts if names is None else tuple(names)
+    unknown = [n for n in names if n not in parts]
+    if unknown:
+        raise ValueError(f"names must be from {list(parts)}, got {unknown}")
+    out = Path(out)
+    reports = {name: run_study(quick=False, seeds=seeds, out=out / name, progress=progress,
+                               config=selection_config(name), resume=True)
+               for name in names}
+    if set(names) != set(parts):
+        return None
+    scores = {c: cell_scores(reports["uniform"], reports[c]) for c in CANDIDATES}
+    result = {"scores": scores, "chosen": choose(scores), "seeds": seeds,
+              "candidates": {k: [list(p) for p in v] for k, v in CANDIDATES.items()}}
+    atomic_write_json(out / "selection.json", result)
+    return result
+
+
+def selection_table(result: dict) -> str:
+    """The development run as text: per candidate, each cell's ratio and far ratio."""
+    lines = []
+    for candidate, cells in result["scores"].items():
+        mark = "  <- chosen" if candidate == result["chosen"] else ""
+        lines.append(f"{candidate}{mark}")
+        lines += [f"  {cell:<32} pole distance {c['ratio']:6.2f}x uniform's, "
+                  f"B4 {c['far_ratio']:5.2f}x" for cell, c in cells.items()]
+    return "\n".join(lines)
