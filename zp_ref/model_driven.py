@@ -28,7 +28,9 @@ import numpy as np
 from ._validation import as_float_array, check_count, check_seed
 from .model_driven_config import GROWTHS, Q_SIGNALS, SCHEDULES, ModelDrivenConfig
 from .model_bands import band_losses, band_weights, next_stage, signal_bands, stage_mix
-from .model_driven_mixture import SignalMixture, largest_rows
+from .model_driven_gate import (GATE_FIELDS, check_gate_loss, decode_gate, encode_gate,
+                                gate_state, loss_signal_weights, variance_speedup)
+from .model_driven_mixture import SignalMixture, largest_rows, q_distance
 from .model_driven_runner import run_refresh
 from .rng import STREAMS, call_seed, uniforms
 from .sampling import sample_indices, uniform_indices
@@ -108,6 +110,7 @@ class ModelDrivenLearner:
             raise ValueError("label_budget > 0 with growth='model' needs loss_fn (new points "
                              "around high-loss points) or refine=True (points in the refined "
                              "cells of the model's Q); or use growth='uniform'")
+        check_gate_loss(config, self.has_loss)
         x = as_float_array(x_pool, "x_pool", ndim=(1, 2), finite=True)
         self._x = x[:, None] if x.ndim == 1 else x
         self.dim = self._x.shape[1]
@@ -128,6 +131,7 @@ class ModelDrivenLearner:
         self._warned_unchanged, self._tree = False, None
         self._window = 0                # next row of the refresh_rows sweep
         self._mixture = None            # refresh_rows: the signals' sum trees
+        self.gate_open, self.gate_tau = True, None     # variance_gate (model_driven_gate)
 
     # ------------------------------------------------------------------ pool
     pool_size = property(lambda self: self._x.shape[0], doc="N, the current pool size")
@@ -140,8 +144,9 @@ class ModelDrivenLearner:
         return self._pi if self._mixture is None else self._mixture.pi()
 
     def importance_count(self) -> int:
-        """Importance draws per batch, ``floor(batch_size * (1 - floor))``."""
-        return int(math.floor(self.batch_size * (1.0 - self.config.floor)))
+        """Importance draws per batch, ``floor(batch_size * (1 - floor))`` (0 while the
+        variance gate is closed)."""
+        return int(math.floor(self.batch_size * (1.0 - self.config.floor))) * self.gate_open
 
     @property
     def probabilities(self) -> np.ndarray:
@@ -157,6 +162,8 @@ class ModelDrivenLearner:
         if idx.size and (idx.min() < 0 or idx.max() >= self.pool_size):
             raise ValueError(f"indices must lie in [0, {self.pool_size}), got range "
                              f"[{idx.min()}, {idx.max()}]")
+        if not self.gate_open:                   # uniform draws: exactly 1
+            return np.ones(idx.shape)
         r = self.importance_count() / self.batch_size
         pi = self._pi[idx] if self._mixture is None else self._mixture.pi_at(idx)
         return 1.0 / (self.pool_size * (r * pi + (1.0 - r) / self.pool_size))
@@ -306,13 +313,9 @@ class ModelDrivenLearner:
     def distance(self) -> np.ndarray:
         """The scale-free signal of the last refresh in units of the pool spacing (N,):
         ``|Q| / |grad Q| / h`` ("distance") or the rank of |Q| (1 = nearest, "quantile")."""
-        q = np.abs(self._signals["q"])
         if self.config.q_signal == "distance" and "grad_norm" in self._signals:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                d = np.divide(q, self._signals["grad_norm"], out=q)   # g = 0: inf
-                d[np.isnan(d)] = 0.0                                 # q = g = 0: on the pole
-                d *= 1.0 / self.spacing
-            return d
+            return q_distance(self._signals["q"], self._signals["grad_norm"], self.spacing)
+        q = np.abs(self._signals["q"])
         rank = np.empty(q.size)
         rank[np.argsort(q, kind="stable")] = np.arange(1, q.size + 1)
         return rank
@@ -342,21 +345,7 @@ class ModelDrivenLearner:
 
     def _loss_weights(self) -> np.ndarray:
         c = self.config
-        with np.errstate(over="ignore"):
-            t = self._signals["loss"]
-            t = t if c.loss_power == 1 else t ** c.loss_power
-        top = t.max()
-        if 0 < top < 1e300:                     # the common case: one pass each
-            w = np.minimum(t, c.loss_cap * t.mean())
-            return w / w.sum()
-        finite = np.isfinite(t)                 # an infinite loss gets the cap
-        top = t[finite].max() if finite.any() else 0.0
-        if not top > 0:
-            return np.full(t.size, 1.0 / t.size) if not (~finite).any() else \
-                (~finite) / float((~finite).sum())
-        r = t / top                             # no overflow in the mean
-        w = np.where(finite, np.minimum(r / r[finite].mean(), c.loss_cap), c.loss_cap)
-        return w / w.sum()
+        return loss_signal_weights(self._signals["loss"], c.loss_power, c.loss_cap)
 
     # ------------------------------------------------------------------ bands
     def band_ids(self) -> np.ndarray:
@@ -506,6 +495,11 @@ class ModelDrivenLearner:
         self._close(self.pool_size == self._n_before and np.array_equal(self._pi, self._old_pi))
 
     def _close(self, unchanged: bool) -> None:
+        self.gate_open, self.gate_tau = True, None
+        if self.config.variance_gate and self._loss_on():   # m with the gate open
+            self.gate_open, self.gate_tau = gate_state(variance_speedup(
+                self._signals["loss"], self.probabilities), self.config.variance_gate)
+        self.last_info.update(gate_open=self.gate_open, gate_tau=self.gate_tau)
         self.refresh_count += 1
         self._pending = None
         self.last_info.update(n_pool=self.pool_size, stage=self.stage)
@@ -552,12 +546,17 @@ class ModelDrivenLearner:
 
     def decisions(self) -> np.ndarray:
         """The state that steers later refreshes, float64: (stage, stage_refreshes,
-        band_loss...) (broadcast with ``pi`` under DDP so every rank decides alike)."""
+        band_loss..., and with variance_gate > 0 gate_open, gate_tau (NaN: none)), broadcast
+        with ``pi`` under DDP so every rank decides alike."""
         bl = [] if self.band_loss is None else list(self.band_loss)
-        return np.array([self.stage, self.stage_refreshes, *bl], dtype=np.float64)
+        gate = encode_gate(self.gate_open, self.gate_tau) if self.config.variance_gate else []
+        return np.array([self.stage, self.stage_refreshes, *bl, *gate], dtype=np.float64)
 
     def set_decisions(self, vec) -> None:
         vec = np.asarray(vec, dtype=np.float64)
+        if self.config.variance_gate:
+            self.gate_open, self.gate_tau = decode_gate(vec[-GATE_FIELDS:])
+            vec = vec[:-GATE_FIELDS]
         self.stage, self.stage_refreshes = int(vec[0]), int(vec[1])
         self.band_loss = vec[2:].copy() if vec.size > 2 else None
 
@@ -576,8 +575,8 @@ class ModelDrivenLearner:
         check_state(state, type(self).__name__, ("config", "seed", "batch_size", "x_pool", "pi",
                                                  "refresh_count", "decisions"),
                     optional=("warned_unchanged", "window", "signals"))
-        saved = {"loss_warmup": 0, **state["config"]} if isinstance(state["config"], dict) \
-            else state["config"]          # saved before loss_warmup existed: none
+        saved = {"loss_warmup": 0, "variance_gate": 0.0, **state["config"]} if isinstance(
+            state["config"], dict) else state["config"]   # saved before these fields: off
         cfg = config_fields(saved, type(self).__name__,
                             list(ModelDrivenConfig.__dataclass_fields__))
         cfg["band_edges"] = tuple(cfg["band_edges"])

@@ -85,6 +85,20 @@ class ModelDrivenConfig:
     schedule, band_edges : str, tuple, default "none", (1e-3, 1e-2, 1e-1)
     band_plateau, band_max_refreshes : float, int, default 0.9, 5
         The band curriculum is opt-in; see docs/curriculum.md, "Model-driven bands".
+    variance_gate : float, default 0.0
+        Katharopoulos & Fleuret (2018)'s gate (:mod:`zp_ref.model_driven_gate`), off at
+        0. At a refresh with the loss signal on, with ``G_i = sqrt(loss_i)`` (a
+        squared-error loss's gradient with respect to the output is proportional to the
+        residual: their loss-based upper bound) and m the epoch's probabilities, the
+        estimated speed-up is ``tau = sum(G^2) / sum(G^2 / (N m))`` (1 for uniform m);
+        ``tau < variance_gate``: the draws until the next refresh are uniform (likelihood
+        ratios 1). Off by default: issue 22 keeps it only if the study supports it, and
+        the study had not run when it was added. The study's arm ``model_driven_gate``
+        uses 1.0: importance stays on only while it is estimated to lower the
+        gradient's second moment at all (K&F's cost term ``(B + 3b) / (3b)`` is 1 here:
+        the refresh has already paid for the scores). Needs the loss signal; refused
+        with ``refresh_rows > 0`` (the estimate needs every row's current loss, which a
+        partial refresh does not hold, and an O(N) sum would undo its O(M log N) cost).
     """
     floor: float = 0.5
     q_signal: str = "distance"
@@ -111,6 +125,7 @@ class ModelDrivenConfig:
     band_edges: tuple = (1e-3, 1e-2, 1e-1)
     band_plateau: float = 0.9
     band_max_refreshes: int = 5
+    variance_gate: float = 0.0
 
     def __post_init__(self):
         check_real(self.floor, "floor", low=0.0, high=1.0, low_open=True)
@@ -139,6 +154,15 @@ class ModelDrivenConfig:
             raise ValueError(f"band_edges must be pool fractions in (0, 1), got {e.tolist()}")
         check_real(self.band_plateau, "band_plateau", low=0.0, high=1.0, low_open=True)
         check_count(self.band_max_refreshes, "band_max_refreshes", minimum=1)
+        check_real(self.variance_gate, "variance_gate", low=0.0)
+        if self.variance_gate and self.refresh_rows:
+            raise ValueError(f"variance_gate={self.variance_gate} needs refresh_rows=0 (the gate "
+                             f"estimates over the whole pool's loss), got refresh_rows="
+                             f"{self.refresh_rows}; set one of them to 0")
+        if self.variance_gate and not self.uses_loss:
+            raise ValueError(f"variance_gate={self.variance_gate} needs the loss signal "
+                             f"(loss_power > 0 and loss_share > 0), got loss_power="
+                             f"{self.loss_power!r}, loss_share={self.loss_share}")
         if self.schedule == "bands" and self.q_signal == "none":
             raise ValueError("schedule='bands' needs q_signal 'distance' or 'quantile' (the "
                              "bands are quantiles of the model's signal), got q_signal='none'")

@@ -268,6 +268,9 @@ def train_one(target: Target, method: str, cfg: StudyConfig, seed: int, test: di
                 "poles_by_epoch": poles or None, "spurious_by_epoch": spurious or None})
     if hasattr(source, "refresh_log"):
         out["refresh_seconds"] = float(sum(r.get("total", 0.0) for r in source.refresh_log()))
+        if source.config.variance_gate:     # model_driven_gate: the gate at every refresh
+            out["gate_tau"] = [r["gate_tau"] for r in source.refresh_log()]
+            out["gate_open"] = [r["gate_open"] for r in source.refresh_log()]
     if hasattr(source, "weight_range"):
         out["weight_range"] = [min(w[0] for w in source.weight_range),
                                max(w[1] for w in source.weight_range)]

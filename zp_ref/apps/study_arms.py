@@ -137,10 +137,10 @@ class AdaptiveSource(_FixedPool):
 def model_driven_config(method: str, cfg):
     """The ModelDrivenConfig of a model-driven arm: the library's defaults
     (``model_driven``); with ``refine=True`` (``model_driven_refine``); with
+    ``variance_gate=MODEL_DRIVEN_GATE`` (``model_driven_gate``); with
     ``refine=True`` and ``cfg.label_budget`` new labels per refresh when the defaults
     grow none (``model_driven_grow`` and ``oracle_grow``: new points around high-loss
-    points and in the refined cells of Q, as docs/torch.md describes); with
-    ``variance_gate=MODEL_DRIVEN_GATE`` (``model_driven_gate``). The defaults are
+    points and in the refined cells of Q, as docs/torch.md describes). The defaults are
     ``ModelDrivenConfig()`` with ``cfg.model_driven``'s (field, value) pairs replaced."""
     from ..model_driven import ModelDrivenConfig
     overrides = getattr(cfg, "model_driven", ())

@@ -88,7 +88,8 @@ class ModelDrivenSampler(torch.utils.data.Sampler):
     Epoch e's global draw is ``learner.batches(e, total_size)`` (``total_size``:
     num_batches rounded up to a multiple of num_replicas); rank r yields
     ``global[r::num_replicas]``. ``last_refresh``: seconds per part and counts of the
-    last refresh; ``refresh_log``: all of them.
+    last refresh, and the variance gate's ``gate_tau`` (None: not evaluated) and
+    ``gate_open``; ``refresh_log``: all of them.
 
     Parameters
     ----------
@@ -299,7 +300,9 @@ class ModelDrivenSampler(torch.utils.data.Sampler):
         times["weights"] = times["total"] - times["q"] - times["loss"] - times["refine"] \
             - times["label"]
         self.last_refresh = {**times, "n_pool": self.pool_size,
-                             "n_new": self.pool_size - n0, "epoch": int(epoch)}
+                             "n_new": self.pool_size - n0, "epoch": int(epoch),
+                             "gate_open": self.learner.gate_open,     # rank 0's under DDP
+                             "gate_tau": self.learner.gate_tau}
         self.refresh_log.append(dict(self.last_refresh))
         self.refreshed_epoch = int(epoch)
 
