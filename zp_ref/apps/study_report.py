@@ -17,7 +17,8 @@ TEST_RANGES = ((1e-6, 1e-5), (1e-5, 1e-4), (1e-4, 1e-3), (1e-3, 1e-2))
 #: Per-run fields kept in study.json's "runs" lists.
 RUN_FIELDS = ("seed", "band_mse", "band_median_rel_err", "overall_mse", "pole_distance",
               "pool_size", "n_new", "seconds", "sampler_seconds", "sampler_share",
-              "diverged", "poles_by_epoch", "spurious_by_epoch", "refresh_seconds")
+              "diverged", "poles_by_epoch", "spurious_by_epoch", "refresh_seconds",
+              "gate_tau", "gate_open")
 
 
 def _stats(values) -> dict:
