@@ -126,18 +126,22 @@ def interleaved(calls: dict, repeats: int, warmup: int = 1) -> dict:
     """``bench.timing`` of each call of ``calls`` (name -> fn), timed interleaved: after
     ``warmup`` untimed calls of each, every one of ``repeats`` rounds times each call
     once, so a change of the machine's load during the run reaches both sides of a
-    ratio. Each timing also records the load average (``uptime``) before its first call."""
+    ratio. Each timing also records the load average (``uptime``) before its first call
+    and the cores other processes kept busy during the rounds (``bench.other_cpu``)."""
     load = bench.load_average()
     for fn in calls.values():
         for _ in range(warmup):
             fn()
     times = {name: [] for name in calls}
+    start = bench.other_cpu_start()
     for _ in range(repeats):
         for name, fn in calls.items():
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
-    return {name: dict(bench.timing(t, warmup), load_before=load) for name, t in times.items()}
+    others = bench.other_cpu(start)
+    return {name: dict(bench.timing(t, warmup), load_before=load, other_cpu=others)
+            for name, t in times.items()}
 
 
 def capped_rows(quick: bool) -> list:

@@ -204,6 +204,31 @@ def test_ratios_are_medians_over_medians():
     assert "ours min" in table and "30x" in table
 
 
+def test_other_cpu_is_the_machines_cpu_less_ours_per_second(monkeypatch):
+    """other_cpu: (machine CPU seconds - our CPU seconds) / wall seconds, to 2 decimals;
+    None where the machine's CPU time is unknown; shown in the table's last column."""
+    import time
+    start = (100.0, 10.0, time.perf_counter() - 2.0)       # 2 s of wall time ago
+    monkeypatch.setattr(bench, "_machine_busy_seconds", lambda: 103.0)   # 3 CPU s in all
+    monkeypatch.setattr(bench, "_own_cpu_seconds", lambda: 11.0)         # 1 of them ours
+    assert bench.other_cpu(start) == 1.0
+    assert bench.other_cpu((None, 10.0, start[2])) is None
+    row = bench.ratio_row("sampling", "case", dict(bench.timing([1.0, 2.0]), other_cpu=1.0),
+                          None, None)
+    assert row["other_cpu"] == 1.0
+    table = bench.format_table({"machine": bench.machine_info(), "rows": [row], "notes": [],
+                                "quick": True, "seconds": 1.0})
+    header, _, line = table.splitlines()[3:6]
+    assert header.rstrip().endswith("other CPU") and line.rstrip().endswith("1.00")
+
+
+def test_compare_rows_carry_the_other_cpu_of_their_rounds():
+    rows = bench.compare({"a": ("call a", lambda: None)}, {}, {}, {}, quick=True)
+    other = rows[0]["other_cpu"]
+    assert rows[0]["ours"]["other_cpu"] == other
+    assert other is None or other >= 0.0
+
+
 def test_script_command_writes_the_rows_of_run_as_json_and_a_table(tmp_path):
     """A checkout's benchmark script main: run(quick) rows in one schema-tagged result,
     written to --json and shown as the table."""

@@ -11,7 +11,9 @@ schema (JSON-able)::
      "baseline": "NumPy weights + Generator.choice", "baseline_time": timing,
      "ratio": baseline median / ours median  (> 1: ours is faster),
      "target": 40.0 (the ratio the contract asks for, or None), "met": bool | None,
-     "load": [1, 5, 15 min load average when the row was measured], "note": str}
+     "load": [1, 5, 15 min load average when the row was measured],
+     "other_cpu": cores other processes kept busy while our calls were timed (or None),
+     "note": str}
 
 with ``timing = {"median", "q1", "q3", "min", "max": s, "runs", "warmup": int,
 "times": [s, ...]}`` (seconds). The first-call rows (a fresh process, warm and cold
@@ -75,13 +77,52 @@ def load_average() -> list | None:
     return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
+def _machine_busy_seconds() -> float | None:
+    """CPU seconds every process of the machine has used since boot (/proc/stat: user,
+    nice, system, irq, softirq); None where /proc/stat is not readable."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:8]]
+        return (v[0] + v[1] + v[2] + v[5] + v[6]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def _own_cpu_seconds() -> float:
+    """CPU seconds of this process and of its waited-for children."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def other_cpu_start() -> tuple:
+    """The start of an :func:`other_cpu` measurement."""
+    return _machine_busy_seconds(), _own_cpu_seconds(), time.perf_counter()
+
+
+def other_cpu(start) -> float | None:
+    """Cores that other processes kept busy since ``start`` (:func:`other_cpu_start`): the
+    machine's CPU seconds less ours, per second of wall time; None where unknown.
+
+    The load average cannot tell a quiet machine: it counts the benchmark itself, and a
+    job in another container (or niced) takes a core from our parallel kernels all the
+    same. About 0 on a quiet machine; 1.0: one core was taken all along, and our
+    two-thread kernels ran at their one-thread speed."""
+    busy0, own0, t0 = start
+    busy1, wall = _machine_busy_seconds(), time.perf_counter() - t0
+    if busy0 is None or busy1 is None or wall <= 0:
+        return None
+    return round(max(0.0, (busy1 - busy0) - (_own_cpu_seconds() - own0)) / wall, 2)
+
+
 def ratio_row(benchmark, case, ours, baseline, baseline_time, target=None, note="") -> dict:
-    """A table row; ``ratio`` = baseline median / ours median; ``load`` = now."""
+    """A table row; ``ratio`` = baseline median / ours median; ``load`` = now;
+    ``other_cpu`` = ``ours["other_cpu"]`` (set by the timing harness) or None."""
     ratio = baseline_time["median"] / ours["median"] if baseline_time else None
     return {"benchmark": benchmark, "case": case, "ours": ours, "baseline": baseline,
             "baseline_time": baseline_time, "ratio": ratio, "target": target,
             "met": None if target is None or ratio is None else bool(ratio >= target),
-            "load": load_average(), "note": note}
+            "load": load_average(),
+            "other_cpu": ours.get("other_cpu") if isinstance(ours, dict) else None, "note": note}
 
 
 def _blas_threads() -> str:
@@ -239,7 +280,8 @@ def compare(ours: dict, peers: dict, peers_of: dict, targets: dict, quick: bool,
     the warm-up calls (WARMUP for ours, one per peer), each of ``repeats`` rounds times
     every call once (ours right after one untimed call of itself, as in a loop), so a
     change of the machine's load during the run reaches both sides of every ratio.
-    Returns rows whose ratios are medians over medians."""
+    Returns rows whose ratios are medians over medians, each with the cores other
+    processes kept busy during the rounds (:func:`other_cpu`)."""
     repeats = repeats or (QUICK_REPEATS if quick else REPEATS)
     warmup = QUICK_WARMUP if quick else WARMUP
     used = [p for key in ours for p in peers_of.get(key, ()) if peers[p][1] is not None]
@@ -251,16 +293,18 @@ def compare(ours: dict, peers: dict, peers_of: dict, targets: dict, quick: bool,
         for peer in used:
             peers[peer][1]()
     times = {("ours", k): [] for k in ours} | {("peer", p): [] for p in used}
+    start = other_cpu_start()
     for _ in range(repeats):
         for key, (_, fn) in ours.items():
             fn()
             times["ours", key].append(_timed(fn))
         for peer in used:
             times["peer", peer].append(_timed(peers[peer][1]))
+    others = other_cpu(start)
     peer_times = {p: timing(times["peer", p], 0 if quick else 1) for p in used}
     rows = []
     for key, (label, _) in ours.items():
-        t_ours = timing(times["ours", key], warmup)
+        t_ours = dict(timing(times["ours", key], warmup), other_cpu=others)
         if not peers_of.get(key):
             rows.append(ratio_row(benchmark, label, t_ours, None, None))
         for peer in peers_of.get(key, ()):
@@ -384,7 +428,7 @@ def format_table(result: dict) -> str:
              f"{m.get('scipy')}, torch {m.get('torch')}, BLAS {m['blas_threads']}, "
              f"OPENBLAS env {m.get('openblas_env')}", ""]
     header = ("benchmark", "case", "ours: median [q1, q3]", "ours min", "baseline",
-              "baseline: median [q1, q3]", "ratio", "target", "met", "load")
+              "baseline: median [q1, q3]", "ratio", "target", "met", "load", "other CPU")
     table = [header]
     for r in result["rows"]:
         ratio = r.get("ratio")
@@ -394,7 +438,8 @@ def format_table(result: dict) -> str:
                       str(r.get("baseline") or "-"), _fmt_time(r.get("baseline_time")),
                       "-" if ratio is None else f"{ratio:.3g}x", _fmt_target(r),
                       {True: "yes", False: "NO", None: "-"}[r.get("met")],
-                      f"{load[0]:.2f}" if load else "-"))
+                      f"{load[0]:.2f}" if load else "-",
+                      "-" if r.get("other_cpu") is None else f"{r['other_cpu']:.2f}"))
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for k, row in enumerate(table):
         lines.append("  ".join(c.ljust(wd) for c, wd in zip(row, widths)).rstrip())
@@ -404,7 +449,8 @@ def format_table(result: dict) -> str:
     lines += [""] + [f"note: {n}" for n in notes + result["notes"]]
     lines.append(f"({'quick' if result['quick'] else 'full'} run, {result['seconds']:.0f} s; "
                  "ratio = baseline median / our median, same run; load = 1-min load average "
-                 "when the row was measured)")
+                 "when the row was measured; other CPU = cores other processes kept busy "
+                 "while it was timed, 0 on a quiet machine)")
     return "\n".join(lines)
 
 
