@@ -55,10 +55,10 @@ def _summary(poles, b4):
 
 
 def test_cell_scores_is_the_ratio_of_geometric_means_and_of_far_field_means():
-    uniform = {"targets": {"t": {"methods": {
+    uniform = {"config": {"lr_schedules": ["cosine", "constant"]}, "targets": {"t": {"methods": {
         "uniform": {"schedules": {"cosine": _summary([1e-2, 1e-4], 0.2)}},
         "zeroproofml/uniform": {"schedules": {"constant": _summary([1.0], 0.5)}}}}}}
-    cand = {"targets": {"t": {"methods": {
+    cand = {"config": {"lr_schedules": ["cosine", "constant"]}, "targets": {"t": {"methods": {
         "model_driven": {"schedules": {"cosine": _summary([1e-3, 1e-5], 0.3)}},
         "zeroproofml/model_driven": {"schedules": {"constant": _summary([4.0], 0.25)}}}}}}
     cells = cell_scores(uniform, cand)

@@ -16,6 +16,18 @@ q = _pool(N)
 p = 2.0
 params = (p, power_mode(p), 1e-6, 100.0, 1.0)
 key = key_of(1, STREAMS["importance"])
+
+
+def grouped_draws():
+    """The draws' groups of the benchmark's call, as resolve_draws_from_q is given them:
+    (nb, offsets, starts, grouped, total)."""
+    nb = (q.size + S.PREFIX_BLOCK - 1) // S.PREFIX_BLOCK
+    totals = np.empty(nb); K.block_totals_from_q(q, params, totals, K.parts_for(nb))
+    ends = np.add.accumulate(totals); offsets = np.concatenate(([0.0], ends[:-1]))
+    starts, grouped = S.group_draws(key, ends, S.guide_table(ends), B)
+    return nb, offsets, starts.copy(), grouped.copy(), ends[-1]
+
+
 T = {}
 import resource
 F = {}

@@ -10,12 +10,7 @@ from zp_ref.kernels.cpu_sampling import _GROUP, PREFIX_BLOCK, local_prefix_sums,
 from zp_ref.kernels.counter_rng import uniform_at
 from zp_ref.weighting import importance_weights
 q, B, params, key = P.q, P.B, P.params, P.key
-nb = (q.size + PREFIX_BLOCK - 1) // PREFIX_BLOCK
-totals = np.empty(nb); K.block_totals_from_q(q, params, totals, K.parts_for(nb))
-ends = np.add.accumulate(totals); offsets = np.concatenate(([0.0], ends[:-1]))
-starts, grouped = S.group_draws(key, ends, S.guide_table(ends), B)
-starts = starts.copy(); grouped = grouped.copy()
-total = ends[-1]
+nb, offsets, starts, grouped, total = P.grouped_draws()
 w = importance_weights(q, normalize=False)
 
 @njit(parallel=True)

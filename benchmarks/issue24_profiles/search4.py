@@ -5,15 +5,11 @@ os.environ["REPS"] = "0"
 import numpy as np
 from numba import njit, prange
 import prof_sfq as P
-from zp_ref.kernels import cpu_sample_from_q as K, cpu_sampling as S
+from zp_ref.kernels import cpu_sample_from_q as K
 from zp_ref.kernels.cpu_sampling import _GROUP, PREFIX_BLOCK, local_prefix_sums, count_at_most
 from zp_ref.kernels.counter_rng import uniform_at
 q, B, params, key = P.q, P.B, P.params, P.key
-nb = (q.size + PREFIX_BLOCK - 1) // PREFIX_BLOCK
-totals = np.empty(nb); K.block_totals_from_q(q, params, totals, K.parts_for(nb))
-ends = np.add.accumulate(totals); offsets = np.concatenate(([0.0], ends[:-1]))
-starts, grouped = S.group_draws(key, ends, S.guide_table(ends), B)
-starts = starts.copy(); grouped = grouped.copy(); total = ends[-1]
+nb, offsets, starts, grouped, total = P.grouped_draws()
 
 @njit(inline="always")
 def count_at_most4(base, row, t0, t1, t2, t3):

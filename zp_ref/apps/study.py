@@ -464,17 +464,13 @@ def run_study(quick=True, seeds=5, out="runs/study", progress=True, config=None,
     return report
 
 
-def _model_driven_defaults():
-    """ModelDrivenConfig() as a dict (None before zp_ref.model_driven exists), without
-    the fields added later whose default draws as before they existed (``variance_gate
-    = 0``: off), so that the runs cached before them keep their keys."""
-    try:
-        from ..model_driven import ModelDrivenConfig
-    except ImportError:
-        return None
+def _model_driven_defaults() -> dict:
+    """``ModelDrivenConfig().to_dict()`` without the fields added later whose default
+    draws as before they existed (``variance_gate = 0``: off), so that the runs cached
+    before them keep their keys."""
+    from ..model_driven import ModelDrivenConfig
     added_off = {"variance_gate": 0.0}
-    return {k: (list(v) if isinstance(v, tuple) else v)
-            for k, v in dataclasses.asdict(ModelDrivenConfig()).items()
+    return {k: v for k, v in ModelDrivenConfig().to_dict().items()
             if not (k in added_off and v == added_off[k])}
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from .._atomic import atomic_write_json
 from .study import StudyConfig, run_study
+from .study_report import _cells
 
 __all__ = ["CANDIDATES", "FAR_FIELD_FACTOR", "cell_scores", "choose", "selection_config",
            "run_selection", "selection_table"]
@@ -60,18 +61,15 @@ def cell_scores(uniform: dict, candidate: dict) -> dict:
     pole distance over the candidate's (> 1: closer than uniform), "far_ratio": the
     candidate's mean B4 error over uniform's}``."""
     cells = {}
-    for target, entry in candidate["targets"].items():
-        for prefix in ("", "zeroproofml/"):
-            arm = entry["methods"].get(prefix + "model_driven")
-            if arm is None:
-                continue
+    for target, schedule, rows in _cells(candidate):
+        for method, ours in rows:                     # model_driven or zeroproofml/model_driven
+            prefix = method[:-len("model_driven")]
             base = uniform["targets"][target]["methods"][prefix + "uniform"]
-            for schedule, ours in arm["schedules"].items():
-                theirs = base["schedules"][schedule]
-                cells[f"{prefix}{target}, {schedule}"] = {
-                    "ratio": _geo_pole_distance(theirs) / _geo_pole_distance(ours),
-                    "far_ratio": (ours["band_median_rel_err"]["B4"]["mean"]
-                                  / theirs["band_median_rel_err"]["B4"]["mean"])}
+            theirs = base["schedules"][schedule]
+            cells[f"{prefix}{target}, {schedule}"] = {
+                "ratio": _geo_pole_distance(theirs) / _geo_pole_distance(ours),
+                "far_ratio": (ours["band_median_rel_err"]["B4"]["mean"]
+                              / theirs["band_median_rel_err"]["B4"]["mean"])}
     return cells
 
 
