@@ -114,10 +114,9 @@ class SignalMixture:
         """Per signal: its leaves, the factor c_k = a_k / W_k and the constant a_k / N;
         pi_i adds ``c_k * leaves_k[i]`` then the constant, a signal of total 0 giving
         c_k = 0 (uniform) and a tree signal the constant 0 (so x + 0 = x: pi_at's sums)."""
-        a = self.shares / self.shares.sum()
-        coefs = [0.0 if c is None else c for c in self._coefficients()]
-        consts = [a[j] / self.n if c is None else 0.0
-                  for j, c in enumerate(self._coefficients())]
+        a, factors = self.shares / self.shares.sum(), self._coefficients()
+        coefs = [0.0 if c is None else c for c in factors]
+        consts = [a[j] / self.n if c is None else 0.0 for j, c in enumerate(factors)]
         return (tuple(tree_leaves(self.trees[k], self.n) for k in self.names),
                 np.array(coefs), np.array(consts))
 
