@@ -331,18 +331,21 @@ def test_a_model_without_a_pole_gives_a_uniform_q_share():
 
 def test_an_infinite_loss_gets_the_cap_and_nan_is_refused():
     """A model whose pole sits on a pool point has an infinite loss there: that point
-    gets loss_cap times the mean share, like any capped point; a loss whose mean would
-    overflow is handled the same way; NaN is refused."""
+    gets exactly loss_cap / N of the loss mass (the cap's level), the other rows share
+    the rest in proportion to their loss; a loss whose sum would overflow is handled the
+    same way; NaN is refused."""
     learner = ModelDrivenLearner(pool(), batch_size=64, has_loss=True,
                                  config=ModelDrivenConfig(q_signal="none", loss_warmup=0))
     loss = np.ones(2000)
     loss[7] = np.inf
     run_refresh(learner, 0, signals=lambda rows: {"loss": loss})
-    assert learner.weights[7] / learner.weights[0] == pytest.approx(100.0, rel=1e-12)
-    loss[8] = 1e308                                       # the plain mean would overflow
+    w = learner.weights
+    assert w[7] == pytest.approx(100.0 / 2000, rel=1e-12)
+    np.testing.assert_allclose(np.delete(w, 7), (1 - 100.0 / 2000) / 1999, rtol=1e-12)
+    loss[8] = 1e308                                       # the plain sum would overflow
     run_refresh(learner, 1, signals=lambda rows: {"loss": loss})
     w = learner.weights
-    assert w[7] == w[8] == w.max() and w[7] == pytest.approx(0.5, rel=1e-9)
+    assert w[7] == w[8] == w.max() and w[7] == pytest.approx(100.0 / 2000, rel=1e-9)
     loss[9] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         run_refresh(learner, 2, signals=lambda rows: {"loss": loss})
@@ -390,6 +393,7 @@ def test_partial_refresh_draws_follow_their_definition():
     """Importance draw j of epoch e (s = call_seed(seed, e)): the signal whose cumulative
     share first exceeds u(call_seed(s, 1), 0, j) * (q_share + loss_share) ("loss" before
     "q"), then the leaf of that signal's sum tree reached by u(s, 0, j)."""
+    from zp_ref.model_driven_gate import loss_cap_level
     from zp_ref.model_driven_mixture import q_distance
     from zp_ref.sum_tree import tree_build, tree_draws
     from zp_ref.weighting import importance_weights
@@ -400,7 +404,7 @@ def test_partial_refresh_draws_follow_their_definition():
                              weight_power=1.0, min_q_abs=1.0, max_weight=1.0,
                              normalize=False)
     t = sig["loss"]
-    w_loss = np.minimum(t, 100.0 * tree_build(t)[1] / t.size)
+    w_loss = np.minimum(t, loss_cap_level(t, 100.0))
     B, nb, n_imp = 64, 5, 32
     s = call_seed(0, 4)
     n = nb * n_imp

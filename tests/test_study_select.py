@@ -111,3 +111,60 @@ def test_study_command_refuses_a_negative_first_seed_in_one_line():
     with pytest.raises(SystemExit) as exc:
         study_command(["--first-seed", "-1"])
     assert exc.value.code == 2
+
+
+# ------------------------------------------------------------------ the loss signal's question
+def _report(pole_distances: dict, b4: dict) -> dict:
+    """A one-cell study report (rational_1d, cosine) with the given per-seed pole
+    distances and mean B4 error per arm."""
+    methods = {arm: {"schedules": {"cosine": {
+        "runs": [{"pole_distance": d} for d in pds],
+        "band_median_rel_err": {"B4": {"mean": b4[arm]}}}}}
+        for arm, pds in pole_distances.items()}
+    return {"config": {"lr_schedules": ["cosine"]},
+            "targets": {"rational_1d": {"methods": methods}}}
+
+
+def test_the_squared_error_is_recommended_only_when_safe_and_stronger():
+    """judge_loss_signal: sqerr is recommended when it is no farther than uniform, its
+    far field within FAR_FIELD_FACTOR of uniform's, and its geometric-mean gain larger
+    than the training-loss arm's; a far field beyond the factor or a smaller gain is
+    not recommended."""
+    from zp_ref.apps.study_select import judge_loss_signal
+    pds = {"uniform": [1e-4, 4e-4], "model_driven": [5e-5, 2e-4],           # geo gain 2
+           "model_driven_sqerr": [2.5e-5, 1e-4],                             # geo gain 4
+           "model_driven_grow": [1e-5, 4e-5], "model_driven_grow_sqerr": [2e-5, 8e-5]}
+    b4 = dict.fromkeys(pds, 0.01)
+    out = judge_loss_signal(_report(pds, b4))
+    assert out["model_driven_sqerr"]["gain"] == pytest.approx(4.0, rel=1e-12)
+    assert out["model_driven_sqerr"]["other_gain"] == pytest.approx(2.0, rel=1e-12)
+    assert out["model_driven_sqerr"]["recommended"] is True
+    assert out["model_driven_grow_sqerr"]["recommended"] is False      # gain 5 < 10
+    b4["model_driven_sqerr"] = 0.01 * FAR_FIELD_FACTOR * (1 + 1e-9)
+    out = judge_loss_signal(_report(pds, b4))
+    assert out["model_driven_sqerr"]["safe"] is False
+    assert out["model_driven_sqerr"]["recommended"] is False
+
+
+def test_the_squared_error_arms_tell_the_sampler_the_prediction_error():
+    """model_driven_sqerr's loss_fn is (model.predict(x) - y)^2 (rtol 1e-15); the
+    default arm's is the training loss; the growing sqerr arm has the grow arm's budget."""
+    import numpy as np
+    import torch
+    from zp_ref.apps.study_arms import ModelDrivenSource
+    from zp_ref.apps.study_model import RationalModel, targets
+    cfg = StudyConfig.quick()
+    target = targets()["rational_1d"]
+    x = np.linspace(-0.9, 0.9, 64)[:, None]
+    y = target.evaluate(x)[0]
+    model = RationalModel(1, 3, 3, seed=0).double()
+    src = ModelDrivenSource("model_driven_sqerr", target, x, y, cfg, 0, model)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    with torch.no_grad():
+        got = src.sampler.loss_fn(xt, yt).numpy()
+        want = ((model.predict(xt) - yt) ** 2).numpy()
+        train = model.sample_loss(xt, yt).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-15)
+    assert not np.allclose(got, train)
+    assert (model_driven_config("model_driven_grow_sqerr", cfg)
+            == model_driven_config("model_driven_grow", cfg))

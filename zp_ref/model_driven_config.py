@@ -41,10 +41,12 @@ class ModelDrivenConfig:
         ``"quantile"``: the rank of |Q_m| over the pool instead (no gradient needed),
         the same density for a uniform pool.
     loss_power, loss_cap : float, default 1.0, 100.0
-        RAD's k = 1: the loss signal is ``loss / mean(loss)``, clipped at ``loss_cap`` so
-        that no single point takes more than 100x its uniform share of the loss mass (a
-        pole target's squared error can be 1e10x the mean at one point, which RAD's
-        bounded PDE residuals never are; 100 is ImportanceSamplerConfig's max_weight).
+        RAD's k = 1: the loss signal is ``loss / sum(loss)``, capped so that no single
+        point takes more than ``loss_cap / N`` (100x its uniform share) of the loss mass:
+        ``min(loss, c)`` at the water-filling level c
+        (:func:`zp_ref.model_driven_gate.loss_cap_level`). A pole target's squared error
+        can be 1e10x the mean at one point, which RAD's bounded PDE residuals never are;
+        100 is ImportanceSamplerConfig's max_weight.
     loss_warmup : int, default 1
         The loss signal is used from the ``loss_warmup``-th refresh on (0: from the
         first). The first refresh runs when the sampler is built, usually before any

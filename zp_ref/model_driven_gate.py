@@ -23,29 +23,56 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["loss_signal_weights", "variance_speedup", "check_gate_loss", "gate_state",
+__all__ = ["loss_cap_level", "loss_signal_weights", "variance_speedup", "check_gate_loss", "gate_state",
            "encode_gate", "decode_gate", "GATE_FIELDS"]
 
 #: Entries the gate adds at the end of ``ModelDrivenLearner.decisions()`` (gate > 0).
 GATE_FIELDS = 2
 
 
+def loss_cap_level(t: np.ndarray, loss_cap: float) -> float:
+    """The level c at which ``min(t, c)`` gives no row more than ``loss_cap / N`` of the
+    total: the water-filling solution of ``c = loss_cap / N * sum(min(t, c))``; inf when
+    no row needs capping. t (N,) is >= 0 and may hold +inf (a row at the level). At
+    most ``N / loss_cap`` rows can be at the level, so only the ``floor(N / loss_cap) +
+    1`` largest finite rows are sorted. With fewer than ``N / loss_cap`` positive rows no
+    level meets the bound and the level is 0 (:func:`loss_signal_weights` then shares
+    the mass equally between the positive rows)."""
+    n = t.size
+    infinite = np.isinf(t)
+    m = int(infinite.sum())
+    f = t[~infinite] if m else t
+    if m == 0 and t.max() * n <= loss_cap * t.sum():
+        return np.inf
+    k = min(f.size, int(n // loss_cap) + 1)
+    part = np.partition(f, f.size - k) if k else f
+    top = np.sort(part[f.size - k:])[::-1]                 # the k largest, descending
+    low = part[:f.size - k]
+    rest = low.sum() + np.concatenate((np.cumsum(top[::-1])[::-1], [0.0]))   # (k+1,)
+    j = np.arange(k + 1)
+    room = 1.0 - loss_cap * (m + j) / n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        level = np.where(room > 0, loss_cap / n * rest / room, np.inf)
+    below = np.concatenate((top, [low.max() if low.size else 0.0]))
+    above = np.concatenate(([np.inf], top))
+    ok = (room > 0) & (level >= below) & (level <= above)
+    return float(level[np.argmax(ok)]) if ok.any() else 0.0
+
+
 def loss_signal_weights(loss: np.ndarray, loss_power: float, loss_cap: float) -> np.ndarray:
-    """RAD's loss distribution (N,), sums to 1: ``t = loss**loss_power`` clipped at
-    ``loss_cap * mean(t)``; an infinite t gets the cap, t = 0 everywhere is uniform."""
+    """RAD's loss distribution (N,), sums to 1: ``t = loss**loss_power`` capped at the
+    level of :func:`loss_cap_level`, so that no row gets more than ``loss_cap / N`` (an
+    infinite t is at the level). With fewer than ``N / loss_cap`` rows of positive t,
+    those rows share the mass equally; t = 0 everywhere is uniform."""
     with np.errstate(over="ignore"):
         t = loss if loss_power == 1 else loss ** loss_power
-    top = t.max()
-    if 0 < top < 1e300:                     # the common case: one pass each
-        w = np.minimum(t, loss_cap * t.mean())
-        return w / w.sum()
     finite = np.isfinite(t)
-    top = t[finite].max() if finite.any() else 0.0
-    if not top > 0:
-        return np.full(t.size, 1.0 / t.size) if not (~finite).any() else \
-            (~finite) / float((~finite).sum())
-    r = t / top                             # no overflow in the mean
-    w = np.where(finite, np.minimum(r / r[finite].mean(), loss_cap), loss_cap)
+    if not (t > 0).any():
+        return np.full(t.size, 1.0 / t.size)
+    if not finite.all() or t.max() >= 1e300:               # no overflow in the sums
+        t = np.where(finite, t / t[finite].max(initial=1.0), np.inf)
+    level = loss_cap_level(t, loss_cap)
+    w = (t > 0).astype(np.float64) if level == 0.0 else np.minimum(t, level)
     return w / w.sum()
 
 

@@ -3,8 +3,8 @@ signals' distributions kept as sum trees (:mod:`zp_ref.sum_tree`), so a refresh 
 is told M rows costs O(M log N), not O(N).
 
 For each signal k (Q: ``importance_weights`` of the distance, unnormalised; loss:
-``min(t, loss_cap * mean(t))`` with ``t = loss**loss_power``, the mean read off a sum
-tree of t) the tree's leaves are the signal's unnormalised weights, and
+``min(t, c)`` with ``t = loss**loss_power`` and c the water-filling level of
+:func:`zp_ref.model_driven_gate.loss_cap_level`, read off a sum tree of t) the tree's leaves are the signal's unnormalised weights, and
 ``pi = sum_k a_k w_k / W_k`` with ``a_k = share_k / sum(shares)`` and ``W_k`` the
 tree's total (a signal of total 0 is uniform). An importance draw picks signal k by
 ``u(call_seed(s, 1), 0, j) * sum(shares)`` against the cumulative shares, then leaf i
@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .kernels.cpu_sum_tree import add_scaled_cpu, mixture_rows_at_least_cpu
+from .model_driven_gate import loss_cap_level
 from .rng import STREAMS, call_seed, uniforms
 from .sum_tree import tree_build, tree_draws, tree_leaves, tree_update
 from .weighting import importance_weights
@@ -66,8 +67,8 @@ class SignalMixture:
             return loss if self.config.loss_power == 1 else loss ** self.config.loss_power
 
     def _cap(self) -> float:
-        raw = self.trees["raw"]
-        return self.config.loss_cap * raw[1] / self.n
+        """The loss cap's level over the raw leaves (inf: no row is capped)."""
+        return loss_cap_level(tree_leaves(self.trees["raw"], self.n), self.config.loss_cap)
 
     def build(self, signals: dict, loss_weights) -> None:
         """All leaves from the full signals (N,); ``loss_weights()`` gives the loss's
@@ -79,7 +80,9 @@ class SignalMixture:
             t = self._t(signals["loss"])
             self.trees["raw"] = tree_build(t)
             self.loss_exact = bool(0 < self.trees["raw"][1] < np.inf and t.max() < 1e300)
-            self.trees["loss"] = tree_build(np.minimum(t, self._cap()) if self.loss_exact
+            self.level = self._cap() if self.loss_exact else 0.0
+            self.loss_exact = self.level > 0       # else the positive rows share equally
+            self.trees["loss"] = tree_build(np.minimum(t, self.level) if self.loss_exact
                                             else loss_weights())
 
     def update(self, rows: np.ndarray, told: dict, signals: dict, loss_weights) -> None:
@@ -93,11 +96,13 @@ class SignalMixture:
         t_rows = self._t(told["loss"])
         if not (self.loss_exact and np.isfinite(t_rows).all() and t_rows.max() < 1e300):
             return self.build(signals, loss_weights)
-        cap_old = self._cap()
+        cap_old = self.level
         tree_update(self.trees["raw"], rows, t_rows)
         if not 0 < self.trees["raw"][1] < np.inf:
             return self.build(signals, loss_weights)
-        cap = self._cap()
+        cap = self.level = self._cap()
+        if cap == 0.0:
+            return self.build(signals, loss_weights)
         t = tree_leaves(self.trees["raw"], self.n)
         moved = rows if cap == cap_old else np.union1d(
             rows, np.flatnonzero(t > min(cap, cap_old)))      # capped before or after

@@ -51,11 +51,13 @@ TRAINERS = ("adam", "zeroproofml")
 SCHEMA_VERSION = 2
 #: Arms run under the constant learning rate (the cosine runs have every arm).
 CONSTANT_METHODS = ("uniform", "zeroproofml_adaptive", "model_driven", "model_driven_gate",
-                    "model_driven_grow", "uniform_grow", "oracle_grow")
+                    "model_driven_sqerr", "model_driven_grow", "model_driven_grow_sqerr",
+                    "uniform_grow", "oracle_grow")
 #: Arms run with zeroproofml's models under its SCMTrainer (constant LR, SCMTrainer's
 #: default of no scheduler).
 ZEROPROOFML_METHODS = ("uniform", "hybrid_model_q", "zeroproofml_adaptive", "model_driven",
-                       "model_driven_gate", "model_driven_grow", "uniform_grow")
+                       "model_driven_gate", "model_driven_sqerr", "model_driven_grow",
+                       "model_driven_grow_sqerr", "uniform_grow")
 #: A model pole farther than this from every true pole (1-D) counts as spurious.
 SPURIOUS_TOLERANCE = 0.05
 

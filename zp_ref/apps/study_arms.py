@@ -20,7 +20,8 @@ from ..rng import STREAMS, derive_seed, uniforms
 from ..sampling import sample_indices
 
 __all__ = ["TRUE_Q_METHODS", "MODEL_Q_METHODS", "MODEL_DRIVEN_METHODS", "GROW_METHODS",
-           "METHODS", "MODEL_DRIVEN_GATE", "make_source", "model_driven_config"]
+           "SQUARED_ERROR_METHODS", "METHODS", "MODEL_DRIVEN_GATE", "make_source",
+           "model_driven_config"]
 
 #: Samplers given the target's true Q on the pool (the most favourable case).
 TRUE_Q_METHODS = ("importance", "hybrid", "curriculum", "active")
@@ -28,13 +29,20 @@ TRUE_Q_METHODS = ("importance", "hybrid", "curriculum", "active")
 MODEL_Q_METHODS = ("importance_model_q", "hybrid_model_q", "curriculum_model_q")
 #: The safe model-driven sampler (zp_ref.torch_bridge.ModelDrivenSampler): its defaults,
 #: with refinement of the model's Q, growing the pool through y_fn, and with the variance
-#: gate of Katharopoulos & Fleuret 2018 (``variance_gate=MODEL_DRIVEN_GATE``).
+#: gate of Katharopoulos & Fleuret 2018 (``variance_gate=MODEL_DRIVEN_GATE``), and the
+#: default and growing arms told the squared error of the prediction instead of the
+#: training loss (``SQUARED_ERROR_METHODS``).
 MODEL_DRIVEN_METHODS = ("model_driven", "model_driven_refine", "model_driven_grow",
-                        "model_driven_gate")
+                        "model_driven_gate", "model_driven_sqerr", "model_driven_grow_sqerr")
+#: Model-driven arms whose ``loss_fn`` is ``(model.predict(x) - y)^2``, the squared error
+#: of the prediction P/Q, which is largest at the poles the model lacks; the study's
+#: training loss, (Q y - P)^2 / (1 + y^2), tends to a constant (Q' delta)^2 there.
+SQUARED_ERROR_METHODS = ("model_driven_sqerr", "model_driven_grow_sqerr")
 #: Arms that label new points with y_fn, all with the same budget of new labels:
 #: the model-driven one, uniform new points (its control) and the true-Q oracle (the
 #: same sampler and settings given the target's true Q instead of the model's).
-GROW_METHODS = ("model_driven_grow", "uniform_grow", "oracle_grow")
+GROW_METHODS = ("model_driven_grow", "model_driven_grow_sqerr", "uniform_grow",
+                "oracle_grow")
 METHODS = (("uniform",) + TRUE_Q_METHODS + MODEL_Q_METHODS + ("zeroproofml_adaptive",)
            + MODEL_DRIVEN_METHODS + ("uniform_grow", "oracle_grow"))
 #: The model_driven_gate arm's ``variance_gate``: importance stays on only while it is
@@ -173,10 +181,12 @@ class ModelDrivenSource(_Timed):
         from ..bridges.torch_model import ModelDrivenSampler
         self.config = model_driven_config(method, cfg)
         q_fn = _true_q_fn(target) if method == "oracle_grow" else model.q
-        grow = method in ("model_driven_grow", "oracle_grow")
+        grow = method in GROW_METHODS
+        loss_fn = (_squared_error(model) if method in SQUARED_ERROR_METHODS
+                   else _sample_loss(model, cfg))
         self.sampler = ModelDrivenSampler(
             torch.from_numpy(x), cfg.batch_size, cfg.steps_per_epoch, q_fn=q_fn,
-            y_pool=torch.from_numpy(y), loss_fn=_sample_loss(model, cfg),
+            y_pool=torch.from_numpy(y), loss_fn=loss_fn,
             y_fn=_y_fn(target) if grow else None, config=self.config, seed=seed)
 
     def pool(self):
@@ -231,11 +241,16 @@ class UniformGrowSource(_Timed):
         return self._timed(self._draw, epoch)
 
 
+def _squared_error(model):
+    """``loss_fn(x, y) = (model.predict(x) - y)^2`` (n,): the prediction's squared error."""
+    return lambda x, y: (model.predict(x) - y) ** 2
+
+
 def _sample_loss(model, cfg):
     """The per-point training loss of ``model`` (the sampler's ``loss_fn``): the study
     model's ``cfg.loss`` ((P/Q - y)^2 for "mse"), else the model's own."""
     if cfg.loss == "mse" and hasattr(model, "from_features"):
-        return lambda x, y: (model.predict(x) - y) ** 2
+        return _squared_error(model)
     return model.sample_loss
 
 

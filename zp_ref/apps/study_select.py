@@ -20,7 +20,8 @@ from .._atomic import atomic_write_json
 from .study import StudyConfig, run_study
 from .study_report import _cells
 
-__all__ = ["CANDIDATES", "FAR_FIELD_FACTOR", "cell_scores", "choose", "selection_config",
+__all__ = ["CANDIDATES", "FAR_FIELD_FACTOR", "LOSS_SIGNAL_PAIRS", "cell_scores", "choose",
+           "geometric_gain", "is_safe", "judge_loss_signal", "selection_config",
            "run_selection", "selection_table"]
 
 #: Candidate replacements of ModelDrivenConfig's defaults, with their reasons:
@@ -55,15 +56,17 @@ def selection_config(name: str):
                                model_driven=CANDIDATES.get(name, ())).validate()
 
 
-def cell_scores(uniform: dict, candidate: dict) -> dict:
+def cell_scores(uniform: dict, candidate: dict, arm: str = "model_driven") -> dict:
     """Per (trainer prefix, target, schedule) cell of two study reports (``uniform``'s
-    arm and a candidate's ``model_driven`` arm): ``{"ratio": uniform's geometric-mean
-    pole distance over the candidate's (> 1: closer than uniform), "far_ratio": the
+    arm and the candidate's ``arm``): ``{"ratio": uniform's geometric-mean pole
+    distance over the candidate's (> 1: closer than uniform), "far_ratio": the
     candidate's mean B4 error over uniform's}``."""
     cells = {}
     for target, schedule, rows in _cells(candidate):
-        for method, ours in rows:                     # model_driven or zeroproofml/model_driven
-            prefix = method[:-len("model_driven")]
+        for method, ours in rows:                     # arm or zeroproofml/arm
+            if method != arm and not method.endswith("/" + arm):
+                continue
+            prefix = method[:-len(arm)]
             base = uniform["targets"][target]["methods"][prefix + "uniform"]
             theirs = base["schedules"][schedule]
             cells[f"{prefix}{target}, {schedule}"] = {
@@ -78,6 +81,39 @@ def _geo_pole_distance(summary: dict) -> float:
     return float(np.exp(np.mean(np.log(values))))
 
 
+def geometric_gain(cells: dict) -> float:
+    """The geometric mean of the cells' ``ratio`` (> 1: closer than uniform)."""
+    return math.exp(np.mean([math.log(c["ratio"]) for c in cells.values()]))
+
+
+def is_safe(cells: dict) -> bool:
+    """In every cell: no farther from the poles than uniform (geometric mean over the
+    seeds), and a far field (B4) at most ``FAR_FIELD_FACTOR`` times uniform's."""
+    return all(c["ratio"] >= 1.0 and c["far_ratio"] <= FAR_FIELD_FACTOR
+               for c in cells.values())
+
+
+#: The loss signal's question (docs/training_study.md, "The loss the sampler is told"),
+#: fixed before its runs: each squared-error arm against the arm told the training loss.
+LOSS_SIGNAL_PAIRS = {"model_driven_sqerr": "model_driven",
+                     "model_driven_grow_sqerr": "model_driven_grow"}
+
+
+def judge_loss_signal(report: dict) -> dict:
+    """The rule, fixed before the runs, on one study report that holds ``uniform`` and
+    both arms of every pair of :data:`LOSS_SIGNAL_PAIRS`: the squared error is
+    recommended over the training loss when its arm is safe (:func:`is_safe` against
+    uniform) and its geometric-mean gain over uniform is larger than the other arm's.
+    {squared-error arm: {"safe", "gain", "other_gain", "recommended", "cells"}}."""
+    out = {}
+    for arm, other in LOSS_SIGNAL_PAIRS.items():
+        cells, theirs = cell_scores(report, report, arm), cell_scores(report, report, other)
+        gain, other_gain = geometric_gain(cells), geometric_gain(theirs)
+        out[arm] = {"safe": is_safe(cells), "gain": gain, "other_gain": other_gain,
+                    "recommended": is_safe(cells) and gain > other_gain, "cells": cells}
+    return out
+
+
 def choose(scores: dict) -> str:
     """The rule, fixed before the runs. ``scores``: {candidate: :func:`cell_scores`}.
 
@@ -86,20 +122,13 @@ def choose(scores: dict) -> str:
     over the cells wins; with no safe candidate, the one with the largest smallest
     ``ratio`` (the least bad worst cell). Ties go to the earlier of :data:`CANDIDATES`.
     """
-    def geo(cells):
-        return math.exp(np.mean([math.log(c["ratio"]) for c in cells.values()]))
-
-    def safe(cells):
-        return all(c["ratio"] >= 1.0 and c["far_ratio"] <= FAR_FIELD_FACTOR
-                   for c in cells.values())
-
     order = [c for c in CANDIDATES if c in scores]
     if not order:
         raise ValueError(f"scores must hold candidates from {list(CANDIDATES)}, got "
                          f"{list(scores)}")
-    safe_ones = [c for c in order if safe(scores[c])]
+    safe_ones = [c for c in order if is_safe(scores[c])]
     if safe_ones:
-        return max(safe_ones, key=lambda c: (geo(scores[c]), -order.index(c)))
+        return max(safe_ones, key=lambda c: (geometric_gain(scores[c]), -order.index(c)))
     return max(order, key=lambda c: (min(x["ratio"] for x in scores[c].values()),
                                      -order.index(c)))
 
