@@ -66,10 +66,15 @@ def loss_signal_weights(loss: np.ndarray, loss_power: float, loss_cap: float) ->
     those rows share the mass equally; t = 0 everywhere is uniform."""
     with np.errstate(over="ignore"):
         t = loss if loss_power == 1 else loss ** loss_power
-    finite = np.isfinite(t)
-    if not (t > 0).any():
+    top = t.max()
+    if top == 0:
         return np.full(t.size, 1.0 / t.size)
-    if not finite.all() or t.max() >= 1e300:               # no overflow in the sums
+    if 0 < top < 1e300:                                     # the common case
+        total = t.sum()
+        if top * t.size <= loss_cap * total:               # no row needs the cap
+            return t / total
+    else:                                                   # no overflow in the sums
+        finite = np.isfinite(t)
         t = np.where(finite, t / t[finite].max(initial=1.0), np.inf)
     level = loss_cap_level(t, loss_cap)
     w = (t > 0).astype(np.float64) if level == 0.0 else np.minimum(t, level)
