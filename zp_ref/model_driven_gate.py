@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["loss_cap_level", "loss_signal_weights", "variance_speedup", "check_gate_loss", "gate_state",
-           "encode_gate", "decode_gate", "GATE_FIELDS"]
+__all__ = ["loss_cap_level", "loss_signal_weights", "variance_speedup", "check_gate_loss",
+           "gate_state", "encode_gate", "decode_gate", "GATE_FIELDS"]
 
 #: Entries the gate adds at the end of ``ModelDrivenLearner.decisions()`` (gate > 0).
 GATE_FIELDS = 2

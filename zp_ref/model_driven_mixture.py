@@ -4,7 +4,8 @@ is told M rows costs O(M log N), not O(N).
 
 For each signal k (Q: ``importance_weights`` of the distance, unnormalised; loss:
 ``min(t, c)`` with ``t = loss**loss_power`` and c the water-filling level of
-:func:`zp_ref.model_driven_gate.loss_cap_level`, read off a sum tree of t) the tree's leaves are the signal's unnormalised weights, and
+:func:`zp_ref.model_driven_gate.loss_cap_level` over a sum tree of t) the tree's leaves
+are the signal's unnormalised weights, and
 ``pi = sum_k a_k w_k / W_k`` with ``a_k = share_k / sum(shares)`` and ``W_k`` the
 tree's total (a signal of total 0 is uniform). An importance draw picks signal k by
 ``u(call_seed(s, 1), 0, j) * sum(shares)`` against the cumulative shares, then leaf i

@@ -1,5 +1,6 @@
-"""Choosing ModelDrivenConfig's defaults from a development run, by a rule fixed in code
-before that run (docs/training_study.md, "Choosing the defaults").
+"""Choosing ModelDrivenConfig's defaults from a development run, and judging the loss the
+sampler is told (:func:`judge_loss_signal`), each by a rule fixed in code before its runs
+(docs/training_study.md, "Choosing the defaults" and "The loss the sampler is told").
 
 The candidates and :func:`choose` were committed before any of their runs. The development
 run trains the study's ``uniform`` arm and, once per candidate, its ``model_driven`` arm

@@ -100,7 +100,11 @@ class ModelDrivenSampler(torch.utils.data.Sampler):
     y_pool : torch.Tensor or numpy.ndarray, shape (N, ...), or None
         Targets, needed by ``loss_fn`` and ``y_fn``.
     loss_fn : callable or None
-        ``loss_fn(x, y) -> (n,)``, the per-sample loss.
+        ``loss_fn(x, y) -> (n,)``, the per-sample loss the sampler is told (it need not
+        be the training loss). The training study recommends the squared error of the
+        prediction, ``(model(x) - y) ** 2``, for a fixed pool, and the training loss when
+        the pool grows through ``y_fn`` (docs/training_study.md, "The loss the sampler
+        is told").
     y_fn : callable or None
         ``y_fn(x) -> y``, labels for new points.
     config : ModelDrivenConfig or None, default None
