@@ -168,3 +168,48 @@ def test_the_squared_error_arms_tell_the_sampler_the_prediction_error():
     assert not np.allclose(got, train)
     assert (model_driven_config("model_driven_grow_sqerr", cfg)
             == model_driven_config("model_driven_grow", cfg))
+
+
+# ------------------------------------------------------------------ the partial refresh's question
+def test_the_partial_refresh_keeps_the_gains_only_when_safe_and_close_to_the_full():
+    """judge_partial_refresh: the partial arm keeps the gains when it is safe against
+    uniform and its geometric-mean gain is at least PARTIAL_GAIN_FRACTION of the full
+    refresh's; a gain just below that fraction, or a far field beyond the factor, does
+    not."""
+    from zp_ref.apps.study_select import PARTIAL_GAIN_FRACTION, judge_partial_refresh
+    pds = {"uniform": [1e-4, 4e-4], "model_driven_sqerr": [2.5e-5, 1e-4]}   # geo gain 4
+    b4 = {"uniform": 0.01, "model_driven_sqerr": 0.01, "model_driven_sqerr_partial": 0.01}
+    at = 4.0 * PARTIAL_GAIN_FRACTION
+    above = at * (1 + 1e-6)
+    pds["model_driven_sqerr_partial"] = [1e-4 / above, 4e-4 / above]
+    out = judge_partial_refresh(_report(pds, b4))
+    assert out["full_gain"] == pytest.approx(4.0, rel=1e-12)
+    assert out["gain"] == pytest.approx(above, rel=1e-12)
+    assert out["safe"] is True and out["keeps_gains"] is True
+    below = at * (1 - 1e-6)
+    pds["model_driven_sqerr_partial"] = [1e-4 / below, 4e-4 / below]
+    assert judge_partial_refresh(_report(pds, b4))["keeps_gains"] is False
+    pds["model_driven_sqerr_partial"] = [2.5e-5, 1e-4]                    # as good as full
+    b4["model_driven_sqerr_partial"] = 0.01 * FAR_FIELD_FACTOR * (1 + 1e-9)
+    out = judge_partial_refresh(_report(pds, b4))
+    assert out["safe"] is False and out["keeps_gains"] is False
+
+
+def test_the_partial_arm_is_the_squared_error_arm_with_a_partial_refresh():
+    """model_driven_sqerr_partial: model_driven_sqerr's config with refresh_rows =
+    PARTIAL_REFRESH_ROWS and nothing else changed; it is left out of the study's default
+    arms, and the fifth run's config holds the three arms on a pool of 2**18."""
+    from zp_ref.apps.study_arms import PARTIAL_REFRESH_ROWS
+    from zp_ref.apps.study_select import partial_refresh_config
+    cfg = StudyConfig.full()
+    full = model_driven_config("model_driven_sqerr", cfg)
+    part = model_driven_config("model_driven_sqerr_partial", cfg)
+    assert part == dataclasses.replace(full, refresh_rows=PARTIAL_REFRESH_ROWS)
+    assert full.refresh_rows == 0 and PARTIAL_REFRESH_ROWS == 4096
+    assert "model_driven_sqerr_partial" not in cfg.methods_for("cosine", "adam")
+    run = partial_refresh_config()
+    assert run.pool_size == 1 << 18
+    for schedule, trainer in (("cosine", "adam"), ("constant", "adam"),
+                              ("constant", "zeroproofml")):
+        assert run.methods_for(schedule, trainer) == (
+            "uniform", "model_driven_sqerr", "model_driven_sqerr_partial")

@@ -30,8 +30,8 @@ from ..bridges.torch import torch
 from ..checks import check_choice, check_count, check_real
 from ..rng import derive_seed, uniforms
 from . import study_zeroproofml
-from .study_arms import (GROW_METHODS, METHODS, MODEL_DRIVEN_METHODS, make_source,
-                         model_driven_config)
+from .study_arms import (GROW_METHODS, LARGE_POOL_METHODS, METHODS, MODEL_DRIVEN_METHODS,
+                         make_source, model_driven_config)
 from .study_data import TEST_STREAM, test_set, training_pool
 from .study_model import (RationalModel, Target, batch_loss, draw_optimum, model_errors,
                           pole_distance, real_poles_1d, targets, true_poles)
@@ -49,7 +49,9 @@ TRAINERS = ("adam", "zeroproofml")
 #: study.json's schema: 2 adds LR schedules, trainers and the model-driven arms (see
 #: docs/training_study.md); 1 had one block of statistics per method.
 SCHEMA_VERSION = 2
-#: Arms run under the constant learning rate (the cosine runs have every arm).
+#: Arms of the cosine runs: every arm but those meant for a large pool.
+COSINE_METHODS = tuple(m for m in METHODS if m not in LARGE_POOL_METHODS)
+#: Arms run under the constant learning rate.
 CONSTANT_METHODS = ("uniform", "zeroproofml_adaptive", "model_driven", "model_driven_gate",
                     "model_driven_sqerr", "model_driven_grow", "model_driven_grow_sqerr",
                     "uniform_grow", "oracle_grow")
@@ -101,7 +103,7 @@ class StudyConfig:
     zeroproofml_lr: tuple = (0.02, 0.005)
     targets: tuple = ("rational_1d", "rational_2d", "three_poles_1d", "spurious_1d")
     lr_schedules: tuple = LR_SCHEDULES
-    methods: tuple = METHODS
+    methods: tuple = COSINE_METHODS
     constant_methods: tuple = CONSTANT_METHODS
     zeroproofml_methods: tuple = ZEROPROOFML_METHODS
     zeroproofml_targets: tuple = ("rational_1d", "rational_2d")

@@ -1,6 +1,8 @@
-"""Choosing ModelDrivenConfig's defaults from a development run, and judging the loss the
-sampler is told (:func:`judge_loss_signal`), each by a rule fixed in code before its runs
-(docs/training_study.md, "Choosing the defaults" and "The loss the sampler is told").
+"""Choosing ModelDrivenConfig's defaults from a development run, judging the loss the
+sampler is told (:func:`judge_loss_signal`) and the partial refresh on a large pool
+(:func:`judge_partial_refresh`), each by a rule fixed in code before its runs
+(docs/training_study.md, "Choosing the defaults", "The loss the sampler is told" and
+"The partial refresh on a large pool").
 
 The candidates and :func:`choose` were committed before any of their runs. The development
 run trains the study's ``uniform`` arm and, once per candidate, its ``model_driven`` arm
@@ -21,9 +23,11 @@ from .._atomic import atomic_write_json
 from .study import StudyConfig, run_study
 from .study_report import _cells
 
-__all__ = ["CANDIDATES", "FAR_FIELD_FACTOR", "LOSS_SIGNAL_PAIRS", "cell_scores", "choose",
-           "geometric_gain", "is_safe", "judge_loss_signal", "selection_config",
-           "run_selection", "selection_table"]
+__all__ = ["CANDIDATES", "FAR_FIELD_FACTOR", "LOSS_SIGNAL_PAIRS", "PARTIAL_GAIN_FRACTION",
+           "cell_scores", "choose", "geometric_gain", "is_safe", "judge_loss_signal",
+           "judge_partial_refresh", "partial_refresh_config", "PARTIAL_POOL",
+           "PARTIAL_SEEDS", "run_partial_refresh", "selection_config", "run_selection",
+           "selection_table"]
 
 #: Candidate replacements of ModelDrivenConfig's defaults, with their reasons:
 #: - ``defaults``: the shipped defaults (floor 0.5, ``1 / distance``).
@@ -113,6 +117,58 @@ def judge_loss_signal(report: dict) -> dict:
         out[arm] = {"safe": is_safe(cells), "gain": gain, "other_gain": other_gain,
                     "recommended": is_safe(cells) and gain > other_gain, "cells": cells}
     return out
+
+
+#: The partial refresh's question (docs/training_study.md, "The partial refresh on a large
+#: pool"), fixed before its runs: ``model_driven_sqerr_partial`` keeps the gains of
+#: ``model_driven_sqerr`` (a full refresh) when it is safe and its geometric-mean gain
+#: over uniform is at least this fraction of the full refresh's.
+PARTIAL_GAIN_FRACTION = 0.8
+
+
+def judge_partial_refresh(report: dict) -> dict:
+    """The rule, fixed before the runs, on one study report that holds ``uniform``,
+    ``model_driven_sqerr`` and ``model_driven_sqerr_partial`` in every cell: the partial
+    refresh keeps the gains when its arm is safe (:func:`is_safe` against uniform) and
+    its geometric-mean gain over uniform is at least :data:`PARTIAL_GAIN_FRACTION` of
+    the full refresh's. {"safe", "gain", "full_gain", "keeps_gains", "cells",
+    "full_cells"}."""
+    cells = cell_scores(report, report, "model_driven_sqerr_partial")
+    full = cell_scores(report, report, "model_driven_sqerr")
+    gain, full_gain = geometric_gain(cells), geometric_gain(full)
+    return {"safe": is_safe(cells), "gain": gain, "full_gain": full_gain,
+            "keeps_gains": is_safe(cells) and gain >= PARTIAL_GAIN_FRACTION * full_gain,
+            "cells": cells, "full_cells": full}
+
+
+#: The fifth run's pool (rows) and seeds: large enough that a refresh of 4,096 rows
+#: sweeps about a seventh of the pool in a run's 19 partial refreshes; fresh seeds.
+PARTIAL_POOL, PARTIAL_SEEDS = 1 << 18, (15, 5)
+
+
+def partial_refresh_config(targets=None) -> StudyConfig:
+    """The fifth run: the full study's budget on a pool of :data:`PARTIAL_POOL` with the
+    arms ``uniform``, ``model_driven_sqerr`` and ``model_driven_sqerr_partial`` in
+    every cell (``targets``: a subset, e.g. to share the run between processes)."""
+    arms = ("uniform", "model_driven_sqerr", "model_driven_sqerr_partial")
+    cfg = dataclasses.replace(StudyConfig.full(), pool_size=PARTIAL_POOL, methods=arms,
+                              constant_methods=arms, zeroproofml_methods=arms)
+    return cfg if targets is None else dataclasses.replace(cfg, targets=tuple(targets))
+
+
+def run_partial_refresh(out="runs/partial", targets=None, progress=True) -> dict:
+    """Run the fifth run into ``out`` (resumable, :func:`run_study`); with every target,
+    write ``out/judgement.json`` (:func:`judge_partial_refresh`) and return it, else
+    return the study report."""
+    first, seeds = PARTIAL_SEEDS
+    report = run_study(quick=False, seeds=seeds, first_seed=first, out=out,
+                       progress=progress, config=partial_refresh_config(targets),
+                       resume=True)
+    if targets is not None and set(targets) != set(StudyConfig.full().targets):
+        return report
+    result = judge_partial_refresh(report)
+    atomic_write_json(Path(out) / "judgement.json", result)
+    return result
 
 
 def choose(scores: dict) -> str:
