@@ -38,9 +38,13 @@ from zp_ref.model_driven import ModelDrivenConfig  # noqa: E402
 from zp_ref.rng import STREAMS, uniforms  # noqa: E402
 
 STEPS, BATCH = 100, 256
-CONFIGS = {"defaults (distance, autograd)": ModelDrivenConfig(),
-           "quantile (no gradient)": ModelDrivenConfig(q_signal="quantile"),
-           "defaults, refresh_rows=4096": ModelDrivenConfig(refresh_rows=4096)}
+#: The default first (refresh_rows="auto": 4096 rows from a pool of 2**18 on, a full
+#: refresh below), then full refreshes with either Q signal, then 4096 rows on any pool.
+CONFIGS = {"defaults (refresh_rows='auto')": ModelDrivenConfig(),
+           "full refresh (distance, autograd)": ModelDrivenConfig(refresh_rows=0),
+           "full refresh, quantile (no gradient)": ModelDrivenConfig(q_signal="quantile",
+                                                                     refresh_rows=0),
+           "refresh_rows=4096": ModelDrivenConfig(refresh_rows=4096)}
 
 
 def pool(target, n: int):

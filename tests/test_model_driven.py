@@ -10,6 +10,7 @@ from scipy import stats
 
 from zp_ref.model_bands import next_stage, stage_mix
 from zp_ref.model_driven import ModelDrivenConfig, ModelDrivenLearner, run_refresh
+from zp_ref.model_driven_config import AUTO_REFRESH_MIN_POOL, AUTO_REFRESH_ROWS
 from zp_ref.rng import STREAMS, call_seed, uniforms
 from zp_ref.sampling import sample_indices, uniform_indices
 
@@ -318,6 +319,43 @@ def test_refresh_rows_evaluates_the_top_mass_and_a_sweep():
         seen |= rows
     assert seen == set(range(2000))
     assert learner.probabilities.min() >= 0.5 / 2000 * (1 - 1e-12)
+
+
+@pytest.mark.parametrize("n, want", [(AUTO_REFRESH_MIN_POOL - 1, None),
+                                     (AUTO_REFRESH_MIN_POOL, AUTO_REFRESH_ROWS)])
+def test_refresh_rows_auto_is_partial_from_its_pool_size_on(n, want):
+    """refresh_rows="auto" (the default): a pool of AUTO_REFRESH_MIN_POOL - 1 rows is
+    evaluated whole at every refresh; one of AUTO_REFRESH_MIN_POOL rows, after a full
+    first refresh, on at most AUTO_REFRESH_ROWS rows; the draws then come from the sum
+    trees. variance_gate > 0 resolves "auto" to 0; an explicit count is kept."""
+    assert ModelDrivenConfig().refresh_rows == "auto"
+    learner = ModelDrivenLearner(pool(n), batch_size=64, has_loss=True,
+                                 config=ModelDrivenConfig(loss_warmup=0))
+    asked, full = [], signals_of(learner)
+
+    def signals(rows):
+        asked.append(np.arange(n)[rows].size)
+        return full(rows)
+    for e in range(3):
+        run_refresh(learner, e, signals=signals)
+    assert asked[0] == n
+    if want is None:
+        assert asked == [n, n, n]
+    else:                              # the top-mass half and the sweep's half, united
+        assert all(want // 2 <= a <= want for a in asked[1:])
+    assert (learner._mixture is None) is (want is None)
+    assert learner.refresh_rows == (0 if want is None else want)
+    gated = ModelDrivenConfig(variance_gate=1.0)
+    assert gated.refresh_rows_for(10**6) == 0
+    assert ModelDrivenConfig(refresh_rows=400).refresh_rows_for(10) == 400
+
+
+@pytest.mark.parametrize("bad, match", [("all", "refresh_rows must be 'auto' or a count"),
+                                        (-1, "refresh_rows must be an integer >= 0"),
+                                        (2.5, "refresh_rows must be an integer >= 0")])
+def test_refresh_rows_refuses_what_is_neither_auto_nor_a_count(bad, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        ModelDrivenConfig(refresh_rows=bad)
 
 
 def test_a_model_without_a_pole_gives_a_uniform_q_share():

@@ -135,8 +135,9 @@ class ModelDrivenLearner:
 
     # ------------------------------------------------------------------ pool
     pool_size = property(lambda self: self._x.shape[0], doc="N, the current pool size")
-
     x_pool = property(lambda self: self._x, doc="The pool inputs, float64 (N, d), grown ones last")
+    refresh_rows = property(lambda self: self.config.refresh_rows_for(self.pool_size),
+                            doc="M, the rows a refresh evaluates after the first (0: all)")
 
     @property
     def weights(self) -> np.ndarray:
@@ -292,7 +293,7 @@ class ModelDrivenLearner:
                 self._signals[name] = np.concatenate((old, v))
             else:
                 self._told_changed |= old is None or not np.array_equal(old, v)
-                self._signals[name] = v.copy() if self.config.refresh_rows else v
+                self._signals[name] = v.copy() if self.refresh_rows else v
         self._told = (req.rows, got)
         if req.rows is not None:
             self._window = self._window_next
@@ -300,7 +301,7 @@ class ModelDrivenLearner:
     def _rows_request(self) -> Request:
         """The rows of this refresh: all of them, or (refresh_rows = M) the M/2 holding
         the most mass of pi and the next M/2 of the round-robin sweep."""
-        n, m = self.pool_size, self.config.refresh_rows
+        n, m = self.pool_size, self.refresh_rows
         have = self._signals and all(v.size == n for v in self._signals.values())
         if not m or m >= n or not have or self._loss_starts():
             return Request("signals", start=0, stop=n)
@@ -451,7 +452,7 @@ class ModelDrivenLearner:
         """The signals' shares when the refresh keeps sum trees (refresh_rows > 0, the
         distance and loss signals only), else None."""
         c, have = self.config, self._signals
-        if not c.refresh_rows or c.schedule != "none" or c.refine or c.label_budget:
+        if not self.refresh_rows or c.schedule != "none" or c.refine or c.label_budget:
             return None
         shares = {}
         if c.uses_q and "q" in have:

@@ -10,9 +10,14 @@ import numpy as np
 from ._validation import check_choice, check_count, check_real
 from .bands import check_edges
 
-__all__ = ["ModelDrivenConfig", "Q_SIGNALS", "GROWTHS", "SCHEDULES"]
+__all__ = ["ModelDrivenConfig", "Q_SIGNALS", "GROWTHS", "SCHEDULES", "AUTO_REFRESH_ROWS",
+           "AUTO_REFRESH_MIN_POOL"]
 
 Q_SIGNALS = ("distance", "quantile", "none")
+#: ``refresh_rows="auto"``: a partial refresh of this many rows on a pool of at least
+#: ``AUTO_REFRESH_MIN_POOL`` rows, a full refresh below (docs/training_study.md, "The
+#: partial refresh on a large pool": the pool and the rows of its fifth run).
+AUTO_REFRESH_ROWS, AUTO_REFRESH_MIN_POOL = 4096, 1 << 18
 GROWTHS = ("model", "uniform")
 SCHEDULES = ("none", "bands")
 
@@ -64,8 +69,13 @@ class ModelDrivenConfig:
     refresh_every : int, default 1
         The signal should follow the model; a refresh is measured to cost a small part of
         an epoch (benchmarks/bench_model_driven.py); no a-priori reason to let it lag.
-    refresh_rows : int, default 0
-        Every refresh evaluates the whole pool. ``refresh_rows = M > 0`` (added after the
+    refresh_rows : int or "auto", default "auto"
+        ``0``: every refresh evaluates the whole pool. ``"auto"`` (the default since the
+        study's fifth run, docs/training_study.md): 0 on a pool of fewer than
+        ``AUTO_REFRESH_MIN_POOL = 2**18`` rows (every pool the study's other runs used),
+        ``AUTO_REFRESH_ROWS = 4096`` on a larger one (at 10**6 rows a full refresh costs
+        7.5-29 epochs of the study's model, a partial one 0.30-0.33), and 0 with
+        ``variance_gate > 0``. ``refresh_rows = M > 0`` (added after the
         benchmark, for large pools): after the first refresh, evaluate only M rows: the
         M/2 holding the most model-driven mass and the next M/2 of a round-robin sweep
         (every row is re-evaluated every 2N/M refreshes); the others keep their values.
@@ -113,7 +123,7 @@ class ModelDrivenConfig:
     loss_share: float = 1.0
     refine_share: float = 1.0
     refresh_every: int = 1
-    refresh_rows: int = 0
+    refresh_rows: int | str = "auto"
     refine: bool = False
     refine_criterion: str = "sign"
     refine_initial_cells: int = 1024
@@ -141,7 +151,11 @@ class ModelDrivenConfig:
         for name in ("q_share", "loss_share", "refine_share"):
             check_real(getattr(self, name), name, low=0.0)
         check_count(self.refresh_every, "refresh_every", minimum=1)
-        check_count(self.refresh_rows, "refresh_rows")
+        if self.refresh_rows != "auto":
+            if isinstance(self.refresh_rows, str):
+                raise ValueError(f"refresh_rows must be 'auto' or a count >= 0, got "
+                                 f"{self.refresh_rows!r}")
+            check_count(self.refresh_rows, "refresh_rows")
         if not isinstance(self.refine, (bool, np.bool_)):
             raise TypeError(f"refine must be True or False, got {self.refine!r}")
         check_choice(self.refine_criterion, "refine_criterion", ("sign", "abs_or_sign"))
@@ -157,7 +171,7 @@ class ModelDrivenConfig:
         check_real(self.band_plateau, "band_plateau", low=0.0, high=1.0, low_open=True)
         check_count(self.band_max_refreshes, "band_max_refreshes", minimum=1)
         check_real(self.variance_gate, "variance_gate", low=0.0)
-        if self.variance_gate and self.refresh_rows:
+        if self.variance_gate and self.refresh_rows != "auto" and self.refresh_rows:
             raise ValueError(f"variance_gate={self.variance_gate} needs refresh_rows=0 (the gate "
                              f"estimates over the whole pool's loss), got refresh_rows="
                              f"{self.refresh_rows}; set one of them to 0")
@@ -168,6 +182,15 @@ class ModelDrivenConfig:
         if self.schedule == "bands" and self.q_signal == "none":
             raise ValueError("schedule='bands' needs q_signal 'distance' or 'quantile' (the "
                              "bands are quantiles of the model's signal), got q_signal='none'")
+
+    def refresh_rows_for(self, n_pool: int) -> int:
+        """The rows M a refresh of a pool of ``n_pool`` rows evaluates after the first
+        (0: all of them): ``refresh_rows``, with "auto" resolved."""
+        if self.refresh_rows != "auto":
+            return int(self.refresh_rows)
+        if self.variance_gate or n_pool < AUTO_REFRESH_MIN_POOL:
+            return 0
+        return AUTO_REFRESH_ROWS
 
     @property
     def uses_loss(self) -> bool:

@@ -469,12 +469,13 @@ def run_study(quick=True, seeds=5, out="runs/study", progress=True, config=None,
 
 
 def _model_driven_defaults() -> dict:
-    """``ModelDrivenConfig().to_dict()`` without the fields added later whose default
-    draws as before they existed (``variance_gate = 0``: off), so that the runs cached
-    before them keep their keys."""
+    """The study arms' base, ``ModelDrivenConfig(refresh_rows=0).to_dict()`` (the arms
+    pin the full refresh, :func:`~zp_ref.apps.study_arms.model_driven_config`), without
+    the fields added later whose default draws as before they existed
+    (``variance_gate = 0``: off), so that the runs cached before them keep their keys."""
     from ..model_driven import ModelDrivenConfig
     added_off = {"variance_gate": 0.0}
-    return {k: v for k, v in ModelDrivenConfig().to_dict().items()
+    return {k: v for k, v in ModelDrivenConfig(refresh_rows=0).to_dict().items()
             if not (k in added_off and v == added_off[k])}
 
 

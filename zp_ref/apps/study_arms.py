@@ -159,7 +159,9 @@ def model_driven_config(method: str, cfg):
     ``refine=True`` and ``cfg.label_budget`` new labels per refresh when the defaults
     grow none (``model_driven_grow`` and ``oracle_grow``: new points around high-loss
     points and in the refined cells of Q, as docs/torch.md describes). The defaults are
-    ``ModelDrivenConfig()`` with ``cfg.model_driven``'s (field, value) pairs replaced."""
+    ``ModelDrivenConfig(refresh_rows=0)`` with ``cfg.model_driven``'s (field, value)
+    pairs replaced: every arm but the partial one refreshes the whole pool, as in every
+    run before the default became "auto" (which is 0 on the study's pool of 2**15)."""
     from ..model_driven import ModelDrivenConfig
     overrides = getattr(cfg, "model_driven", ())
     try:
@@ -171,7 +173,7 @@ def model_driven_config(method: str, cfg):
     if unknown:
         raise ValueError(f"model_driven names no ModelDrivenConfig field: {unknown}; "
                          f"accepted: {sorted(ModelDrivenConfig.__dataclass_fields__)}")
-    base = ModelDrivenConfig(**overrides)
+    base = ModelDrivenConfig(**{"refresh_rows": 0, **overrides})
     if method == "model_driven_refine":
         return dataclasses.replace(base, refine=True)
     if method == "model_driven_gate":
