@@ -151,11 +151,11 @@ class ModelDrivenConfig:
         for name in ("q_share", "loss_share", "refine_share"):
             check_real(getattr(self, name), name, low=0.0)
         check_count(self.refresh_every, "refresh_every", minimum=1)
-        if self.refresh_rows != "auto":
-            if isinstance(self.refresh_rows, str):
-                raise ValueError(f"refresh_rows must be 'auto' or a count >= 0, got "
-                                 f"{self.refresh_rows!r}")
+        if not isinstance(self.refresh_rows, str):
             check_count(self.refresh_rows, "refresh_rows")
+        elif self.refresh_rows != "auto":
+            raise ValueError(f"refresh_rows must be 'auto' or a count >= 0, got "
+                             f"{self.refresh_rows!r}")
         if not isinstance(self.refine, (bool, np.bool_)):
             raise TypeError(f"refine must be True or False, got {self.refine!r}")
         check_choice(self.refine_criterion, "refine_criterion", ("sign", "abs_or_sign"))
@@ -171,7 +171,7 @@ class ModelDrivenConfig:
         check_real(self.band_plateau, "band_plateau", low=0.0, high=1.0, low_open=True)
         check_count(self.band_max_refreshes, "band_max_refreshes", minimum=1)
         check_real(self.variance_gate, "variance_gate", low=0.0)
-        if self.variance_gate and self.refresh_rows != "auto" and self.refresh_rows:
+        if self.variance_gate and self.refresh_rows_for(AUTO_REFRESH_MIN_POOL):
             raise ValueError(f"variance_gate={self.variance_gate} needs refresh_rows=0 (the gate "
                              f"estimates over the whole pool's loss), got refresh_rows="
                              f"{self.refresh_rows}; set one of them to 0")

@@ -30,8 +30,8 @@ from ..bridges.torch import torch
 from ..checks import check_choice, check_count, check_real
 from ..rng import derive_seed, uniforms
 from . import study_zeroproofml
-from .study_arms import (GROW_METHODS, LARGE_POOL_METHODS, METHODS, MODEL_DRIVEN_METHODS,
-                         make_source, model_driven_config)
+from .study_arms import (ARM_BASE, GROW_METHODS, LARGE_POOL_METHODS, METHODS,
+                         MODEL_DRIVEN_METHODS, make_source, model_driven_config)
 from .study_data import TEST_STREAM, test_set, training_pool
 from .study_model import (RationalModel, Target, batch_loss, draw_optimum, model_errors,
                           pole_distance, real_poles_1d, targets, true_poles)
@@ -469,13 +469,13 @@ def run_study(quick=True, seeds=5, out="runs/study", progress=True, config=None,
 
 
 def _model_driven_defaults() -> dict:
-    """The study arms' base, ``ModelDrivenConfig(refresh_rows=0).to_dict()`` (the arms
-    pin the full refresh, :func:`~zp_ref.apps.study_arms.model_driven_config`), without
+    """The study arms' base, ``ModelDrivenConfig(**ARM_BASE).to_dict()`` (the arms pin
+    the full refresh, :func:`~zp_ref.apps.study_arms.model_driven_config`), without
     the fields added later whose default draws as before they existed
     (``variance_gate = 0``: off), so that the runs cached before them keep their keys."""
     from ..model_driven import ModelDrivenConfig
     added_off = {"variance_gate": 0.0}
-    return {k: v for k, v in ModelDrivenConfig(refresh_rows=0).to_dict().items()
+    return {k: v for k, v in ModelDrivenConfig(**ARM_BASE).to_dict().items()
             if not (k in added_off and v == added_off[k])}
 
 

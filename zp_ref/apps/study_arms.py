@@ -21,7 +21,7 @@ from ..sampling import sample_indices
 
 __all__ = ["TRUE_Q_METHODS", "MODEL_Q_METHODS", "MODEL_DRIVEN_METHODS", "GROW_METHODS",
            "SQUARED_ERROR_METHODS", "LARGE_POOL_METHODS", "METHODS", "MODEL_DRIVEN_GATE",
-           "PARTIAL_REFRESH_ROWS", "make_source", "model_driven_config"]
+           "PARTIAL_REFRESH_ROWS", "ARM_BASE", "make_source", "model_driven_config"]
 
 #: Samplers given the target's true Q on the pool (the most favourable case).
 TRUE_Q_METHODS = ("importance", "hybrid", "curriculum", "active")
@@ -47,6 +47,9 @@ SQUARED_ERROR_METHODS = ("model_driven_sqerr", "model_driven_grow_sqerr",
 LARGE_POOL_METHODS = ("model_driven_sqerr_partial",)
 #: The partial arm's ``refresh_rows`` (the benchmark's setting, docs/benchmarks.md).
 PARTIAL_REFRESH_ROWS = 4096
+#: ModelDrivenConfig fields every study arm sets before its own: the full refresh of
+#: every run made before ``refresh_rows`` defaulted to "auto".
+ARM_BASE = {"refresh_rows": 0}
 #: Arms that label new points with y_fn, all with the same budget of new labels:
 #: the model-driven one, uniform new points (its control) and the true-Q oracle (the
 #: same sampler and settings given the target's true Q instead of the model's).
@@ -159,8 +162,8 @@ def model_driven_config(method: str, cfg):
     ``refine=True`` and ``cfg.label_budget`` new labels per refresh when the defaults
     grow none (``model_driven_grow`` and ``oracle_grow``: new points around high-loss
     points and in the refined cells of Q, as docs/torch.md describes). The defaults are
-    ``ModelDrivenConfig(refresh_rows=0)`` with ``cfg.model_driven``'s (field, value)
-    pairs replaced: every arm but the partial one refreshes the whole pool, as in every
+    ``ModelDrivenConfig(**ARM_BASE)`` (``refresh_rows=0``) with ``cfg.model_driven``'s
+    (field, value) pairs replaced: every arm but the partial one refreshes the whole pool, as in every
     run before the default became "auto" (which is 0 on the study's pool of 2**15)."""
     from ..model_driven import ModelDrivenConfig
     overrides = getattr(cfg, "model_driven", ())
@@ -173,7 +176,7 @@ def model_driven_config(method: str, cfg):
     if unknown:
         raise ValueError(f"model_driven names no ModelDrivenConfig field: {unknown}; "
                          f"accepted: {sorted(ModelDrivenConfig.__dataclass_fields__)}")
-    base = ModelDrivenConfig(**{"refresh_rows": 0, **overrides})
+    base = ModelDrivenConfig(**{**ARM_BASE, **overrides})
     if method == "model_driven_refine":
         return dataclasses.replace(base, refine=True)
     if method == "model_driven_gate":

@@ -135,9 +135,9 @@ def judge_partial_refresh(report: dict) -> dict:
     "full_cells"}."""
     cells = cell_scores(report, report, "model_driven_sqerr_partial")
     full = cell_scores(report, report, "model_driven_sqerr")
-    gain, full_gain = geometric_gain(cells), geometric_gain(full)
-    return {"safe": is_safe(cells), "gain": gain, "full_gain": full_gain,
-            "keeps_gains": is_safe(cells) and gain >= PARTIAL_GAIN_FRACTION * full_gain,
+    gain, full_gain, safe = geometric_gain(cells), geometric_gain(full), is_safe(cells)
+    return {"safe": safe, "gain": gain, "full_gain": full_gain,
+            "keeps_gains": safe and gain >= PARTIAL_GAIN_FRACTION * full_gain,
             "cells": cells, "full_cells": full}
 
 
