@@ -107,3 +107,58 @@ def test_the_mixtures_pi_is_the_numpy_sum_and_its_top_rows_are_largest_rows(q_co
     np.testing.assert_array_equal(m.pi_at(idx), want[idx])
     for k in (1, 10, 100, 2500):
         assert set(m.largest(k).tolist()) == set(largest_rows(want, k).tolist())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_max_tree_holds_the_largest_leaf_below_every_node_after_updates(backend):
+    n = 1000
+    w = weights(n)
+    tree = tree_build(w, "max")
+    size = tree.size // 2
+    k = np.arange(1, size)
+    np.testing.assert_array_equal(tree[k], np.maximum(tree[2 * k], tree[2 * k + 1]))
+    for seed in range(5):
+        rows = np.unique((uniforms(seed, 17, 50) * n).astype(np.int64))
+        values = uniforms(seed, 18, rows.size) * 2.0      # some above the old maximum
+        values[:3] = 0.0
+        tree_update(tree, rows, values, op="max", backend=backend)
+        w[rows] = values
+        np.testing.assert_array_equal(tree, tree_build(w, "max"))
+        assert tree[1] == w.max()
+
+
+def test_an_unknown_tree_operation_is_refused():
+    with pytest.raises(ValueError, match="op must be 'sum' or 'max', got 'min'"):
+        tree_build(np.ones(4), "min")
+
+
+def test_sorted_union_is_numpys_union1d():
+    from zp_ref.model_driven_mixture import sorted_union
+    a = (uniforms(1, 17, 2048) * 10**6).astype(np.int64)          # unsorted, repeats
+    b = (np.arange(999_000, 1_001_048) % 10**6).astype(np.int64)  # a wrapping sweep
+    for x, y in ((a, b), (a, a[:0]), (a[:0], a[:0]), (b, b)):
+        got = sorted_union(x, y)
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, np.union1d(x, y))
+
+
+@pytest.mark.parametrize("spread", [0.0, 1e-3, 0.5, 3.0])
+def test_the_caps_check_read_off_the_trees_gives_loss_cap_level(spread):
+    """SignalMixture._cap: with the max tree's top and the tree's total, the level is
+    loss_cap_level's, on loss signals from flat (no row capped) to heavy-tailed (capped),
+    and at the boundary where max t * N equals loss_cap * sum t to the last bits."""
+    from zp_ref.model_driven_config import ModelDrivenConfig
+    from zp_ref.model_driven_gate import loss_cap_level
+    from zp_ref.model_driven_mixture import SignalMixture
+    n = 4096
+    cfg = ModelDrivenConfig()
+    t = np.exp(spread * 8.0 * (uniforms(9, 16, n) - 0.5))
+    cases = [t]
+    bound = t.copy()                         # one row at exactly loss_cap / N of the total
+    bound[0] = 0.0
+    bound[0] = cfg.loss_cap * bound.sum() / (n - cfg.loss_cap)
+    cases += [bound, bound * (1 + 1e-13), bound * (1 - 1e-13)]
+    for loss in cases:
+        m = SignalMixture(cfg, 1.0 / n, {"loss": 1.0})
+        m.build({"loss": loss}, loss_weights=None)
+        assert m._cap() == loss_cap_level(loss, cfg.loss_cap)

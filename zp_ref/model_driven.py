@@ -30,9 +30,10 @@ from .model_driven_config import GROWTHS, Q_SIGNALS, SCHEDULES, ModelDrivenConfi
 from .model_bands import band_losses, band_weights, next_stage, signal_bands, stage_mix
 from .model_driven_gate import (GATE_FIELDS, check_gate_loss, decode_gate, encode_gate,
                                 gate_state, loss_signal_weights, variance_speedup)
-from .model_driven_mixture import SignalMixture, largest_rows, q_distance
+from .model_driven_mixture import SignalMixture, largest_rows, q_distance, sorted_union
 from .model_driven_runner import run_refresh
 from .rng import STREAMS, call_seed, uniforms
+from .shuffle import shuffle_order
 from .sampling import sample_indices, uniform_indices
 from .state import STATE_VERSION, check_state, config_fields
 from .weighting import importance_weights
@@ -187,8 +188,7 @@ class ModelDrivenLearner:
                else self._mixture.draws(nb * n_imp, s)).reshape(nb, n_imp)
         uni = uniform_indices(self.pool_size, nb * (B - n_imp), seed=s).reshape(nb, B - n_imp)
         both = np.concatenate((imp, uni), axis=1)
-        order = np.argsort(uniforms(s, STREAMS["shuffle"], nb * B).reshape(nb, B), axis=1,
-                           kind="stable")
+        order = shuffle_order(uniforms(s, STREAMS["shuffle"], nb * B).reshape(nb, B))
         return list(np.take_along_axis(both, order, axis=1).astype(np.int64))
 
     # ------------------------------------------------------------------ the refresh protocol
@@ -309,7 +309,7 @@ class ModelDrivenLearner:
                else self._mixture.largest(m // 2))
         sweep = (self._window + np.arange(m - m // 2)) % n
         self._window_next = int((self._window + sweep.size) % n)
-        return Request("signals", rows=np.union1d(top, sweep).astype(np.int64))
+        return Request("signals", rows=sorted_union(top, sweep))
 
     def distance(self) -> np.ndarray:
         """The scale-free signal of the last refresh in units of the pool spacing (N,):

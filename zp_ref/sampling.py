@@ -19,6 +19,7 @@ from .kernels import threads_for
 from .kernels.common import PREFIX_BLOCK
 from .kernels.cpu_sampling import check_weight_sums
 from .rng import STREAMS, call_seed, check_draw_count, key_of, uniforms
+from .shuffle import shuffle_order
 from .state import STATE_VERSION, check_state, config_fields
 
 
@@ -238,7 +239,8 @@ def hybrid_indices(weights, n, *, ratio, seed, backend="auto"):
     n_imp = int(np.floor(n * ratio))
     imp = sample_indices(w, n_imp, seed=seed, backend=backend)    # validates w too
     uni = uniform_indices(w.size, n - n_imp, seed=seed, backend=backend)
-    shuffle = np.argsort(uniforms(seed, STREAMS["shuffle"], n, backend="numpy"), kind="stable")
+    shuffle = shuffle_order(uniforms(seed, STREAMS["shuffle"], n, backend="numpy"),
+                            backend="numpy" if backend == "numpy" else "cpu")
     idx = np.concatenate((imp, uni))[shuffle]
     total = prefix_total(w, backend)
     m = ratio * (w[idx] / total) + (1.0 - ratio) / w.size

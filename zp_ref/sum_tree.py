@@ -6,6 +6,10 @@ The tree is a float64 array of size 2P (P = the smallest power of two >= N): lea
 adding a difference, so the tree is a function of the current leaves alone (no
 rounding drift over updates). Used by the model-driven learner's partial refresh
 (:mod:`zp_ref.model_driven_mixture`), where a refresh changes M << N weights.
+
+A max tree (``op="max"``) is the same array with each node the larger of its children
+(``tree[1]`` the largest weight): it bounds every weight below a node, so the rows above
+a threshold are found without a pass over all N.
 """
 from __future__ import annotations
 
@@ -16,15 +20,23 @@ from .kernels.cpu_sum_tree import tree_draws_cpu, tree_update_cpu
 __all__ = ["tree_build", "tree_update", "tree_draws", "tree_leaves"]
 
 
-def tree_build(w: np.ndarray) -> np.ndarray:
-    """The sum tree of ``w`` (N,) (finite, >= 0): float64 (2P,), ``tree[1]`` the total."""
+def _combine(op: str):
+    if op not in ("sum", "max"):
+        raise ValueError(f"op must be 'sum' or 'max', got {op!r}")
+    return np.add if op == "sum" else np.maximum
+
+
+def tree_build(w: np.ndarray, op: str = "sum") -> np.ndarray:
+    """The sum tree of ``w`` (N,) (finite, >= 0): float64 (2P,), ``tree[1]`` the total;
+    ``op="max"``: the max tree, ``tree[1]`` the largest weight."""
+    combine = _combine(op)
     w = np.asarray(w, dtype=np.float64)
     size = 1 << max(0, int(w.size - 1).bit_length())
     tree = np.zeros(2 * size)
     tree[size:size + w.size] = w
     level = size
     while level > 1:                       # nodes level/2 .. level-1 from their children
-        tree[level // 2:level] = tree[level:2 * level:2] + tree[level + 1:2 * level:2]
+        tree[level // 2:level] = combine(tree[level:2 * level:2], tree[level + 1:2 * level:2])
         level //= 2
     return tree
 
@@ -35,20 +47,22 @@ def tree_leaves(tree: np.ndarray, n: int) -> np.ndarray:
 
 
 def tree_update(tree: np.ndarray, rows: np.ndarray, values: np.ndarray, *,
-                backend: str = "cpu") -> None:
+                op: str = "sum", backend: str = "cpu") -> None:
     """Set leaves ``rows`` (int64, sorted, distinct) to ``values`` (float64) and
-    recompute their ancestors in place, level by level (each node once per level).
-    ``backend``: "numpy" (the spec) or "cpu" (Numba), the same tree."""
+    recompute their ancestors in place, level by level (each node once per level), as
+    sums or (``op="max"``) maxima. ``backend``: "numpy" (the spec) or "cpu" (Numba),
+    the same tree."""
+    combine = _combine(op)
     rows = np.ascontiguousarray(rows, dtype=np.int64)
     values = np.ascontiguousarray(values, dtype=np.float64)
     if backend == "cpu":
-        return tree_update_cpu(tree, rows, values)
+        return tree_update_cpu(tree, rows, values, op == "max")
     nodes = rows + tree.size // 2
     tree[nodes] = values
     while nodes.size and nodes[0] > 1:
         nodes = nodes >> 1
         nodes = nodes[np.concatenate(([True], nodes[1:] != nodes[:-1]))]   # sorted: distinct
-        tree[nodes] = tree[2 * nodes] + tree[2 * nodes + 1]
+        tree[nodes] = combine(tree[2 * nodes], tree[2 * nodes + 1])
 
 
 def tree_draws(tree: np.ndarray, u: np.ndarray, *, backend: str = "cpu") -> np.ndarray:
