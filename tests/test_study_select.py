@@ -213,3 +213,57 @@ def test_the_partial_arm_is_the_squared_error_arm_with_a_partial_refresh():
                               ("constant", "zeroproofml")):
         assert run.methods_for(schedule, trainer) == (
             "uniform", "model_driven_sqerr", "model_driven_sqerr_partial")
+
+
+# ------------------------------------------------------------------ the tilt's question
+def _tilt_report(arm_pds, b4, b2=1.0, b3=1.0):
+    """One cell (rational_1d, cosine) with one arm and its per-seed pole distances,
+    and its mean B2, B3 and B4 errors."""
+    (arm, pds), = arm_pds.items()
+    errs = {"B2": {"mean": b2}, "B3": {"mean": b3}, "B4": {"mean": b4}}
+    return {"config": {"lr_schedules": ["cosine"]}, "targets": {"rational_1d": {"methods": {
+        arm: {"schedules": {"cosine": {"runs": [{"pole_distance": d} for d in pds],
+                                       "band_median_rel_err": errs}}}}}}}
+
+
+def test_the_tilt_rule_is_the_development_rule_over_the_tilt_candidates():
+    """judge_tilt: each candidate's model_driven_sqerr against uniform; the safe one of
+    largest geometric gain is chosen (here sqerr_floor_0.3, gain 5), a stronger but
+    unsafe one (far field beyond the factor) is not; at_3x lists the cells where pole
+    distance, B2 and B3 are all at least 3x uniform's (B2 at 3 exactly counts, 2.999 not)."""
+    from zp_ref.apps.study_select import TILT_ARM, TILT_CANDIDATES, judge_tilt
+    reports = {"uniform": _tilt_report({"uniform": [1e-4, 4e-4]}, 0.01, b2=0.9, b3=0.9)}
+    gains = {"sqerr": 2.0, "sqerr_q_power_2": 8.0, "sqerr_floor_0.3": 5.0,
+             "sqerr_q_power_2_floor_0.3": 1.0}
+    for name, g in gains.items():
+        far = 0.01 * FAR_FIELD_FACTOR * (1 + 1e-9) if name == "sqerr_q_power_2" else 0.01
+        b2 = 0.3 if name == "sqerr_floor_0.3" else 0.3 * (1 + 1e-9)
+        reports[name] = _tilt_report({TILT_ARM: [1e-4 / g, 4e-4 / g]}, far, b2=b2, b3=0.1)
+    out = judge_tilt(reports)
+    assert set(out["scores"]) == set(TILT_CANDIDATES)
+    assert out["chosen"] == "sqerr_floor_0.3"
+    assert out["gains"]["sqerr_q_power_2"] == pytest.approx(8.0, rel=1e-12)
+    assert out["safe"] == {"sqerr": True, "sqerr_q_power_2": False, "sqerr_floor_0.3": True,
+                           "sqerr_q_power_2_floor_0.3": True}
+    assert out["at_3x"] == {"sqerr": [], "sqerr_q_power_2": [],
+                            "sqerr_floor_0.3": ["rational_1d, cosine"],
+                            "sqerr_q_power_2_floor_0.3": []}
+
+
+def test_the_tilt_parts_run_one_arm_with_the_candidate_fields_on_fresh_seeds():
+    """tilt_config: uniform alone, or model_driven_sqerr with the candidate's fields (and
+    refresh_rows 0, the study's base) in every cell; seeds 20-24, after every earlier
+    run's; an unknown name is refused."""
+    from zp_ref.apps.study_select import TILT_ARM, TILT_CANDIDATES, TILT_SEEDS, tilt_config
+    assert TILT_SEEDS == (20, 5)
+    assert tilt_config("uniform").methods == ("uniform",)
+    for name, fields in TILT_CANDIDATES.items():
+        cfg = tilt_config(name, targets=("rational_1d",))
+        assert cfg.methods == cfg.constant_methods == cfg.zeroproofml_methods == (TILT_ARM,)
+        assert cfg.targets == ("rational_1d",)
+        md = model_driven_config(TILT_ARM, cfg)
+        assert md.refresh_rows == 0
+        assert {k: getattr(md, k) for k in ("q_power", "floor")} == {
+            "q_power": 1.0, "floor": 0.5, **dict(fields)}
+    with pytest.raises(ValueError, match="name must be 'uniform' or one of"):
+        tilt_config("q_power_2")
