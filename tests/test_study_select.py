@@ -267,3 +267,15 @@ def test_the_tilt_parts_run_one_arm_with_the_candidate_fields_on_fresh_seeds():
             "q_power": 1.0, "floor": 0.5, **dict(fields)}
     with pytest.raises(ValueError, match="name must be 'uniform' or one of"):
         tilt_config("q_power_2")
+
+
+def test_plot_selection_draws_a_bar_per_candidate_and_cell_hatching_the_unsafe_ones():
+    """plot_selection: candidates x cells bars with heights = ratio; exactly the cells
+    with ratio < 1 or far_ratio > far_factor are hatched."""
+    from zp_ref.apps.study_report import plot_selection
+    scores = {"a": _cells((2.0, 1.0), (0.5, 1.0), (3.0, 1.6)),
+              "b": _cells((1.5, 1.5), (4.0, 1.0), (1.0, 1.0))}
+    fig = plot_selection({"scores": scores})
+    bars = [p for p in fig.axes[0].patches]
+    assert [round(b.get_height(), 12) for b in bars] == [2.0, 0.5, 3.0, 1.5, 4.0, 1.0]
+    assert [bool(b.get_hatch()) for b in bars] == [False, True, True, False, False, False]

@@ -9,7 +9,8 @@ import numpy as np
 
 from ..bands import DEFAULT_EDGES
 
-__all__ = ["BANDS", "TEST_RANGES", "summarise", "plot_study", "table", "markdown_tables"]
+__all__ = ["BANDS", "TEST_RANGES", "summarise", "plot_study", "plot_selection", "table",
+           "markdown_tables"]
 
 BANDS = tuple(f"B{b}" for b in range(len(DEFAULT_EDGES) + 1))
 #: |Q| range of the test points of B0..B3 (log-uniform inside); B4 is |Q| > 1e-2.
@@ -140,6 +141,43 @@ def plot_study(report: dict):
     fig.legend(handles, legend, loc="outside lower center", ncol=len(legend), fontsize=8)
     return fig
 
+
+
+def plot_selection(result: dict, far_factor: float = 1.5, title: str = ""):
+    """The candidates of a selection (``result["scores"]``: {candidate: {cell: {"ratio",
+    "far_ratio"}}}, as ``study_select`` writes them): per cell, one bar per candidate of
+    uniform's pole distance over the candidate's (log axis; above 1: closer than
+    uniform), hatched where the cell makes the candidate unsafe (``ratio < 1`` or
+    ``far_ratio > far_factor``), with lines at 1 and 3. A matplotlib Figure."""
+    from matplotlib.figure import Figure
+    scores = result["scores"]
+    names = list(scores)
+    cells = list(next(iter(scores.values())))
+    fig = Figure(figsize=(1.1 * len(cells) + 2.5, 4.2), layout="constrained")
+    ax = fig.subplots()
+    width = 0.8 / len(names)
+    for j, name in enumerate(names):
+        ratio = np.array([scores[name][c]["ratio"] for c in cells])
+        unsafe = [scores[name][c]["ratio"] < 1 or scores[name][c]["far_ratio"] > far_factor
+                  for c in cells]
+        bars = ax.bar(np.arange(len(cells)) - 0.4 + (j + 0.5) * width, ratio, width,
+                      color=f"C{j}")
+        for bar, bad in zip(bars, unsafe):
+            if bad:
+                bar.set_hatch("///")
+                bar.set_edgecolor("black")
+    ax.axhline(1.0, color="black", lw=0.8)
+    ax.axhline(3.0, color="grey", lw=0.8, ls="--")
+    ax.set_yscale("log")
+    ax.set_ylabel("uniform's pole distance / the candidate's")
+    ax.set_xticks(np.arange(len(cells)), [c.replace(", ", "\n") for c in cells],
+                  fontsize=7, rotation=45, ha="right")
+    ax.set_title(title or "hatched: unsafe cell (closer to no pole than uniform, or far "
+                 f"field > {far_factor:g}x uniform's)", fontsize=9)
+    from matplotlib.patches import Patch             # unhatched keys: hatching marks cells
+    ax.legend(handles=[Patch(facecolor=f"C{j}", label=n) for j, n in enumerate(names)],
+              fontsize=7, ncol=2)
+    return fig
 
 def _md(stat: dict, digits: int = 2) -> str:
     if stat is None or stat["mean"] is None:
