@@ -279,3 +279,48 @@ def test_plot_selection_draws_a_bar_per_candidate_and_cell_hatching_the_unsafe_o
     bars = [p for p in fig.axes[0].patches]
     assert [round(b.get_height(), 12) for b in bars] == [2.0, 0.5, 3.0, 1.5, 4.0, 1.0]
     assert [bool(b.get_hatch()) for b in bars] == [False, True, True, False, False, False]
+
+
+# ------------------------------------------------------------------ the SCMTrainer question
+def _scm_report(pds: dict, b4: dict) -> dict:
+    """Both SCMTrainer cells (constant LR) with the same per-seed pole distances and
+    mean B4 error per arm (arm names without the zeroproofml/ prefix)."""
+    methods = {f"zeroproofml/{arm}": {"schedules": {"constant": {
+        "runs": [{"pole_distance": d} for d in p],
+        "band_median_rel_err": {"B4": {"mean": b4[arm]}}}}} for arm, p in pds.items()}
+    return {"config": {"lr_schedules": ["cosine", "constant"]},
+            "targets": {t: {"methods": methods} for t in ("rational_1d", "rational_2d")}}
+
+
+def test_the_scm_rule_recommends_the_safe_arm_of_larger_gain_else_uniform():
+    """judge_scm: both arms safe -> the larger geometric gain; a far field beyond the
+    factor makes an arm unsafe; none safe -> "uniform"; wins counts the seeds closer
+    than uniform's same seed (ties are not wins)."""
+    from zp_ref.apps.study_select import judge_scm
+    pds = {"uniform": [1e-2, 1e-2, 4e-2], "model_driven_sqerr": [5e-3, 1e-2, 2e-2],
+           "zeroproofml_adaptive": [2.5e-3, 2.5e-3, 1e-2]}
+    b4 = dict.fromkeys(pds, 0.1)
+    out = judge_scm(_scm_report(pds, b4))
+    sq, ad = out["arms"]["model_driven_sqerr"], out["arms"]["zeroproofml_adaptive"]
+    assert sq["gain"] == pytest.approx(4.0 ** (1 / 3), rel=1e-12) and sq["safe"]
+    assert ad["gain"] == pytest.approx(4.0, rel=1e-12) and ad["safe"]
+    assert out["recommended"] == "zeroproofml_adaptive"
+    assert sq["wins"] == {"zeroproofml/rational_1d, constant": 2,
+                          "zeroproofml/rational_2d, constant": 2}
+    b4["zeroproofml_adaptive"] = 0.1 * FAR_FIELD_FACTOR * (1 + 1e-9)
+    assert judge_scm(_scm_report(pds, b4))["recommended"] == "model_driven_sqerr"
+    pds["model_driven_sqerr"] = [2e-2, 1e-2, 4e-2]                      # farther: unsafe
+    assert judge_scm(_scm_report(pds, b4))["recommended"] == "uniform"
+
+
+def test_the_scm_run_trains_only_zeroproofmls_models_on_ten_fresh_seeds():
+    """scm_config: no run of the study's own model; uniform and SCM_ARMS under SCMTrainer
+    at the constant rate on both zeroproofml targets; seeds 25-34."""
+    from zp_ref.apps.study_select import SCM_ARMS, SCM_SEEDS, scm_config
+    assert SCM_SEEDS == (25, 10) and SCM_ARMS == ("model_driven_sqerr", "zeroproofml_adaptive")
+    cfg = scm_config()
+    assert cfg.methods == cfg.constant_methods == ()
+    assert cfg.zeroproofml_methods == ("uniform",) + SCM_ARMS
+    for schedule in cfg.lr_schedules:
+        assert cfg.methods_for(schedule, "adam") == ()
+    assert scm_config(targets=("rational_2d",)).targets == ("rational_2d",)

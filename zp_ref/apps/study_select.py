@@ -1,9 +1,10 @@
 """Choosing ModelDrivenConfig's defaults from a development run, judging the loss the
 sampler is told (:func:`judge_loss_signal`), the partial refresh on a large pool
-(:func:`judge_partial_refresh`) and a stronger tilt for the squared error
-(:func:`judge_tilt`), each by a rule fixed in code before its runs
-(docs/training_study.md, "Choosing the defaults", "The loss the sampler is told", "The
-partial refresh on a large pool" and "A stronger tilt for the squared error").
+(:func:`judge_partial_refresh`), a stronger tilt for the squared error
+(:func:`judge_tilt`) and the sampler under zeroproofml's ``SCMTrainer`` on ten seeds
+(:func:`judge_scm`), each by a rule fixed in code before its runs (docs/training_study.md,
+"Choosing the defaults", "The loss the sampler is told", "The partial refresh on a large
+pool", "A stronger tilt for the squared error" and "Under SCMTrainer, ten fresh seeds").
 
 The candidates and :func:`choose` were committed before any of their runs. The development
 run trains the study's ``uniform`` arm and, once per candidate, its ``model_driven`` arm
@@ -29,7 +30,8 @@ __all__ = ["CANDIDATES", "FAR_FIELD_FACTOR", "LOSS_SIGNAL_PAIRS", "PARTIAL_GAIN_
            "judge_partial_refresh", "partial_refresh_config", "PARTIAL_POOL",
            "PARTIAL_SEEDS", "run_partial_refresh", "selection_config", "run_selection",
            "selection_table", "TILT_CANDIDATES", "TILT_SEEDS", "TILT_ARM", "tilt_config",
-           "cells_at_3x", "judge_tilt", "run_tilt"]
+           "cells_at_3x", "judge_tilt", "run_tilt", "SCM_ARMS", "SCM_SEEDS", "scm_config",
+           "judge_scm", "run_scm"]
 
 #: Candidate replacements of ModelDrivenConfig's defaults, with their reasons:
 #: - ``defaults``: the shipped defaults (floor 0.5, ``1 / distance``).
@@ -308,5 +310,66 @@ def run_tilt(out="runs/tilt", names=None, targets=None, progress=True) -> dict |
                                     and set(targets) != set(StudyConfig.full().targets)):
         return None
     result = judge_tilt(reports)
+    atomic_write_json(Path(out) / "judgement.json", result)
+    return result
+
+
+#: The seventh run's question (docs/training_study.md, "Under SCMTrainer, ten fresh
+#: seeds"), fixed before its runs. Under SCMTrainer every arm's runs either converge or
+#: not, and five seeds gave the recommended sampler 4.0x uniform's gain in 2-D on seeds
+#: 10-14 and 0.92x on seeds 20-24. Ten fresh seeds of the two SCMTrainer cells decide
+#: which sampler to recommend there: these arms, or uniform batches.
+SCM_ARMS, SCM_SEEDS = ("model_driven_sqerr", "zeroproofml_adaptive"), (25, 10)
+
+
+def scm_config(targets=None) -> StudyConfig:
+    """The seventh run: the full study's budget, ``uniform`` and :data:`SCM_ARMS` with
+    zeroproofml's models under SCMTrainer only (no run of the study's own model)
+    (``targets``: a subset of the two, to share the run between processes)."""
+    cfg = dataclasses.replace(StudyConfig.full(), methods=(), constant_methods=(),
+                              zeroproofml_methods=("uniform",) + SCM_ARMS)
+    if targets is not None:
+        cfg = dataclasses.replace(cfg, targets=tuple(targets))
+    return cfg.validate()
+
+
+def judge_scm(report: dict) -> dict:
+    """The rule, fixed before the runs, on the seventh run's report: per arm of
+    :data:`SCM_ARMS`, its cells against uniform (:func:`cell_scores`), whether it is safe
+    by the development rule (:func:`is_safe`) and its geometric-mean gain; the
+    recommended sampler under SCMTrainer is the safe arm with the larger gain, else
+    ``"uniform"``. ``wins``: per cell, the seeds on which the arm ends closer to the
+    poles than uniform with the same seed. {"arms": {arm: {"safe", "gain", "cells",
+    "wins"}}, "recommended"}."""
+    arms = {}
+    for arm in SCM_ARMS:
+        cells = cell_scores(report, report, arm)
+        wins = {}
+        for target, schedule, rows in _cells(report):
+            got = dict(rows)
+            key = "zeroproofml/" + arm
+            if key not in got:
+                continue
+            theirs = [r["pole_distance"] for r in got["zeroproofml/uniform"]["runs"]]
+            ours = [r["pole_distance"] for r in got[key]["runs"]]
+            wins[f"zeroproofml/{target}, {schedule}"] = int(sum(
+                a < b for a, b in zip(ours, theirs)))
+        arms[arm] = {"safe": is_safe(cells), "gain": geometric_gain(cells), "cells": cells,
+                     "wins": wins}
+    safe = [a for a in SCM_ARMS if arms[a]["safe"]]
+    best = max(safe, key=lambda a: (arms[a]["gain"], -SCM_ARMS.index(a))) if safe else "uniform"
+    return {"arms": arms, "recommended": best}
+
+
+def run_scm(out="runs/scm", targets=None, progress=True) -> dict:
+    """Run the seventh run into ``out`` (resumable, seeds :data:`SCM_SEEDS`); with both
+    targets, write ``out/judgement.json`` (:func:`judge_scm`) and return it, else return
+    the study report."""
+    first, seeds = SCM_SEEDS
+    report = run_study(quick=False, seeds=seeds, first_seed=first, out=out, progress=progress,
+                       config=scm_config(targets), resume=True)
+    if targets is not None and set(targets) != set(StudyConfig.full().zeroproofml_targets):
+        return report
+    result = judge_scm(report)
     atomic_write_json(Path(out) / "judgement.json", result)
     return result
