@@ -323,4 +323,16 @@ def test_the_scm_run_trains_only_zeroproofmls_models_on_ten_fresh_seeds():
     assert cfg.zeroproofml_methods == ("uniform",) + SCM_ARMS
     for schedule in cfg.lr_schedules:
         assert cfg.methods_for(schedule, "adam") == ()
+    assert cfg.targets == ("rational_1d", "rational_2d")
     assert scm_config(targets=("rational_2d",)).targets == ("rational_2d",)
+
+
+def test_a_study_whose_arms_skip_a_target_reports_only_the_targets_run(tmp_path):
+    """run_study with no arm on some targets (here: no arm at all) writes a report
+    without them (it raised KeyError on the first target without runs) and no figure."""
+    from zp_ref.apps.study import run_study
+    cfg = dataclasses.replace(StudyConfig.quick(), targets=("rational_1d", "three_poles_1d"),
+                              methods=(), constant_methods=(), zeroproofml_methods=())
+    report = run_study(quick=True, seeds=1, out=tmp_path, progress=False, config=cfg)
+    assert report["targets"] == {}
+    assert (tmp_path / "study.json").exists() and not (tmp_path / "study.png").exists()

@@ -438,6 +438,8 @@ def run_study(quick=True, seeds=5, out="runs/study", progress=True, config=None,
             bar.update()
     results = {}
     for name in cfg.targets:
+        if name not in tests:           # no arm runs on it (e.g. SCMTrainer-only arms)
+            continue
         methods = {}
         for (tname, trainer, method), by_schedule in runs.items():
             if tname == name:
@@ -482,7 +484,8 @@ def _model_driven_defaults() -> dict:
 def _save(out: Path, report: dict) -> None:
     from .._atomic import atomic_savefig, atomic_write_json   # no torn file on a crash
     atomic_write_json(out / "study.json", report)
-    atomic_savefig(plot_study(report), out / "study.png", dpi=110)
+    if report["targets"]:                   # a figure of no target has no axes
+        atomic_savefig(plot_study(report), out / "study.png", dpi=110)
 
 
 def _int_at_least(text: str, low: int, what: str) -> int:

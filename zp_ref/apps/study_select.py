@@ -326,8 +326,10 @@ def scm_config(targets=None) -> StudyConfig:
     """The seventh run: the full study's budget, ``uniform`` and :data:`SCM_ARMS` with
     zeroproofml's models under SCMTrainer only (no run of the study's own model)
     (``targets``: a subset of the two, to share the run between processes)."""
-    cfg = dataclasses.replace(StudyConfig.full(), methods=(), constant_methods=(),
-                              zeroproofml_methods=("uniform",) + SCM_ARMS)
+    full = StudyConfig.full()
+    cfg = dataclasses.replace(full, methods=(), constant_methods=(),
+                              zeroproofml_methods=("uniform",) + SCM_ARMS,
+                              targets=full.zeroproofml_targets)
     if targets is not None:
         cfg = dataclasses.replace(cfg, targets=tuple(targets))
     return cfg.validate()
