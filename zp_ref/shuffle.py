@@ -16,9 +16,21 @@ __all__ = ["shuffle_order"]
 
 
 def shuffle_order(u: np.ndarray, *, backend: str = "cpu") -> np.ndarray:
-    """``np.argsort(u, axis=-1, kind="stable")`` for uniforms u (..., B) in [0, 1),
-    int64 of u's shape. ``backend``: "numpy" (the spec) or "cpu" (Numba): the same
-    permutation, ties kept in index order."""
+    """``np.argsort(u, axis=-1, kind="stable")`` for uniforms in [0, 1), row by row.
+
+    Parameters
+    ----------
+    u : array_like, shape (..., B)
+        Uniforms in [0, 1), e.g. ``u(s, 3, .)`` of a batch (at least one axis).
+    backend : {"cpu", "numpy"}, default "cpu"
+        "numpy": the spec (NumPy's stable argsort); "cpu": the Numba counting sort.
+        Both give the same permutation, ties kept in index order.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64, u's shape: the order of each row along the last axis.
+    """
     u = np.asarray(u, dtype=np.float64)
     if backend == "numpy":
         return np.argsort(u, axis=-1, kind="stable")
