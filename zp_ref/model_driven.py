@@ -33,8 +33,8 @@ from .model_driven_gate import (GATE_FIELDS, check_gate_loss, decode_gate, encod
 from .model_driven_mixture import SignalMixture, largest_rows, q_distance, sorted_union
 from .model_driven_runner import run_refresh
 from .rng import STREAMS, call_seed, uniforms
-from .shuffle import shuffle_order
 from .sampling import sample_indices, uniform_indices
+from .shuffle import shuffle_order
 from .state import STATE_VERSION, check_state, config_fields
 from .weighting import importance_weights
 

@@ -7,9 +7,9 @@ adding a difference, so the tree is a function of the current leaves alone (no
 rounding drift over updates). Used by the model-driven learner's partial refresh
 (:mod:`zp_ref.model_driven_mixture`), where a refresh changes M << N weights.
 
-A max tree (``op="max"``) is the same array with each node the larger of its children
-(``tree[1]`` the largest weight): it bounds every weight below a node, so the rows above
-a threshold are found without a pass over all N.
+A max tree (``op="max"``) is the same array with each node the larger of its children:
+``tree[1]`` is the largest weight, kept up to date by the same O(M log N) updates (the
+partial refresh reads the largest loss off it instead of a pass over N).
 """
 from __future__ import annotations
 

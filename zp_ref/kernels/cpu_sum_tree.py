@@ -1,6 +1,6 @@
 """Numba kernels of the sum tree (the NumPy spec is :mod:`zp_ref.sum_tree`): leaf
 updates with their ancestors recomputed from their children (sums, or maxima for a max
-tree), draws by descent, and the mixture's rows above a threshold."""
+tree), draws by descent, and the mixture's pi at rows and its rows above a threshold."""
 import numpy as np
 from numba import njit
 
@@ -80,4 +80,3 @@ def mixture_rows_at_least_cpu(leaves, coefs, consts, threshold, out):
             out[count] = i
             count += 1
     return count
-
