@@ -142,7 +142,6 @@ def plot_study(report: dict):
     return fig
 
 
-
 def plot_selection(result: dict, far_factor: float = 1.5, title: str = ""):
     """The candidates of a selection (``result["scores"]``: {candidate: {cell: {"ratio",
     "far_ratio"}}}, as ``study_select`` writes them): per cell, one bar per candidate of
@@ -178,6 +177,7 @@ def plot_selection(result: dict, far_factor: float = 1.5, title: str = ""):
     ax.legend(handles=[Patch(facecolor=f"C{j}", label=n) for j, n in enumerate(names)],
               fontsize=7, ncol=2)
     return fig
+
 
 def _md(stat: dict, digits: int = 2) -> str:
     if stat is None or stat["mean"] is None:

@@ -70,19 +70,22 @@ def cell_scores(uniform: dict, candidate: dict, arm: str = "model_driven") -> di
     arm and the candidate's ``arm``): ``{"ratio": uniform's geometric-mean pole
     distance over the candidate's (> 1: closer than uniform), "far_ratio": the
     candidate's mean B4 error over uniform's}``."""
-    cells = {}
-    for target, schedule, rows in _cells(candidate):
-        for method, ours in rows:                     # arm or zeroproofml/arm
+    return {cell: {"ratio": _geo_pole_distance(theirs) / _geo_pole_distance(ours),
+                   "far_ratio": (ours["band_median_rel_err"]["B4"]["mean"]
+                                 / theirs["band_median_rel_err"]["B4"]["mean"])}
+            for cell, theirs, ours in _arm_cells(uniform, candidate, arm)}
+
+
+def _arm_cells(uniform: dict, report: dict, arm: str):
+    """(cell name "[zeroproofml/]target, schedule", uniform's summary, the arm's) for
+    every cell of ``report`` that holds ``arm`` (or zeroproofml/``arm``)."""
+    for target, schedule, rows in _cells(report):
+        for method, ours in rows:
             if method != arm and not method.endswith("/" + arm):
                 continue
             prefix = method[:-len(arm)]
             base = uniform["targets"][target]["methods"][prefix + "uniform"]
-            theirs = base["schedules"][schedule]
-            cells[f"{prefix}{target}, {schedule}"] = {
-                "ratio": _geo_pole_distance(theirs) / _geo_pole_distance(ours),
-                "far_ratio": (ours["band_median_rel_err"]["B4"]["mean"]
-                              / theirs["band_median_rel_err"]["B4"]["mean"])}
-    return cells
+            yield f"{prefix}{target}, {schedule}", base["schedules"][schedule], ours
 
 
 def _geo_pole_distance(summary: dict) -> float:
@@ -262,17 +265,11 @@ def cells_at_3x(uniform: dict, report: dict, arm: str) -> list:
     """The cells where ``arm`` reaches the issue's 3x: uniform's geometric-mean pole
     distance over the arm's, and uniform's mean B2 and B3 errors (median relative error)
     over the arm's, all at least 3."""
-    out = []
-    for target, schedule, rows in _cells(report):
-        for method, ours in rows:
-            if method != arm and not method.endswith("/" + arm):
-                continue
-            prefix = method[:-len(arm)]
-            base = uniform["targets"][target]["methods"][prefix + "uniform"]
-            theirs, err = base["schedules"][schedule], "band_median_rel_err"
-            bands = [theirs[err][b]["mean"] / ours[err][b]["mean"] for b in ("B2", "B3")]
-            if _geo_pole_distance(theirs) / _geo_pole_distance(ours) >= 3 and min(bands) >= 3:
-                out.append(f"{prefix}{target}, {schedule}")
+    out, err = [], "band_median_rel_err"
+    for cell, theirs, ours in _arm_cells(uniform, report, arm):
+        bands = [theirs[err][b]["mean"] / ours[err][b]["mean"] for b in ("B2", "B3")]
+        if _geo_pole_distance(theirs) / _geo_pole_distance(ours) >= 3 and min(bands) >= 3:
+            out.append(cell)
     return out
 
 
@@ -346,20 +343,13 @@ def judge_scm(report: dict) -> dict:
     arms = {}
     for arm in SCM_ARMS:
         cells = cell_scores(report, report, arm)
-        wins = {}
-        for target, schedule, rows in _cells(report):
-            got = dict(rows)
-            key = "zeroproofml/" + arm
-            if key not in got:
-                continue
-            theirs = [r["pole_distance"] for r in got["zeroproofml/uniform"]["runs"]]
-            ours = [r["pole_distance"] for r in got[key]["runs"]]
-            wins[f"zeroproofml/{target}, {schedule}"] = int(sum(
-                a < b for a, b in zip(ours, theirs)))
+        wins = {cell: int(sum(a["pole_distance"] < b["pole_distance"]
+                              for a, b in zip(ours["runs"], theirs["runs"])))
+                for cell, theirs, ours in _arm_cells(report, report, arm)}
         arms[arm] = {"safe": is_safe(cells), "gain": geometric_gain(cells), "cells": cells,
                      "wins": wins}
-    safe = [a for a in SCM_ARMS if arms[a]["safe"]]
-    best = max(safe, key=lambda a: (arms[a]["gain"], -SCM_ARMS.index(a))) if safe else "uniform"
+    scores = {a: arms[a]["cells"] for a in SCM_ARMS}      # choose's rule when one is safe
+    best = choose(scores, SCM_ARMS) if any(arms[a]["safe"] for a in SCM_ARMS) else "uniform"
     return {"arms": arms, "recommended": best}
 
 
