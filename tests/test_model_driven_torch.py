@@ -176,6 +176,27 @@ def test_y_fn_grows_the_pool_and_the_dataset_follows():
     assert max(max(b) for b in s) < N + 40
 
 
+def test_pole_growth_brackets_the_data_pole_the_model_lacks():
+    """growth="poles": the sampler tells the learner y_pool's signs; after 4 refreshes
+    the pool point nearest the data's pole at -0.5 is 5^4 times nearer than a pool
+    spacing (the model's own pole is near 0.3)."""
+    s = sampler(config=ModelDrivenConfig(label_budget=16, growth="poles"), labels=True)
+    for epoch in range(1, 4):
+        s.set_epoch(epoch)
+    x = s.x_pool[:, 0].numpy()
+    assert s.pool_size == N + 4 * 16
+    assert np.abs(x + 0.5).min() <= 2.0 / N / 5 ** 4
+    assert torch.equal(s.y_pool[N:], target(s.x_pool[N:]))
+
+
+def test_pole_growth_needs_one_label_per_row():
+    with pytest.raises(ValueError, match=r"growth='poles' needs one label per pool row"):
+        ModelDrivenSampler(x_pool(), 32, 6, q_fn=Model().q,
+                           y_pool=torch.stack([target(x_pool())] * 2, dim=1),
+                           y_fn=lambda x: torch.stack([target(x)] * 2, dim=1),
+                           config=ModelDrivenConfig(label_budget=4, growth="poles"))
+
+
 def test_an_unchanged_refresh_warns_once():
     s = sampler(config=ModelDrivenConfig(loss_warmup=0))   # refresh 1 would turn the loss on
     with pytest.warns(RuntimeWarning, match="changed nothing"):

@@ -336,3 +336,56 @@ def test_a_study_whose_arms_skip_a_target_reports_only_the_targets_run(tmp_path)
     report = run_study(quick=True, seeds=1, out=tmp_path, progress=False, config=cfg)
     assert report["targets"] == {}
     assert (tmp_path / "study.json").exists() and not (tmp_path / "study.png").exists()
+
+
+# ------------------------------------------------------------------ the pole-growth question
+def _poles_report(pds: dict, bands: dict) -> dict:
+    """One cell (rational_1d, cosine) with per-seed pole distances and mean B1, B2, B4
+    errors per arm."""
+    methods = {arm: {"schedules": {"cosine": {
+        "runs": [{"pole_distance": d} for d in p],
+        "band_median_rel_err": {b: {"mean": v} for b, v in zip(("B1", "B2", "B4"),
+                                                                bands[arm])}}}}
+        for arm, p in pds.items()}
+    return {"config": {"lr_schedules": ["cosine", "constant"]},
+            "targets": {"rational_1d": {"methods": methods}}}
+
+
+def test_the_pole_growth_rule_is_choose_over_both_growing_arms_with_its_references():
+    """judge_poles: choose over POLES_CANDIDATES against uniform; vs_control and
+    vs_oracle are the references' geometric-mean pole distance over the arm's; b1_b2 the
+    arm's mean B1 and B2 errors."""
+    from zp_ref.apps.study_select import POLES_CANDIDATES, judge_poles
+    pds = {"uniform": [1e-4, 4e-4], "curriculum": [1e-6, 1e-6],
+           "model_driven_grow": [5e-5, 2e-4], "model_driven_grow_poles": [1e-5, 1e-5],
+           "uniform_grow": [2e-4, 2e-4]}
+    bands = {a: (0.9, 0.6, 0.01) for a in pds}
+    bands["model_driven_grow_poles"] = (0.4, 0.1, 0.01)
+    out = judge_poles(_poles_report(pds, bands))
+    cell = "rational_1d, cosine"
+    assert out["chosen"] == "model_driven_grow_poles" and all(out["safe"].values())
+    assert out["gains"]["model_driven_grow_poles"] == pytest.approx(20.0, rel=1e-12)
+    assert out["vs_control"]["model_driven_grow_poles"][cell] == pytest.approx(20.0, rel=1e-12)
+    assert out["vs_oracle"]["model_driven_grow_poles"][cell] == pytest.approx(0.1, rel=1e-12)
+    assert out["b1_b2"]["model_driven_grow_poles"][cell] == [0.4, 0.1]
+    assert out["vs_oracle"]["model_driven_grow"][cell] == pytest.approx(0.01, rel=1e-12)
+    bands["model_driven_grow_poles"] = (0.4, 0.1, 0.01 * FAR_FIELD_FACTOR * (1 + 1e-9))
+    assert judge_poles(_poles_report(pds, bands))["chosen"] == "model_driven_grow"
+    assert POLES_CANDIDATES == ("model_driven_grow", "model_driven_grow_poles")
+
+
+def test_the_pole_growth_run_has_its_arms_in_every_cell_on_fresh_seeds():
+    """poles_config: POLES_ARMS under both schedules with the study's model, the same
+    without the curriculum under SCMTrainer; seeds 35-39; the pole arm is the growing
+    arm with growth='poles'."""
+    from zp_ref.apps.study_arms import model_driven_config
+    from zp_ref.apps.study_select import POLES_ARMS, POLES_SEEDS, poles_config
+    assert POLES_SEEDS == (35, 5)
+    cfg = poles_config()
+    assert cfg.methods == cfg.constant_methods == POLES_ARMS
+    assert cfg.zeroproofml_methods == tuple(a for a in POLES_ARMS if a != "curriculum")
+    assert cfg.targets == StudyConfig.full().targets
+    grow = model_driven_config("model_driven_grow", cfg)
+    poles = model_driven_config("model_driven_grow_poles", cfg)
+    assert poles == dataclasses.replace(grow, growth="poles") and grow.growth == "model"
+    assert poles.label_budget == cfg.label_budget == 256 and poles.refine

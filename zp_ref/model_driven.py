@@ -30,6 +30,7 @@ from .model_driven_config import GROWTHS, Q_SIGNALS, SCHEDULES, ModelDrivenConfi
 from .model_bands import band_losses, band_weights, next_stage, signal_bands, stage_mix
 from .model_driven_gate import (GATE_FIELDS, check_gate_loss, decode_gate, encode_gate,
                                 gate_state, loss_signal_weights, variance_speedup)
+from .model_driven_growth import around_rows, at_brackets, in_cells, pole_brackets
 from .model_driven_mixture import SignalMixture, largest_rows, q_distance, sorted_union
 from .model_driven_runner import run_refresh
 from .rng import STREAMS, call_seed, uniforms
@@ -43,7 +44,7 @@ __all__ = ["ModelDrivenConfig", "ModelDrivenLearner", "Request", "run_refresh",
 
 #: Where each signal comes from (named in errors).
 _SOURCE = {"q": "q (q_fn output)", "grad_norm": "grad_norm (|grad_x q_fn|)",
-           "loss": "loss (loss_fn output)"}
+           "loss": "loss (loss_fn output)", "y": "y (the pool's labels, y_pool)"}
 #: ``part`` of :func:`zp_ref.rng.call_seed` for the growth draws of refresh epoch e.
 GROWTH_PART = 7
 
@@ -122,6 +123,7 @@ class ModelDrivenLearner:
                              f"widths {width.tolist()}")
         self.spacing = float(np.prod(width) / self._x.shape[0]) ** (1.0 / self.dim)
         self.needs_grad = config.uses_q and config.q_signal == "distance"
+        self.needs_y = bool(config.label_budget) and config.growth == "poles"
         n = self._x.shape[0]
         self._pi = np.full(n, 1.0 / n)
         self._signals = {}
@@ -265,7 +267,7 @@ class ModelDrivenLearner:
         n = req.stop - req.start if req.rows is None else req.rows.size
         got = {}
         names = (("q", self.config.uses_q or self.config.refine), ("grad_norm", self.needs_grad),
-                 ("loss", self.has_loss and self.config.uses_loss))
+                 ("loss", self.has_loss and self.config.uses_loss), ("y", self.needs_y))
         for name, needed in names:
             if not needed:
                 continue
@@ -278,7 +280,7 @@ class ModelDrivenLearner:
                                  f"value(s), first at position {int(np.argmax(np.isnan(v)))}")
             if v.size != n:
                 raise ValueError(f"{name} must have one value per pool row ({n}), got {v.size}")
-            if name != "q" and (v < 0).any():
+            if name in ("grad_norm", "loss") and (v < 0).any():
                 raise ValueError(f"{name} must be >= 0, got {v.min()} at position "
                                  f"{int(np.argmin(v))} of the rows asked for")
             got[name] = v
@@ -401,15 +403,13 @@ class ModelDrivenLearner:
         if self._refiner is None:
             return np.zeros((0, self.dim)), np.zeros((0, self.dim))
         leaves = self._refiner.leaves()
-        f = leaves["flagged"]
-        return leaves["lo"][f], leaves["hi"][f]
+        return leaves["lo"][leaves["flagged"]], leaves["hi"][leaves["flagged"]]
 
     def _nearest(self, points, k):
         from scipy.spatial import cKDTree
         if self._tree is None:
             self._tree = cKDTree(self._x)
-        k = min(k, self.pool_size)
-        dist, idx = self._tree.query(points, k=k)
+        dist, idx = self._tree.query(points, k=(k := min(k, self.pool_size)))
         return dist.reshape(len(points), k), idx.reshape(len(points), k)
 
     def _refine_weights(self) -> np.ndarray | None:
@@ -423,28 +423,28 @@ class ModelDrivenLearner:
 
     # ------------------------------------------------------------------ growth
     def _growth_points(self) -> np.ndarray:
-        c, n = self.config, self.config.label_budget
+        """The refresh's new points, by ``growth`` (:mod:`zp_ref.model_driven_growth`)."""
+        c, n, lo, hi = self.config, self.config.label_budget, *self.box
         s = call_seed(self.seed, self._epoch, part=GROWTH_PART)
         u = uniforms(s, STREAMS["model_growth"], n * self.dim).reshape(n, self.dim)
-        lo, hi = self.box
-        if c.growth == "uniform":
-            return lo + (hi - lo) * u
-        cell_lo, cell_hi = self.refined_cells()
+        aims = (None if c.growth == "uniform" else self.refined_cells() if c.growth == "model"
+                else pole_brackets(self._x, self._signals["y"], max(1, n // 16), 4 * self.spacing))
         loss_ok = self._loss_on()
-        n_loss = n if cell_lo.shape[0] == 0 else (int(round(n * c.growth_loss_share))
-                                                  if loss_ok else 0)
-        if not loss_ok and cell_lo.shape[0] == 0:
-            return lo + (hi - lo) * u        # nothing to aim at: uniform in the box
+        if aims is None or not (loss_ok or aims[0].shape[0]):
+            return lo + (hi - lo) * u      # asked for, or nothing to aim at: uniform in the box
+        n_loss = n if aims[0].shape[0] == 0 else int(round(n * c.growth_loss_share)) * loss_ok
         parts = []
         if n_loss:
             centre = sample_indices(self._loss_weights(), n_loss, seed=s)
             dist, _ = self._nearest(self._x[centre], 2)
-            radius = np.where(dist[:, -1] > 0, dist[:, -1], self.spacing)[:, None]
-            parts.append(self._x[centre] + radius * (2.0 * u[:n_loss] - 1.0))
-        if n - n_loss:
-            mass = np.ones(cell_lo.shape[0])
-            cell = sample_indices(mass, n - n_loss, seed=call_seed(s, 1))
-            parts.append(cell_lo[cell] + (cell_hi[cell] - cell_lo[cell]) * u[n_loss:])
+            radius = np.where(dist[:, -1] > 0, dist[:, -1], self.spacing)
+            parts.append(around_rows(self._x, centre, radius, u[:n_loss]))
+        if n - n_loss and c.growth == "poles":
+            v = uniforms(call_seed(s, 2), STREAMS["model_growth"], 2 * n).reshape(n, 2)
+            parts.append(at_brackets(*aims, n - n_loss, self.spacing, v[n_loss:]))
+        elif n - n_loss:
+            cell = sample_indices(np.ones(aims[0].shape[0]), n - n_loss, seed=call_seed(s, 1))
+            parts.append(in_cells(*aims, cell, u[n_loss:]))
         return np.clip(np.concatenate(parts), lo, hi)
 
     # ------------------------------------------------------------------ the new distribution

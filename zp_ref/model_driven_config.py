@@ -18,7 +18,7 @@ Q_SIGNALS = ("distance", "quantile", "none")
 #: ``AUTO_REFRESH_MIN_POOL`` rows, a full refresh below (docs/training_study.md, "The
 #: partial refresh on a large pool": the pool and the rows of its fifth run).
 AUTO_REFRESH_ROWS, AUTO_REFRESH_MIN_POOL = 4096, 1 << 18
-GROWTHS = ("model", "uniform")
+GROWTHS = ("model", "poles", "uniform")
 SCHEDULES = ("none", "bands")
 
 
@@ -93,7 +93,11 @@ class ModelDrivenConfig:
         No pool growth unless asked for. With ``y_fn``: half the new points around the
         highest-loss pool points (radius: the distance to their nearest pool
         neighbour), half inside the refined cells (all around high-loss points without
-        ``refine``); ``growth="uniform"``: as many uniform points in the box (a control).
+        ``refine``); ``growth="uniform"``: as many uniform points in the box (a control);
+        ``growth="poles"`` (opt-in, one label per pool row; added for the study's eighth
+        run): the refined cells' half goes to the target's own poles, sign changes of
+        the labels with |y| large at both ends, cut fivefold per refresh and surrounded
+        by points at log-uniform distances (:mod:`zp_ref.model_driven_growth`).
     schedule, band_edges : str, tuple, default "none", (1e-3, 1e-2, 1e-1)
     band_plateau, band_max_refreshes : float, int, default 0.9, 5
         The band curriculum is opt-in; see docs/curriculum.md, "Model-driven bands".

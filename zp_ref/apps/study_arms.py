@@ -35,12 +35,12 @@ MODEL_Q_METHODS = ("importance_model_q", "hybrid_model_q", "curriculum_model_q")
 #: with a partial refresh (``refresh_rows=PARTIAL_REFRESH_ROWS``).
 MODEL_DRIVEN_METHODS = ("model_driven", "model_driven_refine", "model_driven_grow",
                         "model_driven_gate", "model_driven_sqerr", "model_driven_grow_sqerr",
-                        "model_driven_sqerr_partial")
+                        "model_driven_sqerr_partial", "model_driven_grow_poles")
 #: Model-driven arms whose ``loss_fn`` is ``(model.predict(x) - y)^2``, the squared error
 #: of the prediction P/Q, which is largest at the poles the model lacks; the study's
 #: training loss, (Q y - P)^2 / (1 + y^2), tends to a constant (Q' delta)^2 there.
 SQUARED_ERROR_METHODS = ("model_driven_sqerr", "model_driven_grow_sqerr",
-                         "model_driven_sqerr_partial")
+                         "model_driven_sqerr_partial", "model_driven_grow_poles")
 #: Arms that only mean something on a pool much larger than the study's 2**15 (the fifth
 #: run's 2**18), left out of the study's default arms: ``model_driven_sqerr`` with every
 #: refresh after the first evaluating ``PARTIAL_REFRESH_ROWS`` rows only.
@@ -53,8 +53,8 @@ ARM_BASE = {"refresh_rows": 0}
 #: Arms that label new points with y_fn, all with the same budget of new labels:
 #: the model-driven one, uniform new points (its control) and the true-Q oracle (the
 #: same sampler and settings given the target's true Q instead of the model's).
-GROW_METHODS = ("model_driven_grow", "model_driven_grow_sqerr", "uniform_grow",
-                "oracle_grow")
+GROW_METHODS = ("model_driven_grow", "model_driven_grow_sqerr", "model_driven_grow_poles",
+                "uniform_grow", "oracle_grow")
 METHODS = (("uniform",) + TRUE_Q_METHODS + MODEL_Q_METHODS + ("zeroproofml_adaptive",)
            + MODEL_DRIVEN_METHODS + ("uniform_grow", "oracle_grow"))
 #: The model_driven_gate arm's ``variance_gate``: importance stays on only while it is
@@ -185,7 +185,9 @@ def model_driven_config(method: str, cfg):
         return dataclasses.replace(base, refresh_rows=PARTIAL_REFRESH_ROWS)
     if method in GROW_METHODS:
         return dataclasses.replace(base, refine=True,
-                                   label_budget=base.label_budget or cfg.label_budget)
+                                   label_budget=base.label_budget or cfg.label_budget,
+                                   growth="poles" if method == "model_driven_grow_poles"
+                                   else base.growth)
     return base
 
 

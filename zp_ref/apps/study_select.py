@@ -31,7 +31,8 @@ __all__ = ["CANDIDATES", "FAR_FIELD_FACTOR", "LOSS_SIGNAL_PAIRS", "PARTIAL_GAIN_
            "PARTIAL_SEEDS", "run_partial_refresh", "selection_config", "run_selection",
            "selection_table", "TILT_CANDIDATES", "TILT_SEEDS", "TILT_ARM", "tilt_config",
            "cells_at_3x", "judge_tilt", "run_tilt", "SCM_ARMS", "SCM_SEEDS", "scm_config",
-           "judge_scm", "run_scm"]
+           "judge_scm", "run_scm", "POLES_ARMS", "POLES_CANDIDATES", "POLES_SEEDS",
+           "poles_config", "judge_poles", "run_poles"]
 
 #: Candidate replacements of ModelDrivenConfig's defaults, with their reasons:
 #: - ``defaults``: the shipped defaults (floor 0.5, ``1 / distance``).
@@ -76,16 +77,18 @@ def cell_scores(uniform: dict, candidate: dict, arm: str = "model_driven") -> di
             for cell, theirs, ours in _arm_cells(uniform, candidate, arm)}
 
 
-def _arm_cells(uniform: dict, report: dict, arm: str):
-    """(cell name "[zeroproofml/]target, schedule", uniform's summary, the arm's) for
-    every cell of ``report`` that holds ``arm`` (or zeroproofml/``arm``)."""
+def _arm_cells(uniform: dict, report: dict, arm: str, reference: str = "uniform"):
+    """(cell name "[zeroproofml/]target, schedule", the reference arm's summary in
+    ``uniform``, the arm's) for every cell of ``report`` that holds ``arm`` (or
+    zeroproofml/``arm``) and whose cell in ``uniform`` holds ``reference``."""
     for target, schedule, rows in _cells(report):
         for method, ours in rows:
             if method != arm and not method.endswith("/" + arm):
                 continue
             prefix = method[:-len(arm)]
-            base = uniform["targets"][target]["methods"][prefix + "uniform"]
-            yield f"{prefix}{target}, {schedule}", base["schedules"][schedule], ours
+            base = uniform["targets"][target]["methods"].get(prefix + reference)
+            if base is not None and schedule in base["schedules"]:
+                yield f"{prefix}{target}, {schedule}", base["schedules"][schedule], ours
 
 
 def _geo_pole_distance(summary: dict) -> float:
@@ -363,5 +366,76 @@ def run_scm(out="runs/scm", targets=None, progress=True) -> dict:
     if targets is not None and set(targets) != set(StudyConfig.full().zeroproofml_targets):
         return report
     result = judge_scm(report)
+    atomic_write_json(Path(out) / "judgement.json", result)
+    return result
+
+
+#: The eighth run's question (docs/training_study.md, "New points at the target's own
+#: poles"), fixed before its runs. Growing the pool around high-loss points and inside
+#: the refined cells of the model's Q (``model_driven_grow``) did not learn B1 in any
+#: earlier run. ``model_driven_grow_poles`` is the same arm with ``growth="poles"``: half
+#: of each refresh's new labels cut and surround the sign changes of the labels where
+#: |y| is large at both ends (the target's own poles of odd order), the other half as
+#: before around high-loss points. The arms: uniform, the true-Q curriculum (the oracle
+#: without new labels), both growing arms and uniform new points of the same label
+#: budget (the control), under both schedules with the study's model and under
+#: SCMTrainer (no curriculum there, as in every run); fresh seeds.
+POLES_ARMS = ("uniform", "curriculum", "model_driven_grow", "model_driven_grow_poles",
+              "uniform_grow")
+POLES_CANDIDATES, POLES_SEEDS = ("model_driven_grow", "model_driven_grow_poles"), (35, 5)
+
+
+def poles_config(targets=None) -> StudyConfig:
+    """The eighth run: the full study's budget with :data:`POLES_ARMS` in every cell
+    (the curriculum with the study's model only; ``targets``: a subset, to share the run
+    between processes)."""
+    scm = tuple(a for a in POLES_ARMS if a != "curriculum")
+    cfg = dataclasses.replace(StudyConfig.full(), methods=POLES_ARMS,
+                              constant_methods=POLES_ARMS, zeroproofml_methods=scm)
+    if targets is not None:
+        cfg = dataclasses.replace(cfg, targets=tuple(targets))
+    return cfg.validate()
+
+
+def judge_poles(report: dict) -> dict:
+    """The rule, fixed before the runs, on the eighth run's report: the development
+    run's :func:`choose` over :data:`POLES_CANDIDATES` against uniform; the chosen arm's
+    growth becomes the recommendation when the target can be queried (docs/torch.md).
+    The library's default ``growth`` stays ``"model"`` whatever the answer ("poles" needs
+    one label per pool row). Also reported, per candidate: its cells against the
+    uniform-growth control (``vs_control``) and, with the study's model, against the
+    true-Q curriculum (``vs_oracle``: the oracle's geometric-mean pole distance over the
+    candidate's; the issue asks for at least 1/3 on the 1-D targets), and its mean B1
+    and B2 errors per cell (``b1_b2``; the issue asks for both below 0.5).
+    {"scores", "chosen", "gains", "safe", "vs_control", "vs_oracle", "b1_b2"}."""
+    scores = {c: cell_scores(report, report, c) for c in POLES_CANDIDATES}
+    out = {"scores": scores, "chosen": choose(scores, POLES_CANDIDATES),
+           "gains": {c: geometric_gain(v) for c, v in scores.items()},
+           "safe": {c: is_safe(v) for c, v in scores.items()},
+           "vs_control": {}, "vs_oracle": {}, "b1_b2": {}}
+    err = "band_median_rel_err"
+    for c in POLES_CANDIDATES:
+        cells = list(_arm_cells(report, report, c))
+        out["b1_b2"][c] = {cell: [ours[err]["B1"]["mean"], ours[err]["B2"]["mean"]]
+                           for cell, _, ours in cells}
+        out["vs_control"][c] = {cell: _geo_pole_distance(ref) / _geo_pole_distance(ours)
+                                for cell, ref, ours in _arm_cells(report, report, c,
+                                                                  "uniform_grow")}
+        out["vs_oracle"][c] = {cell: _geo_pole_distance(ref) / _geo_pole_distance(ours)
+                               for cell, ref, ours in _arm_cells(report, report, c,
+                                                                 "curriculum")}
+    return out
+
+
+def run_poles(out="runs/poles", targets=None, progress=True) -> dict:
+    """Run the eighth run into ``out`` (resumable, seeds :data:`POLES_SEEDS`); with every
+    target, write ``out/judgement.json`` (:func:`judge_poles`) and return it, else return
+    the study report."""
+    first, seeds = POLES_SEEDS
+    report = run_study(quick=False, seeds=seeds, first_seed=first, out=out, progress=progress,
+                       config=poles_config(targets), resume=True)
+    if targets is not None and set(targets) != set(StudyConfig.full().targets):
+        return report
+    result = judge_poles(report)
     atomic_write_json(Path(out) / "judgement.json", result)
     return result

@@ -1,0 +1,134 @@
+"""Where a model-driven refresh puts its new labelled points (``label_budget > 0``).
+
+The rules of :class:`zp_ref.model_driven_config.ModelDrivenConfig`'s ``growth``:
+
+- ``"uniform"``: uniform points of the data's box (the control);
+- ``"model"``: around the highest-loss pool points and inside the refined cells of the
+  model's Q (:func:`around_rows`, :func:`in_cells`);
+- ``"poles"``: around the highest-loss pool points and at the target's own poles, found
+  from the labels: a pole of odd order is a sign change of y between neighbouring points
+  where |y| is large at both ends (:func:`pole_brackets`). Each bracket is cut into
+  ``BISECT_POINTS + 1`` equal parts (the bracket of the next refresh is one of them) and
+  the rest of its points go on both sides of it at distances log-uniform in
+  ``[LADDER_RANGE[0] h, LADDER_RANGE[1] h]`` (h the pool spacing) along the bracket
+  (:func:`at_brackets`): every decade of distance to the pole gets points, as the |Q|
+  bands B0-B3 need, without the true Q.
+
+Pure NumPy (and scipy's cKDTree in d > 1); the draws are the caller's uniforms.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["BISECT_POINTS", "LADDER_RANGE", "around_rows", "in_cells", "pole_brackets",
+           "at_brackets"]
+
+#: Interior points per bracket and refresh: the bracket shrinks 5x per refresh.
+BISECT_POINTS = 4
+#: Ladder distances from a bracket's centre, in pool spacings: log-uniform over 4 decades,
+#: from a thousandth of the spacing (B0 on the study's 1-D pool, h = 6e-5) to 10 spacings.
+LADDER_RANGE = (0.1, 100.0)
+#: A bracket narrower than this many spacings is not cut again (it is resolved).
+RESOLVED_WIDTH = 1e-9
+
+
+def around_rows(x, rows, radius, u) -> np.ndarray:
+    """One point uniform in the cube of half-width ``radius`` (m,) around each pool
+    point ``x[rows]`` (m, d); ``u`` (m, d) uniforms in [0, 1)."""
+    return x[rows] + radius[:, None] * (2.0 * u - 1.0)
+
+
+def in_cells(lo, hi, cells, u) -> np.ndarray:
+    """One point uniform in each cell ``(lo[cells], hi[cells])``; ``u`` (m, d)."""
+    return lo[cells] + (hi[cells] - lo[cells]) * u
+
+
+def _neighbour_pairs(x) -> tuple:
+    """(i, j), i < j: the pairs of neighbouring pool points (1-D: adjacent in sorted
+    order; d > 1: each point's 2 d nearest neighbours)."""
+    n, d = x.shape
+    if d == 1:
+        order = np.argsort(x[:, 0], kind="stable")
+        return order[:-1], order[1:]
+    from scipy.spatial import cKDTree
+    k = min(2 * d + 1, n)
+    _, idx = cKDTree(x).query(x, k=k)
+    i = np.repeat(np.arange(n), k - 1)
+    j = idx[:, 1:].ravel()
+    a, b = np.minimum(i, j), np.maximum(i, j)
+    pairs = np.unique(a * np.int64(n) + b)
+    return pairs // n, pairs % n
+
+
+def pole_brackets(x, y, max_brackets: int, separation: float) -> tuple:
+    """Brackets of the target's poles of odd order in the pool.
+
+    A bracket is a pair of neighbouring pool points where y changes sign and |y| at
+    both ends exceeds the pool's median |y| (a zero of y has small |y| around it).
+    Brackets are taken by decreasing ``min(|y_i|, |y_j|)`` (the tightest first), each
+    centre at least ``separation`` from those taken before.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (N, d)
+    y : numpy.ndarray, shape (N,)
+        The labels, finite.
+    max_brackets : int
+    separation : float
+        Least distance between two brackets' centres (units of x).
+
+    Returns
+    -------
+    a, b : numpy.ndarray, shape (m, d)
+        The ends of the m <= max_brackets brackets.
+    """
+    i, j = _neighbour_pairs(x)
+    ay = np.abs(y)
+    score = np.minimum(ay[i], ay[j])
+    keep = (np.sign(y[i]) * np.sign(y[j]) < 0) & (score > np.median(ay))
+    i, j, score = i[keep], j[keep], score[keep]
+    order = np.argsort(-score, kind="stable")
+    centres, taken = 0.5 * (x[i] + x[j]), []
+    for k in order:
+        if len(taken) == max_brackets:
+            break
+        if all(np.linalg.norm(centres[k] - centres[t]) >= separation for t in taken):
+            taken.append(k)
+    taken = np.array(taken, dtype=np.int64)
+    return x[i[taken]], x[j[taken]]
+
+
+def at_brackets(a, b, n: int, spacing: float, u) -> np.ndarray:
+    """``n`` new points at the brackets ``(a, b)`` (m, d), shared as evenly as the count
+    allows (the first ``n mod m`` brackets get one more).
+
+    Each bracket wider than ``RESOLVED_WIDTH`` spacings gets its ``BISECT_POINTS``
+    interior points ``a + (b - a) k / (BISECT_POINTS + 1)`` first (fewer if its share is
+    smaller); its other points lie at ``c +- r (b - a) / |b - a|`` (c the centre), r
+    log-uniform in ``LADDER_RANGE`` spacings, the side by ``u[:, 1] < 0.5``.
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray, shape (m, d), m >= 1
+    n : int
+    spacing : float
+        The pool spacing h.
+    u : numpy.ndarray, shape (n, 2)
+        Uniforms in [0, 1).
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, d)
+    """
+    m = a.shape[0]
+    share = n // m + (np.arange(m) < n % m)
+    bracket = np.repeat(np.arange(m), share)
+    rank = np.arange(n) - np.repeat(np.cumsum(share) - share, share)   # 0.. within a bracket
+    width = np.linalg.norm(b - a, axis=1)
+    interior = (rank < BISECT_POINTS) & (width[bracket] > RESOLVED_WIDTH * spacing)
+    lo, hi = np.log(LADDER_RANGE[0] * spacing), np.log(LADDER_RANGE[1] * spacing)
+    r = np.exp(lo + (hi - lo) * u[:, 0]) * np.where(u[:, 1] < 0.5, -1.0, 1.0)
+    t = np.where(interior, (rank + 1.0) / (BISECT_POINTS + 1), 0.5)
+    direction = (b - a) / np.where(width > 0, width, 1.0)[:, None]
+    step = np.where(interior, 0.0, r)
+    return a[bracket] + t[:, None] * (b - a)[bracket] + step[:, None] * direction[bracket]
