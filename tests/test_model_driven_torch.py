@@ -189,6 +189,24 @@ def test_pole_growth_brackets_the_data_pole_the_model_lacks():
     assert torch.equal(s.y_pool[N:], target(s.x_pool[N:]))
 
 
+def test_a_new_point_labelled_inf_is_left_out_with_a_warning():
+    """A new point on the target's pole (y_fn gives inf there) is not added: the pool
+    and the learner grow by the other points only, and the draws stay in range."""
+    def on_pole(x):
+        y = target(x)
+        y[3] = float("inf")
+        return y
+    with pytest.warns(RuntimeWarning, match="non-finite label at 1 of 8 new point"):
+        s = ModelDrivenSampler(x_pool(), 32, 6, q_fn=Model().q, y_pool=target(x_pool()),
+                               y_fn=on_pole, config=ModelDrivenConfig(label_budget=8,
+                                                                      growth="uniform"))
+    with pytest.warns(RuntimeWarning, match="non-finite label at 1 of 8 new point"):
+        s.set_epoch(1)
+    assert s.pool_size == s.learner.pool_size == N + 2 * 7
+    assert torch.isfinite(s.y_pool).all() and s.last_refresh["n_new"] == 7
+    assert max(max(b) for b in s) < N + 14
+
+
 def test_pole_growth_needs_one_label_per_row():
     with pytest.raises(ValueError, match=r"growth='poles' needs one label per pool row"):
         ModelDrivenSampler(x_pool(), 32, 6, q_fn=Model().q,

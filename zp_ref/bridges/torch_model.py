@@ -286,6 +286,13 @@ class ModelDrivenSampler(torch.utils.data.Sampler):
         if y_new.shape[0] != x_new.shape[0] or tuple(y_new.shape[1:]) != tuple(self._y.shape[1:]):
             raise ValueError(f"y_fn must return one row of shape {tuple(self._y.shape[1:])} per "
                              f"point ({x_new.shape[0]}), got shape {tuple(y_new.shape)}")
+        finite = torch.isfinite(y_new.reshape(y_new.shape[0], -1)).all(dim=1).cpu()
+        if not bool(finite.all()):          # a new point on a pole of the target: not kept
+            warnings.warn(f"y_fn returned a non-finite label at {int((~finite).sum())} of "
+                          f"{x_new.shape[0]} new point(s) (a point on a pole of the target?); "
+                          f"they are not added to the pool", RuntimeWarning, stacklevel=4)
+            points = points[finite.numpy()]
+            x_new, y_new = x_new[finite.to(x_new.device)], y_new[finite.to(y_new.device)]
         self._x, self._y = torch.cat((self._x, x_new)), torch.cat((self._y, y_new))
         times["label"] += time.perf_counter() - t0
         return points
