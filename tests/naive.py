@@ -261,3 +261,38 @@ def stratified_sample(q, n, edges, mix, seed, within, weight_power=2.0, min_q_ab
             picks = sample_with_replacement([weight(q[i]) for i in members[b]], count, seed_b)
         out += [members[b][j] for j in picks]
     return out
+
+
+def pole_brackets(points, y, max_brackets, separation):
+    """zp_ref.model_driven_growth.pole_brackets by brute force: every pair of
+    neighbours (1-D: adjacent in sorted order; else within each point's 2 d nearest),
+    the sign changes with both |y| above the median, tightest first (ties by the pair's
+    indices, 1-D: by position), greedily separated. Points: lists of floats."""
+    n, d = len(points), len(points[0])
+    dist = lambda p, q: math.sqrt(sum((a - b) ** 2 for a, b in zip(p, q)))
+    if d == 1:
+        order = sorted(range(n), key=lambda i: (points[i][0], i))
+        pairs = [(order[r], order[r + 1], r) for r in range(n - 1)]
+    else:
+        found = set()
+        for i in range(n):
+            near = sorted(range(n), key=lambda j: (dist(points[i], points[j]), j))
+            for j in near[1:min(2 * d + 1, n)]:
+                found.add((min(i, j), max(i, j)))
+        pairs = [(i, j, i * n + j) for i, j in found]
+    ay = sorted(abs(v) for v in y)
+    median = (ay[(n - 1) // 2] + ay[n // 2]) / 2
+    cands = []
+    for i, j, tie in pairs:
+        score = min(abs(y[i]), abs(y[j]))
+        if y[i] * y[j] < 0 and score > median:
+            cands.append((-score, tie, i, j))
+    taken = []
+    for _, _, i, j in sorted(cands):
+        if len(taken) == max_brackets:
+            break
+        c = [(a + b) / 2 for a, b in zip(points[i], points[j])]
+        if all(dist(c, [(a + b) / 2 for a, b in zip(points[s], points[t])]) >= separation
+               for s, t in taken):
+            taken.append((i, j))
+    return [points[i] for i, _ in taken], [points[j] for _, j in taken]

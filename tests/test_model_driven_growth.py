@@ -149,3 +149,23 @@ def test_without_a_sign_change_pole_growth_draws_what_model_growth_draws():
         got[growth] = learner.x_pool[2000:]
     assert got["poles"].shape == (32, 1)
     np.testing.assert_array_equal(got["poles"], got["model"])
+
+
+@pytest.mark.parametrize("d, n, poles, max_brackets, separation", [
+    (1, 300, (-0.41, 0.13, 0.77), 5, 0.0), (1, 300, (-0.41, 0.13, 0.77), 2, 0.6),
+    (2, 400, (0.1,), 8, 0.05), (2, 400, (-0.3, 0.45), 30, 0.0), (3, 300, (0.2,), 6, 0.1)])
+def test_pole_brackets_equal_the_brute_force_reference(d, n, poles, max_brackets,
+                                                       separation, monkeypatch):
+    """The fast path (d > 1: neighbours of the rows of largest |y| first, more when too
+    few brackets come out) takes the same brackets as tests/naive.py's brute force."""
+    import zp_ref.model_driven_growth as growth
+    import naive
+    monkeypatch.setattr(growth, "FIRST_ROWS", 8)         # several passes on a small pool
+    x = uniforms(11 + d, 0, n * d, backend="numpy").reshape(n, d) * 2.0 - 1.0
+    s = x.sum(axis=1) / np.sqrt(d)
+    y = 1.0 / np.prod(s[:, None] - np.array(poles)[None, :], axis=1)
+    a, b = growth.pole_brackets(x, y, max_brackets, separation)
+    ra, rb = naive.pole_brackets(x.tolist(), y.tolist(), max_brackets, separation)
+    assert a.shape[0] >= 1
+    np.testing.assert_array_equal(a, np.array(ra).reshape(-1, d))
+    np.testing.assert_array_equal(b, np.array(rb).reshape(-1, d))

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["BISECT_POINTS", "LADDER_RANGE", "around_rows", "in_cells", "pole_brackets",
-           "at_brackets"]
+__all__ = ["BISECT_POINTS", "LADDER_RANGE", "FIRST_ROWS", "around_rows", "in_cells",
+           "pole_brackets", "at_brackets"]
 
 #: Interior points per bracket and refresh: the bracket shrinks 5x per refresh.
 BISECT_POINTS = 4
@@ -43,30 +43,42 @@ def in_cells(lo, hi, cells, u) -> np.ndarray:
     return lo[cells] + (hi[cells] - lo[cells]) * u
 
 
-def _neighbour_pairs(x) -> tuple:
-    """(i, j), i < j: the pairs of neighbouring pool points (1-D: adjacent in sorted
-    order; d > 1: each point's 2 d nearest neighbours)."""
-    n, d = x.shape
-    if d == 1:
-        order = np.argsort(x[:, 0], kind="stable")
-        return order[:-1], order[1:]
-    from scipy.spatial import cKDTree
-    k = min(2 * d + 1, n)
-    _, idx = cKDTree(x).query(x, k=k)
-    i = np.repeat(np.arange(n), k - 1)
-    j = idx[:, 1:].ravel()
-    a, b = np.minimum(i, j), np.maximum(i, j)
-    pairs = np.unique(a * np.int64(n) + b)
-    return pairs // n, pairs % n
+#: Rows of largest |y| whose neighbours a first pass of :func:`pole_brackets` looks up
+#: (d > 1); a pass that finds too few brackets looks up 4 times as many.
+FIRST_ROWS = 4096
+
+
+def _sign_change_pairs(i, j, y, threshold) -> tuple:
+    """The pairs (i, j) across which y changes sign with min(|y_i|, |y_j|) > threshold,
+    and that minimum."""
+    score = np.minimum(np.abs(y[i]), np.abs(y[j]))
+    keep = (np.sign(y[i]) * np.sign(y[j]) < 0) & (score > threshold)
+    return i[keep], j[keep], score[keep]
+
+
+def _take_separated(x, i, j, score, order, taken, max_brackets, separation) -> bool:
+    """Append to ``taken`` the pairs of ``order`` whose centres are at least
+    ``separation`` from those taken; True once ``max_brackets`` are taken."""
+    for k in order:
+        if len(taken) == max_brackets:
+            return True
+        c = 0.5 * (x[i[k]] + x[j[k]])
+        if all(np.linalg.norm(c - 0.5 * (x[a] + x[b])) >= separation for a, b in taken):
+            taken.append((i[k], j[k]))
+    return len(taken) == max_brackets
 
 
 def pole_brackets(x, y, max_brackets: int, separation: float) -> tuple:
     """Brackets of the target's poles of odd order in the pool.
 
-    A bracket is a pair of neighbouring pool points where y changes sign and |y| at
-    both ends exceeds the pool's median |y| (a zero of y has small |y| around it).
-    Brackets are taken by decreasing ``min(|y_i|, |y_j|)`` (the tightest first), each
-    centre at least ``separation`` from those taken before.
+    A bracket is a pair of neighbouring pool points (1-D: adjacent in sorted order;
+    d > 1: one is among the other's 2 d nearest neighbours) where y changes sign and |y|
+    at both ends exceeds the pool's median |y| (a zero of y has small |y| around it).
+    Brackets are taken by decreasing ``min(|y_i|, |y_j|)`` (the tightest first; ties by
+    the pair's indices), each centre at least ``separation`` from those taken before.
+    In d > 1 the neighbours of the :data:`FIRST_ROWS` rows of largest |y| are looked up
+    first: every pair whose ends both have |y| above the last of them is then known, and
+    more rows are looked up only when those pairs give too few brackets.
 
     Parameters
     ----------
@@ -82,20 +94,34 @@ def pole_brackets(x, y, max_brackets: int, separation: float) -> tuple:
     a, b : numpy.ndarray, shape (m, d)
         The ends of the m <= max_brackets brackets.
     """
-    i, j = _neighbour_pairs(x)
+    n, d = x.shape
     ay = np.abs(y)
-    score = np.minimum(ay[i], ay[j])
-    keep = (np.sign(y[i]) * np.sign(y[j]) < 0) & (score > np.median(ay))
-    i, j, score = i[keep], j[keep], score[keep]
-    order = np.argsort(-score, kind="stable")
-    centres, taken = 0.5 * (x[i] + x[j]), []
-    for k in order:
-        if len(taken) == max_brackets:
-            break
-        if all(np.linalg.norm(centres[k] - centres[t]) >= separation for t in taken):
-            taken.append(k)
-    taken = np.array(taken, dtype=np.int64)
-    return x[i[taken]], x[j[taken]]
+    median, taken = np.median(ay), []
+    if d == 1:
+        order = np.argsort(x[:, 0], kind="stable")
+        i, j, score = _sign_change_pairs(order[:-1], order[1:], y, median)
+        _take_separated(x, i, j, score, np.argsort(-score, kind="stable"), taken,
+                        max_brackets, separation)
+    else:
+        from scipy.spatial import cKDTree
+        rows = np.flatnonzero(ay > median)
+        rows = rows[np.argsort(-ay[rows], kind="stable")]
+        tree, k, m = cKDTree(x), min(2 * d + 1, n), min(FIRST_ROWS, rows.size)
+        while True:
+            _, idx = tree.query(x[rows[:m]], k=k)
+            a = np.repeat(rows[:m], k - 1)
+            b = idx[:, 1:].ravel()
+            key = np.unique(np.minimum(a, b) * np.int64(n) + np.maximum(a, b))
+            floor = median if m == rows.size else ay[rows[m - 1]]
+            i, j, score = _sign_change_pairs(key // n, key % n, y, floor)
+            taken = []
+            order = np.lexsort((i * np.int64(n) + j, -score))   # ties: by the pair's key
+            if _take_separated(x, i, j, score, order, taken, max_brackets,
+                               separation) or m == rows.size:
+                break
+            m = min(4 * m, rows.size)
+    taken = np.array(taken, dtype=np.int64).reshape(-1, 2)
+    return x[taken[:, 0]], x[taken[:, 1]]
 
 
 def at_brackets(a, b, n: int, spacing: float, u) -> np.ndarray:
