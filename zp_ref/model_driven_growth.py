@@ -7,7 +7,7 @@ The rules of :class:`zp_ref.model_driven_config.ModelDrivenConfig`'s ``growth``:
   model's Q (:func:`around_rows`, :func:`in_cells`);
 - ``"poles"``: around the highest-loss pool points and at the target's own poles, found
   from the labels: a pole of odd order is a sign change of y between neighbouring points
-  where |y| is large at both ends (:func:`pole_brackets`). Each bracket is cut into
+  where ``|y|`` is large at both ends (:func:`pole_brackets`). Each bracket is cut into
   ``BISECT_POINTS + 1`` equal parts (the bracket of the next refresh is one of them) and
   the rest of its points go on both sides of it at distances log-uniform in
   ``[LADDER_RANGE[0] h, LADDER_RANGE[1] h]`` (h the pool spacing) along the bracket
@@ -43,13 +43,13 @@ def in_cells(lo, hi, cells, u) -> np.ndarray:
     return lo[cells] + (hi[cells] - lo[cells]) * u
 
 
-#: Rows of largest |y| whose neighbours a first pass of :func:`pole_brackets` looks up
+#: Rows of largest ``|y|`` whose neighbours a first pass of :func:`pole_brackets` looks up
 #: (d > 1); a pass that finds too few brackets looks up 4 times as many.
 FIRST_ROWS = 4096
 
 
 def _sign_change_pairs(i, j, y, threshold) -> tuple:
-    """The pairs (i, j) across which y changes sign with min(|y_i|, |y_j|) > threshold,
+    """The pairs (i, j) across which y changes sign with ``min(|y_i|, |y_j|) > threshold``,
     and that minimum."""
     score = np.minimum(np.abs(y[i]), np.abs(y[j]))
     keep = (np.sign(y[i]) * np.sign(y[j]) < 0) & (score > threshold)
@@ -72,12 +72,12 @@ def pole_brackets(x, y, max_brackets: int, separation: float) -> tuple:
     """Brackets of the target's poles of odd order in the pool.
 
     A bracket is a pair of neighbouring pool points (1-D: adjacent in sorted order;
-    d > 1: one is among the other's 2 d nearest neighbours) where y changes sign and |y|
-    at both ends exceeds the pool's median |y| (a zero of y has small |y| around it).
+    d > 1: one is among the other's 2 d nearest neighbours) where y changes sign and ``|y|``
+    at both ends exceeds the pool's median ``|y|`` (a zero of y has small ``|y|`` around it).
     Brackets are taken by decreasing ``min(|y_i|, |y_j|)`` (the tightest first; ties by
     the pair's indices), each centre at least ``separation`` from those taken before.
-    In d > 1 the neighbours of the :data:`FIRST_ROWS` rows of largest |y| are looked up
-    first: every pair whose ends both have |y| above the last of them is then known, and
+    In d > 1 the neighbours of the :data:`FIRST_ROWS` rows of largest ``|y|`` are looked up
+    first: every pair whose ends both have ``|y|`` above the last of them is then known, and
     more rows are looked up only when those pairs give too few brackets.
 
     Parameters
