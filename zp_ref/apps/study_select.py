@@ -166,19 +166,26 @@ def partial_refresh_config(targets=None) -> StudyConfig:
     return cfg if targets is None else dataclasses.replace(cfg, targets=tuple(targets))
 
 
+def _run_judged(out, seeds: tuple, config, judge, every_target, targets, progress):
+    """Run one fixed study into ``out`` (resumable, ``seeds`` = (first, count)); when
+    ``targets`` is None or covers ``every_target``, write ``out/judgement.json``
+    (``judge(report)``) and return it, else return the study report."""
+    first, count = seeds
+    report = run_study(quick=False, seeds=count, first_seed=first, out=out,
+                       progress=progress, config=config, resume=True)
+    if targets is not None and set(targets) != set(every_target):
+        return report
+    result = judge(report)
+    atomic_write_json(Path(out) / "judgement.json", result)
+    return result
+
+
 def run_partial_refresh(out="runs/partial", targets=None, progress=True) -> dict:
     """Run the fifth run into ``out`` (resumable, :func:`run_study`); with every target,
     write ``out/judgement.json`` (:func:`judge_partial_refresh`) and return it, else
     return the study report."""
-    first, seeds = PARTIAL_SEEDS
-    report = run_study(quick=False, seeds=seeds, first_seed=first, out=out,
-                       progress=progress, config=partial_refresh_config(targets),
-                       resume=True)
-    if targets is not None and set(targets) != set(StudyConfig.full().targets):
-        return report
-    result = judge_partial_refresh(report)
-    atomic_write_json(Path(out) / "judgement.json", result)
-    return result
+    return _run_judged(out, PARTIAL_SEEDS, partial_refresh_config(targets),
+                       judge_partial_refresh, StudyConfig.full().targets, targets, progress)
 
 
 def choose(scores: dict, candidates=None) -> str:
@@ -360,14 +367,8 @@ def run_scm(out="runs/scm", targets=None, progress=True) -> dict:
     """Run the seventh run into ``out`` (resumable, seeds :data:`SCM_SEEDS`); with both
     targets, write ``out/judgement.json`` (:func:`judge_scm`) and return it, else return
     the study report."""
-    first, seeds = SCM_SEEDS
-    report = run_study(quick=False, seeds=seeds, first_seed=first, out=out, progress=progress,
-                       config=scm_config(targets), resume=True)
-    if targets is not None and set(targets) != set(StudyConfig.full().zeroproofml_targets):
-        return report
-    result = judge_scm(report)
-    atomic_write_json(Path(out) / "judgement.json", result)
-    return result
+    return _run_judged(out, SCM_SEEDS, scm_config(targets), judge_scm,
+                       StudyConfig.full().zeroproofml_targets, targets, progress)
 
 
 #: The eighth run's question (docs/training_study.md, "New points at the target's own
@@ -431,11 +432,5 @@ def run_poles(out="runs/poles", targets=None, progress=True) -> dict:
     """Run the eighth run into ``out`` (resumable, seeds :data:`POLES_SEEDS`); with every
     target, write ``out/judgement.json`` (:func:`judge_poles`) and return it, else return
     the study report."""
-    first, seeds = POLES_SEEDS
-    report = run_study(quick=False, seeds=seeds, first_seed=first, out=out, progress=progress,
-                       config=poles_config(targets), resume=True)
-    if targets is not None and set(targets) != set(StudyConfig.full().targets):
-        return report
-    result = judge_poles(report)
-    atomic_write_json(Path(out) / "judgement.json", result)
-    return result
+    return _run_judged(out, POLES_SEEDS, poles_config(targets), judge_poles,
+                       StudyConfig.full().targets, targets, progress)
