@@ -1,10 +1,12 @@
 """Choosing ModelDrivenConfig's defaults from a development run, judging the loss the
 sampler is told (:func:`judge_loss_signal`), the partial refresh on a large pool
 (:func:`judge_partial_refresh`), a stronger tilt for the squared error
-(:func:`judge_tilt`) and the sampler under zeroproofml's ``SCMTrainer`` on ten seeds
-(:func:`judge_scm`), each by a rule fixed in code before its runs (docs/training_study.md,
-"Choosing the defaults", "The loss the sampler is told", "The partial refresh on a large
-pool", "A stronger tilt for the squared error" and "Under SCMTrainer, ten fresh seeds").
+(:func:`judge_tilt`), the sampler under zeroproofml's ``SCMTrainer`` on ten seeds
+(:func:`judge_scm`) and new labels at the target's own poles (:func:`judge_poles`), each
+by a rule fixed in code before its runs (docs/training_study.md, "Choosing the defaults",
+"The loss the sampler is told", "The partial refresh on a large pool", "A stronger tilt
+for the squared error", "Under SCMTrainer, ten fresh seeds" and "New points at the
+target's own poles").
 
 The candidates and :func:`choose` were committed before any of their runs. The development
 run trains the study's ``uniform`` arm and, once per candidate, its ``model_driven`` arm
