@@ -389,3 +389,31 @@ def test_the_pole_growth_run_has_its_arms_in_every_cell_on_fresh_seeds():
     poles = model_driven_config("model_driven_grow_poles", cfg)
     assert poles == dataclasses.replace(grow, growth="poles") and grow.growth == "model"
     assert poles.label_budget == cfg.label_budget == 256 and poles.refine
+    assert model_driven_config("model_driven_grow_poles_sqerr", cfg) == poles
+
+
+def test_the_pole_arm_is_told_the_training_loss_and_its_sqerr_twin_the_squared_error():
+    """model_driven_grow_poles's loss_fn is the model's training loss (as the eighth run
+    registered; f2f20e0 told it the squared error by mistake); model_driven_grow_poles_sqerr
+    is told (model.predict(x) - y)^2 (rtol 1e-15)."""
+    import numpy as np
+    import torch
+    from zp_ref.apps.study_arms import ModelDrivenSource
+    from zp_ref.apps.study_model import RationalModel, targets
+    cfg = StudyConfig.quick()
+    target = targets()["rational_1d"]
+    x = np.linspace(-0.9, 0.9, 64)[:, None]
+    y = target.evaluate(x)[0]
+    model = RationalModel(1, 3, 3, seed=0).double()
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    got = {}
+    for arm in ("model_driven_grow_poles", "model_driven_grow_poles_sqerr"):
+        src = ModelDrivenSource(arm, target, x, y, cfg, 0, model)
+        assert src.config.growth == "poles" and src.sampler.y_fn is not None
+        with torch.no_grad():
+            got[arm] = src.sampler.loss_fn(xt, yt).numpy()
+    with torch.no_grad():
+        np.testing.assert_allclose(got["model_driven_grow_poles"],
+                                   model.sample_loss(xt, yt).numpy(), rtol=1e-15)
+        np.testing.assert_allclose(got["model_driven_grow_poles_sqerr"],
+                                   ((model.predict(xt) - yt) ** 2).numpy(), rtol=1e-15)

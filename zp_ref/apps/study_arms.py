@@ -32,15 +32,18 @@ MODEL_Q_METHODS = ("importance_model_q", "hybrid_model_q", "curriculum_model_q")
 #: gate of Katharopoulos & Fleuret 2018 (``variance_gate=MODEL_DRIVEN_GATE``), and the
 #: default and growing arms told the squared error of the prediction instead of the
 #: training loss (``SQUARED_ERROR_METHODS``), and the default arm told the squared error
-#: with a partial refresh (``refresh_rows=PARTIAL_REFRESH_ROWS``).
+#: with a partial refresh (``refresh_rows=PARTIAL_REFRESH_ROWS``); the growing arm with
+#: ``growth="poles"`` (new labels at the target's own poles), told the training loss or
+#: the squared error.
 MODEL_DRIVEN_METHODS = ("model_driven", "model_driven_refine", "model_driven_grow",
                         "model_driven_gate", "model_driven_sqerr", "model_driven_grow_sqerr",
-                        "model_driven_sqerr_partial", "model_driven_grow_poles")
+                        "model_driven_sqerr_partial", "model_driven_grow_poles",
+                        "model_driven_grow_poles_sqerr")
 #: Model-driven arms whose ``loss_fn`` is ``(model.predict(x) - y)^2``, the squared error
 #: of the prediction P/Q, which is largest at the poles the model lacks; the study's
 #: training loss, (Q y - P)^2 / (1 + y^2), tends to a constant (Q' delta)^2 there.
 SQUARED_ERROR_METHODS = ("model_driven_sqerr", "model_driven_grow_sqerr",
-                         "model_driven_sqerr_partial", "model_driven_grow_poles")
+                         "model_driven_sqerr_partial", "model_driven_grow_poles_sqerr")
 #: Arms that only mean something on a pool much larger than the study's 2**15 (the fifth
 #: run's 2**18), left out of the study's default arms: ``model_driven_sqerr`` with every
 #: refresh after the first evaluating ``PARTIAL_REFRESH_ROWS`` rows only.
@@ -54,7 +57,7 @@ ARM_BASE = {"refresh_rows": 0}
 #: the model-driven one, uniform new points (its control) and the true-Q oracle (the
 #: same sampler and settings given the target's true Q instead of the model's).
 GROW_METHODS = ("model_driven_grow", "model_driven_grow_sqerr", "model_driven_grow_poles",
-                "uniform_grow", "oracle_grow")
+                "model_driven_grow_poles_sqerr", "uniform_grow", "oracle_grow")
 METHODS = (("uniform",) + TRUE_Q_METHODS + MODEL_Q_METHODS + ("zeroproofml_adaptive",)
            + MODEL_DRIVEN_METHODS + ("uniform_grow", "oracle_grow"))
 #: The model_driven_gate arm's ``variance_gate``: importance stays on only while it is
@@ -161,10 +164,11 @@ def model_driven_config(method: str, cfg):
     ``refresh_rows=PARTIAL_REFRESH_ROWS`` (``model_driven_sqerr_partial``); with
     ``refine=True`` and ``cfg.label_budget`` new labels per refresh when the defaults
     grow none (``model_driven_grow`` and ``oracle_grow``: new points around high-loss
-    points and in the refined cells of Q, as docs/torch.md describes). The defaults are
-    ``ModelDrivenConfig(**ARM_BASE)`` (``refresh_rows=0``) with ``cfg.model_driven``'s
-    (field, value) pairs replaced: every arm but the partial one refreshes the whole pool, as in every
-    run before the default became "auto" (which is 0 on the study's pool of 2**15)."""
+    points and in the refined cells of Q, as docs/torch.md describes; the pole arms with
+    ``growth="poles"``). The defaults are ``ModelDrivenConfig(**ARM_BASE)``
+    (``refresh_rows=0``) with ``cfg.model_driven``'s (field, value) pairs replaced: every
+    arm but the partial one refreshes the whole pool, as in every run before the default
+    became "auto" (which is 0 on the study's pool of 2**15)."""
     from ..model_driven import ModelDrivenConfig
     overrides = getattr(cfg, "model_driven", ())
     try:
@@ -186,8 +190,7 @@ def model_driven_config(method: str, cfg):
     if method in GROW_METHODS:
         return dataclasses.replace(base, refine=True,
                                    label_budget=base.label_budget or cfg.label_budget,
-                                   growth="poles" if method == "model_driven_grow_poles"
-                                   else base.growth)
+                                   growth="poles" if "_poles" in method else base.growth)
     return base
 
 
