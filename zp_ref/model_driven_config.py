@@ -95,9 +95,10 @@ class ModelDrivenConfig:
         neighbour), half inside the refined cells (all around high-loss points without
         ``refine``); ``growth="uniform"``: as many uniform points in the box (a control);
         ``growth="poles"`` (opt-in, one label per pool row; added for the study's eighth
-        run): the refined cells' half goes to the target's own poles, sign changes of
-        the labels with ``|y|`` large at both ends, cut fivefold per refresh and surrounded
-        by points at log-uniform distances (:mod:`zp_ref.model_driven_growth`).
+        run, where it gained no more than "model" and was not safe under SCMTrainer):
+        the refined cells' half goes to the target's own poles, sign changes of the
+        labels with ``|y|`` large at both ends, cut fivefold per refresh and surrounded by
+        points at log-uniform distances (:mod:`zp_ref.model_driven_growth`).
     schedule, band_edges : str, tuple, default "none", (1e-3, 1e-2, 1e-1)
     band_plateau, band_max_refreshes : float, int, default 0.9, 5
         The band curriculum is opt-in; see docs/curriculum.md, "Model-driven bands".
