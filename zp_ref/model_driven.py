@@ -124,13 +124,10 @@ class ModelDrivenLearner:
         self.spacing = float(np.prod(width) / self._x.shape[0]) ** (1.0 / self.dim)
         self.needs_grad = config.uses_q and config.q_signal == "distance"
         self.needs_y = bool(config.label_budget) and config.growth == "poles"
-        n = self._x.shape[0]
-        self._pi = np.full(n, 1.0 / n)
-        self._signals = {}
-        self._pending = None          # the refresh in progress: a list of steps
+        self._pi = np.full(self._x.shape[0], 1.0 / self._x.shape[0])
+        self._signals, self._pending = {}, None     # _pending: the open refresh's steps
         self.refresh_count, self.stage, self.stage_refreshes = 0, 0, 0
-        self.band_loss = None          # mean loss per band at the last refresh
-        self.last_info = {}
+        self.band_loss, self.last_info = None, {}   # band_loss: mean loss per band
         self._warned_unchanged, self._tree = False, None
         self._window = 0                # next row of the refresh_rows sweep
         self._mixture = None            # refresh_rows: the signals' sum trees
@@ -405,11 +402,13 @@ class ModelDrivenLearner:
         leaves = self._refiner.leaves()
         return leaves["lo"][leaves["flagged"]], leaves["hi"][leaves["flagged"]]
 
-    def _nearest(self, points, k):
+    def _kdtree(self):
         from scipy.spatial import cKDTree
-        if self._tree is None:
-            self._tree = cKDTree(self._x)
-        dist, idx = self._tree.query(points, k=(k := min(k, self.pool_size)))
+        self._tree = cKDTree(self._x) if self._tree is None else self._tree
+        return self._tree
+
+    def _nearest(self, points, k):
+        dist, idx = self._kdtree().query(points, k=(k := min(k, self.pool_size)))
         return dist.reshape(len(points), k), idx.reshape(len(points), k)
 
     def _refine_weights(self) -> np.ndarray | None:
@@ -428,7 +427,8 @@ class ModelDrivenLearner:
         s = call_seed(self.seed, self._epoch, part=GROWTH_PART)
         u = uniforms(s, STREAMS["model_growth"], n * self.dim).reshape(n, self.dim)
         aims = (None if c.growth == "uniform" else self.refined_cells() if c.growth == "model"
-                else pole_brackets(self._x, self._signals["y"], max(1, n // 16), 4 * self.spacing))
+                else pole_brackets(self._x, self._signals["y"], max(1, n // 16),
+                                   4 * self.spacing, tree=self._kdtree))
         loss_ok = self._loss_on()
         if aims is None or not (loss_ok or aims[0].shape[0]):
             return lo + (hi - lo) * u      # asked for, or nothing to aim at: uniform in the box

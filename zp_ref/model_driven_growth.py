@@ -56,19 +56,21 @@ def _sign_change_pairs(i, j, y, threshold) -> tuple:
     return i[keep], j[keep], score[keep]
 
 
-def _take_separated(x, i, j, score, order, taken, max_brackets, separation) -> bool:
-    """Append to ``taken`` the pairs of ``order`` whose centres are at least
-    ``separation`` from those taken; True once ``max_brackets`` are taken."""
-    for k in order:
+def _take_separated(x, i, j, score, max_brackets: int, separation: float) -> list:
+    """The pairs (i, j), by decreasing ``score`` (ties in the given order), whose centres
+    are at least ``separation`` from those taken before; at most ``max_brackets``."""
+    taken, centres = [], []
+    for k in np.argsort(-score, kind="stable"):
         if len(taken) == max_brackets:
-            return True
+            break
         c = 0.5 * (x[i[k]] + x[j[k]])
-        if all(np.linalg.norm(c - 0.5 * (x[a] + x[b])) >= separation for a, b in taken):
+        if all(np.linalg.norm(c - t) >= separation for t in centres):
             taken.append((i[k], j[k]))
-    return len(taken) == max_brackets
+            centres.append(c)
+    return taken
 
 
-def pole_brackets(x, y, max_brackets: int, separation: float) -> tuple:
+def pole_brackets(x, y, max_brackets: int, separation: float, tree=None) -> tuple:
     """Brackets of the target's poles of odd order in the pool.
 
     A bracket is a pair of neighbouring pool points (1-D: adjacent in sorted order;
@@ -88,6 +90,9 @@ def pole_brackets(x, y, max_brackets: int, separation: float) -> tuple:
     max_brackets : int
     separation : float
         Least distance between two brackets' centres (units of x).
+    tree : callable or None, default None
+        ``tree()`` returns a scipy ``cKDTree`` over ``x``, called in d > 1 only (the
+        learner shares its own; None: one is built here).
 
     Returns
     -------
@@ -96,28 +101,26 @@ def pole_brackets(x, y, max_brackets: int, separation: float) -> tuple:
     """
     n, d = x.shape
     ay = np.abs(y)
-    median, taken = np.median(ay), []
+    median = np.median(ay)
     if d == 1:
         order = np.argsort(x[:, 0], kind="stable")
-        i, j, score = _sign_change_pairs(order[:-1], order[1:], y, median)
-        _take_separated(x, i, j, score, np.argsort(-score, kind="stable"), taken,
-                        max_brackets, separation)
+        taken = _take_separated(x, *_sign_change_pairs(order[:-1], order[1:], y, median),
+                                max_brackets, separation)
     else:
         from scipy.spatial import cKDTree
         rows = np.flatnonzero(ay > median)
         rows = rows[np.argsort(-ay[rows], kind="stable")]
-        tree, k, m = cKDTree(x), min(2 * d + 1, n), min(FIRST_ROWS, rows.size)
+        tree = cKDTree(x) if tree is None else tree()
+        k, m = min(2 * d + 1, n), min(FIRST_ROWS, rows.size)
         while True:
             _, idx = tree.query(x[rows[:m]], k=k)
             a = np.repeat(rows[:m], k - 1)
             b = idx[:, 1:].ravel()
-            key = np.unique(np.minimum(a, b) * np.int64(n) + np.maximum(a, b))
+            key = np.unique(np.minimum(a, b) * np.int64(n) + np.maximum(a, b))  # ties: by key
             floor = median if m == rows.size else ay[rows[m - 1]]
-            i, j, score = _sign_change_pairs(key // n, key % n, y, floor)
-            taken = []
-            order = np.lexsort((i * np.int64(n) + j, -score))   # ties: by the pair's key
-            if _take_separated(x, i, j, score, order, taken, max_brackets,
-                               separation) or m == rows.size:
+            taken = _take_separated(x, *_sign_change_pairs(key // n, key % n, y, floor),
+                                    max_brackets, separation)
+            if len(taken) == max_brackets or m == rows.size:
                 break
             m = min(4 * m, rows.size)
     taken = np.array(taken, dtype=np.int64).reshape(-1, 2)
