@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
-
 import numpy as np
 
 from ._validation import as_float_array, check_count, check_seed
@@ -30,9 +28,10 @@ from .model_driven_config import GROWTHS, Q_SIGNALS, SCHEDULES, ModelDrivenConfi
 from .model_bands import band_losses, band_weights, next_stage, signal_bands, stage_mix
 from .model_driven_gate import (GATE_FIELDS, check_gate_loss, decode_gate, encode_gate,
                                 gate_state, loss_signal_weights, variance_speedup)
-from .model_driven_growth import around_rows, at_brackets, in_cells, pole_brackets
+from .model_driven_growth import (around_rows, at_brackets, in_cells, pole_brackets,
+                                  pole_distance_weights)
 from .model_driven_mixture import SignalMixture, largest_rows, q_distance, sorted_union
-from .model_driven_runner import run_refresh
+from .model_driven_runner import Request, run_refresh
 from .rng import STREAMS, call_seed, uniforms
 from .sampling import sample_indices, uniform_indices
 from .shuffle import shuffle_order
@@ -47,32 +46,6 @@ _SOURCE = {"q": "q (q_fn output)", "grad_norm": "grad_norm (|grad_x q_fn|)",
            "loss": "loss (loss_fn output)", "y": "y (the pool's labels, y_pool)"}
 #: ``part`` of :func:`zp_ref.rng.call_seed` for the growth draws of refresh epoch e.
 GROWTH_PART = 7
-
-
-@dataclass(frozen=True)
-class Request:
-    """What the learner needs next (:meth:`ModelDrivenLearner.ask`).
-
-    Parameters
-    ----------
-    kind : {"signals", "q", "labels", "done"}
-        "signals": rows ``start:stop`` of the current pool (q, and grad_norm / loss as
-        configured); "q": the model's Q at ``points``; "labels": label ``points`` and
-        append them to the pool; "done": the refresh is over.
-    points : numpy.ndarray, shape (m, d), or None
-    start, stop : int, default 0
-    rows : numpy.ndarray of int64 (sorted), or None
-        A "signals" request with ``rows`` asks for those rows instead of ``start:stop``.
-    """
-    kind: str
-    points: np.ndarray | None = None
-    start: int = 0
-    stop: int = 0
-    rows: np.ndarray | None = None
-
-    def index(self):
-        """The pool rows asked for: ``rows``, or ``slice(start, stop)``."""
-        return slice(self.start, self.stop) if self.rows is None else self.rows
 
 
 class ModelDrivenLearner:
@@ -123,12 +96,12 @@ class ModelDrivenLearner:
                              f"widths {width.tolist()}")
         self.spacing = float(np.prod(width) / self._x.shape[0]) ** (1.0 / self.dim)
         self.needs_grad = config.uses_q and config.q_signal == "distance"
-        self.needs_y = bool(config.label_budget) and config.growth == "poles"
+        self.needs_y = config.uses_poles or bool(config.label_budget) and config.growth == "poles"
         self._pi = np.full(self._x.shape[0], 1.0 / self._x.shape[0])
         self._signals, self._pending = {}, None     # _pending: the open refresh's steps
         self.refresh_count, self.stage, self.stage_refreshes = 0, 0, 0
         self.band_loss, self.last_info = None, {}   # band_loss: mean loss per band
-        self._warned_unchanged, self._tree = False, None
+        self._warned_unchanged, self._tree, self._poles = False, None, (0, None)
         self._window = 0                # next row of the refresh_rows sweep
         self._mixture = None            # refresh_rows: the signals' sum trees
         self.gate_open, self.gate_tau = True, None     # variance_gate (model_driven_gate)
@@ -420,6 +393,14 @@ class ModelDrivenLearner:
         w = np.bincount(idx.ravel(), minlength=self.pool_size).astype(np.float64)
         return w / w.sum()
 
+    def _pole_weights(self) -> np.ndarray | None:
+        """The pole signal (``pole_share > 0``), found again only when the pool grew."""
+        if self._poles[0] != self.pool_size:
+            self._poles = (self.pool_size, pole_distance_weights(
+                self._x, self._signals["y"], self.spacing, self.config.pole_power,
+                tree=self._kdtree))
+        return self._poles[1]
+
     # ------------------------------------------------------------------ growth
     def _growth_points(self) -> np.ndarray:
         """The refresh's new points, by ``growth`` (:mod:`zp_ref.model_driven_growth`)."""
@@ -452,7 +433,8 @@ class ModelDrivenLearner:
         """The signals' shares when the refresh keeps sum trees (refresh_rows > 0, the
         distance and loss signals only), else None."""
         c, have = self.config, self._signals
-        if not self.refresh_rows or c.schedule != "none" or c.refine or c.label_budget:
+        if (not self.refresh_rows or c.schedule != "none" or c.refine or c.label_budget
+                or c.uses_poles):
             return None
         shares = {}
         if c.uses_q and "q" in have:
@@ -486,10 +468,10 @@ class ModelDrivenLearner:
             parts.append((c.q_share, self._q_weights()))
         if self._loss_on():
             parts.append((c.loss_share, self._loss_weights()))
-        if c.refine and c.refine_share > 0:
-            w = self._refine_weights()
-            if w is not None:
-                parts.append((c.refine_share, w))
+        for share, w in ((c.refine_share * c.refine, self._refine_weights),
+                         (c.pole_share, self._pole_weights)):
+            if share > 0 and (w := w()) is not None:
+                parts.append((share, w))
         total = sum(share for share, _ in parts)
         self.set_weights(sum(share * w for share, w in parts) / total if total > 0 else
                          np.full(self.pool_size, 1.0 / self.pool_size))
@@ -576,8 +558,8 @@ class ModelDrivenLearner:
         check_state(state, type(self).__name__, ("config", "seed", "batch_size", "x_pool", "pi",
                                                  "refresh_count", "decisions"),
                     optional=("warned_unchanged", "window", "signals"))
-        saved = {"loss_warmup": 0, "variance_gate": 0.0, **state["config"]} if isinstance(
-            state["config"], dict) else state["config"]   # saved before these fields: off
+        saved = {"loss_warmup": 0, "variance_gate": 0.0, "pole_share": 0.0, "pole_power": 1.0,
+                 **state["config"]} if isinstance(state["config"], dict) else state["config"]
         cfg = config_fields(saved, type(self).__name__,
                             list(ModelDrivenConfig.__dataclass_fields__))
         cfg["band_edges"] = tuple(cfg["band_edges"])

@@ -99,6 +99,15 @@ class ModelDrivenConfig:
         the refined cells' half goes to the target's own poles, sign changes of the
         labels with ``|y|`` large at both ends, cut fivefold per refresh and surrounded by
         points at log-uniform distances (:mod:`zp_ref.model_driven_growth`).
+    pole_share, pole_power : float, default 0.0, 1.0
+        Off by default (added for the study's ninth run, docs/training_study.md). With
+        ``pole_share > 0`` and one label per pool row (``y_pool``), a signal that needs
+        neither the model nor new labels: the distance of every pool point to the
+        nearest centre of the labels' sign changes where ``|y|`` is large at both ends
+        (the target's own poles of odd order, :func:`zp_ref.model_driven_growth.pole_brackets`),
+        in pool spacings, with density ``1 / max(distance, 1)^pole_power``; it shares the
+        non-uniform mass with the other signals by ``pole_share``. The model's Q only sees
+        the poles the model has; the labels show those of the data.
     schedule, band_edges : str, tuple, default "none", (1e-3, 1e-2, 1e-1)
     band_plateau, band_max_refreshes : float, int, default 0.9, 5
         The band curriculum is opt-in; see docs/curriculum.md, "Model-driven bands".
@@ -138,6 +147,8 @@ class ModelDrivenConfig:
     label_budget: int = 0
     growth: str = "model"
     growth_loss_share: float = 0.5
+    pole_share: float = 0.0
+    pole_power: float = 1.0
     schedule: str = "none"
     band_edges: tuple = (1e-3, 1e-2, 1e-1)
     band_plateau: float = 0.9
@@ -169,6 +180,8 @@ class ModelDrivenConfig:
             check_count(getattr(self, name), name, minimum=low)
         check_choice(self.growth, "growth", GROWTHS)
         check_real(self.growth_loss_share, "growth_loss_share", low=0.0, high=1.0)
+        check_real(self.pole_share, "pole_share", low=0.0)
+        check_real(self.pole_power, "pole_power", low=0.0, low_open=True)
         check_choice(self.schedule, "schedule", SCHEDULES)
         e = check_edges(self.band_edges, "band_edges")
         if e[0] <= 0 or e[-1] >= 1:
@@ -200,6 +213,10 @@ class ModelDrivenConfig:
     @property
     def uses_loss(self) -> bool:
         return bool(self.loss_power) and self.loss_share > 0
+
+    @property
+    def uses_poles(self) -> bool:
+        return self.pole_share > 0
 
     @property
     def uses_q(self) -> bool:

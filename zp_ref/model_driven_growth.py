@@ -14,14 +14,17 @@ The rules of :class:`zp_ref.model_driven_config.ModelDrivenConfig`'s ``growth``:
   (:func:`at_brackets`): every decade of distance to the pole gets points, as the |Q|
   bands B0-B3 need, without the true Q.
 
+The same brackets give the pole signal of ``pole_share > 0`` (:func:`pole_distance_weights`):
+draws near the data's poles on a fixed pool, without new labels.
+
 Pure NumPy (and scipy's cKDTree in d > 1); the draws are the caller's uniforms.
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["BISECT_POINTS", "LADDER_RANGE", "FIRST_ROWS", "around_rows", "in_cells",
-           "pole_brackets", "at_brackets"]
+__all__ = ["BISECT_POINTS", "LADDER_RANGE", "FIRST_ROWS", "SIGNAL_BRACKETS", "around_rows",
+           "in_cells", "pole_brackets", "at_brackets", "pole_distance_weights"]
 
 #: Interior points per bracket and refresh: the bracket shrinks 5x per refresh.
 BISECT_POINTS = 4
@@ -161,3 +164,39 @@ def at_brackets(a, b, n: int, spacing: float, u) -> np.ndarray:
     direction = (b - a) / np.where(width > 0, width, 1.0)[:, None]
     step = np.where(interior, 0.0, r)
     return a[bracket] + t[:, None] * (b - a)[bracket] + step[:, None] * direction[bracket]
+
+
+#: Most brackets the pole signal keeps: with centres 4 spacings apart, 1024 cover a pole
+#: curve 4096 spacings long (the study's 2-D pool is 181 spacings wide).
+SIGNAL_BRACKETS = 1024
+
+
+def pole_distance_weights(x, y, spacing: float, power: float, tree=None):
+    """The pole signal's weights (N,), summing to 1: ``1 / max(D, 1)^power`` with D the
+    distance of each pool point to the nearest centre of :func:`pole_brackets` (at most
+    :data:`SIGNAL_BRACKETS`, centres 4 spacings apart), in pool spacings; None when the
+    labels change sign at no pole.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (N, d)
+    y : numpy.ndarray, shape (N,)
+        The labels, finite.
+    spacing : float
+        The pool spacing h (units of x).
+    power : float
+        > 0.
+    tree : callable or None, default None
+        As in :func:`pole_brackets`.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N,), or None
+    """
+    from scipy.spatial import cKDTree
+    a, b = pole_brackets(x, y, SIGNAL_BRACKETS, 4 * spacing, tree=tree)
+    if a.shape[0] == 0:
+        return None
+    dist, _ = cKDTree(0.5 * (a + b)).query(x)
+    w = np.maximum(np.asarray(dist, dtype=np.float64) / spacing, 1.0) ** -power
+    return w / w.sum()

@@ -34,16 +34,18 @@ MODEL_Q_METHODS = ("importance_model_q", "hybrid_model_q", "curriculum_model_q")
 #: training loss (``SQUARED_ERROR_METHODS``), and the default arm told the squared error
 #: with a partial refresh (``refresh_rows=PARTIAL_REFRESH_ROWS``); the growing arm with
 #: ``growth="poles"`` (new labels at the target's own poles), told the training loss or
-#: the squared error.
+#: the squared error; the default arm told the squared error with the labels' pole signal
+#: (``pole_share=1``, no new labels: ``model_driven_sqerr_poles``).
 MODEL_DRIVEN_METHODS = ("model_driven", "model_driven_refine", "model_driven_grow",
                         "model_driven_gate", "model_driven_sqerr", "model_driven_grow_sqerr",
                         "model_driven_sqerr_partial", "model_driven_grow_poles",
-                        "model_driven_grow_poles_sqerr")
+                        "model_driven_grow_poles_sqerr", "model_driven_sqerr_poles")
 #: Model-driven arms whose ``loss_fn`` is ``(model.predict(x) - y)^2``, the squared error
 #: of the prediction P/Q, which is largest at the poles the model lacks; the study's
 #: training loss, (Q y - P)^2 / (1 + y^2), tends to a constant (Q' delta)^2 there.
 SQUARED_ERROR_METHODS = ("model_driven_sqerr", "model_driven_grow_sqerr",
-                         "model_driven_sqerr_partial", "model_driven_grow_poles_sqerr")
+                         "model_driven_sqerr_partial", "model_driven_grow_poles_sqerr",
+                         "model_driven_sqerr_poles")
 #: Arms that only mean something on a pool much larger than the study's 2**15 (the fifth
 #: run's 2**18), left out of the study's default arms: ``model_driven_sqerr`` with every
 #: refresh after the first evaluating ``PARTIAL_REFRESH_ROWS`` rows only.
@@ -162,6 +164,7 @@ def model_driven_config(method: str, cfg):
     (``model_driven``); with ``refine=True`` (``model_driven_refine``); with
     ``variance_gate=MODEL_DRIVEN_GATE`` (``model_driven_gate``); with
     ``refresh_rows=PARTIAL_REFRESH_ROWS`` (``model_driven_sqerr_partial``); with
+    ``pole_share=1`` unless ``cfg.model_driven`` sets it (``model_driven_sqerr_poles``); with
     ``refine=True`` and ``cfg.label_budget`` new labels per refresh when the defaults
     grow none (``model_driven_grow`` and ``oracle_grow``: new points around high-loss
     points and in the refined cells of Q, as docs/torch.md describes; the pole arms with
@@ -187,6 +190,8 @@ def model_driven_config(method: str, cfg):
         return dataclasses.replace(base, variance_gate=MODEL_DRIVEN_GATE)
     if method == "model_driven_sqerr_partial":
         return dataclasses.replace(base, refresh_rows=PARTIAL_REFRESH_ROWS)
+    if method == "model_driven_sqerr_poles":
+        return dataclasses.replace(base, pole_share=base.pole_share or 1.0)
     if method in GROW_METHODS:
         return dataclasses.replace(base, refine=True,
                                    label_budget=base.label_budget or cfg.label_budget,
