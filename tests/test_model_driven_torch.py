@@ -208,7 +208,8 @@ def test_a_new_point_labelled_inf_is_left_out_with_a_warning():
 
 
 def test_pole_growth_needs_one_label_per_row():
-    with pytest.raises(ValueError, match=r"growth='poles' needs one label per pool row"):
+    with pytest.raises(ValueError, match=r"growth='poles' and q_signal='labels' need one label "
+                                         r"per pool row.*got y_pool of shape \(\d+, 2\)"):
         ModelDrivenSampler(x_pool(), 32, 6, q_fn=Model().q,
                            y_pool=torch.stack([target(x_pool())] * 2, dim=1),
                            y_fn=lambda x: torch.stack([target(x)] * 2, dim=1),

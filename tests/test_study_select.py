@@ -417,3 +417,54 @@ def test_the_pole_arm_is_told_the_training_loss_and_its_sqerr_twin_the_squared_e
                                    model.sample_loss(xt, yt).numpy(), rtol=1e-15)
         np.testing.assert_allclose(got["model_driven_grow_poles_sqerr"],
                                    ((model.predict(xt) - yt) ** 2).numpy(), rtol=1e-15)
+
+
+# ------------------------------------------------------------------ the labels' poles question
+def test_the_label_rule_is_choose_over_the_fixed_pool_arms_with_its_references():
+    """judge_labels: choose over LABELS_CANDIDATES against uniform, each over the cells
+    it ran; vs_oracle the true-Q curriculum's geometric-mean pole distance over the
+    arm's; at_3x the cells at 3x in pole distance, B2 and B3."""
+    from zp_ref.apps.study_select import LABELS_CANDIDATES, judge_labels
+    pds = {"uniform": [1e-4, 4e-4], "curriculum": [1e-6, 1e-6],
+           "model_driven_sqerr": [5e-5, 2e-4], "model_driven_sqerr_labels": [4e-5, 1e-4],
+           "curriculum_labels": [1e-5, 1e-5]}
+    bands = {a: (0.9, 0.6, 0.01) for a in pds}
+    bands["curriculum_labels"] = (0.4, 0.1, 0.01)
+
+    def report():
+        out = _poles_report(pds, bands)
+        for arm in pds:                          # B3: 3x uniform's for curriculum_labels
+            out["targets"]["rational_1d"]["methods"][arm]["schedules"]["cosine"][
+                "band_median_rel_err"]["B3"] = {"mean": 0.03 if arm == "curriculum_labels"
+                                                else 0.09}
+        return out
+    out = judge_labels(report())
+    cell = "rational_1d, cosine"
+    assert out["chosen"] == "curriculum_labels" and all(out["safe"].values())
+    assert out["gains"]["curriculum_labels"] == pytest.approx(20.0, rel=1e-12)
+    assert out["vs_oracle"]["curriculum_labels"][cell] == pytest.approx(0.1, rel=1e-12)
+    assert out["b1_b2"]["curriculum_labels"][cell] == [0.4, 0.1]
+    assert out["at_3x"] == {"model_driven_sqerr": [], "model_driven_sqerr_labels": [],
+                            "curriculum_labels": [cell]}
+    bands["curriculum_labels"] = (0.4, 0.1, 0.01 * FAR_FIELD_FACTOR * (1 + 1e-9))
+    assert judge_labels(report())["chosen"] == "model_driven_sqerr_labels"
+    assert LABELS_CANDIDATES == ("model_driven_sqerr", "model_driven_sqerr_labels",
+                                 "curriculum_labels")
+
+
+def test_the_label_run_has_its_arms_in_every_cell_on_fresh_seeds():
+    """labels_config: LABELS_ARMS under both schedules with the study's model, the same
+    without the curricula under SCMTrainer; seeds 40-44; the label arm is the fixed-pool
+    recommendation with q_signal='labels' and schedule='bands'."""
+    from zp_ref.apps.study_arms import SQUARED_ERROR_METHODS, model_driven_config
+    from zp_ref.apps.study_select import LABELS_ARMS, LABELS_SEEDS, labels_config
+    assert LABELS_SEEDS == (40, 5)
+    cfg = labels_config()
+    assert cfg.methods == cfg.constant_methods == LABELS_ARMS
+    assert cfg.zeroproofml_methods == ("uniform", "model_driven_sqerr",
+                                       "model_driven_sqerr_labels")
+    assert cfg.targets == StudyConfig.full().targets
+    base = model_driven_config("model_driven_sqerr", cfg)
+    assert model_driven_config("model_driven_sqerr_labels", cfg) == dataclasses.replace(
+        base, q_signal="labels", schedule="bands")
+    assert {"model_driven_sqerr", "model_driven_sqerr_labels"} <= set(SQUARED_ERROR_METHODS)

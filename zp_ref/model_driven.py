@@ -29,7 +29,7 @@ from .model_bands import band_losses, band_weights, next_stage, signal_bands, st
 from .model_driven_gate import (GATE_FIELDS, check_gate_loss, decode_gate, encode_gate,
                                 gate_state, loss_signal_weights, variance_speedup)
 from .model_driven_growth import (around_rows, at_brackets, in_cells, pole_brackets,
-                                  pole_distance_weights)
+                                  pole_distances)
 from .model_driven_mixture import SignalMixture, largest_rows, q_distance, sorted_union
 from .model_driven_runner import Request, run_refresh
 from .rng import STREAMS, call_seed, uniforms
@@ -96,7 +96,8 @@ class ModelDrivenLearner:
                              f"widths {width.tolist()}")
         self.spacing = float(np.prod(width) / self._x.shape[0]) ** (1.0 / self.dim)
         self.needs_grad = config.uses_q and config.q_signal == "distance"
-        self.needs_y = config.uses_poles or bool(config.label_budget) and config.growth == "poles"
+        self.needs_y = (config.q_signal == "labels"
+                        or bool(config.label_budget) and config.growth == "poles")
         self._pi = np.full(self._x.shape[0], 1.0 / self._x.shape[0])
         self._signals, self._pending = {}, None     # _pending: the open refresh's steps
         self.refresh_count, self.stage, self.stage_refreshes = 0, 0, 0
@@ -285,7 +286,14 @@ class ModelDrivenLearner:
 
     def distance(self) -> np.ndarray:
         """The scale-free signal of the last refresh in units of the pool spacing (N,):
-        ``|Q| / |grad Q| / h`` ("distance") or the rank of |Q| (1 = nearest, "quantile")."""
+        ``|Q| / |grad Q| / h`` ("distance"), the rank of |Q| (1 = nearest, "quantile") or
+        the distance to the labels' poles (inf without any, "labels"; found again only
+        when the pool grew)."""
+        if self.config.q_signal == "labels":
+            if self._poles[0] != self.pool_size:
+                self._poles = (self.pool_size, pole_distances(
+                    self._x, self._signals["y"], self.spacing, tree=self._kdtree))
+            return self._poles[1]
         if self.config.q_signal == "distance" and "grad_norm" in self._signals:
             return q_distance(self._signals["q"], self._signals["grad_norm"], self.spacing)
         q = np.abs(self._signals["q"])
@@ -297,7 +305,7 @@ class ModelDrivenLearner:
         c = self.config
         if c.schedule == "bands":
             return self._band_weights()
-        clip = c.distance_clip if c.q_signal == "distance" and self.needs_grad else 1.0
+        clip = c.distance_clip if c.q_signal == "labels" or self.needs_grad else 1.0
         w = importance_weights(self.distance(), weight_power=c.q_power, min_q_abs=clip,
                                max_weight=clip ** -c.q_power, normalize=False)
         total = w.sum()            # 0: the model's Q has no zero in reach (Q constant)
@@ -393,14 +401,6 @@ class ModelDrivenLearner:
         w = np.bincount(idx.ravel(), minlength=self.pool_size).astype(np.float64)
         return w / w.sum()
 
-    def _pole_weights(self) -> np.ndarray | None:
-        """The pole signal (``pole_share > 0``), found again only when the pool grew."""
-        if self._poles[0] != self.pool_size:
-            self._poles = (self.pool_size, pole_distance_weights(
-                self._x, self._signals["y"], self.spacing, self.config.pole_power,
-                tree=self._kdtree))
-        return self._poles[1]
-
     # ------------------------------------------------------------------ growth
     def _growth_points(self) -> np.ndarray:
         """The refresh's new points, by ``growth`` (:mod:`zp_ref.model_driven_growth`)."""
@@ -433,8 +433,7 @@ class ModelDrivenLearner:
         """The signals' shares when the refresh keeps sum trees (refresh_rows > 0, the
         distance and loss signals only), else None."""
         c, have = self.config, self._signals
-        if (not self.refresh_rows or c.schedule != "none" or c.refine or c.label_budget
-                or c.uses_poles):
+        if not self.refresh_rows or c.schedule != "none" or c.refine or c.label_budget:
             return None
         shares = {}
         if c.uses_q and "q" in have:
@@ -468,10 +467,10 @@ class ModelDrivenLearner:
             parts.append((c.q_share, self._q_weights()))
         if self._loss_on():
             parts.append((c.loss_share, self._loss_weights()))
-        for share, w in ((c.refine_share * c.refine, self._refine_weights),
-                         (c.pole_share, self._pole_weights)):
-            if share > 0 and (w := w()) is not None:
-                parts.append((share, w))
+        if c.refine and c.refine_share > 0:
+            w = self._refine_weights()
+            if w is not None:
+                parts.append((c.refine_share, w))
         total = sum(share for share, _ in parts)
         self.set_weights(sum(share * w for share, w in parts) / total if total > 0 else
                          np.full(self.pool_size, 1.0 / self.pool_size))
@@ -558,8 +557,8 @@ class ModelDrivenLearner:
         check_state(state, type(self).__name__, ("config", "seed", "batch_size", "x_pool", "pi",
                                                  "refresh_count", "decisions"),
                     optional=("warned_unchanged", "window", "signals"))
-        saved = {"loss_warmup": 0, "variance_gate": 0.0, "pole_share": 0.0, "pole_power": 1.0,
-                 **state["config"]} if isinstance(state["config"], dict) else state["config"]
+        saved = {"loss_warmup": 0, "variance_gate": 0.0, **state["config"]} if isinstance(
+            state["config"], dict) else state["config"]   # saved before these fields: off
         cfg = config_fields(saved, type(self).__name__,
                             list(ModelDrivenConfig.__dataclass_fields__))
         cfg["band_edges"] = tuple(cfg["band_edges"])

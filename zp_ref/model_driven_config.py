@@ -13,7 +13,7 @@ from .bands import check_edges
 __all__ = ["ModelDrivenConfig", "Q_SIGNALS", "GROWTHS", "SCHEDULES", "AUTO_REFRESH_ROWS",
            "AUTO_REFRESH_MIN_POOL"]
 
-Q_SIGNALS = ("distance", "quantile", "none")
+Q_SIGNALS = ("distance", "quantile", "labels", "none")
 #: ``refresh_rows="auto"``: a partial refresh of this many rows on a pool of at least
 #: ``AUTO_REFRESH_MIN_POOL`` rows, a full refresh below (docs/training_study.md, "The
 #: partial refresh on a large pool": the pool and the rows of its fifth run).
@@ -44,7 +44,13 @@ class ModelDrivenConfig:
         simple pole, where |Q| grows linearly), floored at ``distance_clip`` times the
         pool spacing ``h = (box volume / N)^(1/d)`` (closer than the pool can resolve).
         ``"quantile"``: the rank of |Q_m| over the pool instead (no gradient needed),
-        the same density for a uniform pool.
+        the same density for a uniform pool. ``"labels"`` (added for the study's ninth
+        run, docs/training_study.md; needs one label per pool row, ``y_pool``): the
+        distance to the target's own poles as the labels show them instead of the
+        model's, in pool spacings: to the nearest centre of the sign changes of y
+        between neighbouring pool points with ``|y|`` large at both ends
+        (:func:`zp_ref.model_driven_growth.pole_distances`). It cannot point at a pole
+        the data lacks, nor miss one of odd order that the data has.
     loss_power, loss_cap : float, default 1.0, 100.0
         RAD's k = 1: the loss signal is ``loss / sum(loss)``, capped so that no single
         point takes more than ``loss_cap / N`` (100x its uniform share) of the loss mass:
@@ -99,15 +105,6 @@ class ModelDrivenConfig:
         the refined cells' half goes to the target's own poles, sign changes of the
         labels with ``|y|`` large at both ends, cut fivefold per refresh and surrounded by
         points at log-uniform distances (:mod:`zp_ref.model_driven_growth`).
-    pole_share, pole_power : float, default 0.0, 1.0
-        Off by default (added for the study's ninth run, docs/training_study.md). With
-        ``pole_share > 0`` and one label per pool row (``y_pool``), a signal that needs
-        neither the model nor new labels: the distance of every pool point to the
-        nearest centre of the labels' sign changes where ``|y|`` is large at both ends
-        (the target's own poles of odd order, :func:`zp_ref.model_driven_growth.pole_brackets`),
-        in pool spacings, with density ``1 / max(distance, 1)^pole_power``; it shares the
-        non-uniform mass with the other signals by ``pole_share``. The model's Q only sees
-        the poles the model has; the labels show those of the data.
     schedule, band_edges : str, tuple, default "none", (1e-3, 1e-2, 1e-1)
     band_plateau, band_max_refreshes : float, int, default 0.9, 5
         The band curriculum is opt-in; see docs/curriculum.md, "Model-driven bands".
@@ -147,8 +144,6 @@ class ModelDrivenConfig:
     label_budget: int = 0
     growth: str = "model"
     growth_loss_share: float = 0.5
-    pole_share: float = 0.0
-    pole_power: float = 1.0
     schedule: str = "none"
     band_edges: tuple = (1e-3, 1e-2, 1e-1)
     band_plateau: float = 0.9
@@ -180,8 +175,6 @@ class ModelDrivenConfig:
             check_count(getattr(self, name), name, minimum=low)
         check_choice(self.growth, "growth", GROWTHS)
         check_real(self.growth_loss_share, "growth_loss_share", low=0.0, high=1.0)
-        check_real(self.pole_share, "pole_share", low=0.0)
-        check_real(self.pole_power, "pole_power", low=0.0, low_open=True)
         check_choice(self.schedule, "schedule", SCHEDULES)
         e = check_edges(self.band_edges, "band_edges")
         if e[0] <= 0 or e[-1] >= 1:
@@ -213,10 +206,6 @@ class ModelDrivenConfig:
     @property
     def uses_loss(self) -> bool:
         return bool(self.loss_power) and self.loss_share > 0
-
-    @property
-    def uses_poles(self) -> bool:
-        return self.pole_share > 0
 
     @property
     def uses_q(self) -> bool:

@@ -14,8 +14,8 @@ The rules of :class:`zp_ref.model_driven_config.ModelDrivenConfig`'s ``growth``:
   (:func:`at_brackets`): every decade of distance to the pole gets points, as the |Q|
   bands B0-B3 need, without the true Q.
 
-The same brackets give the pole signal of ``pole_share > 0`` (:func:`pole_distance_weights`):
-draws near the data's poles on a fixed pool, without new labels.
+The same brackets give the distance signal of ``q_signal="labels"`` (:func:`pole_distances`):
+draws near the data's poles on a fixed pool, without the model's Q or new labels.
 
 Pure NumPy (and scipy's cKDTree in d > 1); the draws are the caller's uniforms.
 """
@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["BISECT_POINTS", "LADDER_RANGE", "FIRST_ROWS", "SIGNAL_BRACKETS", "around_rows",
-           "in_cells", "pole_brackets", "at_brackets", "pole_distance_weights"]
+           "in_cells", "pole_brackets", "at_brackets", "pole_distances"]
 
 #: Interior points per bracket and refresh: the bracket shrinks 5x per refresh.
 BISECT_POINTS = 4
@@ -166,16 +166,15 @@ def at_brackets(a, b, n: int, spacing: float, u) -> np.ndarray:
     return a[bracket] + t[:, None] * (b - a)[bracket] + step[:, None] * direction[bracket]
 
 
-#: Most brackets the pole signal keeps: with centres 4 spacings apart, 1024 cover a pole
+#: Most brackets ``q_signal="labels"`` keeps: with centres 4 spacings apart, 1024 cover a pole
 #: curve 4096 spacings long (the study's 2-D pool is 181 spacings wide).
 SIGNAL_BRACKETS = 1024
 
 
-def pole_distance_weights(x, y, spacing: float, power: float, tree=None):
-    """The pole signal's weights (N,), summing to 1: ``1 / max(D, 1)^power`` with D the
-    distance of each pool point to the nearest centre of :func:`pole_brackets` (at most
-    :data:`SIGNAL_BRACKETS`, centres 4 spacings apart), in pool spacings; None when the
-    labels change sign at no pole.
+def pole_distances(x, y, spacing: float, tree=None) -> np.ndarray:
+    """The distance of every pool point to the nearest centre of :func:`pole_brackets`
+    (at most :data:`SIGNAL_BRACKETS`, centres 4 spacings apart), in pool spacings (N,);
+    inf everywhere when the labels change sign at no pole (``q_signal="labels"``).
 
     Parameters
     ----------
@@ -184,19 +183,16 @@ def pole_distance_weights(x, y, spacing: float, power: float, tree=None):
         The labels, finite.
     spacing : float
         The pool spacing h (units of x).
-    power : float
-        > 0.
     tree : callable or None, default None
         As in :func:`pole_brackets`.
 
     Returns
     -------
-    numpy.ndarray, shape (N,), or None
+    numpy.ndarray, shape (N,)
     """
     from scipy.spatial import cKDTree
     a, b = pole_brackets(x, y, SIGNAL_BRACKETS, 4 * spacing, tree=tree)
     if a.shape[0] == 0:
-        return None
+        return np.full(x.shape[0], np.inf)
     dist, _ = cKDTree(0.5 * (a + b)).query(x)
-    w = np.maximum(np.asarray(dist, dtype=np.float64) / spacing, 1.0) ** -power
-    return w / w.sum()
+    return np.asarray(dist, dtype=np.float64) / spacing

@@ -19,12 +19,16 @@ from ..bridges.torch import (CurriculumBatchSampler, HybridBatchSampler,
 from ..rng import STREAMS, derive_seed, uniforms
 from ..sampling import sample_indices
 
-__all__ = ["TRUE_Q_METHODS", "MODEL_Q_METHODS", "MODEL_DRIVEN_METHODS", "GROW_METHODS",
-           "SQUARED_ERROR_METHODS", "LARGE_POOL_METHODS", "METHODS", "MODEL_DRIVEN_GATE",
-           "PARTIAL_REFRESH_ROWS", "ARM_BASE", "make_source", "model_driven_config"]
+__all__ = ["TRUE_Q_METHODS", "LABEL_Q_METHODS", "MODEL_Q_METHODS", "MODEL_DRIVEN_METHODS",
+           "GROW_METHODS", "SQUARED_ERROR_METHODS", "LARGE_POOL_METHODS", "METHODS",
+           "MODEL_DRIVEN_GATE", "PARTIAL_REFRESH_ROWS", "ARM_BASE", "make_source",
+           "model_driven_config", "label_distance"]
 
 #: Samplers given the target's true Q on the pool (the most favourable case).
 TRUE_Q_METHODS = ("importance", "hybrid", "curriculum", "active")
+#: The true-Q curriculum given, as its Q, the distance to the poles the labels show
+#: (:func:`zp_ref.model_driven_growth.pole_distances`, in units of x): no true Q, no model.
+LABEL_Q_METHODS = ("curriculum_labels",)
 #: Today's samplers with the model's own Q head on the pool (``q_fn``), refreshed every epoch.
 MODEL_Q_METHODS = ("importance_model_q", "hybrid_model_q", "curriculum_model_q")
 #: The safe model-driven sampler (zp_ref.torch_bridge.ModelDrivenSampler): its defaults,
@@ -34,18 +38,19 @@ MODEL_Q_METHODS = ("importance_model_q", "hybrid_model_q", "curriculum_model_q")
 #: training loss (``SQUARED_ERROR_METHODS``), and the default arm told the squared error
 #: with a partial refresh (``refresh_rows=PARTIAL_REFRESH_ROWS``); the growing arm with
 #: ``growth="poles"`` (new labels at the target's own poles), told the training loss or
-#: the squared error; the default arm told the squared error with the labels' pole signal
-#: (``pole_share=1``, no new labels: ``model_driven_sqerr_poles``).
+#: the squared error; the default arm told the squared error with the band curriculum over
+#: the distance to the labels' poles instead of the model's (``q_signal="labels",
+#: schedule="bands"``: ``model_driven_sqerr_labels``).
 MODEL_DRIVEN_METHODS = ("model_driven", "model_driven_refine", "model_driven_grow",
                         "model_driven_gate", "model_driven_sqerr", "model_driven_grow_sqerr",
                         "model_driven_sqerr_partial", "model_driven_grow_poles",
-                        "model_driven_grow_poles_sqerr", "model_driven_sqerr_poles")
+                        "model_driven_grow_poles_sqerr", "model_driven_sqerr_labels")
 #: Model-driven arms whose ``loss_fn`` is ``(model.predict(x) - y)^2``, the squared error
 #: of the prediction P/Q, which is largest at the poles the model lacks; the study's
 #: training loss, (Q y - P)^2 / (1 + y^2), tends to a constant (Q' delta)^2 there.
 SQUARED_ERROR_METHODS = ("model_driven_sqerr", "model_driven_grow_sqerr",
                          "model_driven_sqerr_partial", "model_driven_grow_poles_sqerr",
-                         "model_driven_sqerr_poles")
+                         "model_driven_sqerr_labels")
 #: Arms that only mean something on a pool much larger than the study's 2**15 (the fifth
 #: run's 2**18), left out of the study's default arms: ``model_driven_sqerr`` with every
 #: refresh after the first evaluating ``PARTIAL_REFRESH_ROWS`` rows only.
@@ -60,7 +65,8 @@ ARM_BASE = {"refresh_rows": 0}
 #: same sampler and settings given the target's true Q instead of the model's).
 GROW_METHODS = ("model_driven_grow", "model_driven_grow_sqerr", "model_driven_grow_poles",
                 "model_driven_grow_poles_sqerr", "uniform_grow", "oracle_grow")
-METHODS = (("uniform",) + TRUE_Q_METHODS + MODEL_Q_METHODS + ("zeroproofml_adaptive",)
+METHODS = (("uniform",) + TRUE_Q_METHODS + LABEL_Q_METHODS + MODEL_Q_METHODS
+           + ("zeroproofml_adaptive",)
            + MODEL_DRIVEN_METHODS + ("uniform_grow", "oracle_grow"))
 #: The model_driven_gate arm's ``variance_gate``: importance stays on only while it is
 #: estimated to lower the gradient's second moment at all (tau >= 1). K&F's threshold
@@ -102,7 +108,9 @@ class BridgeSource(_FixedPool):
     def __init__(self, method, x, y, q, cfg, seed, model):
         super().__init__(x, y)
         b, spe = cfg.batch_size, cfg.steps_per_epoch
-        self.kind = kind = method.replace("_model_q", "")
+        self.kind = kind = method.replace("_model_q", "").replace("_labels", "")
+        if method in LABEL_Q_METHODS:     # the labels' poles, timed as the sampler's work
+            q = self._timed(label_distance, x, y, cfg.q_floor)
         self.spe, self.b = spe, b
         source = ({"x_pool": self._x, "q_fn": model.q, "refresh_every": 1}
                   if method in MODEL_Q_METHODS else {"q_pool": q})
@@ -164,7 +172,7 @@ def model_driven_config(method: str, cfg):
     (``model_driven``); with ``refine=True`` (``model_driven_refine``); with
     ``variance_gate=MODEL_DRIVEN_GATE`` (``model_driven_gate``); with
     ``refresh_rows=PARTIAL_REFRESH_ROWS`` (``model_driven_sqerr_partial``); with
-    ``pole_share=1`` unless ``cfg.model_driven`` sets it (``model_driven_sqerr_poles``); with
+    ``q_signal="labels", schedule="bands"`` (``model_driven_sqerr_labels``); with
     ``refine=True`` and ``cfg.label_budget`` new labels per refresh when the defaults
     grow none (``model_driven_grow`` and ``oracle_grow``: new points around high-loss
     points and in the refined cells of Q, as docs/torch.md describes; the pole arms with
@@ -190,8 +198,8 @@ def model_driven_config(method: str, cfg):
         return dataclasses.replace(base, variance_gate=MODEL_DRIVEN_GATE)
     if method == "model_driven_sqerr_partial":
         return dataclasses.replace(base, refresh_rows=PARTIAL_REFRESH_ROWS)
-    if method == "model_driven_sqerr_poles":
-        return dataclasses.replace(base, pole_share=base.pole_share or 1.0)
+    if method == "model_driven_sqerr_labels":
+        return dataclasses.replace(base, q_signal="labels", schedule="bands")
     if method in GROW_METHODS:
         return dataclasses.replace(base, refine=True,
                                    label_budget=base.label_budget or cfg.label_budget,
@@ -266,6 +274,16 @@ class UniformGrowSource(_Timed):
 
     def epoch_batches(self, epoch):
         return self._timed(self._draw, epoch)
+
+
+def label_distance(x, y, q_floor: float) -> np.ndarray:
+    """The distance of every pool point (x (n,) or (n, d), y (n,)) to the poles its labels
+    show, in units of x, at least ``q_floor`` (:func:`zp_ref.model_driven_growth.pole_distances`
+    times the pool spacing); the curriculum's Q in ``curriculum_labels``."""
+    from ..model_driven_growth import pole_distances
+    xs = np.reshape(x, (len(y), -1))
+    h = float(np.prod(xs.max(axis=0) - xs.min(axis=0)) / len(y)) ** (1.0 / xs.shape[1])
+    return np.maximum(pole_distances(xs, np.asarray(y), h) * h, q_floor)
 
 
 def _squared_error(model):

@@ -2,11 +2,12 @@
 sampler is told (:func:`judge_loss_signal`), the partial refresh on a large pool
 (:func:`judge_partial_refresh`), a stronger tilt for the squared error
 (:func:`judge_tilt`), the sampler under zeroproofml's ``SCMTrainer`` on ten seeds
-(:func:`judge_scm`) and new labels at the target's own poles (:func:`judge_poles`), each
+(:func:`judge_scm`), new labels at the target's own poles (:func:`judge_poles`) and the
+labels' own poles on a fixed pool (:func:`judge_labels`), each
 by a rule fixed in code before its runs (docs/training_study.md, "Choosing the defaults",
 "The loss the sampler is told", "The partial refresh on a large pool", "A stronger tilt
-for the squared error", "Under SCMTrainer, ten fresh seeds" and "New points at the
-target's own poles").
+for the squared error", "Under SCMTrainer, ten fresh seeds", "New points at the
+target's own poles" and "The labels' own poles on a fixed pool").
 
 The candidates and :func:`choose` were committed before any of their runs. The development
 run trains the study's ``uniform`` arm and, once per candidate, its ``model_driven`` arm
@@ -34,7 +35,8 @@ __all__ = ["CANDIDATES", "FAR_FIELD_FACTOR", "LOSS_SIGNAL_PAIRS", "PARTIAL_GAIN_
            "selection_table", "TILT_CANDIDATES", "TILT_SEEDS", "TILT_ARM", "tilt_config",
            "cells_at_3x", "judge_tilt", "run_tilt", "SCM_ARMS", "SCM_SEEDS", "scm_config",
            "judge_scm", "run_scm", "POLES_ARMS", "POLES_CANDIDATES", "POLES_SEEDS",
-           "poles_config", "judge_poles", "run_poles"]
+           "poles_config", "judge_poles", "run_poles", "LABELS_ARMS", "LABELS_CANDIDATES",
+           "LABELS_SEEDS", "labels_config", "judge_labels", "run_labels"]
 
 #: Candidate replacements of ModelDrivenConfig's defaults, with their reasons:
 #: - ``defaults``: the shipped defaults (floor 0.5, ``1 / distance``).
@@ -439,4 +441,63 @@ def run_poles(out="runs/poles", targets=None, progress=True) -> dict:
     target, write ``out/judgement.json`` (:func:`judge_poles`) and return it, else return
     the study report."""
     return _run_judged(out, POLES_SEEDS, poles_config(targets), judge_poles,
+                       StudyConfig.full().targets, targets, progress)
+
+
+#: The ninth run's question (docs/training_study.md, "The labels' own poles on a fixed
+#: pool"), fixed before its runs. On a fixed pool the labels show the target's poles of
+#: odd order (sign changes of y with ``|y|`` large at both ends). On development seeds 0-2
+#: the true-Q curriculum given the distance to them as its Q (``curriculum_labels``: no
+#: true Q, no model) was 49-103x closer than uniform on ``rational_1d`` and 11-35x in 2-D,
+#: with a far field up to 87x worse; the safe sampler with its bands over that distance
+#: (``model_driven_sqerr_labels``) was the best of three ways to use it inside the
+#: mixture and not safe under SCMTrainer. The candidates: the current recommendation
+#: for a fixed pool first, then the two label arms; the true-Q curriculum is the oracle
+#: (the study's model only, as in every run). Fresh seeds.
+LABELS_ARMS = ("uniform", "curriculum", "curriculum_labels", "model_driven_sqerr",
+               "model_driven_sqerr_labels")
+LABELS_CANDIDATES = ("model_driven_sqerr", "model_driven_sqerr_labels", "curriculum_labels")
+LABELS_SEEDS = (40, 5)
+
+
+def labels_config(targets=None) -> StudyConfig:
+    """The ninth run: the full study's budget with :data:`LABELS_ARMS` in every cell (the
+    curricula with the study's model only; ``targets``: a subset, to share the run)."""
+    scm = tuple(a for a in LABELS_ARMS if "curriculum" not in a)
+    cfg = dataclasses.replace(StudyConfig.full(), methods=LABELS_ARMS,
+                              constant_methods=LABELS_ARMS, zeroproofml_methods=scm)
+    if targets is not None:
+        cfg = dataclasses.replace(cfg, targets=tuple(targets))
+    return cfg.validate()
+
+
+def judge_labels(report: dict) -> dict:
+    """The rule, fixed before the runs, on the ninth run's report: the development run's
+    :func:`choose` over :data:`LABELS_CANDIDATES` against uniform (each over the cells it
+    ran). The chosen arm becomes the recommendation for a fixed pool with one label per
+    row (docs/torch.md); the library's defaults stay (``q_signal="labels"`` needs the
+    labels). Also reported, per candidate: the cells at the issue's 3x
+    (:func:`cells_at_3x`), against the true-Q curriculum (``vs_oracle``) and the mean B1
+    and B2 errors (``b1_b2``). {"scores", "chosen", "gains", "safe", "at_3x",
+    "vs_oracle", "b1_b2"}."""
+    scores = {c: cell_scores(report, report, c) for c in LABELS_CANDIDATES}
+    err = "band_median_rel_err"
+    return {"scores": scores, "chosen": choose(scores, LABELS_CANDIDATES),
+            "gains": {c: geometric_gain(v) for c, v in scores.items()},
+            "safe": {c: is_safe(v) for c, v in scores.items()},
+            "at_3x": {c: cells_at_3x(report, report, c) for c in LABELS_CANDIDATES},
+            "vs_oracle": {c: {cell: _geo_pole_distance(ref) / _geo_pole_distance(ours)
+                              for cell, ref, ours in _arm_cells(report, report, c,
+                                                                "curriculum")}
+                          for c in LABELS_CANDIDATES},
+            "b1_b2": {c: {cell: [ours[err]["B1"]["mean"], ours[err]["B2"]["mean"]]
+                          for cell, _, ours in _arm_cells(report, report, c)}
+                      for c in LABELS_CANDIDATES}}
+
+
+def run_labels(out="runs/labels", targets=None, progress=True) -> dict:
+    """Run the ninth run into ``out`` (resumable, seeds :data:`LABELS_SEEDS`); with every
+    target, write ``out/judgement.json`` (:func:`judge_labels`) and return it, else return
+    the study report."""
+    return _run_judged(out, LABELS_SEEDS, labels_config(targets), judge_labels,
                        StudyConfig.full().targets, targets, progress)

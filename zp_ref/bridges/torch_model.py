@@ -155,7 +155,7 @@ class ModelDrivenSampler(torch.utils.data.Sampler):
                                           has_loss=loss_fn is not None,
                                           has_labels=y_fn is not None)
         if self.learner.needs_y and (y is None or y[0].numel() != 1):
-            raise ValueError(f"growth='poles' and pole_share > 0 need one label per pool row "
+            raise ValueError(f"growth='poles' and q_signal='labels' need one label per pool row "
                              f"(y_pool of shape (N,) or (N, 1)), got y_pool of shape "
                              f"{None if y is None else tuple(y.shape)}")
         self.config, self.seed = self.learner.config, self.learner.seed
@@ -248,7 +248,7 @@ class ModelDrivenSampler(torch.utils.data.Sampler):
                                              y[i:i + self.q_batch_size]),
                                 min(self.q_batch_size, x.shape[0] - i), "loss_fn"))
                     for i in range(0, x.shape[0], self.q_batch_size)])
-        if self.learner.needs_y:     # growth="poles", pole_share: the labels' signs
+        if self.learner.needs_y:     # growth="poles", q_signal="labels": the labels
             out["y"] = _host(self._y[rows]).reshape(-1)
         times["q"] += t1 - t0
         times["loss"] += time.perf_counter() - t1

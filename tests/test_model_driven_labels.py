@@ -1,0 +1,92 @@
+"""q_signal="labels" (zp_ref.model_driven_growth.pole_distances): the model-driven learner's
+distance signal taken from the poles the labels show (sign changes of y with large |y|
+at both ends) instead of the model's Q."""
+import numpy as np
+import pytest
+
+from zp_ref.apps.study_arms import label_distance
+from zp_ref.model_driven import ModelDrivenConfig, ModelDrivenLearner, run_refresh
+from zp_ref.model_driven_growth import SIGNAL_BRACKETS, pole_brackets, pole_distances
+
+POLE, ZERO = 0.23713, 0.61
+
+
+def midpoints(n=2000):
+    return (np.arange(n) + 0.5) / n * 2.0 - 1.0
+
+
+def refreshed(x, y, **config):
+    learner = ModelDrivenLearner(x, config=ModelDrivenConfig(loss_power=None, **config),
+                                 batch_size=64)
+    run_refresh(learner, 0, signals=lambda r: {"q": np.ones(len(y))[r], "y": y[r]})
+    return learner
+
+
+def test_pole_distances_are_the_distance_to_the_nearest_bracket_centre_in_spacings():
+    x = midpoints()[:, None]
+    poles = np.array([-0.7003, 0.40017])
+    y = (x[:, 0] - ZERO) / np.prod(x - poles[None, :], axis=1)
+    h = 2.0 / x.shape[0]
+    a, b = pole_brackets(x, y, SIGNAL_BRACKETS, 4 * h)
+    centres = 0.5 * (a + b)[:, 0]
+    assert centres.size == 2                     # the two poles, not the zero at 0.61
+    expected = np.abs(x[:, 0, None] - centres[None, :]).min(axis=1) / h
+    np.testing.assert_allclose(pole_distances(x, y, h), expected, rtol=1e-12, atol=0)
+
+
+def test_without_a_pole_every_distance_is_inf_and_the_weights_are_uniform():
+    x = midpoints(500)
+    y = x - ZERO                                 # a sign change at a zero only
+    assert np.isinf(pole_distances(x[:, None], y, 2.0 / 500)).all()
+    np.testing.assert_array_equal(refreshed(x, y, q_signal="labels").weights,
+                                  np.full(500, 1 / 500))
+
+
+@pytest.mark.parametrize("power", [1.0, 2.0])
+def test_label_weights_are_the_clipped_inverse_distance_and_ignore_the_models_q(power):
+    x = midpoints()
+    y = (x - ZERO) / (x - POLE)
+    learner = refreshed(x, y, q_signal="labels", q_power=power)
+    d = pole_distances(x[:, None], y, learner.spacing)
+    w = np.maximum(d, 1.0) ** -power
+    np.testing.assert_allclose(learner.weights, w / w.sum(), rtol=1e-12, atol=0)
+    assert not learner.needs_grad and learner.needs_y
+    other = ModelDrivenLearner(x, config=learner.config, batch_size=64)
+    run_refresh(other, 0, signals=lambda r: {"q": (1e3 * x - 7.0)[r], "y": y[r]})
+    np.testing.assert_array_equal(other.weights, learner.weights)
+
+
+def test_label_signal_needs_the_labels():
+    x = midpoints(100)
+    learner = ModelDrivenLearner(x, config=ModelDrivenConfig(q_signal="labels",
+                                                             loss_power=None), batch_size=8)
+    with pytest.raises(ValueError, match="needs 'y'"):
+        run_refresh(learner, 0, signals=lambda r: {"q": np.ones(100)[r]})
+
+
+def test_label_bands_put_the_nearest_pool_fraction_at_the_data_pole():
+    x = midpoints()
+    y = (x - ZERO) / (x - POLE)
+    learner = refreshed(x, y, q_signal="labels", schedule="bands")
+    near = x[learner.band_ids() == 0]
+    assert near.size == 2 and np.abs(near - POLE).max() < 2 * learner.spacing
+
+
+def test_label_distance_of_the_study_arm_is_in_units_of_x_and_floored():
+    x = midpoints()
+    y = (x - ZERO) / (x - POLE)
+    d = label_distance(x, y, 1e-6)
+    h = 2.0 / x.size
+    np.testing.assert_allclose(d, np.maximum(pole_distances(x[:, None], y, h) * h, 1e-6),
+                               rtol=1e-12, atol=0)
+    assert d.min() == pytest.approx(abs(x[np.argmin(np.abs(x - POLE))] - x[
+        np.argsort(np.abs(x - POLE))[1]]) / 2, rel=1e-9)
+
+
+def test_the_torch_sampler_refuses_the_label_signal_without_y_pool():
+    torch = pytest.importorskip("torch")
+    from zp_ref.bridges.torch_model import ModelDrivenSampler
+    x = torch.from_numpy(midpoints(100)[:, None])
+    with pytest.raises(ValueError, match="one label per pool row.*got y_pool of shape None"):
+        ModelDrivenSampler(x, 8, 2, q_fn=lambda t: t[:, 0],
+                           config=ModelDrivenConfig(q_signal="labels", loss_power=None))
