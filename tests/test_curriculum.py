@@ -350,3 +350,18 @@ def test_band_curriculum_bad_inputs_change_nothing():
 def test_band_curriculum_bad_config(kwargs, exc, name):
     with pytest.raises(exc, match=name):
         BandCurriculum(**kwargs)
+
+
+def test_default_stages_with_a_far_floor_keep_that_share_on_the_far_band():
+    """default_stages(n, f) = f e_far + (1 - f) default_stages(n): rows sum to 1 (rtol
+    1e-15), the far band holds >= f in every stage, f = 0 is the old stages exactly."""
+    plain = default_stages(5)
+    np.testing.assert_array_equal(default_stages(5, 0.0), plain)
+    floored = default_stages(5, 0.5)
+    far = np.zeros(5)
+    far[-1] = 1.0
+    np.testing.assert_allclose(floored, 0.5 * far + 0.5 * plain, rtol=1e-15, atol=0)
+    np.testing.assert_allclose(floored.sum(axis=1), 1.0, rtol=1e-15)
+    assert (floored[:, -1] >= 0.5).all() and plain[-1, -1] == pytest.approx(1 / 15)
+    with pytest.raises(ValueError, match="far_floor"):
+        default_stages(5, 1.5)

@@ -90,3 +90,34 @@ def test_the_torch_sampler_refuses_the_label_signal_without_y_pool():
     with pytest.raises(ValueError, match="one label per pool row.*got y_pool of shape None"):
         ModelDrivenSampler(x, 8, 2, q_fn=lambda t: t[:, 0],
                            config=ModelDrivenConfig(q_signal="labels", loss_power=None))
+
+
+def test_label_pole_distance_is_in_units_of_x_and_checks_its_inputs():
+    from zp_ref.model_driven_growth import label_pole_distance
+    x = midpoints()
+    y = (x - ZERO) / (x - POLE)
+    np.testing.assert_allclose(label_pole_distance(x, y),
+                               pole_distances(x[:, None], y, 2.0 / x.size) * (2.0 / x.size),
+                               rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match=r"one label per row of x \(2000\), got 1999"):
+        label_pole_distance(x, y[:-1])
+    with pytest.raises(ValueError, match="positive width"):
+        label_pole_distance(np.ones(10), np.arange(10.0))
+    with pytest.raises(ValueError, match="y"):
+        label_pole_distance(x, np.where(x > 0, np.nan, y))
+
+
+def test_the_floored_label_curriculum_keeps_half_of_every_stage_on_the_far_band():
+    pytest.importorskip("torch")
+    from zp_ref.apps.study import StudyConfig
+    from zp_ref.apps.study_arms import CURRICULUM_FAR_FLOOR, make_source
+    from zp_ref.apps.study_model import targets
+    from zp_ref.curriculum import default_stages
+    target, cfg = targets()["rational_1d"], StudyConfig.quick()
+    x = midpoints(512)[:, None]
+    y = target.evaluate(x)[0]
+    got = {m: make_source(m, target, x, y, None, cfg, 0, None).sampler.curriculum.stages
+           for m in ("curriculum_labels", "curriculum_labels_floor")}
+    np.testing.assert_array_equal(got["curriculum_labels"], default_stages(5))
+    np.testing.assert_array_equal(got["curriculum_labels_floor"],
+                                  default_stages(5, CURRICULUM_FAR_FLOOR))

@@ -18,7 +18,8 @@ import numpy as np
 from ._validation import (as_float_array, check_backend, check_choice, check_count,
                           check_real, check_seed)
 from .tensors import tensor_io
-from .bands import DEFAULT_EDGES, WITHIN, check_q, check_edges, check_mix, stratified_sample
+from .bands import (DEFAULT_EDGES, WITHIN, check_edges, check_mix, check_q, default_stages,
+                    stratified_sample)
 from .rng import call_seed
 from .schedule import DeltaSchedule, _check_bool
 from .state import STATE_VERSION, check_state, config_fields
@@ -347,32 +348,6 @@ def _as_list(value, name: str) -> list:
 
 
 # ======================================================================= band curriculum
-def default_stages(n_bands: int) -> np.ndarray:
-    """far -> far+mid -> all, band 0 nearest the pole.
-
-    Stage 0: all in the far band (the last); 1: half far, half spread evenly over the mid
-    bands ``h .. n_bands-2``, ``h = (n_bands - 1) // 2``; 2: band b weighted ``n_bands - b``.
-
-    Parameters
-    ----------
-    n_bands : int (>= 2)
-
-    Returns
-    -------
-    numpy.ndarray
-        float64, shape (3, n_bands); each row sums to 1.
-    """
-    n_bands = check_count(n_bands, "n_bands", minimum=2)
-    far, h = n_bands - 1, (n_bands - 1) // 2
-    s0 = np.zeros(n_bands)
-    s0[far] = 1.0
-    s1 = np.zeros(n_bands)
-    s1[far] = 0.5
-    s1[h:far] = 0.5 / (far - h)
-    s2 = np.arange(n_bands, 0, -1, dtype=np.float64)
-    return np.stack([s0, s1, s2 / s2.sum()])
-
-
 class BandCurriculum:
     """Stages of mixes over |Q| bands, advanced by epochs or adaptively; call c of
     :meth:`sample` draws with ``stratified_sample(..., seed=derive_seed(seed, c))``.

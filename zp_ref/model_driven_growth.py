@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["BISECT_POINTS", "LADDER_RANGE", "FIRST_ROWS", "SIGNAL_BRACKETS", "around_rows",
-           "in_cells", "pole_brackets", "at_brackets", "pole_distances"]
+           "in_cells", "pole_brackets", "at_brackets", "pole_distances", "label_pole_distance"]
 
 #: Interior points per bracket and refresh: the bracket shrinks 5x per refresh.
 BISECT_POINTS = 4
@@ -196,3 +196,34 @@ def pole_distances(x, y, spacing: float, tree=None) -> np.ndarray:
         return np.full(x.shape[0], np.inf)
     dist, _ = cKDTree(0.5 * (a + b)).query(x)
     return np.asarray(dist, dtype=np.float64) / spacing
+
+
+def label_pole_distance(x, y) -> np.ndarray:
+    """The distance of every pool point to the poles its labels show, in units of x (N,):
+    :func:`pole_distances` times the pool spacing ``h = (box volume / N)^(1/d)``; inf
+    everywhere without a pole. A Q for the true-Q curriculum when the true Q is unknown
+    (``CurriculumBatchSampler(q_pool=label_pole_distance(x, y), ...)``; the study's
+    ``curriculum_labels``, docs/training_study.md).
+
+    Parameters
+    ----------
+    x : array_like, shape (N,) or (N, d)
+    y : array_like, shape (N,)
+        One finite label per row.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N,), float64
+    """
+    from ._validation import as_float_array
+    xs = as_float_array(x, "x", ndim=(1, 2), finite=True)
+    xs = xs[:, None] if xs.ndim == 1 else xs
+    ys = as_float_array(y, "y", ndim=1, finite=True)
+    if ys.size != xs.shape[0]:
+        raise ValueError(f"y must hold one label per row of x ({xs.shape[0]}), got {ys.size}")
+    width = xs.max(axis=0) - xs.min(axis=0)
+    if not (width > 0).all():
+        raise ValueError(f"x must span a box of positive width on every axis, got widths "
+                         f"{width.tolist()}")
+    h = float(np.prod(width) / xs.shape[0]) ** (1.0 / xs.shape[1])
+    return pole_distances(xs, ys, h) * h

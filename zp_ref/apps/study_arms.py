@@ -22,13 +22,17 @@ from ..sampling import sample_indices
 __all__ = ["TRUE_Q_METHODS", "LABEL_Q_METHODS", "MODEL_Q_METHODS", "MODEL_DRIVEN_METHODS",
            "GROW_METHODS", "SQUARED_ERROR_METHODS", "LARGE_POOL_METHODS", "METHODS",
            "MODEL_DRIVEN_GATE", "PARTIAL_REFRESH_ROWS", "ARM_BASE", "make_source",
-           "model_driven_config", "label_distance"]
+           "model_driven_config", "label_distance", "CURRICULUM_FAR_FLOOR"]
 
 #: Samplers given the target's true Q on the pool (the most favourable case).
 TRUE_Q_METHODS = ("importance", "hybrid", "curriculum", "active")
 #: The true-Q curriculum given, as its Q, the distance to the poles the labels show
-#: (:func:`zp_ref.model_driven_growth.pole_distances`, in units of x): no true Q, no model.
-LABEL_Q_METHODS = ("curriculum_labels",)
+#: (:func:`zp_ref.model_driven_growth.pole_distances`, in units of x): no true Q, no model;
+#: and the same with half of every stage on the far band (``default_stages(5, 0.5)``).
+LABEL_Q_METHODS = ("curriculum_labels", "curriculum_labels_floor")
+#: The far band's least share in every stage of ``curriculum_labels_floor``: the safe
+#: sampler's uniform floor.
+CURRICULUM_FAR_FLOOR = 0.5
 #: Today's samplers with the model's own Q head on the pool (``q_fn``), refreshed every epoch.
 MODEL_Q_METHODS = ("importance_model_q", "hybrid_model_q", "curriculum_model_q")
 #: The safe model-driven sampler (zp_ref.torch_bridge.ModelDrivenSampler): its defaults,
@@ -108,7 +112,8 @@ class BridgeSource(_FixedPool):
     def __init__(self, method, x, y, q, cfg, seed, model):
         super().__init__(x, y)
         b, spe = cfg.batch_size, cfg.steps_per_epoch
-        self.kind = kind = method.replace("_model_q", "").replace("_labels", "")
+        self.kind = kind = ("curriculum" if method.startswith("curriculum")
+                            else method.replace("_model_q", ""))
         if method in LABEL_Q_METHODS:     # the labels' poles, timed as the sampler's work
             q = self._timed(label_distance, x, y, cfg.q_floor)
         self.spe, self.b = spe, b
@@ -118,8 +123,10 @@ class BridgeSource(_FixedPool):
             self.sampler = ImportanceWeightedSampler(num_samples=b * spe, seed=seed,
                                                      backend="numpy", **source)
         elif kind == "curriculum":
-            from ..curriculum import BandCurriculum
-            curriculum = BandCurriculum(epochs_per_stage=max(1, cfg.epochs // 3), seed=seed,
+            from ..curriculum import BandCurriculum, default_stages
+            floor = CURRICULUM_FAR_FLOOR if method.endswith("_floor") else 0.0
+            curriculum = BandCurriculum(default_stages(5, floor),
+                                        epochs_per_stage=max(1, cfg.epochs // 3), seed=seed,
                                         within=cfg.curriculum_within, backend="numpy")
             self.sampler = CurriculumBatchSampler(batch_size=b, num_batches=spe,
                                                   curriculum=curriculum, **source)
@@ -277,13 +284,11 @@ class UniformGrowSource(_Timed):
 
 
 def label_distance(x, y, q_floor: float) -> np.ndarray:
-    """The distance of every pool point (x (n,) or (n, d), y (n,)) to the poles its labels
-    show, in units of x, at least ``q_floor`` (:func:`zp_ref.model_driven_growth.pole_distances`
-    times the pool spacing); the curriculum's Q in ``curriculum_labels``."""
-    from ..model_driven_growth import pole_distances
-    xs = np.reshape(x, (len(y), -1))
-    h = float(np.prod(xs.max(axis=0) - xs.min(axis=0)) / len(y)) ** (1.0 / xs.shape[1])
-    return np.maximum(pole_distances(xs, np.asarray(y), h) * h, q_floor)
+    """The curriculum's Q in ``curriculum_labels``: the distance of every pool point
+    (x (n,) or (n, d), y (n,)) to the poles its labels show, in units of x, at least
+    ``q_floor`` (:func:`zp_ref.model_driven_growth.label_pole_distance`)."""
+    from ..model_driven_growth import label_pole_distance
+    return np.maximum(label_pole_distance(x, y), q_floor)
 
 
 def _squared_error(model):
