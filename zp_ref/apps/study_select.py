@@ -398,9 +398,15 @@ def poles_config(targets=None) -> StudyConfig:
     """The eighth run: the full study's budget with :data:`POLES_ARMS` in every cell
     (the curriculum with the study's model only; ``targets``: a subset, to share the run
     between processes)."""
-    scm = tuple(a for a in POLES_ARMS if a != "curriculum")
-    cfg = dataclasses.replace(StudyConfig.full(), methods=POLES_ARMS,
-                              constant_methods=POLES_ARMS, zeroproofml_methods=scm)
+    return _in_every_cell(POLES_ARMS, targets)
+
+
+def _in_every_cell(arms: tuple, targets) -> StudyConfig:
+    """The full study's budget with ``arms`` under both schedules with the study's model
+    and, but for the curricula, under SCMTrainer (``targets``: a subset, or None)."""
+    scm = tuple(a for a in arms if "curriculum" not in a)
+    cfg = dataclasses.replace(StudyConfig.full(), methods=arms, constant_methods=arms,
+                              zeroproofml_methods=scm)
     if targets is not None:
         cfg = dataclasses.replace(cfg, targets=tuple(targets))
     return cfg.validate()
@@ -463,12 +469,7 @@ LABELS_SEEDS = (40, 5)
 def labels_config(targets=None) -> StudyConfig:
     """The ninth run: the full study's budget with :data:`LABELS_ARMS` in every cell (the
     curricula with the study's model only; ``targets``: a subset, to share the run)."""
-    scm = tuple(a for a in LABELS_ARMS if "curriculum" not in a)
-    cfg = dataclasses.replace(StudyConfig.full(), methods=LABELS_ARMS,
-                              constant_methods=LABELS_ARMS, zeroproofml_methods=scm)
-    if targets is not None:
-        cfg = dataclasses.replace(cfg, targets=tuple(targets))
-    return cfg.validate()
+    return _in_every_cell(LABELS_ARMS, targets)
 
 
 def judge_labels(report: dict) -> dict:
