@@ -5,7 +5,9 @@ row with |y| above the median in one pass (``FIRST_ROWS = N``), which returns th
 brackets (asserted). Pools uniform in [-1, 1]^d with one pole line, ``y = 1 / (sum(x) / sqrt(d) -
 0.1)``; 16 brackets, 4 pool spacings apart (a label budget of 256). Both sides alternate;
 medians of ``--repeats`` calls after one warm-up call (its time is the first call of the
-process), with the quartiles and the load average before and after.
+process), with the quartiles and the load average before and after. Then, on the same
+pools, ``label_pole_distance`` (``q_signal="labels"``: up to ``SIGNAL_BRACKETS`` brackets,
+so in d > 1 every row above the median is looked up when fewer fit), found once per pool.
 
     python benchmarks/bench_pole_brackets.py [--repeats 7] [--json PATH]
 """
@@ -64,14 +66,24 @@ def main(argv=None) -> dict:
                     assert all(np.array_equal(a, b) for a, b in zip(out, ref))
                 else:
                     times[name].append(t)
+        labels = []
+        for _ in range(args.repeats + 1):
+            t0 = time.perf_counter()
+            growth.label_pole_distance(x, y)
+            labels.append(time.perf_counter() - t0)
         case = {"n": n, "d": d, "brackets": int(ref[0].shape[0]), "first_call": first,
-                **{name: bench.timing(t, warmup=1) for name, t in times.items()}}
+                **{name: bench.timing(t, warmup=1) for name, t in times.items()},
+                "label_pole_distance": bench.timing(labels[1:], warmup=1),
+                "label_pole_distance_first_call": labels[0]}
         result["cases"].append(case)
         print(f"N={n:>7} d={d}: {case['brackets']} brackets, default "
               f"{1e3 * case['default']['median']:8.1f} ms "
               f"[{1e3 * case['default']['q1']:.1f}, {1e3 * case['default']['q3']:.1f}], "
               f"every row {1e3 * case['every row']['median']:8.1f} ms "
-              f"[{1e3 * case['every row']['q1']:.1f}, {1e3 * case['every row']['q3']:.1f}]")
+              f"[{1e3 * case['every row']['q1']:.1f}, {1e3 * case['every row']['q3']:.1f}], "
+              f"label_pole_distance {1e3 * case['label_pole_distance']['median']:8.1f} ms "
+              f"[{1e3 * case['label_pole_distance']['q1']:.1f}, "
+              f"{1e3 * case['label_pole_distance']['q3']:.1f}]")
     result["load_after"] = bench.load_average()
     result["machine"] = bench.machine_info()
     print(f"load average before {result['load_before']}, after {result['load_after']}")
