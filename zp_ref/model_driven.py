@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import warnings
+
 import numpy as np
 
 from ._validation import as_float_array, check_count, check_seed

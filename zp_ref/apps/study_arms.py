@@ -27,7 +27,7 @@ __all__ = ["TRUE_Q_METHODS", "LABEL_Q_METHODS", "MODEL_Q_METHODS", "MODEL_DRIVEN
 #: Samplers given the target's true Q on the pool (the most favourable case).
 TRUE_Q_METHODS = ("importance", "hybrid", "curriculum", "active")
 #: The true-Q curriculum given, as its Q, the distance to the poles the labels show
-#: (:func:`zp_ref.model_driven_growth.pole_distances`, in units of x): no true Q, no model;
+#: (:func:`zp_ref.model_driven_growth.label_pole_distance`, units of x): no true Q, no model;
 #: and the same with half of every stage on the far band (``default_stages(5, 0.5)``).
 LABEL_Q_METHODS = ("curriculum_labels", "curriculum_labels_floor")
 #: The far band's least share in every stage of ``curriculum_labels_floor``: the safe
