@@ -4,7 +4,6 @@ at both ends) instead of the model's Q."""
 import numpy as np
 import pytest
 
-from zp_ref.apps.study_arms import label_distance
 from zp_ref.model_driven import ModelDrivenConfig, ModelDrivenLearner, run_refresh
 from zp_ref.model_driven_growth import SIGNAL_BRACKETS, pole_brackets, pole_distances
 
@@ -73,6 +72,8 @@ def test_label_bands_put_the_nearest_pool_fraction_at_the_data_pole():
 
 
 def test_label_distance_of_the_study_arm_is_in_units_of_x_and_floored():
+    pytest.importorskip("torch")                 # zp_ref.apps.study_arms imports the bridge
+    from zp_ref.apps.study_arms import label_distance
     x = midpoints()
     y = (x - ZERO) / (x - POLE)
     d = label_distance(x, y, 1e-6)
