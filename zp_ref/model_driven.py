@@ -30,7 +30,7 @@ from .model_bands import band_losses, band_weights, next_stage, signal_bands, st
 from .model_driven_gate import (GATE_FIELDS, check_gate_loss, decode_gate, encode_gate,
                                 gate_state, loss_signal_weights, variance_speedup)
 from .model_driven_growth import (around_rows, at_brackets, in_cells, pole_brackets,
-                                  pole_distances)
+                                  pole_distances, pool_geometry)
 from .model_driven_mixture import SignalMixture, largest_rows, q_distance, sorted_union
 from .model_driven_runner import Request, run_refresh
 from .rng import STREAMS, call_seed, uniforms
@@ -87,15 +87,8 @@ class ModelDrivenLearner:
                              "around high-loss points) or refine=True (points in the refined "
                              "cells of the model's Q); or use growth='uniform'")
         check_gate_loss(config, self.has_loss)
-        x = as_float_array(x_pool, "x_pool", ndim=(1, 2), finite=True)
-        self._x = x[:, None] if x.ndim == 1 else x
+        self._x, self.box, self.spacing = pool_geometry(x_pool, "x_pool")
         self.dim = self._x.shape[1]
-        self.box = (self._x.min(axis=0), self._x.max(axis=0))
-        width = self.box[1] - self.box[0]
-        if not (width > 0).all():
-            raise ValueError(f"x_pool must span a box of positive width on every axis, got "
-                             f"widths {width.tolist()}")
-        self.spacing = float(np.prod(width) / self._x.shape[0]) ** (1.0 / self.dim)
         self.needs_grad = config.uses_q and config.q_signal == "distance"
         self.needs_y = (config.q_signal == "labels"
                         or bool(config.label_budget) and config.growth == "poles")

@@ -23,8 +23,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._validation import as_float_array
+
 __all__ = ["BISECT_POINTS", "LADDER_RANGE", "FIRST_ROWS", "SIGNAL_BRACKETS", "around_rows",
-           "in_cells", "pole_brackets", "at_brackets", "pole_distances", "label_pole_distance"]
+           "in_cells", "pole_brackets", "at_brackets", "pole_distances", "label_pole_distance",
+           "pool_geometry"]
 
 #: Interior points per bracket and refresh: the bracket shrinks 5x per refresh.
 BISECT_POINTS = 4
@@ -215,15 +218,22 @@ def label_pole_distance(x, y) -> np.ndarray:
     -------
     numpy.ndarray, shape (N,), float64
     """
-    from ._validation import as_float_array
-    xs = as_float_array(x, "x", ndim=(1, 2), finite=True)
-    xs = xs[:, None] if xs.ndim == 1 else xs
+    xs, _, h = pool_geometry(x, "x")
     ys = as_float_array(y, "y", ndim=1, finite=True)
     if ys.size != xs.shape[0]:
         raise ValueError(f"y must hold one label per row of x ({xs.shape[0]}), got {ys.size}")
-    width = xs.max(axis=0) - xs.min(axis=0)
-    if not (width > 0).all():
-        raise ValueError(f"x must span a box of positive width on every axis, got widths "
-                         f"{width.tolist()}")
-    h = float(np.prod(width) / xs.shape[0]) ** (1.0 / xs.shape[1])
     return pole_distances(xs, ys, h) * h
+
+
+def pool_geometry(x_pool, name: str) -> tuple:
+    """A pool's inputs as float64 (N, d), its box (lo, hi) and its spacing
+    ``h = (box volume / N)^(1/d)``; ValueError naming ``name`` unless x is finite, of
+    rank 1 or 2, and spans a box of positive width on every axis."""
+    x = as_float_array(x_pool, name, ndim=(1, 2), finite=True)
+    x = x[:, None] if x.ndim == 1 else x
+    box = (x.min(axis=0), x.max(axis=0))
+    width = box[1] - box[0]
+    if not (width > 0).all():
+        raise ValueError(f"{name} must span a box of positive width on every axis, got "
+                         f"widths {width.tolist()}")
+    return x, box, float(np.prod(width) / x.shape[0]) ** (1.0 / x.shape[1])
