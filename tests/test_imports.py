@@ -21,7 +21,8 @@ PACKAGE = ROOT / "zp_ref"
 MAX_LINES = 600
 BRIDGES = ("zp_ref.bridges.torch", "zp_ref.torch_bridge", "zp_ref.bridges.dask",
            "zp_ref.bridges.dask_blocks", "zp_ref.bridges.dask_pools",
-           "zp_ref.bridges.dask_strata", "zp_ref.dask_bridge", "zp_ref.bridges.torch_model")
+           "zp_ref.bridges.dask_strata", "zp_ref.dask_bridge", "zp_ref.bridges.torch_model",
+           "zp_ref.bridges.torch_poles")
 #: Third-party packages a kernel module may import (besides the standard library).
 KERNEL_THIRD_PARTY = {"numpy", "numba"}
 

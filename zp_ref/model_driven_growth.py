@@ -26,8 +26,8 @@ import numpy as np
 from ._validation import as_float_array
 
 __all__ = ["BISECT_POINTS", "LADDER_RANGE", "FIRST_ROWS", "SIGNAL_BRACKETS", "around_rows",
-           "in_cells", "pole_brackets", "at_brackets", "pole_distances", "label_pole_distance",
-           "pool_geometry"]
+           "in_cells", "pole_brackets", "at_brackets", "bracket_centres", "distance_to",
+           "pole_distances", "label_pole_distance", "pool_geometry"]
 
 #: Interior points per bracket and refresh: the bracket shrinks 5x per refresh.
 BISECT_POINTS = 4
@@ -174,10 +174,10 @@ def at_brackets(a, b, n: int, spacing: float, u) -> np.ndarray:
 SIGNAL_BRACKETS = 1024
 
 
-def pole_distances(x, y, spacing: float, tree=None) -> np.ndarray:
-    """The distance of every pool point to the nearest centre of :func:`pole_brackets`
-    (at most :data:`SIGNAL_BRACKETS`, centres 4 spacings apart), in pool spacings (N,);
-    inf everywhere when the labels change sign at no pole (``q_signal="labels"``).
+def bracket_centres(x, y, spacing: float, tree=None) -> np.ndarray:
+    """The centres of :func:`pole_brackets` (at most :data:`SIGNAL_BRACKETS`, 4 spacings
+    apart): points of the target's poles of odd order as the labels show them (m, d),
+    m = 0 when the labels change sign at no pole.
 
     Parameters
     ----------
@@ -191,14 +191,32 @@ def pole_distances(x, y, spacing: float, tree=None) -> np.ndarray:
 
     Returns
     -------
+    numpy.ndarray, shape (m, d)
+    """
+    a, b = pole_brackets(x, y, SIGNAL_BRACKETS, 4 * spacing, tree=tree)
+    return 0.5 * (a + b)
+
+
+def distance_to(centres, x) -> np.ndarray:
+    """The distance of every row of x (n, d) to the nearest of ``centres`` (m, d), in
+    units of x (n,); inf everywhere when m = 0."""
+    if centres.shape[0] == 0:
+        return np.full(x.shape[0], np.inf)
+    from scipy.spatial import cKDTree
+    dist, _ = cKDTree(centres).query(x)
+    return np.asarray(dist, dtype=np.float64)
+
+
+def pole_distances(x, y, spacing: float, tree=None) -> np.ndarray:
+    """The distance of every pool point to the nearest of :func:`bracket_centres`, in pool
+    spacings (N,); inf everywhere when the labels change sign at no pole
+    (``q_signal="labels"``). The parameters are :func:`bracket_centres`'s.
+
+    Returns
+    -------
     numpy.ndarray, shape (N,)
     """
-    from scipy.spatial import cKDTree
-    a, b = pole_brackets(x, y, SIGNAL_BRACKETS, 4 * spacing, tree=tree)
-    if a.shape[0] == 0:
-        return np.full(x.shape[0], np.inf)
-    dist, _ = cKDTree(0.5 * (a + b)).query(x)
-    return np.asarray(dist, dtype=np.float64) / spacing
+    return distance_to(bracket_centres(x, y, spacing, tree=tree), x) / spacing
 
 
 def label_pole_distance(x, y) -> np.ndarray:

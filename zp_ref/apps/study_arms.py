@@ -16,13 +16,15 @@ import numpy as np
 
 from ..bridges.torch import (CurriculumBatchSampler, HybridBatchSampler,
                              ImportanceWeightedSampler, evaluate_q_fn, torch)
+from ..bridges.torch_poles import PoleDistance
 from ..rng import STREAMS, derive_seed, uniforms
 from ..sampling import sample_indices
 
-__all__ = ["TRUE_Q_METHODS", "LABEL_Q_METHODS", "MODEL_Q_METHODS", "MODEL_DRIVEN_METHODS",
-           "GROW_METHODS", "SQUARED_ERROR_METHODS", "LARGE_POOL_METHODS", "METHODS",
-           "MODEL_DRIVEN_GATE", "PARTIAL_REFRESH_ROWS", "ARM_BASE", "make_source",
-           "model_driven_config", "label_distance", "CURRICULUM_FAR_FLOOR"]
+__all__ = ["TRUE_Q_METHODS", "LABEL_Q_METHODS", "POLE_Q_METHODS", "MODEL_Q_METHODS",
+           "MODEL_DRIVEN_METHODS", "GROW_METHODS", "SQUARED_ERROR_METHODS",
+           "LARGE_POOL_METHODS", "METHODS", "MODEL_DRIVEN_GATE", "PARTIAL_REFRESH_ROWS",
+           "ARM_BASE", "make_source", "model_driven_config", "label_distance",
+           "CURRICULUM_FAR_FLOOR"]
 
 #: Samplers given the target's true Q on the pool (the most favourable case).
 TRUE_Q_METHODS = ("importance", "hybrid", "curriculum", "active")
@@ -30,6 +32,11 @@ TRUE_Q_METHODS = ("importance", "hybrid", "curriculum", "active")
 #: (:func:`zp_ref.model_driven_growth.label_pole_distance`, units of x): no true Q, no model;
 #: and the same with half of every stage on the far band (``default_stages(5, 0.5)``).
 LABEL_Q_METHODS = ("curriculum_labels", "curriculum_labels_floor")
+#: The true-Q curriculum given, as its Q, the distance to the nearest pole that the model's
+#: Q head or the labels show (:class:`zp_ref.bridges.torch_poles.PoleDistance`, refreshed
+#: every epoch): the model's poles, spurious ones included, and the target's that it lacks;
+#: and the same with half of every stage on the far band.
+POLE_Q_METHODS = ("curriculum_poles", "curriculum_poles_floor")
 #: The far band's least share in every stage of ``curriculum_labels_floor``: the safe
 #: sampler's uniform floor.
 CURRICULUM_FAR_FLOOR = 0.5
@@ -69,8 +76,8 @@ ARM_BASE = {"refresh_rows": 0}
 #: same sampler and settings given the target's true Q instead of the model's).
 GROW_METHODS = ("model_driven_grow", "model_driven_grow_sqerr", "model_driven_grow_poles",
                 "model_driven_grow_poles_sqerr", "uniform_grow", "oracle_grow")
-METHODS = (("uniform",) + TRUE_Q_METHODS + LABEL_Q_METHODS + MODEL_Q_METHODS
-           + ("zeroproofml_adaptive",)
+METHODS = (("uniform",) + TRUE_Q_METHODS + LABEL_Q_METHODS + POLE_Q_METHODS
+           + MODEL_Q_METHODS + ("zeroproofml_adaptive",)
            + MODEL_DRIVEN_METHODS + ("uniform_grow", "oracle_grow"))
 #: The model_driven_gate arm's ``variance_gate``: importance stays on only while it is
 #: estimated to lower the gradient's second moment at all (tau >= 1). K&F's threshold
@@ -86,10 +93,10 @@ class _Timed:
     """Accumulates the wall time of the sampler's work in ``seconds``."""
     seconds = 0.0
 
-    def _timed(self, fn, *args):
+    def _timed(self, fn, *args, **kwargs):
         t0 = time.perf_counter()
         try:
-            return fn(*args)
+            return fn(*args, **kwargs)
         finally:
             self.seconds += time.perf_counter() - t0
 
@@ -117,8 +124,12 @@ class BridgeSource(_FixedPool):
         if method in LABEL_Q_METHODS:     # the labels' poles, timed as the sampler's work
             q = self._timed(label_distance, x, y, cfg.q_floor)
         self.spe, self.b = spe, b
-        source = ({"x_pool": self._x, "q_fn": model.q, "refresh_every": 1}
-                  if method in MODEL_Q_METHODS else {"q_pool": q})
+        if method in MODEL_Q_METHODS or method in POLE_Q_METHODS:
+            q_fn = (self._timed(PoleDistance, model.q, x, y, floor=cfg.q_floor)
+                    if method in POLE_Q_METHODS else model.q)
+            source = {"x_pool": self._x, "q_fn": q_fn, "refresh_every": 1}
+        else:
+            source = {"q_pool": q}
         if kind == "importance":
             self.sampler = ImportanceWeightedSampler(num_samples=b * spe, seed=seed,
                                                      backend="numpy", **source)
