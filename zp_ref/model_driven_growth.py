@@ -198,8 +198,18 @@ def bracket_centres(x, y, spacing: float, tree=None) -> np.ndarray:
 
 
 def distance_to(centres, x) -> np.ndarray:
-    """The distance of every row of x (n, d) to the nearest of ``centres`` (m, d), in
-    units of x (n,); inf everywhere when m = 0."""
+    """The distance of every row of x to the nearest of ``centres``, in units of x; inf
+    everywhere when there is no centre.
+
+    Parameters
+    ----------
+    centres : numpy.ndarray, shape (m, d)
+    x : numpy.ndarray, shape (n, d)
+
+    Returns
+    -------
+    numpy.ndarray, shape (n,)
+    """
     if centres.shape[0] == 0:
         return np.full(x.shape[0], np.inf)
     from scipy.spatial import cKDTree
@@ -210,7 +220,12 @@ def distance_to(centres, x) -> np.ndarray:
 def pole_distances(x, y, spacing: float, tree=None) -> np.ndarray:
     """The distance of every pool point to the nearest of :func:`bracket_centres`, in pool
     spacings (N,); inf everywhere when the labels change sign at no pole
-    (``q_signal="labels"``). The parameters are :func:`bracket_centres`'s.
+    (``q_signal="labels"``).
+
+    Parameters
+    ----------
+    x, y, spacing, tree
+        As in :func:`bracket_centres`.
 
     Returns
     -------
