@@ -100,7 +100,8 @@ def test_label_pole_distance_is_in_units_of_x_and_checks_its_inputs():
     np.testing.assert_allclose(label_pole_distance(x, y),
                                pole_distances(x[:, None], y, 2.0 / x.size) * (2.0 / x.size),
                                rtol=1e-12, atol=0)
-    with pytest.raises(ValueError, match=r"one label per row of x \(2000\), got 1999"):
+    with pytest.raises(ValueError, match=r"y must hold one finite label per row of x "
+                       r"\(shape \(2000,\) or \(2000, 1\)\), got shape \(1999,\)"):
         label_pole_distance(x, y[:-1])
     with pytest.raises(ValueError, match="positive width"):
         label_pole_distance(np.ones(10), np.arange(10.0))

@@ -93,10 +93,12 @@ def test_curriculum_on_pole_distance_draws_what_the_array_draws():
     ((), {}, ValueError, "needs q_fn"),
     ((None, np.zeros(4)), {}, ValueError, "x_pool and y_pool must be given together"),
     (("q",), {}, TypeError, "q_fn must be callable"),
-    ((_linear_q(0.0),), {"floor": -1.0}, ValueError, "floor must be a finite float >= 0"),
-    ((_linear_q(0.0),), {"floor": float("nan")}, ValueError, "floor must be"),
-    ((None, np.linspace(0, 1, 5), np.ones(4)), {}, ValueError, "one finite label per row"),
-    ((None, np.linspace(0, 1, 5), [1, 2, np.nan, 4, 5]), {}, ValueError, "finite label"),
+    ((_linear_q(0.0),), {"floor": -1.0}, ValueError, r"floor must be in \[0.0, inf\], got -1.0"),
+    ((_linear_q(0.0),), {"floor": float("nan")}, ValueError, "floor must be finite, got nan"),
+    ((None, np.linspace(0, 1, 5), np.ones(4)), {}, ValueError,
+     r"y_pool must hold one finite label per row of x_pool \(shape \(5,\) or \(5, 1\)\)"),
+    ((None, np.linspace(0, 1, 5), [1, 2, np.nan, 4, 5]), {}, ValueError,
+     r"y_pool must be finite: 1 non-finite value\(s\), first at index 2"),
 ])
 def test_bad_arguments_are_refused_by_name(args, kwargs, error, match):
     with pytest.raises(error, match=match):
@@ -107,7 +109,7 @@ def test_a_q_head_without_gradient_is_refused():
     x = torch.linspace(-1.0, 1.0, 9, dtype=torch.float64)
     with pytest.raises(ValueError, match="no gradient with respect to x"):
         PoleDistance(lambda t: torch.ones(t.shape[0], dtype=torch.float64))(x)
-    with pytest.raises(ValueError, match="one value per row"):
+    with pytest.raises(ValueError, match=r"q_fn must return shape \(9,\) or \(9, 1\), got \(1,\)"):
         PoleDistance(lambda t: t.sum().reshape(1))(x)
 
 

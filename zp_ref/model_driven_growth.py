@@ -203,17 +203,20 @@ def distance_to(centres, x) -> np.ndarray:
 
     Parameters
     ----------
-    centres : numpy.ndarray, shape (m, d)
+    centres : numpy.ndarray, shape (m, d), or scipy.spatial.cKDTree
+        The centres, or a tree built over them once by a caller that asks often.
     x : numpy.ndarray, shape (n, d)
 
     Returns
     -------
     numpy.ndarray, shape (n,)
     """
-    if centres.shape[0] == 0:
-        return np.full(x.shape[0], np.inf)
     from scipy.spatial import cKDTree
-    dist, _ = cKDTree(centres).query(x)
+    if not isinstance(centres, cKDTree):
+        if centres.shape[0] == 0:
+            return np.full(x.shape[0], np.inf)
+        centres = cKDTree(centres)
+    dist, _ = centres.query(x)
     return np.asarray(dist, dtype=np.float64)
 
 
@@ -251,11 +254,20 @@ def label_pole_distance(x, y) -> np.ndarray:
     -------
     numpy.ndarray, shape (N,), float64
     """
-    xs, _, h = pool_geometry(x, "x")
-    ys = as_float_array(y, "y", ndim=1, finite=True)
-    if ys.size != xs.shape[0]:
-        raise ValueError(f"y must hold one label per row of x ({xs.shape[0]}), got {ys.size}")
+    xs, ys, h = labelled_pool(x, y, "x", "y")
     return pole_distances(xs, ys, h) * h
+
+
+def labelled_pool(x, y, x_name: str, y_name: str) -> tuple:
+    """A labelled pool's inputs (N, d) and labels (N,) as float64 and its spacing h (see
+    :func:`pool_geometry`); ValueError naming the argument unless every row has one finite
+    label."""
+    xs, _, h = pool_geometry(x, x_name)
+    ys = as_float_array(y, y_name, ndim=(1, 2), finite=True)
+    if ys.shape not in ((xs.shape[0],), (xs.shape[0], 1)):
+        raise ValueError(f"{y_name} must hold one finite label per row of {x_name} "
+                         f"(shape ({xs.shape[0]},) or ({xs.shape[0]}, 1)), got shape {ys.shape}")
+    return xs, ys.reshape(-1), h
 
 
 def pool_geometry(x_pool, name: str) -> tuple:

@@ -79,6 +79,25 @@ def _host(t) -> np.ndarray:
     return np.ascontiguousarray(to_numpy(t.detach()), dtype=np.float64)
 
 
+def q_and_grad_norm(q_fn, x, chunk: int) -> tuple:
+    """``q_fn(x)`` and ``|grad_x q_fn(x)|`` of the rows of x (n, ...), float64 arrays (n,),
+    by autograd on x only (a detached copy, whatever the caller's grad mode), in chunks of
+    ``chunk`` rows; ``(None, None)`` when q_fn's output has no gradient with respect to x."""
+    qs, gs = [], []
+    for i in range(0, x.shape[0], chunk):
+        xc = x[i:i + chunk].detach().clone()
+        xc = (xc if xc.is_floating_point() else xc.to(torch.float64)).requires_grad_(True)
+        with torch.enable_grad():
+            out = _rows(q_fn(xc), xc.shape[0], "q_fn")
+            g = (torch.autograd.grad(out.sum(), xc, allow_unused=True)[0]
+                 if out.requires_grad else None)
+        if g is None:
+            return None, None
+        qs.append(_host(out))
+        gs.append(_host(g.reshape(xc.shape[0], -1).norm(dim=1)))
+    return np.concatenate(qs), np.concatenate(gs)
+
+
 class ModelDrivenSampler(torch.utils.data.Sampler):
     """Batch sampler: ``num_batches`` batches of ``batch_size`` pool indices per epoch,
     drawn by :class:`~zp_ref.model_driven.ModelDrivenLearner` from the model's Q head
@@ -212,20 +231,10 @@ class ModelDrivenSampler(torch.utils.data.Sampler):
                                   or [np.zeros(0)])
 
     def _q_and_grad(self, x) -> tuple:
-        """(q, |grad_x q|) in chunks, autograd on x only; (q, None) when q_fn's output
-        has no gradient with respect to x (the quantile signal is used then)."""
-        qs, gs = [], []
-        for i in range(0, x.shape[0], self.q_batch_size):
-            xc = x[i:i + self.q_batch_size].detach().clone().requires_grad_(True)
-            with torch.enable_grad():
-                out = _rows(self.q_fn(xc), xc.shape[0], "q_fn")
-                g = (torch.autograd.grad(out.sum(), xc, allow_unused=True)[0]
-                     if out.requires_grad else None)
-            if g is None:
-                return self._q_values(x), None
-            qs.append(_host(out))
-            gs.append(_host(g.reshape(xc.shape[0], -1).norm(dim=1)))
-        return np.concatenate(qs), np.concatenate(gs)
+        """(q, |grad_x q|) in chunks; (q, None) when q_fn's output has no gradient with
+        respect to x (the quantile signal is used then)."""
+        q, g = q_and_grad_norm(self.q_fn, x, self.q_batch_size)
+        return (self._q_values(x), None) if q is None else (q, g)
 
     def _signals(self, rows, times: dict) -> dict:
         """q (and |grad q|) and the loss of pool rows ``rows`` (a slice or int64 array)."""

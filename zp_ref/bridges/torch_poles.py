@@ -3,10 +3,13 @@ labels show, as a ``q_fn`` for the curricula (see :mod:`zp_ref.bridges.torch`)."
 from __future__ import annotations
 
 import numpy as np
+from scipy.spatial import cKDTree
 import torch
 
-from ..model_driven_growth import bracket_centres, distance_to, pool_geometry
+from ..checks import check_real
+from ..model_driven_growth import bracket_centres, distance_to, labelled_pool
 from ..model_driven_mixture import q_distance
+from .torch_model import q_and_grad_norm
 
 __all__ = ["PoleDistance"]
 
@@ -50,18 +53,12 @@ class PoleDistance:
         if q_fn is None and x_pool is None:
             raise ValueError("PoleDistance needs q_fn (the model's poles), x_pool and y_pool "
                              "(the labels' poles), or all three; got none")
-        if isinstance(floor, bool) or not isinstance(floor, (int, float)) \
-                or not np.isfinite(floor) or floor < 0:
-            raise ValueError(f"floor must be a finite float >= 0, got {floor!r}")
-        self.q_fn, self.floor = q_fn, float(floor)
+        self.q_fn, self.floor = q_fn, check_real(floor, "floor", low=0.0)
         self.centres = None
         if x_pool is not None:
-            x, _, h = pool_geometry(_host(x_pool), "x_pool")
-            y = _host(y_pool).reshape(-1)
-            if y.size != x.shape[0] or not np.isfinite(y).all():
-                raise ValueError(f"y_pool must hold one finite label per row of x_pool "
-                                 f"({x.shape[0]}), got shape {tuple(np.shape(y_pool))}")
+            x, y, h = labelled_pool(x_pool, y_pool, "x_pool", "y_pool")
             self.centres = bracket_centres(x, y, h)
+            self._centre_tree = cKDTree(self.centres) if self.centres.shape[0] else self.centres
 
     def __call__(self, x) -> "torch.Tensor":
         """The distance of each row of ``x`` (n, ...) (float64 tensor (n,), x's device)."""
@@ -71,25 +68,15 @@ class PoleDistance:
         if self.q_fn is not None:
             d = np.minimum(d, self._model_distance(x))
         if self.centres is not None:
-            d = np.minimum(d, distance_to(self.centres, _host(x).reshape(n, -1)))
+            d = np.minimum(d, distance_to(self._centre_tree, _host(x).reshape(n, -1)))
         return torch.from_numpy(np.maximum(d, self.floor)).to(x.device)
 
     def _model_distance(self, x) -> np.ndarray:
-        xc = x.detach().clone().to(torch.float64 if not x.is_floating_point() else x.dtype)
-        xc.requires_grad_(True)
-        with torch.enable_grad():
-            q = self.q_fn(xc).reshape(-1)
-            if q.shape[0] != x.shape[0]:
-                raise ValueError(f"q_fn must return one value per row ({x.shape[0]}), got "
-                                 f"shape {tuple(q.shape)}")
-            if not q.requires_grad:
-                raise ValueError("q_fn's output has no gradient with respect to x; "
-                                 "PoleDistance needs a differentiable Q head")
-            g = torch.autograd.grad(q.sum(), xc, allow_unused=True)[0]
-        if g is None:
-            raise ValueError("q_fn's output does not depend on x; PoleDistance needs a "
-                             "differentiable Q head")
-        return q_distance(_host(q), _host(g.reshape(x.shape[0], -1).norm(dim=1)), 1.0)
+        q, g = q_and_grad_norm(self.q_fn, x, max(x.shape[0], 1))
+        if q is None:
+            raise ValueError("q_fn's output has no gradient with respect to x; "
+                             "PoleDistance needs a differentiable Q head")
+        return q_distance(q, g, 1.0)
 
 
 def _host(a) -> np.ndarray:
