@@ -468,3 +468,54 @@ def test_the_label_run_has_its_arms_in_every_cell_on_fresh_seeds():
     assert model_driven_config("model_driven_sqerr_labels", cfg) == dataclasses.replace(
         base, q_signal="labels", schedule="bands")
     assert {"model_driven_sqerr", "model_driven_sqerr_labels"} <= set(SQUARED_ERROR_METHODS)
+
+
+# ------------------------------------------------------------------ uniform within bands
+def test_the_within_rule_is_choose_over_the_fixed_pool_arms_and_the_uniform_curricula():
+    """judge_within: choose over WITHIN_CANDIDATES against uniform; a curriculum that is
+    closer but loses the far field by more than FAR_FIELD_FACTOR is not chosen; the
+    recommendation's entries are judge_labels' own."""
+    from zp_ref.apps.study_select import WITHIN_CANDIDATES, judge_within
+    pds = {"uniform": [1e-4, 4e-4], "curriculum": [1e-6, 1e-6],
+           "model_driven_sqerr": [5e-5, 2e-4], "curriculum_labels_floor": [2e-5, 8e-5],
+           "curriculum_labels": [1e-5, 1e-5], "curriculum_poles_floor": [1e-4, 4e-4],
+           "curriculum_poles": [4e-6, 4e-6]}
+    bands = {a: (0.9, 0.6, 0.01) for a in pds}
+    bands["curriculum_labels"] = (0.4, 0.1, 0.01 * FAR_FIELD_FACTOR * (1 + 1e-9))
+    bands["curriculum_poles"] = (0.3, 0.1, 0.02)
+    report = _poles_report(pds, bands)
+    for arm in pds:                              # B3: 3x uniform's for curriculum_poles
+        report["targets"]["rational_1d"]["methods"][arm]["schedules"]["cosine"][
+            "band_median_rel_err"]["B3"] = {"mean": 0.03 if arm == "curriculum_poles"
+                                            else 0.09}
+    out = judge_within(report)
+    cell = "rational_1d, cosine"
+    assert out["at_3x"]["curriculum_poles"] == [cell]
+    assert out["at_3x"]["curriculum_labels"] == []
+    assert out["chosen"] == "curriculum_labels_floor"
+    assert out["safe"] == {"model_driven_sqerr": True, "curriculum_labels_floor": True,
+                           "curriculum_labels": False, "curriculum_poles_floor": True,
+                           "curriculum_poles": False}
+    assert out["gains"]["curriculum_labels_floor"] == pytest.approx(5.0, rel=1e-12)
+    assert out["gains"]["curriculum_poles_floor"] == pytest.approx(1.0, rel=1e-12)
+    assert out["vs_oracle"]["curriculum_poles"][cell] == pytest.approx(0.25, rel=1e-12)
+    assert out["b1_b2"]["curriculum_poles"][cell] == [0.3, 0.1]
+    assert WITHIN_CANDIDATES == ("model_driven_sqerr", "curriculum_labels_floor",
+                                 "curriculum_labels", "curriculum_poles_floor",
+                                 "curriculum_poles")
+
+
+def test_the_within_run_draws_uniformly_inside_the_bands_on_fresh_seeds():
+    """within_config: WITHIN_ARMS under both schedules with the study's model only, every
+    target, curriculum_within='uniform' and nothing else changed from the full study;
+    seeds 45-49, after the ninth run's 40-44."""
+    from zp_ref.apps.study_select import WITHIN_ARMS, WITHIN_SEEDS, within_config
+    assert WITHIN_SEEDS == (45, 5)
+    cfg = within_config()
+    assert cfg.methods == cfg.constant_methods == WITHIN_ARMS
+    assert cfg.zeroproofml_methods == () and cfg.curriculum_within == "uniform"
+    assert dataclasses.replace(cfg, methods=StudyConfig.full().methods,
+                               constant_methods=StudyConfig.full().constant_methods,
+                               zeroproofml_methods=StudyConfig.full().zeroproofml_methods,
+                               curriculum_within="importance") == StudyConfig.full()
+    assert within_config(["spurious_1d"]).targets == ("spurious_1d",)

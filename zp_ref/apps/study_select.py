@@ -36,7 +36,8 @@ __all__ = ["CANDIDATES", "FAR_FIELD_FACTOR", "LOSS_SIGNAL_PAIRS", "PARTIAL_GAIN_
            "cells_at_3x", "judge_tilt", "run_tilt", "SCM_ARMS", "SCM_SEEDS", "scm_config",
            "judge_scm", "run_scm", "POLES_ARMS", "POLES_CANDIDATES", "POLES_SEEDS",
            "poles_config", "judge_poles", "run_poles", "LABELS_ARMS", "LABELS_CANDIDATES",
-           "LABELS_SEEDS", "labels_config", "judge_labels", "run_labels"]
+           "LABELS_SEEDS", "labels_config", "judge_labels", "run_labels", "WITHIN_ARMS",
+           "WITHIN_CANDIDATES", "WITHIN_SEEDS", "within_config", "judge_within", "run_within"]
 
 #: Candidate replacements of ModelDrivenConfig's defaults, with their reasons:
 #: - ``defaults``: the shipped defaults (floor 0.5, ``1 / distance``).
@@ -481,19 +482,25 @@ def judge_labels(report: dict) -> dict:
     (:func:`cells_at_3x`), against the true-Q curriculum (``vs_oracle``) and the mean B1
     and B2 errors (``b1_b2``). {"scores", "chosen", "gains", "safe", "at_3x",
     "vs_oracle", "b1_b2"}."""
-    scores = {c: cell_scores(report, report, c) for c in LABELS_CANDIDATES}
+    return _judge_fixed_pool(report, LABELS_CANDIDATES)
+
+
+def _judge_fixed_pool(report: dict, candidates: tuple) -> dict:
+    """:func:`choose` over ``candidates`` against uniform, with each candidate's cells at
+    3x, its pole distance against the true-Q curriculum's and its B1 and B2 errors."""
+    scores = {c: cell_scores(report, report, c) for c in candidates}
     err = "band_median_rel_err"
-    return {"scores": scores, "chosen": choose(scores, LABELS_CANDIDATES),
+    return {"scores": scores, "chosen": choose(scores, candidates),
             "gains": {c: geometric_gain(v) for c, v in scores.items()},
             "safe": {c: is_safe(v) for c, v in scores.items()},
-            "at_3x": {c: cells_at_3x(report, report, c) for c in LABELS_CANDIDATES},
+            "at_3x": {c: cells_at_3x(report, report, c) for c in candidates},
             "vs_oracle": {c: {cell: _geo_pole_distance(ref) / _geo_pole_distance(ours)
                               for cell, ref, ours in _arm_cells(report, report, c,
                                                                 "curriculum")}
-                          for c in LABELS_CANDIDATES},
+                          for c in candidates},
             "b1_b2": {c: {cell: [ours[err]["B1"]["mean"], ours[err]["B2"]["mean"]]
                           for cell, _, ours in _arm_cells(report, report, c)}
-                      for c in LABELS_CANDIDATES}}
+                      for c in candidates}}
 
 
 def run_labels(out="runs/labels", targets=None, progress=True) -> dict:
@@ -501,4 +508,43 @@ def run_labels(out="runs/labels", targets=None, progress=True) -> dict:
     target, write ``out/judgement.json`` (:func:`judge_labels`) and return it, else return
     the study report."""
     return _run_judged(out, LABELS_SEEDS, labels_config(targets), judge_labels,
+                       StudyConfig.full().targets, targets, progress)
+
+
+# ------------------------------------------------------------------ uniform within bands
+#: The tenth run (docs/training_study.md, "Uniform draws inside the bands"): the label and
+#: pole curricula drawing uniformly inside each band (``curriculum_within="uniform"``;
+#: ``"importance"`` draws ``1/Q^2`` there, which puts the far band's draws at its near
+#: edge) against uniform batches, the fixed-pool recommendation (``model_driven_sqerr``,
+#: which draws no band) and the true-Q curriculum, with the study's model.
+WITHIN_ARMS = ("uniform", "curriculum", "curriculum_labels", "curriculum_labels_floor",
+               "curriculum_poles", "curriculum_poles_floor", "model_driven_sqerr")
+WITHIN_CANDIDATES = ("model_driven_sqerr", "curriculum_labels_floor", "curriculum_labels",
+                     "curriculum_poles_floor", "curriculum_poles")
+WITHIN_SEEDS = (45, 5)
+
+
+def within_config(targets=None) -> StudyConfig:
+    """The tenth run: the full study's budget with :data:`WITHIN_ARMS` under both schedules
+    with the study's model only, the curricula drawing uniformly inside each band
+    (``targets``: a subset, to share the run)."""
+    cfg = _in_every_cell(WITHIN_ARMS, targets)
+    return dataclasses.replace(cfg, zeroproofml_methods=(),
+                               curriculum_within="uniform").validate()
+
+
+def judge_within(report: dict) -> dict:
+    """The rule, fixed before the runs, on the tenth run's report: the development run's
+    :func:`choose` over :data:`WITHIN_CANDIDATES` against uniform, over the same 8 cells.
+    A chosen curriculum becomes the recommendation for a fixed pool with one label per row
+    (``within="uniform"``; docs/torch.md); the library's defaults stay. Reported as in
+    :func:`judge_labels`."""
+    return _judge_fixed_pool(report, WITHIN_CANDIDATES)
+
+
+def run_within(out="runs/within", targets=None, progress=True) -> dict:
+    """Run the tenth run into ``out`` (resumable, seeds :data:`WITHIN_SEEDS`); with every
+    target, write ``out/judgement.json`` (:func:`judge_within`) and return it, else return
+    the study report."""
+    return _run_judged(out, WITHIN_SEEDS, within_config(targets), judge_within,
                        StudyConfig.full().targets, targets, progress)
