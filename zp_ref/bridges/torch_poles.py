@@ -54,11 +54,12 @@ class PoleDistance:
             raise ValueError("PoleDistance needs q_fn (the model's poles), x_pool and y_pool "
                              "(the labels' poles), or all three; got none")
         self.q_fn, self.floor = q_fn, check_real(floor, "floor", low=0.0)
-        self.centres = None
+        self.centres, self._centre_tree = None, None     # the tree: built once, if any
         if x_pool is not None:
             x, y, h = labelled_pool(x_pool, y_pool, "x_pool", "y_pool")
             self.centres = bracket_centres(x, y, h)
-            self._centre_tree = cKDTree(self.centres) if self.centres.shape[0] else self.centres
+            if self.centres.shape[0]:
+                self._centre_tree = cKDTree(self.centres)
 
     def __call__(self, x) -> "torch.Tensor":
         """The distance of each row of ``x`` (n, ...) (float64 tensor (n,), x's device)."""
@@ -67,7 +68,7 @@ class PoleDistance:
         d = np.full(n, np.inf)
         if self.q_fn is not None:
             d = np.minimum(d, self._model_distance(x))
-        if self.centres is not None:
+        if self._centre_tree is not None:     # no centre: the labels' distance is inf
             d = np.minimum(d, distance_to(self._centre_tree, _host(x).reshape(n, -1)))
         return torch.from_numpy(np.maximum(d, self.floor)).to(x.device)
 
