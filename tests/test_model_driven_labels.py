@@ -123,3 +123,29 @@ def test_the_floored_label_curriculum_keeps_half_of_every_stage_on_the_far_band(
     np.testing.assert_array_equal(got["curriculum_labels"], default_stages(5))
     np.testing.assert_array_equal(got["curriculum_labels_floor"],
                                   default_stages(5, CURRICULUM_FAR_FLOOR))
+
+
+def test_the_recommended_label_curriculum_falls_back_to_uniform_without_a_sign_change():
+    """The fixed-pool recommendation (docs/torch.md: label_pole_distance as the Q of
+    BandCurriculum(default_stages(5, 0.5), within="uniform")) on a target whose pole has
+    even order: no bracket, every row in the far band, and 6 epochs x 10 batches of 100
+    draws spread uniformly over the pool (chi-square over 10 equal index bins, seed 0,
+    p > 1e-3), with no band other than the far one drawn."""
+    from scipy.stats import chisquare
+
+    from zp_ref.bands import default_stages
+    from zp_ref.curriculum import BandCurriculum
+    from zp_ref.model_driven_growth import label_pole_distance
+    x = midpoints()
+    q = label_pole_distance(x, 1.0 / (x - POLE) ** 2)
+    assert np.isinf(q).all()
+    cur = BandCurriculum(default_stages(5, 0.5), epochs_per_stage=2, within="uniform", seed=0)
+    draws = []
+    for epoch in range(6):
+        for _ in range(10):
+            idx, counts = cur.sample(q, 100, epoch)
+            assert counts.tolist() == [0, 0, 0, 0, 100]
+            draws.append(idx)
+    assert cur.current_stage == 2
+    hist = np.bincount(np.concatenate(draws) * 10 // x.size, minlength=10)
+    assert chisquare(hist).pvalue > 1e-3
