@@ -131,7 +131,3 @@ def test_the_pole_curricula_of_the_study_band_on_the_model_and_the_labels():
     np.testing.assert_array_equal(got["curriculum_poles"].curriculum.stages, default_stages(5))
     np.testing.assert_array_equal(got["curriculum_poles_floor"].curriculum.stages,
                                   default_stages(5, CURRICULUM_FAR_FLOOR))
-    cool = got["curriculum_poles_cool"].curriculum       # far, mid, near, far again
-    np.testing.assert_array_equal(cool.stages, default_stages(5)[[0, 1, 2, 0]])
-    assert cool.epochs_per_stage == cfg.epochs // 4
-    assert got["curriculum_poles"].curriculum.epochs_per_stage == cfg.epochs // 3

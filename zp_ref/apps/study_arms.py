@@ -30,14 +30,13 @@ __all__ = ["TRUE_Q_METHODS", "LABEL_Q_METHODS", "POLE_Q_METHODS", "MODEL_Q_METHO
 TRUE_Q_METHODS = ("importance", "hybrid", "curriculum", "active")
 #: The true-Q curriculum given, as its Q, the distance to the poles the labels show
 #: (:func:`zp_ref.model_driven_growth.label_pole_distance`, units of x): no true Q, no model;
-#: and the same with half of every stage on the far band (``default_stages(5, 0.5)``), or
-#: with a fourth stage, the far band alone again (``_cool``: the last quarter of the epochs).
-LABEL_Q_METHODS = ("curriculum_labels", "curriculum_labels_floor", "curriculum_labels_cool")
+#: and the same with half of every stage on the far band (``default_stages(5, 0.5)``).
+LABEL_Q_METHODS = ("curriculum_labels", "curriculum_labels_floor")
 #: The true-Q curriculum given, as its Q, the distance to the nearest pole that the model's
 #: Q head or the labels show (:class:`zp_ref.bridges.torch_poles.PoleDistance`, refreshed
 #: every epoch): the model's poles, spurious ones included, and the target's that it lacks;
-#: and the same with half of every stage on the far band, or with a last far stage.
-POLE_Q_METHODS = ("curriculum_poles", "curriculum_poles_floor", "curriculum_poles_cool")
+#: and the same with half of every stage on the far band.
+POLE_Q_METHODS = ("curriculum_poles", "curriculum_poles_floor")
 #: The far band's least share in every stage of ``curriculum_labels_floor``: the safe
 #: sampler's uniform floor.
 CURRICULUM_FAR_FLOOR = 0.5
@@ -137,13 +136,9 @@ class BridgeSource(_FixedPool):
         elif kind == "curriculum":
             from ..curriculum import BandCurriculum, default_stages
             floor = CURRICULUM_FAR_FLOOR if method.endswith("_floor") else 0.0
-            stages = default_stages(5, floor)
-            if method.endswith("_cool"):      # far -> mid -> near -> far
-                stages = np.vstack([stages, stages[:1]])
-            curriculum = BandCurriculum(stages, epochs_per_stage=max(1, cfg.epochs
-                                                                     // len(stages)),
-                                        seed=seed, within=cfg.curriculum_within,
-                                        backend="numpy")
+            curriculum = BandCurriculum(default_stages(5, floor),
+                                        epochs_per_stage=max(1, cfg.epochs // 3), seed=seed,
+                                        within=cfg.curriculum_within, backend="numpy")
             self.sampler = CurriculumBatchSampler(batch_size=b, num_batches=spe,
                                                   curriculum=curriculum, **source)
         else:   # uniform and active draw uniformly from their pool; hybrid mixes
