@@ -519,3 +519,30 @@ def test_the_within_run_draws_uniformly_inside_the_bands_on_fresh_seeds():
                                zeroproofml_methods=StudyConfig.full().zeroproofml_methods,
                                curriculum_within="importance") == StudyConfig.full()
     assert within_config(["spurious_1d"]).targets == ("spurious_1d",)
+
+
+def test_the_replication_runs_the_chosen_arm_and_the_previous_recommendation_on_new_seeds():
+    """within_config(arms=REPLICATION_ARMS): the same study as the tenth run's with three
+    arms, on seeds 50-54 (after 45-49); judge_replication is choose over the previous
+    recommendation and the chosen curriculum, which loses when its far field is above
+    FAR_FIELD_FACTOR times uniform's."""
+    from zp_ref.apps.study_select import (REPLICATION_ARMS, REPLICATION_SEEDS, WITHIN_ARMS,
+                                          judge_replication, within_config)
+    assert REPLICATION_SEEDS == (50, 5)
+    cfg = within_config(arms=REPLICATION_ARMS)
+    assert cfg.methods == cfg.constant_methods == REPLICATION_ARMS
+    assert dataclasses.replace(cfg, methods=WITHIN_ARMS,
+                               constant_methods=WITHIN_ARMS) == within_config()
+    pds = {"uniform": [1e-4, 4e-4], "model_driven_sqerr": [5e-5, 2e-4],
+           "curriculum_labels_floor": [2e-5, 8e-5]}
+    bands = {a: (0.9, 0.6, 0.01) for a in pds}
+    report = _poles_report(pds, bands)
+    for arm in pds:
+        report["targets"]["rational_1d"]["methods"][arm]["schedules"]["cosine"][
+            "band_median_rel_err"]["B3"] = {"mean": 0.09}
+    assert judge_replication(report)["chosen"] == "curriculum_labels_floor"
+    report["targets"]["rational_1d"]["methods"]["curriculum_labels_floor"]["schedules"][
+        "cosine"]["band_median_rel_err"]["B4"] = {"mean": 0.01 * FAR_FIELD_FACTOR * 1.01}
+    out = judge_replication(report)
+    assert out["chosen"] == "model_driven_sqerr" and out["vs_oracle"] == {
+        "model_driven_sqerr": {}, "curriculum_labels_floor": {}}
