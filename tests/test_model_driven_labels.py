@@ -119,10 +119,13 @@ def test_the_floored_label_curriculum_keeps_half_of_every_stage_on_the_far_band(
     x = midpoints(512)[:, None]
     y = target.evaluate(x)[0]
     got = {m: make_source(m, target, x, y, None, cfg, 0, None).sampler.curriculum.stages
-           for m in ("curriculum_labels", "curriculum_labels_floor")}
+           for m in ("curriculum_labels", "curriculum_labels_floor",
+                     "curriculum_labels_floor70")}
     np.testing.assert_array_equal(got["curriculum_labels"], default_stages(5))
     np.testing.assert_array_equal(got["curriculum_labels_floor"],
                                   default_stages(5, CURRICULUM_FAR_FLOOR))
+    np.testing.assert_array_equal(got["curriculum_labels_floor70"], default_stages(5, 0.7))
+    assert CURRICULUM_FAR_FLOOR == 0.5
 
 
 def test_the_recommended_label_curriculum_falls_back_to_uniform_without_a_sign_change():

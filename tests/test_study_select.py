@@ -475,7 +475,7 @@ def test_the_within_rule_is_choose_over_the_fixed_pool_arms_and_the_uniform_curr
     """judge_within: choose over WITHIN_CANDIDATES against uniform; a curriculum that is
     closer but loses the far field by more than FAR_FIELD_FACTOR is not chosen; the
     recommendation's entries are judge_labels' own."""
-    from zp_ref.apps.study_select import WITHIN_CANDIDATES, judge_within
+    from zp_ref.apps.study_within import WITHIN_CANDIDATES, judge_within
     pds = {"uniform": [1e-4, 4e-4], "curriculum": [1e-6, 1e-6],
            "model_driven_sqerr": [5e-5, 2e-4], "curriculum_labels_floor": [2e-5, 8e-5],
            "curriculum_labels": [1e-5, 1e-5], "curriculum_poles_floor": [1e-4, 4e-4],
@@ -509,7 +509,7 @@ def test_the_within_run_draws_uniformly_inside_the_bands_on_fresh_seeds():
     """within_config: WITHIN_ARMS under both schedules with the study's model only, every
     target, curriculum_within='uniform' and nothing else changed from the full study;
     seeds 45-49, after the ninth run's 40-44."""
-    from zp_ref.apps.study_select import WITHIN_ARMS, WITHIN_SEEDS, within_config
+    from zp_ref.apps.study_within import WITHIN_ARMS, WITHIN_SEEDS, within_config
     assert WITHIN_SEEDS == (45, 5)
     cfg = within_config()
     assert cfg.methods == cfg.constant_methods == WITHIN_ARMS
@@ -526,7 +526,7 @@ def test_the_replication_runs_the_chosen_arm_and_the_previous_recommendation_on_
     arms, on seeds 50-54 (after 45-49); judge_replication is choose over the previous
     recommendation and the chosen curriculum, which loses when its far field is above
     FAR_FIELD_FACTOR times uniform's."""
-    from zp_ref.apps.study_select import (REPLICATION_ARMS, REPLICATION_SEEDS, WITHIN_ARMS,
+    from zp_ref.apps.study_within import (REPLICATION_ARMS, REPLICATION_SEEDS, WITHIN_ARMS,
                                           judge_replication, within_config)
     assert REPLICATION_SEEDS == (50, 5)
     cfg = within_config(arms=REPLICATION_ARMS)
@@ -546,3 +546,21 @@ def test_the_replication_runs_the_chosen_arm_and_the_previous_recommendation_on_
     out = judge_replication(report)
     assert out["chosen"] == "model_driven_sqerr" and out["vs_oracle"] == {
         "model_driven_sqerr": {}, "curriculum_labels_floor": {}}
+
+
+def test_the_wider_floor_is_recommended_only_when_safe_on_each_seed_set_alone():
+    """judge_floor70: curriculum_labels_floor70 against uniform in each of the two reports
+    (seeds 55-59, 60-64); recommended only when is_safe holds in both, so a far field
+    above FAR_FIELD_FACTOR in one set refuses it."""
+    from zp_ref.apps.study_within import (FLOOR70_ARMS, FLOOR70_SEEDS, judge_floor70,
+                                          within_config)
+    assert FLOOR70_SEEDS == ((55, 5), (60, 5))
+    assert within_config(arms=FLOOR70_ARMS).methods == ("uniform", "curriculum_labels_floor70")
+    pds = {"uniform": [1e-4, 4e-4], "curriculum_labels_floor70": [5e-5, 2e-4]}
+    bands = {a: (0.9, 0.6, 0.01) for a in pds}
+    out = judge_floor70([_poles_report(pds, bands), _poles_report(pds, bands)])
+    assert out["safe"] == [True, True] and out["recommended"]
+    assert out["gains"] == [pytest.approx(2.0, rel=1e-12)] * 2
+    worse = dict(bands, curriculum_labels_floor70=(0.9, 0.6, 0.01 * FAR_FIELD_FACTOR * 1.01))
+    out = judge_floor70([_poles_report(pds, bands), _poles_report(pds, worse)])
+    assert out["safe"] == [True, False] and not out["recommended"]

@@ -24,14 +24,15 @@ __all__ = ["TRUE_Q_METHODS", "LABEL_Q_METHODS", "POLE_Q_METHODS", "MODEL_Q_METHO
            "MODEL_DRIVEN_METHODS", "GROW_METHODS", "SQUARED_ERROR_METHODS",
            "LARGE_POOL_METHODS", "METHODS", "MODEL_DRIVEN_GATE", "PARTIAL_REFRESH_ROWS",
            "ARM_BASE", "make_source", "model_driven_config", "label_distance",
-           "CURRICULUM_FAR_FLOOR"]
+           "CURRICULUM_FAR_FLOOR", "CURRICULUM_FAR_FLOORS"]
 
 #: Samplers given the target's true Q on the pool (the most favourable case).
 TRUE_Q_METHODS = ("importance", "hybrid", "curriculum", "active")
 #: The true-Q curriculum given, as its Q, the distance to the poles the labels show
 #: (:func:`zp_ref.model_driven_growth.label_pole_distance`, units of x): no true Q, no model;
-#: and the same with half of every stage on the far band (``default_stages(5, 0.5)``).
-LABEL_Q_METHODS = ("curriculum_labels", "curriculum_labels_floor")
+#: and the same with half of every stage on the far band (``default_stages(5, 0.5)``), or
+#: 70 % of it (``_floor70``).
+LABEL_Q_METHODS = ("curriculum_labels", "curriculum_labels_floor", "curriculum_labels_floor70")
 #: The true-Q curriculum given, as its Q, the distance to the nearest pole that the model's
 #: Q head or the labels show (:class:`zp_ref.bridges.torch_poles.PoleDistance`, refreshed
 #: every epoch): the model's poles, spurious ones included, and the target's that it lacks;
@@ -40,6 +41,8 @@ POLE_Q_METHODS = ("curriculum_poles", "curriculum_poles_floor")
 #: The far band's least share in every stage of ``curriculum_labels_floor``: the safe
 #: sampler's uniform floor.
 CURRICULUM_FAR_FLOOR = 0.5
+#: The far band's least share by the floored curricula's name suffix.
+CURRICULUM_FAR_FLOORS = {"_floor": CURRICULUM_FAR_FLOOR, "_floor70": 0.7}
 #: Today's samplers with the model's own Q head on the pool (``q_fn``), refreshed every epoch.
 MODEL_Q_METHODS = ("importance_model_q", "hybrid_model_q", "curriculum_model_q")
 #: The safe model-driven sampler (zp_ref.torch_bridge.ModelDrivenSampler): its defaults,
@@ -135,7 +138,8 @@ class BridgeSource(_FixedPool):
                                                      backend="numpy", **source)
         elif kind == "curriculum":
             from ..curriculum import BandCurriculum, default_stages
-            floor = CURRICULUM_FAR_FLOOR if method.endswith("_floor") else 0.0
+            floor = next((f for suffix, f in CURRICULUM_FAR_FLOORS.items()
+                          if method.endswith(suffix)), 0.0)
             curriculum = BandCurriculum(default_stages(5, floor),
                                         epochs_per_stage=max(1, cfg.epochs // 3), seed=seed,
                                         within=cfg.curriculum_within, backend="numpy")

@@ -36,10 +36,7 @@ __all__ = ["CANDIDATES", "FAR_FIELD_FACTOR", "LOSS_SIGNAL_PAIRS", "PARTIAL_GAIN_
            "cells_at_3x", "judge_tilt", "run_tilt", "SCM_ARMS", "SCM_SEEDS", "scm_config",
            "judge_scm", "run_scm", "POLES_ARMS", "POLES_CANDIDATES", "POLES_SEEDS",
            "poles_config", "judge_poles", "run_poles", "LABELS_ARMS", "LABELS_CANDIDATES",
-           "LABELS_SEEDS", "labels_config", "judge_labels", "run_labels", "WITHIN_ARMS",
-           "WITHIN_CANDIDATES", "WITHIN_SEEDS", "within_config", "judge_within", "run_within",
-           "REPLICATION_ARMS", "REPLICATION_CANDIDATES", "REPLICATION_SEEDS",
-           "judge_replication", "run_replication"]
+           "LABELS_SEEDS", "labels_config", "judge_labels", "run_labels"]
 
 #: Candidate replacements of ModelDrivenConfig's defaults, with their reasons:
 #: - ``defaults``: the shipped defaults (floor 0.5, ``1 / distance``).
@@ -511,66 +508,3 @@ def run_labels(out="runs/labels", targets=None, progress=True) -> dict:
     the study report."""
     return _run_judged(out, LABELS_SEEDS, labels_config(targets), judge_labels,
                        StudyConfig.full().targets, targets, progress)
-
-
-# ------------------------------------------------------------------ uniform within bands
-#: The tenth run (docs/training_study.md, "Uniform draws inside the bands"): the label and
-#: pole curricula drawing uniformly inside each band (``curriculum_within="uniform"``;
-#: ``"importance"`` draws ``1/Q^2`` there, which puts the far band's draws at its near
-#: edge) against uniform batches, the fixed-pool recommendation (``model_driven_sqerr``,
-#: which draws no band) and the true-Q curriculum, with the study's model.
-WITHIN_ARMS = ("uniform", "curriculum", "curriculum_labels", "curriculum_labels_floor",
-               "curriculum_poles", "curriculum_poles_floor", "model_driven_sqerr")
-WITHIN_CANDIDATES = ("model_driven_sqerr", "curriculum_labels_floor", "curriculum_labels",
-                     "curriculum_poles_floor", "curriculum_poles")
-WITHIN_SEEDS = (45, 5)
-
-
-#: Its replication on a second set of fresh seeds: the chosen arm against uniform and the
-#: previous fixed-pool recommendation, judged by the same rule.
-REPLICATION_ARMS = ("uniform", "curriculum_labels_floor", "model_driven_sqerr")
-REPLICATION_CANDIDATES = ("model_driven_sqerr", "curriculum_labels_floor")
-REPLICATION_SEEDS = (50, 5)
-
-
-def within_config(targets=None, arms: tuple = WITHIN_ARMS) -> StudyConfig:
-    """The tenth run: the full study's budget with ``arms`` (:data:`WITHIN_ARMS`, or
-    :data:`REPLICATION_ARMS`) under both schedules with the study's model only, the
-    curricula drawing uniformly inside each band (``targets``: a subset, to share the
-    run)."""
-    cfg = _in_every_cell(arms, targets)
-    return dataclasses.replace(cfg, zeroproofml_methods=(),
-                               curriculum_within="uniform").validate()
-
-
-def judge_within(report: dict) -> dict:
-    """The rule, fixed before the runs, on the tenth run's report: the development run's
-    :func:`choose` over :data:`WITHIN_CANDIDATES` against uniform, over the same 8 cells.
-    A chosen curriculum becomes the recommendation for a fixed pool with one label per row
-    (``within="uniform"``; docs/torch.md); the library's defaults stay. Reported as in
-    :func:`judge_labels`."""
-    return _judge_fixed_pool(report, WITHIN_CANDIDATES)
-
-
-def run_within(out="runs/within", targets=None, progress=True) -> dict:
-    """Run the tenth run into ``out`` (resumable, seeds :data:`WITHIN_SEEDS`); with every
-    target, write ``out/judgement.json`` (:func:`judge_within`) and return it, else return
-    the study report."""
-    return _run_judged(out, WITHIN_SEEDS, within_config(targets), judge_within,
-                       StudyConfig.full().targets, targets, progress)
-
-
-def judge_replication(report: dict) -> dict:
-    """The rule, fixed before the runs, on the replication's report: :func:`choose` over
-    :data:`REPLICATION_CANDIDATES` against uniform. The tenth run's recommendation stands
-    when ``curriculum_labels_floor`` is safe here too; otherwise docs/torch.md says that
-    it was not safe on the second set. Reported as in :func:`judge_labels`."""
-    return _judge_fixed_pool(report, REPLICATION_CANDIDATES)
-
-
-def run_replication(out="runs/within_replication", targets=None, progress=True) -> dict:
-    """Run the replication into ``out`` (resumable, seeds :data:`REPLICATION_SEEDS`); with
-    every target, write ``out/judgement.json`` (:func:`judge_replication`) and return it,
-    else return the study report."""
-    return _run_judged(out, REPLICATION_SEEDS, within_config(targets, REPLICATION_ARMS),
-                       judge_replication, StudyConfig.full().targets, targets, progress)

@@ -1,0 +1,115 @@
+"""The tenth and eleventh runs of the training study (docs/training_study.md, "Uniform
+draws inside the bands"): the label and pole curricula drawing uniformly inside each |Q|
+band, their replication on a second set of fresh seeds, and a wider far floor, each with
+its rule fixed before its runs (:func:`zp_ref.apps.study_select.choose` and
+:func:`~zp_ref.apps.study_select.is_safe`)."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from .._atomic import atomic_write_json
+from .study import StudyConfig, run_study
+from .study_select import (_in_every_cell, _judge_fixed_pool, _run_judged, cell_scores,
+                           geometric_gain, is_safe)
+
+__all__ = ["WITHIN_ARMS", "WITHIN_CANDIDATES", "WITHIN_SEEDS", "within_config",
+           "judge_within", "run_within", "REPLICATION_ARMS", "REPLICATION_CANDIDATES",
+           "REPLICATION_SEEDS", "judge_replication", "run_replication", "FLOOR70_ARMS",
+           "FLOOR70_SEEDS", "judge_floor70", "run_floor70"]
+
+
+# ------------------------------------------------------------------ the tenth run
+#: The tenth run (docs/training_study.md, "Uniform draws inside the bands"): the label and
+#: pole curricula drawing uniformly inside each band (``curriculum_within="uniform"``;
+#: ``"importance"`` draws ``1/Q^2`` there, which puts the far band's draws at its near
+#: edge) against uniform batches, the fixed-pool recommendation (``model_driven_sqerr``,
+#: which draws no band) and the true-Q curriculum, with the study's model.
+WITHIN_ARMS = ("uniform", "curriculum", "curriculum_labels", "curriculum_labels_floor",
+               "curriculum_poles", "curriculum_poles_floor", "model_driven_sqerr")
+WITHIN_CANDIDATES = ("model_driven_sqerr", "curriculum_labels_floor", "curriculum_labels",
+                     "curriculum_poles_floor", "curriculum_poles")
+WITHIN_SEEDS = (45, 5)
+
+#: Its replication on a second set of fresh seeds: the chosen arm against uniform and the
+#: previous fixed-pool recommendation, judged by the same rule.
+REPLICATION_ARMS = ("uniform", "curriculum_labels_floor", "model_driven_sqerr")
+REPLICATION_CANDIDATES = ("model_driven_sqerr", "curriculum_labels_floor")
+REPLICATION_SEEDS = (50, 5)
+
+
+def within_config(targets=None, arms: tuple = WITHIN_ARMS) -> StudyConfig:
+    """The tenth run and its replication: the full study's budget with ``arms``
+    (:data:`WITHIN_ARMS`, or :data:`REPLICATION_ARMS`) under both schedules with the
+    study's model only, the curricula drawing uniformly inside each band (``targets``: a
+    subset, to share the run)."""
+    cfg = _in_every_cell(arms, targets)
+    return dataclasses.replace(cfg, zeroproofml_methods=(),
+                               curriculum_within="uniform").validate()
+
+
+def judge_within(report: dict) -> dict:
+    """The rule, fixed before the runs, on the tenth run's report: the development run's
+    ``choose`` over :data:`WITHIN_CANDIDATES` against uniform, over the same 8 cells. A
+    chosen curriculum becomes the recommendation for a fixed pool with one label per row
+    (``within="uniform"``; docs/torch.md); the library's defaults stay. Reported as in
+    ``judge_labels``."""
+    return _judge_fixed_pool(report, WITHIN_CANDIDATES)
+
+
+def run_within(out="runs/within", targets=None, progress=True) -> dict:
+    """Run the tenth run into ``out`` (resumable, seeds :data:`WITHIN_SEEDS`); with every
+    target, write ``out/judgement.json`` (:func:`judge_within`) and return it, else return
+    the study report."""
+    return _run_judged(out, WITHIN_SEEDS, within_config(targets), judge_within,
+                       StudyConfig.full().targets, targets, progress)
+
+
+def judge_replication(report: dict) -> dict:
+    """The rule, fixed before the runs, on the replication's report: ``choose`` over
+    :data:`REPLICATION_CANDIDATES` against uniform. The tenth run's recommendation stands
+    when ``curriculum_labels_floor`` is safe here too; otherwise docs/torch.md says that
+    it was not safe on the second set. Reported as in ``judge_labels``."""
+    return _judge_fixed_pool(report, REPLICATION_CANDIDATES)
+
+
+def run_replication(out="runs/within_replication", targets=None, progress=True) -> dict:
+    """Run the replication into ``out`` (resumable, seeds :data:`REPLICATION_SEEDS`); with
+    every target, write ``out/judgement.json`` (:func:`judge_replication`) and return it,
+    else return the study report."""
+    return _run_judged(out, REPLICATION_SEEDS, within_config(targets, REPLICATION_ARMS),
+                       judge_replication, StudyConfig.full().targets, targets, progress)
+
+
+# ------------------------------------------------------------------ a wider far floor
+#: The eleventh run: the labels' curriculum with 70 % of every stage on the far band
+#: (``curriculum_labels_floor70``, uniform inside the bands) against uniform on two sets of
+#: fresh seeds, each judged alone by :func:`is_safe`.
+FLOOR70_ARMS = ("uniform", "curriculum_labels_floor70")
+FLOOR70_SEEDS = ((55, 5), (60, 5))
+
+
+def judge_floor70(reports: list) -> dict:
+    """The rule, fixed before the runs, on the eleventh run's two reports (seeds 55-59 and
+    60-64): ``curriculum_labels_floor70`` replaces the 0.5 floor in the fixed-pool
+    recommendation when it is safe on each set alone. {"scores": per set, "gains": per
+    set, "safe": per set, "recommended": bool}."""
+    scores = [cell_scores(r, r, "curriculum_labels_floor70") for r in reports]
+    safe = [is_safe(v) for v in scores]
+    return {"scores": scores, "gains": [geometric_gain(v) for v in scores], "safe": safe,
+            "recommended": all(safe)}
+
+
+def run_floor70(out="runs/floor70", targets=None, progress=True) -> dict:
+    """Run the eleventh run into ``out/seeds_55`` and ``out/seeds_60`` (resumable); with
+    every target, write ``out/judgement.json`` (:func:`judge_floor70`) and return it,
+    else return the two study reports."""
+    cfg = within_config(targets, FLOOR70_ARMS)
+    reports = [run_study(quick=False, seeds=count, first_seed=first,
+                         out=Path(out) / f"seeds_{first}", progress=progress, config=cfg,
+                         resume=True) for first, count in FLOOR70_SEEDS]
+    if targets is not None and set(targets) != set(StudyConfig.full().targets):
+        return {"reports": reports}
+    result = judge_floor70(reports)
+    atomic_write_json(Path(out) / "judgement.json", result)
+    return result
