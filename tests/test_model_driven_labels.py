@@ -130,7 +130,7 @@ def test_the_floored_label_curriculum_keeps_half_of_every_stage_on_the_far_band(
 
 def test_the_recommended_label_curriculum_falls_back_to_uniform_without_a_sign_change():
     """The fixed-pool recommendation (docs/torch.md: label_pole_distance as the Q of
-    BandCurriculum(default_stages(5, 0.5), within="uniform")) on a target whose pole has
+    BandCurriculum(default_stages(5, 0.7), within="uniform")) on a target whose pole has
     even order: no bracket, every row in the far band, and 6 epochs x 10 batches of 100
     draws spread uniformly over the pool (chi-square over 10 equal index bins, seed 0,
     p > 1e-3), with no band other than the far one drawn."""
@@ -142,7 +142,7 @@ def test_the_recommended_label_curriculum_falls_back_to_uniform_without_a_sign_c
     x = midpoints()
     q = label_pole_distance(x, 1.0 / (x - POLE) ** 2)
     assert np.isinf(q).all()
-    cur = BandCurriculum(default_stages(5, 0.5), epochs_per_stage=2, within="uniform", seed=0)
+    cur = BandCurriculum(default_stages(5, 0.7), epochs_per_stage=2, within="uniform", seed=0)
     draws = []
     for epoch in range(6):
         for _ in range(10):
