@@ -41,8 +41,8 @@ REPLICATION_SEEDS = (50, 5)
 def within_config(targets=None, arms: tuple = WITHIN_ARMS) -> StudyConfig:
     """The tenth and eleventh runs: the full study's budget with ``arms``
     (:data:`WITHIN_ARMS`, :data:`REPLICATION_ARMS` or :data:`FLOOR70_ARMS`) under both
-    schedules with the study's model only, the curricula drawing uniformly inside each band (``targets``: a
-    subset, to share the run)."""
+    schedules with the study's model only, the curricula drawing uniformly inside each
+    band (``targets``: a subset, to share the run)."""
     cfg = _in_every_cell(arms, targets)
     return dataclasses.replace(cfg, zeroproofml_methods=(),
                                curriculum_within="uniform").validate()
