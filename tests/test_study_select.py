@@ -564,3 +564,35 @@ def test_the_wider_floor_is_recommended_only_when_safe_on_each_seed_set_alone():
     worse = dict(bands, curriculum_labels_floor70=(0.9, 0.6, 0.01 * FAR_FIELD_FACTOR * 1.01))
     out = judge_floor70([_poles_report(pds, bands), _poles_report(pds, worse)])
     assert out["safe"] == [True, False] and not out["recommended"]
+
+
+def test_a_run_on_several_seed_sets_judges_one_report_per_set_from_its_own_folder(
+        tmp_path, monkeypatch):
+    """_run_judged with ((first, count), ...): one run_study per set into out/seeds_<first>,
+    judge() given the reports in that order and judgement.json written; a subset of the
+    targets returns {"reports": [...]} and writes no judgement; one (first, count) keeps
+    one report in out itself."""
+    import json
+
+    from zp_ref.apps import study_select
+    calls = []
+
+    def fake_run_study(**kw):
+        calls.append((kw["first_seed"], kw["seeds"], str(kw["out"])))
+        return {"first": kw["first_seed"]}
+    monkeypatch.setattr(study_select, "run_study", fake_run_study)
+    judge = lambda reports: {"firsts": [r["first"] for r in reports]}      # noqa: E731
+    every = ("a", "b")
+    out = study_select._run_judged(tmp_path, ((55, 5), (60, 3)), None, judge, every, None,
+                                   False)
+    assert out == {"firsts": [55, 60]}
+    assert calls == [(55, 5, str(tmp_path / "seeds_55")), (60, 3, str(tmp_path / "seeds_60"))]
+    assert json.loads((tmp_path / "judgement.json").read_text()) == out
+    (tmp_path / "judgement.json").unlink()
+    assert study_select._run_judged(tmp_path, ((55, 5), (60, 3)), None, judge, every, ("a",),
+                                    False) == {"reports": [{"first": 55}, {"first": 60}]}
+    assert not (tmp_path / "judgement.json").exists()
+    calls.clear()
+    assert study_select._run_judged(tmp_path, (40, 5), None, lambda r: r, every, ("a",),
+                                    False) == {"first": 40}
+    assert calls == [(40, 5, str(tmp_path))]

@@ -41,8 +41,10 @@ POLE_Q_METHODS = ("curriculum_poles", "curriculum_poles_floor")
 #: The far band's least share in every stage of ``curriculum_labels_floor``: the safe
 #: sampler's uniform floor.
 CURRICULUM_FAR_FLOOR = 0.5
-#: The far band's least share by the floored curricula's name suffix.
-CURRICULUM_FAR_FLOORS = {"_floor": CURRICULUM_FAR_FLOOR, "_floor70": 0.7}
+#: The far band's least share in every stage, per floored curriculum arm (0 for the rest).
+CURRICULUM_FAR_FLOORS = {"curriculum_labels_floor": CURRICULUM_FAR_FLOOR,
+                         "curriculum_poles_floor": CURRICULUM_FAR_FLOOR,
+                         "curriculum_labels_floor70": 0.7}
 #: Today's samplers with the model's own Q head on the pool (``q_fn``), refreshed every epoch.
 MODEL_Q_METHODS = ("importance_model_q", "hybrid_model_q", "curriculum_model_q")
 #: The safe model-driven sampler (zp_ref.torch_bridge.ModelDrivenSampler): its defaults,
@@ -138,9 +140,7 @@ class BridgeSource(_FixedPool):
                                                      backend="numpy", **source)
         elif kind == "curriculum":
             from ..curriculum import BandCurriculum, default_stages
-            floor = next((f for suffix, f in CURRICULUM_FAR_FLOORS.items()
-                          if method.endswith(suffix)), 0.0)
-            curriculum = BandCurriculum(default_stages(5, floor),
+            curriculum = BandCurriculum(default_stages(5, CURRICULUM_FAR_FLOORS.get(method, 0.0)),
                                         epochs_per_stage=max(1, cfg.epochs // 3), seed=seed,
                                         within=cfg.curriculum_within, backend="numpy")
             self.sampler = CurriculumBatchSampler(batch_size=b, num_batches=spe,

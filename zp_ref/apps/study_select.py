@@ -171,15 +171,19 @@ def partial_refresh_config(targets=None) -> StudyConfig:
 
 
 def _run_judged(out, seeds: tuple, config, judge, every_target, targets, progress):
-    """Run one fixed study into ``out`` (resumable, ``seeds`` = (first, count)); when
+    """Run one fixed study into ``out`` (resumable, ``seeds`` = (first, count)), or one per
+    set of seeds into ``out/seeds_<first>`` (``seeds`` = ((first, count), ...)); when
     ``targets`` is None or covers ``every_target``, write ``out/judgement.json``
-    (``judge(report)``) and return it, else return the study report."""
-    first, count = seeds
-    report = run_study(quick=False, seeds=count, first_seed=first, out=out,
-                       progress=progress, config=config, resume=True)
+    (``judge(report)``, or ``judge([report, ...])`` with several sets) and return it, else
+    return the study report (with several sets, ``{"reports": [report, ...]}``)."""
+    several = isinstance(seeds[0], tuple)
+    reports = [run_study(quick=False, seeds=count, first_seed=first,
+                         out=Path(out) / f"seeds_{first}" if several else out,
+                         progress=progress, config=config, resume=True)
+               for first, count in (seeds if several else (seeds,))]
     if targets is not None and set(targets) != set(every_target):
-        return report
-    result = judge(report)
+        return {"reports": reports} if several else reports[0]
+    result = judge(reports if several else reports[0])
     atomic_write_json(Path(out) / "judgement.json", result)
     return result
 

@@ -6,10 +6,8 @@ its rule fixed before its runs (:func:`zp_ref.apps.study_select.choose` and
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
-from .._atomic import atomic_write_json
-from .study import StudyConfig, run_study
+from .study import StudyConfig
 from .study_select import (_in_every_cell, _judge_fixed_pool, _run_judged, cell_scores,
                            geometric_gain, is_safe)
 
@@ -103,13 +101,6 @@ def judge_floor70(reports: list) -> dict:
 def run_floor70(out="runs/floor70", targets=None, progress=True) -> dict:
     """Run the eleventh run into ``out/seeds_55`` and ``out/seeds_60`` (resumable); with
     every target, write ``out/judgement.json`` (:func:`judge_floor70`) and return it,
-    else return the two study reports."""
-    cfg = within_config(targets, FLOOR70_ARMS)
-    reports = [run_study(quick=False, seeds=count, first_seed=first,
-                         out=Path(out) / f"seeds_{first}", progress=progress, config=cfg,
-                         resume=True) for first, count in FLOOR70_SEEDS]
-    if targets is not None and set(targets) != set(StudyConfig.full().targets):
-        return {"reports": reports}
-    result = judge_floor70(reports)
-    atomic_write_json(Path(out) / "judgement.json", result)
-    return result
+    else return ``{"reports": [the two study reports]}``."""
+    return _run_judged(out, FLOOR70_SEEDS, within_config(targets, FLOOR70_ARMS), judge_floor70,
+                       StudyConfig.full().targets, targets, progress)

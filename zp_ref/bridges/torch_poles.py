@@ -9,7 +9,7 @@ import torch
 from ..checks import check_real
 from ..model_driven_growth import bracket_centres, distance_to, labelled_pool
 from ..model_driven_mixture import q_distance
-from .torch_model import q_and_grad_norm
+from .torch_model import _host, q_and_grad_norm
 
 __all__ = ["PoleDistance"]
 
@@ -78,12 +78,6 @@ class PoleDistance:
             raise ValueError("q_fn's output has no gradient with respect to x; "
                              "PoleDistance needs a differentiable Q head")
         return q_distance(q, g, 1.0)
-
-
-def _host(a) -> np.ndarray:
-    if isinstance(a, torch.Tensor):
-        a = a.detach().cpu().numpy()
-    return np.asarray(a, dtype=np.float64)
 
 
 def _shape(a):
