@@ -1,5 +1,6 @@
 """The rule that chose ModelDrivenConfig's defaults (zp_ref.apps.study_select), the
 study's ``model_driven`` overrides and its ``first_seed`` (fresh seeds)."""
+import copy
 import dataclasses
 import math
 
@@ -596,3 +597,39 @@ def test_a_run_on_several_seed_sets_judges_one_report_per_set_from_its_own_folde
     assert study_select._run_judged(tmp_path, (40, 5), None, lambda r: r, every, ("a",),
                                     False) == {"first": 40}
     assert calls == [(40, 5, str(tmp_path))]
+
+
+def test_the_cosine_run_recommends_a_curriculum_only_when_safe_on_each_seed_set_alone():
+    """cosine_config: the tenth run's study under the cosine decay alone, on seeds 65-74;
+    judge_cosine: of the candidates safe on both sets, the larger pooled geometric gain;
+    a far field above FAR_FIELD_FACTOR on one set makes a candidate unsafe, and with
+    neither safe nothing is chosen."""
+    from zp_ref.apps.study_within import (COSINE_ARMS, COSINE_CANDIDATES, COSINE_SEEDS,
+                                          cosine_config, judge_cosine, within_config)
+    assert COSINE_SEEDS == ((65, 5), (70, 5))
+    assert COSINE_CANDIDATES == ("curriculum_labels", "curriculum_poles")
+    cfg = cosine_config()
+    assert cfg.lr_schedules == ("cosine",) and cfg.curriculum_within == "uniform"
+    assert dataclasses.replace(cfg, lr_schedules=("cosine", "constant")) == within_config(
+        arms=COSINE_ARMS)
+    assert [j[3] for j in _jobs(cfg, 1)] == ["cosine"] * len(_jobs(cfg, 1))
+    pds = {"uniform": [1e-4, 4e-4], "curriculum_labels": [1e-5, 4e-5],
+           "curriculum_poles": [2e-6, 8e-6], "curriculum_labels_floor70": [5e-5, 2e-4]}
+    bands = {a: (0.9, 0.6, 0.01) for a in pds}
+    report = _poles_report(pds, bands)
+    for arm in pds:
+        report["targets"]["rational_1d"]["methods"][arm]["schedules"]["cosine"][
+            "band_median_rel_err"]["B3"] = {"mean": 0.3 if arm == "uniform" else 0.09}
+    out = judge_cosine([report, report])
+    assert out["chosen"] == "curriculum_poles" and all(out["safe"].values())
+    assert out["pooled"]["curriculum_poles"] == pytest.approx(50.0, rel=1e-12)
+    assert out["gains"]["curriculum_labels_floor70"] == [pytest.approx(2.0, rel=1e-12)] * 2
+    assert out["at_3x"]["curriculum_labels"] == [[]] * 2      # B2 0.6 -> 0.6: 1x
+    worse = copy.deepcopy(report)
+    worse["targets"]["rational_1d"]["methods"]["curriculum_poles"]["schedules"]["cosine"][
+        "band_median_rel_err"]["B4"] = {"mean": 0.01 * FAR_FIELD_FACTOR * 1.01}
+    out = judge_cosine([report, worse])
+    assert not out["safe"]["curriculum_poles"] and out["chosen"] == "curriculum_labels"
+    worse["targets"]["rational_1d"]["methods"]["curriculum_labels"]["schedules"]["cosine"][
+        "band_median_rel_err"]["B4"] = {"mean": 0.01 * FAR_FIELD_FACTOR * 1.01}
+    assert judge_cosine([worse, report])["chosen"] is None

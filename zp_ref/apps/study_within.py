@@ -1,7 +1,8 @@
-"""The tenth and eleventh runs of the training study (docs/training_study.md, "Uniform
+"""The tenth to twelfth runs of the training study (docs/training_study.md, "Uniform
 draws inside the bands"): the label and pole curricula drawing uniformly inside each |Q|
-band, their replication on a second set of fresh seeds, and a wider far floor, each with
-its rule fixed before its runs (:func:`zp_ref.apps.study_select.choose` and
+band, their replication on a second set of fresh seeds, a wider far floor, and the
+curricula without a floor under the cosine decay, each with its rule fixed before its
+runs (:func:`zp_ref.apps.study_select.choose` and
 :func:`~zp_ref.apps.study_select.is_safe`)."""
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import dataclasses
 
 from .study import StudyConfig
 from .study_select import (_in_every_cell, _judge_fixed_pool, _run_judged, cell_scores,
-                           geometric_gain, is_safe)
+                           cells_at_3x, geometric_gain, is_safe)
 
 __all__ = ["WITHIN_ARMS", "WITHIN_CANDIDATES", "WITHIN_SEEDS", "within_config",
            "judge_within", "run_within", "REPLICATION_ARMS", "REPLICATION_CANDIDATES",
            "REPLICATION_SEEDS", "judge_replication", "run_replication", "FLOOR70_ARMS",
-           "FLOOR70_SEEDS", "judge_floor70", "run_floor70"]
+           "FLOOR70_SEEDS", "judge_floor70", "run_floor70", "COSINE_ARMS", "COSINE_CANDIDATES",
+           "COSINE_SEEDS", "cosine_config", "judge_cosine", "run_cosine"]
 
 
 # ------------------------------------------------------------------ the tenth run
@@ -103,4 +105,51 @@ def run_floor70(out="runs/floor70", targets=None, progress=True) -> dict:
     every target, write ``out/judgement.json`` (:func:`judge_floor70`) and return it,
     else return ``{"reports": [the two study reports]}``."""
     return _run_judged(out, FLOOR70_SEEDS, within_config(targets, FLOOR70_ARMS), judge_floor70,
+                       StudyConfig.full().targets, targets, progress)
+
+
+# ------------------------------------------------------------------ the cosine decay
+#: The twelfth run: the label and pole curricula without a floor (uniform inside the
+#: bands) under the cosine decay alone, against uniform and the fixed-pool recommendation
+#: (``curriculum_labels_floor70``), on two sets of fresh seeds. In the tenth run (seeds
+#: 45-49) their far field was within 1.34x of uniform's in the cosine cells but for
+#: ``curriculum_poles`` on ``three_poles_1d`` (1.68x), and 16x worse on ``spurious_1d`` at
+#: a constant rate.
+COSINE_ARMS = ("uniform", "curriculum_labels", "curriculum_poles", "curriculum_labels_floor70")
+COSINE_CANDIDATES = ("curriculum_labels", "curriculum_poles")
+COSINE_SEEDS = ((65, 5), (70, 5))
+
+
+def cosine_config(targets=None, arms: tuple = COSINE_ARMS) -> StudyConfig:
+    """The twelfth run: :func:`within_config` with ``arms`` under the cosine decay alone."""
+    return dataclasses.replace(within_config(targets, arms), lr_schedules=("cosine",)).validate()
+
+
+def judge_cosine(reports: list) -> dict:
+    """The rule, fixed before the runs, on the twelfth run's two reports (seeds 65-69 and
+    70-74, the cosine cells): a candidate of :data:`COSINE_CANDIDATES` is safe when
+    :func:`is_safe` holds on each set alone; the safe candidate with the largest geometric
+    gain over the cells of both sets (ties: the earlier) becomes the recommendation for a
+    fixed pool trained with a cosine decay, ``None`` when neither is safe. Reported for
+    every arm but uniform: the scores, gains and cells at the issue's 3x per set, and
+    ``pooled``, the geometric gain over both sets. {"scores", "gains", "pooled", "safe",
+    "at_3x", "chosen"}."""
+    arms = [a for a in COSINE_ARMS if a != "uniform"]
+    scores = {a: [cell_scores(r, r, a) for r in reports] for a in arms}
+    pooled = {a: geometric_gain({f"{i} {cell}": v for i, s in enumerate(scores[a])
+                                 for cell, v in s.items()}) for a in arms}
+    safe = {a: all(is_safe(s) for s in scores[a]) for a in arms}
+    ok = [a for a in COSINE_CANDIDATES if safe[a]]
+    return {"scores": scores, "gains": {a: [geometric_gain(s) for s in scores[a]] for a in arms},
+            "pooled": pooled, "safe": safe,
+            "at_3x": {a: [cells_at_3x(r, r, a) for r in reports] for a in arms},
+            "chosen": max(ok, key=lambda a: (pooled[a], -COSINE_CANDIDATES.index(a)))
+            if ok else None}
+
+
+def run_cosine(out="runs/cosine", targets=None, progress=True) -> dict:
+    """Run the twelfth run into ``out/seeds_65`` and ``out/seeds_70`` (resumable); with
+    every target, write ``out/judgement.json`` (:func:`judge_cosine`) and return it, else
+    return ``{"reports": [the two study reports]}``."""
+    return _run_judged(out, COSINE_SEEDS, cosine_config(targets), judge_cosine,
                        StudyConfig.full().targets, targets, progress)
