@@ -633,3 +633,27 @@ def test_the_cosine_run_recommends_a_curriculum_only_when_safe_on_each_seed_set_
     worse["targets"]["rational_1d"]["methods"]["curriculum_labels"]["schedules"]["cosine"][
         "band_median_rel_err"]["B4"] = {"mean": 0.01 * FAR_FIELD_FACTOR * 1.01}
     assert judge_cosine([worse, report])["chosen"] is None
+
+
+def test_the_scm_labels_run_recommends_the_floored_curriculum_only_when_it_is_safe():
+    """scm_labels_config: zeroproofml's models under SCMTrainer only (constant rate), the
+    curricula uniform inside the bands, seeds 75-84; judge_scm_labels: recommended exactly
+    when curriculum_labels_floor70 is safe; model_driven_sqerr reported beside it."""
+    from zp_ref.apps.study_within import (SCM_LABELS_ARMS, SCM_LABELS_SEEDS,
+                                          judge_scm_labels, scm_labels_config)
+    assert SCM_LABELS_SEEDS == (75, 10)
+    cfg = scm_labels_config()
+    assert cfg.methods == cfg.constant_methods == () and cfg.curriculum_within == "uniform"
+    assert cfg.zeroproofml_methods == SCM_LABELS_ARMS and cfg.zeroproofml_schedules == (
+        "constant",)
+    assert {j[1] for j in _jobs(cfg, 1)} == {"zeroproofml"} or not _jobs(cfg, 1)
+    assert scm_labels_config(targets=("rational_2d",)).targets == ("rational_2d",)
+    pds = {"uniform": [1e-2, 1e-2, 4e-2], "model_driven_sqerr": [5e-3, 1e-2, 2e-2],
+           "curriculum_labels_floor70": [2.5e-3, 2.5e-3, 1e-2]}
+    b4 = dict.fromkeys(pds, 0.1)
+    out = judge_scm_labels(_scm_report(pds, b4))
+    assert out["recommended"] and set(out["arms"]) == set(SCM_LABELS_ARMS[1:])
+    assert out["arms"]["curriculum_labels_floor70"]["gain"] == pytest.approx(4.0, rel=1e-12)
+    b4["curriculum_labels_floor70"] = 0.1 * FAR_FIELD_FACTOR * (1 + 1e-9)
+    out = judge_scm_labels(_scm_report(pds, b4))
+    assert not out["recommended"] and out["arms"]["model_driven_sqerr"]["safe"]

@@ -34,9 +34,9 @@ __all__ = ["CANDIDATES", "FAR_FIELD_FACTOR", "LOSS_SIGNAL_PAIRS", "PARTIAL_GAIN_
            "PARTIAL_SEEDS", "run_partial_refresh", "selection_config", "run_selection",
            "selection_table", "TILT_CANDIDATES", "TILT_SEEDS", "TILT_ARM", "tilt_config",
            "cells_at_3x", "judge_tilt", "run_tilt", "SCM_ARMS", "SCM_SEEDS", "scm_config",
-           "judge_scm", "run_scm", "POLES_ARMS", "POLES_CANDIDATES", "POLES_SEEDS",
-           "poles_config", "judge_poles", "run_poles", "LABELS_ARMS", "LABELS_CANDIDATES",
-           "LABELS_SEEDS", "labels_config", "judge_labels", "run_labels"]
+           "judge_scm", "scm_arm_scores", "run_scm", "POLES_ARMS", "POLES_CANDIDATES",
+           "POLES_SEEDS", "poles_config", "judge_poles", "run_poles", "LABELS_ARMS",
+           "LABELS_CANDIDATES", "LABELS_SEEDS", "labels_config", "judge_labels", "run_labels"]
 
 #: Candidate replacements of ModelDrivenConfig's defaults, with their reasons:
 #: - ``defaults``: the shipped defaults (floor 0.5, ``1 / distance``).
@@ -358,17 +358,25 @@ def judge_scm(report: dict) -> dict:
     ``"uniform"``. ``wins``: per cell, the seeds on which the arm ends closer to the
     poles than uniform with the same seed. {"arms": {arm: {"safe", "gain", "cells",
     "wins"}}, "recommended"}."""
-    arms = {}
-    for arm in SCM_ARMS:
+    arms = scm_arm_scores(report, SCM_ARMS)
+    scores = {a: arms[a]["cells"] for a in SCM_ARMS}      # choose's rule when one is safe
+    best = choose(scores, SCM_ARMS) if any(arms[a]["safe"] for a in SCM_ARMS) else "uniform"
+    return {"arms": arms, "recommended": best}
+
+
+def scm_arm_scores(report: dict, arms: tuple) -> dict:
+    """Per arm: its cells against uniform (:func:`cell_scores`), :func:`is_safe`, the
+    geometric-mean gain and, per cell, the seeds on which it ends closer to the poles than
+    uniform with the same seed. {arm: {"safe", "gain", "cells", "wins"}}."""
+    out = {}
+    for arm in arms:
         cells = cell_scores(report, report, arm)
         wins = {cell: int(sum(a["pole_distance"] < b["pole_distance"]
                               for a, b in zip(ours["runs"], theirs["runs"])))
                 for cell, theirs, ours in _arm_cells(report, report, arm)}
-        arms[arm] = {"safe": is_safe(cells), "gain": geometric_gain(cells), "cells": cells,
-                     "wins": wins}
-    scores = {a: arms[a]["cells"] for a in SCM_ARMS}      # choose's rule when one is safe
-    best = choose(scores, SCM_ARMS) if any(arms[a]["safe"] for a in SCM_ARMS) else "uniform"
-    return {"arms": arms, "recommended": best}
+        out[arm] = {"safe": is_safe(cells), "gain": geometric_gain(cells), "cells": cells,
+                    "wins": wins}
+    return out
 
 
 def run_scm(out="runs/scm", targets=None, progress=True) -> dict:

@@ -1,8 +1,8 @@
-"""The tenth to twelfth runs of the training study (docs/training_study.md, "Uniform
+"""The tenth to thirteenth runs of the training study (docs/training_study.md, "Uniform
 draws inside the bands"): the label and pole curricula drawing uniformly inside each |Q|
-band, their replication on a second set of fresh seeds, a wider far floor, and the
-curricula without a floor under the cosine decay, each with its rule fixed before its
-runs (:func:`zp_ref.apps.study_select.choose` and
+band, their replication on a second set of fresh seeds, a wider far floor, the curricula
+without a floor under the cosine decay, and the floored one under SCMTrainer, each with
+its rule fixed before its runs (:func:`zp_ref.apps.study_select.choose` and
 :func:`~zp_ref.apps.study_select.is_safe`)."""
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ import dataclasses
 
 from .study import StudyConfig
 from .study_select import (_in_every_cell, _judge_fixed_pool, _run_judged, cell_scores,
-                           cells_at_3x, geometric_gain, is_safe)
+                           cells_at_3x, geometric_gain, is_safe, scm_arm_scores)
 
 __all__ = ["WITHIN_ARMS", "WITHIN_CANDIDATES", "WITHIN_SEEDS", "within_config",
            "judge_within", "run_within", "REPLICATION_ARMS", "REPLICATION_CANDIDATES",
            "REPLICATION_SEEDS", "judge_replication", "run_replication", "FLOOR70_ARMS",
            "FLOOR70_SEEDS", "judge_floor70", "run_floor70", "COSINE_ARMS", "COSINE_CANDIDATES",
-           "COSINE_SEEDS", "cosine_config", "judge_cosine", "run_cosine"]
+           "COSINE_SEEDS", "cosine_config", "judge_cosine", "run_cosine", "SCM_LABELS_ARMS",
+           "SCM_LABELS_SEEDS", "scm_labels_config", "judge_scm_labels", "run_scm_labels"]
 
 
 # ------------------------------------------------------------------ the tenth run
@@ -153,3 +154,41 @@ def run_cosine(out="runs/cosine", targets=None, progress=True) -> dict:
     return ``{"reports": [the two study reports]}``."""
     return _run_judged(out, COSINE_SEEDS, cosine_config(targets), judge_cosine,
                        StudyConfig.full().targets, targets, progress)
+
+
+# ------------------------------------------------------------------ under SCMTrainer
+#: The thirteenth run: the fixed-pool recommendation (``curriculum_labels_floor70``,
+#: uniform inside the bands) with zeroproofml's models under SCMTrainer (constant rate, its
+#: default), against uniform and the SCMTrainer recommendation (``model_driven_sqerr``),
+#: on ten fresh seeds judged together, as in the seventh run.
+SCM_LABELS_ARMS = ("uniform", "model_driven_sqerr", "curriculum_labels_floor70")
+SCM_LABELS_SEEDS = (75, 10)
+
+
+def scm_labels_config(targets=None) -> StudyConfig:
+    """The thirteenth run: the full study's budget, :data:`SCM_LABELS_ARMS` with
+    zeroproofml's models under SCMTrainer only, the curricula drawing uniformly inside each
+    band (``targets``: a subset of the two, to share the run between processes)."""
+    full = StudyConfig.full()
+    return dataclasses.replace(full, methods=(), constant_methods=(),
+                               zeroproofml_methods=SCM_LABELS_ARMS,
+                               targets=tuple(targets or full.zeroproofml_targets),
+                               curriculum_within="uniform").validate()
+
+
+def judge_scm_labels(report: dict) -> dict:
+    """The rule, fixed before the runs, on the thirteenth run's report: the fixed-pool
+    recommendation holds under SCMTrainer too (docs/torch.md) when
+    ``curriculum_labels_floor70`` is safe (:func:`is_safe`) over its cells;
+    ``model_driven_sqerr`` is reported beside it, not judged again.
+    {"arms": :func:`~zp_ref.apps.study_select.scm_arm_scores`, "recommended": bool}."""
+    arms = scm_arm_scores(report, SCM_LABELS_ARMS[1:])
+    return {"arms": arms, "recommended": arms["curriculum_labels_floor70"]["safe"]}
+
+
+def run_scm_labels(out="runs/scm_labels", targets=None, progress=True) -> dict:
+    """Run the thirteenth run into ``out`` (resumable, seeds :data:`SCM_LABELS_SEEDS`);
+    with both targets, write ``out/judgement.json`` (:func:`judge_scm_labels`) and return
+    it, else return the study report."""
+    return _run_judged(out, SCM_LABELS_SEEDS, scm_labels_config(targets), judge_scm_labels,
+                       StudyConfig.full().zeroproofml_targets, targets, progress)
