@@ -657,3 +657,32 @@ def test_the_scm_labels_run_recommends_the_floored_curriculum_only_when_it_is_sa
     b4["curriculum_labels_floor70"] = 0.1 * FAR_FIELD_FACTOR * (1 + 1e-9)
     out = judge_scm_labels(_scm_report(pds, b4))
     assert not out["recommended"] and out["arms"]["model_driven_sqerr"]["safe"]
+
+
+def test_the_growing_label_curriculum_is_recommended_only_when_safe_and_ahead_of_its_control():
+    """grow_labels_config: the cosine run's study with GROW_LABELS_ARMS on seeds 85-89;
+    judge_grow_labels: recommended exactly when curriculum_labels_grow is safe and at least
+    as close as its uniform-growth control in every cell; vs_control, vs_fixed and
+    vs_oracle are the references' geometric-mean pole distances over the arm's."""
+    from zp_ref.apps.study_within import (GROW_LABELS_ARMS, GROW_LABELS_SEEDS,
+                                          cosine_config, grow_labels_config,
+                                          judge_grow_labels)
+    assert GROW_LABELS_SEEDS == (85, 5)
+    assert grow_labels_config() == cosine_config(arms=GROW_LABELS_ARMS)
+    pds = {"uniform": [1e-4, 4e-4], "curriculum": [1e-6, 4e-6],
+           "curriculum_labels": [4e-6, 1.6e-5], "curriculum_labels_grow": [2e-6, 8e-6],
+           "curriculum_labels_grow_uniform": [4e-6, 1.6e-5]}
+    bands = {a: (0.9, 0.6, 0.01) for a in pds}
+    bands["curriculum_labels_grow"] = (0.3, 0.02, 0.01)
+    out = judge_grow_labels(_poles_report(pds, bands))
+    cell = "rational_1d, cosine"
+    assert out["recommended"] and out["safe"]["curriculum_labels_grow"]
+    assert out["vs_control"][cell] == pytest.approx(2.0, rel=1e-12)
+    assert out["vs_fixed"][cell] == pytest.approx(2.0, rel=1e-12)
+    assert out["vs_oracle"][cell] == pytest.approx(0.5, rel=1e-12)
+    assert out["b1_b2"]["curriculum_labels_grow"][cell] == [0.3, 0.02]
+    pds["curriculum_labels_grow_uniform"] = [1e-6, 4e-6]           # the control is closer
+    assert not judge_grow_labels(_poles_report(pds, bands))["recommended"]
+    pds["curriculum_labels_grow_uniform"] = [4e-6, 1.6e-5]
+    bands["curriculum_labels_grow"] = (0.3, 0.02, 0.01 * FAR_FIELD_FACTOR * 1.01)
+    assert not judge_grow_labels(_poles_report(pds, bands))["recommended"]

@@ -20,7 +20,8 @@ from ..bridges.torch_poles import PoleDistance
 from ..rng import STREAMS, derive_seed, uniforms
 from ..sampling import sample_indices
 
-__all__ = ["TRUE_Q_METHODS", "LABEL_Q_METHODS", "POLE_Q_METHODS", "MODEL_Q_METHODS",
+__all__ = ["TRUE_Q_METHODS", "LABEL_Q_METHODS", "LABEL_GROW_METHODS", "POLE_Q_METHODS",
+           "MODEL_Q_METHODS",
            "MODEL_DRIVEN_METHODS", "GROW_METHODS", "SQUARED_ERROR_METHODS",
            "LARGE_POOL_METHODS", "METHODS", "MODEL_DRIVEN_GATE", "PARTIAL_REFRESH_ROWS",
            "ARM_BASE", "make_source", "model_driven_config", "label_distance",
@@ -67,6 +68,10 @@ MODEL_DRIVEN_METHODS = ("model_driven", "model_driven_refine", "model_driven_gro
 SQUARED_ERROR_METHODS = ("model_driven_sqerr", "model_driven_grow_sqerr",
                          "model_driven_sqerr_partial", "model_driven_grow_poles_sqerr",
                          "model_driven_sqerr_labels")
+#: The labels' curriculum without a floor (``curriculum_labels``) on a pool that grows by
+#: ``label_budget`` labels at every epoch start: at the labels' pole brackets (as
+#: ``growth="poles"``), and its control, the same number of uniform new points.
+LABEL_GROW_METHODS = ("curriculum_labels_grow", "curriculum_labels_grow_uniform")
 #: Arms that only mean something on a pool much larger than the study's 2**15 (the fifth
 #: run's 2**18), left out of the study's default arms: ``model_driven_sqerr`` with every
 #: refresh after the first evaluating ``PARTIAL_REFRESH_ROWS`` rows only.
@@ -81,7 +86,7 @@ ARM_BASE = {"refresh_rows": 0}
 #: same sampler and settings given the target's true Q instead of the model's).
 GROW_METHODS = ("model_driven_grow", "model_driven_grow_sqerr", "model_driven_grow_poles",
                 "model_driven_grow_poles_sqerr", "uniform_grow", "oracle_grow")
-METHODS = (("uniform",) + TRUE_Q_METHODS + LABEL_Q_METHODS + POLE_Q_METHODS
+METHODS = (("uniform",) + TRUE_Q_METHODS + LABEL_Q_METHODS + LABEL_GROW_METHODS + POLE_Q_METHODS
            + MODEL_Q_METHODS + ("zeroproofml_adaptive",)
            + MODEL_DRIVEN_METHODS + ("uniform_grow", "oracle_grow"))
 #: The model_driven_gate arm's ``variance_gate``: importance stays on only while it is
@@ -92,6 +97,8 @@ METHODS = (("uniform",) + TRUE_Q_METHODS + LABEL_Q_METHODS + POLE_Q_METHODS
 MODEL_DRIVEN_GATE = 1.0
 #: Stream of the uniform_grow arm's new points (offset past the pool's own draws).
 GROW_STREAM, GROW_START = STREAMS["pool"], 1 << 36
+#: Counter offset of ``curriculum_labels_grow``'s uniforms at the brackets (past the rest).
+LABEL_GROW_START = 1 << 38
 
 
 class _Timed:
@@ -298,6 +305,68 @@ class UniformGrowSource(_Timed):
         return self._timed(self._draw, epoch)
 
 
+class LabelGrowSource(_Timed):
+    """``curriculum_labels`` on a growing pool: at every epoch start ``cfg.label_budget``
+    new points join the pool, labelled by the target, and the curriculum's Q (the
+    distance to the labels' poles, :func:`label_distance`) is found again over the whole
+    pool. ``curriculum_labels_grow``: the new points at the labels' pole brackets
+    (:func:`~zp_ref.model_driven_growth.pole_brackets` with ``max(1, budget // 16)``
+    brackets 4 spacings apart, then :func:`~zp_ref.model_driven_growth.at_brackets`, as
+    ``growth="poles"``, clipped to the target's box), uniform in the box while the labels
+    show none;
+    ``curriculum_labels_grow_uniform``: uniform in the box (uniform_grow's points). New
+    points whose label is not finite are left out."""
+
+    def __init__(self, method, target, x, y, cfg, seed):
+        from ..curriculum import BandCurriculum, default_stages
+        from ..model_driven_growth import pool_geometry
+        self.at_poles, self.target, self.cfg, self.seed = (
+            method == "curriculum_labels_grow", target, cfg, seed)
+        self._x, _, self.spacing = pool_geometry(x, "x")
+        self.lo = np.array([b[0] for b in target.bounds])
+        self.hi = np.array([b[1] for b in target.bounds])
+        self._y = np.asarray(y, dtype=np.float64)
+        self.curriculum = BandCurriculum(default_stages(5), seed=seed, backend="numpy",
+                                         epochs_per_stage=max(1, cfg.epochs // 3),
+                                         within=cfg.curriculum_within)
+        self.sampler, self.n_drawn = None, 0
+
+    def pool(self):
+        return torch.from_numpy(self._x), torch.from_numpy(self._y)
+
+    def _new_points(self) -> np.ndarray:
+        from ..model_driven_growth import at_brackets, pole_brackets
+        n, d, k = self.cfg.label_budget, self.target.dim, self.n_drawn
+        self.n_drawn += n
+        if self.at_poles:
+            a, b = pole_brackets(self._x, self._y, max(1, n // 16), 4 * self.spacing)
+            if a.shape[0]:
+                u = uniforms(self.seed, GROW_STREAM, 2 * n, start=LABEL_GROW_START + 2 * k,
+                             backend="numpy").reshape(n, 2)
+                return np.clip(at_brackets(a, b, n, self.spacing, u), self.lo, self.hi)
+        u = uniforms(self.seed, GROW_STREAM, n * d, start=GROW_START + k * d, backend="numpy")
+        return self.lo + (self.hi - self.lo) * u.reshape(n, d)
+
+    def _draw(self, epoch):
+        new = self._new_points()
+        y_new = self.target.evaluate(new)[0]
+        keep = np.isfinite(y_new)
+        self._x = np.concatenate([self._x, new[keep]])
+        self._y = np.concatenate([self._y, y_new[keep]])
+        q = label_distance(self._x, self._y, self.cfg.q_floor)
+        self.sampler = CurriculumBatchSampler(batch_size=self.cfg.batch_size,
+                                              num_batches=self.cfg.steps_per_epoch,
+                                              curriculum=self.curriculum, q_pool=q)
+        self.sampler.set_epoch(epoch)
+        return self.sampler.batches()
+
+    def epoch_batches(self, epoch):
+        return self._timed(self._draw, epoch)
+
+    def end_epoch(self):
+        self._timed(self.sampler.update)
+
+
 def label_distance(x, y, q_floor: float) -> np.ndarray:
     """The curriculum's Q in ``curriculum_labels``: the distance of every pool point
     (x (n,) or (n, d), y (n,)) to the poles its labels show, in units of x, at least
@@ -346,4 +415,6 @@ def make_source(method, target, x, y, q, cfg, seed, model):
         return ModelDrivenSource(method, target, x, y, cfg, seed, model)
     if method == "uniform_grow":
         return UniformGrowSource(target, x, y, cfg, seed)
+    if method in LABEL_GROW_METHODS:
+        return LabelGrowSource(method, target, x, y, cfg, seed)
     return BridgeSource(method, x, y, q, cfg, seed, model)

@@ -1,23 +1,26 @@
-"""The tenth to thirteenth runs of the training study (docs/training_study.md, "Uniform
+"""The tenth to fourteenth runs of the training study (docs/training_study.md, "Uniform
 draws inside the bands"): the label and pole curricula drawing uniformly inside each |Q|
 band, their replication on a second set of fresh seeds, a wider far floor, the curricula
-without a floor under the cosine decay, and the floored one under SCMTrainer, each with
-its rule fixed before its runs (:func:`zp_ref.apps.study_select.choose` and
-:func:`~zp_ref.apps.study_select.is_safe`)."""
+without a floor under the cosine decay, the floored one under SCMTrainer, and the labels'
+curriculum on a pool grown at the labels' poles, each with its rule fixed before its runs
+(:func:`zp_ref.apps.study_select.choose` and :func:`~zp_ref.apps.study_select.is_safe`)."""
 from __future__ import annotations
 
 import dataclasses
 
 from .study import StudyConfig
-from .study_select import (_in_every_cell, _judge_fixed_pool, _run_judged, cell_scores,
-                           cells_at_3x, geometric_gain, is_safe, scm_arm_scores)
+from .study_select import (_arm_cells, _geo_pole_distance, _in_every_cell, _judge_fixed_pool,
+                           _run_judged, cell_scores, cells_at_3x, geometric_gain, is_safe,
+                           scm_arm_scores)
 
 __all__ = ["WITHIN_ARMS", "WITHIN_CANDIDATES", "WITHIN_SEEDS", "within_config",
            "judge_within", "run_within", "REPLICATION_ARMS", "REPLICATION_CANDIDATES",
            "REPLICATION_SEEDS", "judge_replication", "run_replication", "FLOOR70_ARMS",
            "FLOOR70_SEEDS", "judge_floor70", "run_floor70", "COSINE_ARMS", "COSINE_CANDIDATES",
            "COSINE_SEEDS", "cosine_config", "judge_cosine", "run_cosine", "SCM_LABELS_ARMS",
-           "SCM_LABELS_SEEDS", "scm_labels_config", "judge_scm_labels", "run_scm_labels"]
+           "SCM_LABELS_SEEDS", "scm_labels_config", "judge_scm_labels", "run_scm_labels",
+           "GROW_LABELS_ARMS", "GROW_LABELS_SEEDS", "grow_labels_config", "judge_grow_labels",
+           "run_grow_labels"]
 
 
 # ------------------------------------------------------------------ the tenth run
@@ -192,3 +195,60 @@ def run_scm_labels(out="runs/scm_labels", targets=None, progress=True) -> dict:
     it, else return the study report."""
     return _run_judged(out, SCM_LABELS_SEEDS, scm_labels_config(targets), judge_scm_labels,
                        StudyConfig.full().zeroproofml_targets, targets, progress)
+
+
+# ------------------------------------------------------------------ a growing pool
+#: The fourteenth run: the labels' curriculum without a floor under the cosine decay (the
+#: twelfth run's recommendation) on a pool grown by ``label_budget`` labels per epoch at
+#: the labels' pole brackets (``curriculum_labels_grow``), against its control (the same
+#: number of uniform new points), the same curriculum on the fixed pool, the true-Q
+#: curriculum and uniform batches, with the study's model.
+GROW_LABELS_ARMS = ("uniform", "curriculum", "curriculum_labels", "curriculum_labels_grow",
+                    "curriculum_labels_grow_uniform")
+GROW_LABELS_SEEDS = (85, 5)
+#: Arms that label no new point, for the issue's B1-B2 Target.
+POOL_ONLY_ARMS = ("uniform", "curriculum", "curriculum_labels")
+
+
+def grow_labels_config(targets=None) -> StudyConfig:
+    """The fourteenth run: :func:`cosine_config` with :data:`GROW_LABELS_ARMS`."""
+    return cosine_config(targets, GROW_LABELS_ARMS)
+
+
+def _pd_ratio(report: dict, arm: str, reference: str) -> dict:
+    """Per cell: the reference's geometric-mean pole distance over the arm's."""
+    return {cell: _geo_pole_distance(ref) / _geo_pole_distance(ours)
+            for cell, ref, ours in _arm_cells(report, report, arm, reference)}
+
+
+def judge_grow_labels(report: dict) -> dict:
+    """The rule, fixed before the runs, on the fourteenth run's report:
+    ``curriculum_labels_grow`` becomes the recommendation when the target can be labelled
+    at new x and the learning rate decays, when it is safe against uniform
+    (:func:`is_safe`) and at least as close to the poles as its control in every cell.
+    Reported: ``scores`` and ``safe`` of both growing arms; per cell the pole-distance
+    ratio to the control (``vs_control``), to the fixed-pool curriculum (``vs_fixed``) and
+    to the true-Q curriculum (``vs_oracle``; the issue asks for at least 1/3 on the 1-D
+    targets); ``b1_b2``, the mean B1 and B2 errors of every arm (the issue asks for both
+    below 0.5 with new labels where every pool-only arm stays at 1.0). {"scores", "safe",
+    "vs_control", "vs_fixed", "vs_oracle", "b1_b2", "recommended"}."""
+    grow, control = GROW_LABELS_ARMS[3:]
+    scores = {a: cell_scores(report, report, a) for a in (grow, control)}
+    safe = {a: is_safe(v) for a, v in scores.items()}
+    vs_control = _pd_ratio(report, grow, control)
+    err = "band_median_rel_err"
+    b1_b2 = {a: {cell: [ours[err]["B1"]["mean"], ours[err]["B2"]["mean"]]
+                 for cell, _, ours in _arm_cells(report, report, a)}
+             for a in GROW_LABELS_ARMS}
+    return {"scores": scores, "safe": safe, "vs_control": vs_control,
+            "vs_fixed": _pd_ratio(report, grow, "curriculum_labels"),
+            "vs_oracle": _pd_ratio(report, grow, "curriculum"), "b1_b2": b1_b2,
+            "recommended": bool(safe[grow] and all(r >= 1.0 for r in vs_control.values()))}
+
+
+def run_grow_labels(out="runs/grow_labels", targets=None, progress=True) -> dict:
+    """Run the fourteenth run into ``out`` (resumable, seeds :data:`GROW_LABELS_SEEDS`);
+    with every target, write ``out/judgement.json`` (:func:`judge_grow_labels`) and return
+    it, else return the study report."""
+    return _run_judged(out, GROW_LABELS_SEEDS, grow_labels_config(targets), judge_grow_labels,
+                       StudyConfig.full().targets, targets, progress)

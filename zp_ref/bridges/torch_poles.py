@@ -9,7 +9,8 @@ import torch
 from ..checks import check_real
 from ..model_driven_growth import bracket_centres, distance_to, labelled_pool
 from ..model_driven_mixture import q_distance
-from .torch_model import _host, q_and_grad_norm
+from .torch import to_numpy
+from .torch_model import q_and_grad_norm
 
 __all__ = ["PoleDistance"]
 
@@ -69,7 +70,8 @@ class PoleDistance:
         if self.q_fn is not None:
             d = np.minimum(d, self._model_distance(x))
         if self._centre_tree is not None:     # no centre: the labels' distance is inf
-            d = np.minimum(d, distance_to(self._centre_tree, _host(x).reshape(n, -1)))
+            xs = np.asarray(to_numpy(x.detach()), dtype=np.float64).reshape(n, -1)
+            d = np.minimum(d, distance_to(self._centre_tree, xs))
         return torch.from_numpy(np.maximum(d, self.floor)).to(x.device)
 
     def _model_distance(self, x) -> np.ndarray:
