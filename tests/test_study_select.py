@@ -352,6 +352,13 @@ def _poles_report(pds: dict, bands: dict) -> dict:
             "targets": {"rational_1d": {"methods": methods}}}
 
 
+def _judged_one_cell(judge, pds: dict, arm: str, arm_bands: tuple) -> tuple:
+    """``judge`` on :func:`_poles_report` with B1, B2, B4 errors 0.9, 0.6, 0.01 for every
+    arm but ``arm`` (``arm_bands``); (its output, the bands)."""
+    bands = dict({a: (0.9, 0.6, 0.01) for a in pds}, **{arm: arm_bands})
+    return judge(_poles_report(pds, bands)), bands
+
+
 def test_the_pole_growth_rule_is_choose_over_both_growing_arms_with_its_references():
     """judge_poles: choose over POLES_CANDIDATES against uniform; vs_control and
     vs_oracle are the references' geometric-mean pole distance over the arm's; b1_b2 the
@@ -672,9 +679,8 @@ def test_the_growing_label_curriculum_is_recommended_only_when_safe_and_ahead_of
     pds = {"uniform": [1e-4, 4e-4], "curriculum": [1e-6, 4e-6],
            "curriculum_labels": [4e-6, 1.6e-5], "curriculum_labels_grow": [2e-6, 8e-6],
            "curriculum_labels_grow_uniform": [4e-6, 1.6e-5]}
-    bands = {a: (0.9, 0.6, 0.01) for a in pds}
-    bands["curriculum_labels_grow"] = (0.3, 0.02, 0.01)
-    out = judge_grow_labels(_poles_report(pds, bands))
+    out, bands = _judged_one_cell(judge_grow_labels, pds, "curriculum_labels_grow",
+                                  (0.3, 0.02, 0.01))
     cell = "rational_1d, cosine"
     assert out["recommended"] and out["safe"]["curriculum_labels_grow"]
     assert out["vs_control"][cell] == pytest.approx(2.0, rel=1e-12)
