@@ -21,8 +21,7 @@ from ..rng import STREAMS, derive_seed, uniforms
 from ..sampling import sample_indices
 
 __all__ = ["TRUE_Q_METHODS", "LABEL_Q_METHODS", "LABEL_GROW_METHODS", "POLE_Q_METHODS",
-           "MODEL_Q_METHODS",
-           "MODEL_DRIVEN_METHODS", "GROW_METHODS", "SQUARED_ERROR_METHODS",
+           "MODEL_Q_METHODS", "MODEL_DRIVEN_METHODS", "GROW_METHODS", "SQUARED_ERROR_METHODS",
            "LARGE_POOL_METHODS", "METHODS", "MODEL_DRIVEN_GATE", "PARTIAL_REFRESH_ROWS",
            "ARM_BASE", "make_source", "model_driven_config", "label_distance",
            "CURRICULUM_FAR_FLOOR", "CURRICULUM_FAR_FLOORS"]
@@ -313,9 +312,8 @@ class LabelGrowSource(_Timed):
     (:func:`~zp_ref.model_driven_growth.pole_brackets` with ``max(1, budget // 16)``
     brackets 4 spacings apart, then :func:`~zp_ref.model_driven_growth.at_brackets`, as
     ``growth="poles"``, clipped to the target's box), uniform in the box while the labels
-    show none;
-    ``curriculum_labels_grow_uniform``: uniform in the box (uniform_grow's points). New
-    points whose label is not finite are left out."""
+    show none; ``curriculum_labels_grow_uniform``: uniform in the box (uniform_grow's
+    points). New points whose label is not finite are left out."""
 
     def __init__(self, method, target, x, y, cfg, seed):
         from ..curriculum import BandCurriculum, default_stages

@@ -206,8 +206,6 @@ def run_scm_labels(out="runs/scm_labels", targets=None, progress=True) -> dict:
 GROW_LABELS_ARMS = ("uniform", "curriculum", "curriculum_labels", "curriculum_labels_grow",
                     "curriculum_labels_grow_uniform")
 GROW_LABELS_SEEDS = (85, 5)
-#: Arms that label no new point, for the issue's B1-B2 Target.
-POOL_ONLY_ARMS = ("uniform", "curriculum", "curriculum_labels")
 
 
 def grow_labels_config(targets=None) -> StudyConfig:
