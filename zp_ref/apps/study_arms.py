@@ -266,6 +266,20 @@ class ModelDrivenSource(_Timed):
         return [dict(r) for r in getattr(self.sampler, "refresh_log", [])]
 
 
+def _box(target) -> tuple:
+    """The target's box as (lo, hi), float64 (dim,) each."""
+    return (np.array([b[0] for b in target.bounds]), np.array([b[1] for b in target.bounds]))
+
+
+def _uniform_new_points(target, seed: int, n: int, k: int) -> np.ndarray:
+    """n points uniform in the target's box (n, dim): the uniform_grow arm's new points
+    after its first k (GROW_STREAM from GROW_START)."""
+    d = target.dim
+    lo, hi = _box(target)
+    u = uniforms(seed, GROW_STREAM, n * d, start=GROW_START + k * d, backend="numpy")
+    return lo + (hi - lo) * u.reshape(n, d)
+
+
 class UniformGrowSource(_Timed):
     """The y_fn control: at every refresh of the model-driven grow arm (epochs 0,
     refresh_every, 2 refresh_every, ...) as many new uniform points of the box as its
@@ -284,12 +298,7 @@ class UniformGrowSource(_Timed):
 
     def _draw(self, epoch):
         if epoch % self.every == 0 and self.budget:
-            d = self.target.dim
-            u = uniforms(self.seed, GROW_STREAM, self.budget * d,
-                         start=GROW_START + self.n_new * d, backend="numpy")
-            lo = np.array([b[0] for b in self.target.bounds])
-            hi = np.array([b[1] for b in self.target.bounds])
-            new = lo + (hi - lo) * u.reshape(self.budget, d)
+            new = _uniform_new_points(self.target, self.seed, self.budget, self.n_new)
             y_new = self.target.evaluate(new)[0]
             self._x = np.concatenate([self._x, new])
             self._y = np.concatenate([self._y, y_new])
@@ -321,8 +330,6 @@ class LabelGrowSource(_Timed):
         self.at_poles, self.target, self.cfg, self.seed = (
             method == "curriculum_labels_grow", target, cfg, seed)
         self._x, _, self.spacing = pool_geometry(x, "x")
-        self.lo = np.array([b[0] for b in target.bounds])
-        self.hi = np.array([b[1] for b in target.bounds])
         self._y = np.asarray(y, dtype=np.float64)
         self.curriculum = BandCurriculum(default_stages(5), seed=seed, backend="numpy",
                                          epochs_per_stage=max(1, cfg.epochs // 3),
@@ -334,16 +341,15 @@ class LabelGrowSource(_Timed):
 
     def _new_points(self) -> np.ndarray:
         from ..model_driven_growth import at_brackets, pole_brackets
-        n, d, k = self.cfg.label_budget, self.target.dim, self.n_drawn
+        n, k = self.cfg.label_budget, self.n_drawn
         self.n_drawn += n
         if self.at_poles:
             a, b = pole_brackets(self._x, self._y, max(1, n // 16), 4 * self.spacing)
             if a.shape[0]:
                 u = uniforms(self.seed, GROW_STREAM, 2 * n, start=LABEL_GROW_START + 2 * k,
                              backend="numpy").reshape(n, 2)
-                return np.clip(at_brackets(a, b, n, self.spacing, u), self.lo, self.hi)
-        u = uniforms(self.seed, GROW_STREAM, n * d, start=GROW_START + k * d, backend="numpy")
-        return self.lo + (self.hi - self.lo) * u.reshape(n, d)
+                return np.clip(at_brackets(a, b, n, self.spacing, u), *_box(self.target))
+        return _uniform_new_points(self.target, self.seed, n, k)
 
     def _draw(self, epoch):
         new = self._new_points()

@@ -34,9 +34,10 @@ __all__ = ["CANDIDATES", "FAR_FIELD_FACTOR", "LOSS_SIGNAL_PAIRS", "PARTIAL_GAIN_
            "PARTIAL_SEEDS", "run_partial_refresh", "selection_config", "run_selection",
            "selection_table", "TILT_CANDIDATES", "TILT_SEEDS", "TILT_ARM", "tilt_config",
            "cells_at_3x", "judge_tilt", "run_tilt", "SCM_ARMS", "SCM_SEEDS", "scm_config",
-           "judge_scm", "scm_arm_scores", "run_scm", "POLES_ARMS", "POLES_CANDIDATES",
-           "POLES_SEEDS", "poles_config", "judge_poles", "run_poles", "LABELS_ARMS",
-           "LABELS_CANDIDATES", "LABELS_SEEDS", "labels_config", "judge_labels", "run_labels"]
+           "judge_scm", "scm_arm_scores", "run_scm", "pd_ratio", "b1_b2", "POLES_ARMS",
+           "POLES_CANDIDATES", "POLES_SEEDS", "poles_config", "judge_poles", "run_poles",
+           "LABELS_ARMS", "LABELS_CANDIDATES", "LABELS_SEEDS", "labels_config", "judge_labels",
+           "run_labels"]
 
 #: Candidate replacements of ModelDrivenConfig's defaults, with their reasons:
 #: - ``defaults``: the shipped defaults (floor 0.5, ``1 / distance``).
@@ -439,18 +440,9 @@ def judge_poles(report: dict) -> dict:
     out = {"scores": scores, "chosen": choose(scores, POLES_CANDIDATES),
            "gains": {c: geometric_gain(v) for c, v in scores.items()},
            "safe": {c: is_safe(v) for c, v in scores.items()},
-           "vs_control": {}, "vs_oracle": {}, "b1_b2": {}}
-    err = "band_median_rel_err"
-    for c in POLES_CANDIDATES:
-        cells = list(_arm_cells(report, report, c))
-        out["b1_b2"][c] = {cell: [ours[err]["B1"]["mean"], ours[err]["B2"]["mean"]]
-                           for cell, _, ours in cells}
-        out["vs_control"][c] = {cell: _geo_pole_distance(ref) / _geo_pole_distance(ours)
-                                for cell, ref, ours in _arm_cells(report, report, c,
-                                                                  "uniform_grow")}
-        out["vs_oracle"][c] = {cell: _geo_pole_distance(ref) / _geo_pole_distance(ours)
-                               for cell, ref, ours in _arm_cells(report, report, c,
-                                                                 "curriculum")}
+           "vs_control": {c: pd_ratio(report, c, "uniform_grow") for c in POLES_CANDIDATES},
+           "vs_oracle": {c: pd_ratio(report, c, "curriculum") for c in POLES_CANDIDATES},
+           "b1_b2": {c: b1_b2(report, c) for c in POLES_CANDIDATES}}
     return out
 
 
@@ -496,22 +488,30 @@ def judge_labels(report: dict) -> dict:
     return _judge_fixed_pool(report, LABELS_CANDIDATES)
 
 
+def pd_ratio(report: dict, arm: str, reference: str) -> dict:
+    """Per cell of ``report``: the reference arm's geometric-mean pole distance over the
+    arm's (> 1: the arm is closer)."""
+    return {cell: _geo_pole_distance(ref) / _geo_pole_distance(ours)
+            for cell, ref, ours in _arm_cells(report, report, arm, reference)}
+
+
+def b1_b2(report: dict, arm: str) -> dict:
+    """Per cell of ``report``: the arm's mean B1 and B2 errors (median relative error)."""
+    err = "band_median_rel_err"
+    return {cell: [ours[err]["B1"]["mean"], ours[err]["B2"]["mean"]]
+            for cell, _, ours in _arm_cells(report, report, arm)}
+
+
 def _judge_fixed_pool(report: dict, candidates: tuple) -> dict:
     """:func:`choose` over ``candidates`` against uniform, with each candidate's cells at
     3x, its pole distance against the true-Q curriculum's and its B1 and B2 errors."""
     scores = {c: cell_scores(report, report, c) for c in candidates}
-    err = "band_median_rel_err"
     return {"scores": scores, "chosen": choose(scores, candidates),
             "gains": {c: geometric_gain(v) for c, v in scores.items()},
             "safe": {c: is_safe(v) for c, v in scores.items()},
             "at_3x": {c: cells_at_3x(report, report, c) for c in candidates},
-            "vs_oracle": {c: {cell: _geo_pole_distance(ref) / _geo_pole_distance(ours)
-                              for cell, ref, ours in _arm_cells(report, report, c,
-                                                                "curriculum")}
-                          for c in candidates},
-            "b1_b2": {c: {cell: [ours[err]["B1"]["mean"], ours[err]["B2"]["mean"]]
-                          for cell, _, ours in _arm_cells(report, report, c)}
-                      for c in candidates}}
+            "vs_oracle": {c: pd_ratio(report, c, "curriculum") for c in candidates},
+            "b1_b2": {c: b1_b2(report, c) for c in candidates}}
 
 
 def run_labels(out="runs/labels", targets=None, progress=True) -> dict:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 
 from .study import StudyConfig
-from .study_select import (_arm_cells, _geo_pole_distance, _in_every_cell, _judge_fixed_pool,
-                           _run_judged, cell_scores, cells_at_3x, geometric_gain, is_safe,
+from .study_select import (_in_every_cell, _judge_fixed_pool, _run_judged, b1_b2,
+                           cell_scores, cells_at_3x, geometric_gain, is_safe, pd_ratio,
                            scm_arm_scores)
 
 __all__ = ["WITHIN_ARMS", "WITHIN_CANDIDATES", "WITHIN_SEEDS", "within_config",
@@ -213,12 +213,6 @@ def grow_labels_config(targets=None) -> StudyConfig:
     return cosine_config(targets, GROW_LABELS_ARMS)
 
 
-def _pd_ratio(report: dict, arm: str, reference: str) -> dict:
-    """Per cell: the reference's geometric-mean pole distance over the arm's."""
-    return {cell: _geo_pole_distance(ref) / _geo_pole_distance(ours)
-            for cell, ref, ours in _arm_cells(report, report, arm, reference)}
-
-
 def judge_grow_labels(report: dict) -> dict:
     """The rule, fixed before the runs, on the fourteenth run's report:
     ``curriculum_labels_grow`` becomes the recommendation when the target can be labelled
@@ -233,14 +227,11 @@ def judge_grow_labels(report: dict) -> dict:
     grow, control = GROW_LABELS_ARMS[3:]
     scores = {a: cell_scores(report, report, a) for a in (grow, control)}
     safe = {a: is_safe(v) for a, v in scores.items()}
-    vs_control = _pd_ratio(report, grow, control)
-    err = "band_median_rel_err"
-    b1_b2 = {a: {cell: [ours[err]["B1"]["mean"], ours[err]["B2"]["mean"]]
-                 for cell, _, ours in _arm_cells(report, report, a)}
-             for a in GROW_LABELS_ARMS}
+    vs_control = pd_ratio(report, grow, control)
     return {"scores": scores, "safe": safe, "vs_control": vs_control,
-            "vs_fixed": _pd_ratio(report, grow, "curriculum_labels"),
-            "vs_oracle": _pd_ratio(report, grow, "curriculum"), "b1_b2": b1_b2,
+            "vs_fixed": pd_ratio(report, grow, "curriculum_labels"),
+            "vs_oracle": pd_ratio(report, grow, "curriculum"),
+            "b1_b2": {a: b1_b2(report, a) for a in GROW_LABELS_ARMS},
             "recommended": bool(safe[grow] and all(r >= 1.0 for r in vs_control.values()))}
 
 
